@@ -1,0 +1,76 @@
+import type { Aggregation } from './schema.js';
+import { joinSigned, joinUnsigned, TWO32, wordLess } from './word.js';
+
+/** Halves are folded back into range this often, long before a double could lose a carry (2^53 / 2^32). */
+const FOLD_EVERY = 1 << 20;
+
+/**
+ * Accumulates contributing values of one definition with the original's rules: sum wraps at 2^64, min/max
+ * compare as s64 or u64 by the type's signedness, avg is the truncating integer quotient, and an empty
+ * aggregate yields the original's sentinels (min U64_MAX / S64_MAX, max 0 / S64_MIN, others 0).
+ */
+export class Accumulator {
+  private sumLo = 0;
+  private sumHi = 0;
+  private pending = 0;
+  count = 0;
+  private countZero = 0;
+  private minLo: number;
+  private minHi: number;
+  private maxLo: number;
+  private maxHi: number;
+
+  constructor(private readonly signed: boolean) {
+    this.minLo = 0xffffffff;
+    this.minHi = signed ? 0x7fffffff : 0xffffffff;
+    this.maxLo = 0;
+    this.maxHi = signed ? 0x80000000 : 0;
+  }
+
+  add(lo: number, hi: number): void {
+    this.sumLo += lo;
+    this.sumHi += hi;
+    if (++this.pending === FOLD_EVERY) this.fold();
+    this.count++;
+    if (lo === 0 && hi === 0) this.countZero++;
+    // the original keeps the newer value on ties; equal words are indistinguishable, so strict compares do
+    if (wordLess(lo, hi, this.minLo, this.minHi, this.signed)) {
+      this.minLo = lo;
+      this.minHi = hi;
+    }
+    if (wordLess(this.maxLo, this.maxHi, lo, hi, this.signed)) {
+      this.maxLo = lo;
+      this.maxHi = hi;
+    }
+  }
+
+  private fold(): void {
+    const carry = Math.floor(this.sumLo / TWO32);
+    this.sumLo -= carry * TWO32;
+    this.sumHi = (this.sumHi + carry) % TWO32;
+    this.pending = 0;
+  }
+
+  /** The aggregate as the type reads it: a signed bigint for signed types, unsigned otherwise. */
+  result(aggr: Aggregation): bigint {
+    const join = this.signed ? joinSigned : joinUnsigned;
+    switch (aggr) {
+      case 'sum':
+        this.fold();
+        return join(this.sumLo, this.sumHi);
+      case 'avg': {
+        if (this.count === 0) return 0n;
+        this.fold();
+        return join(this.sumLo, this.sumHi) / BigInt(this.count); // BigInt division truncates like C
+      }
+      case 'min':
+        return join(this.minLo, this.minHi);
+      case 'max':
+        return join(this.maxLo, this.maxHi);
+      case 'count_zero':
+        return BigInt(this.countZero);
+      case 'none':
+        return 0n;
+    }
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Errors of the model carry the errno name the original API returned (-EEXIST, -ENOENT, -EPERM) or EINVAL
+ * for input it would not have accepted, so the filesystem adapter and the producer protocol can pass the
+ * same code on without translating messages.
+ */
+export type StatsErrorCode = 'EEXIST' | 'ENOENT' | 'EPERM' | 'EINVAL';
+
+export class StatsError extends Error {
+  override readonly name = 'StatsError';
+  constructor(
+    readonly code: StatsErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Longest source or value name, as in the original (a 100-byte buffer with its NUL). */
+export const NAME_MAX = 99;
+
+/**
+ * Names become path components, so they must be usable as one: not empty, not '.' or '..', no '/', no NUL
+ * and no control characters (they would corrupt `ls` output and line-based formats).
+ */
+export function validateName(name: string, what: string): void {
+  if (typeof name !== 'string' || name.length === 0) throw new StatsError('EINVAL', `${what} name must be a non-empty string`);
+  if (name.length > NAME_MAX) throw new StatsError('EINVAL', `${what} name "${name.slice(0, 20)}…" is longer than ${NAME_MAX} characters`);
+  if (name === '.' || name === '..') throw new StatsError('EINVAL', `${what} name may not be "${name}"`);
+  // eslint-disable-next-line no-control-regex
+  if (/[/\u0000-\u001f\u007f]/.test(name)) throw new StatsError('EINVAL', `${what} name ${JSON.stringify(name)} contains '/' or a control character`);
+}

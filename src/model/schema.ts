@@ -1,0 +1,89 @@
+import { StatsError, validateName } from './errors.js';
+import { customType, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
+
+export type Aggregation = 'none' | 'sum' | 'min' | 'max' | 'count_zero' | 'avg';
+export const AGGREGATIONS: readonly Aggregation[] = ['none', 'sum', 'min', 'max', 'count_zero', 'avg'];
+
+/** What a producer writes to describe one value; a Schema turns a list of them into definitions. */
+export interface ValueSpec {
+  name: string;
+  type: StandardTypeName | CustomType<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** How an aggregate of this definition combines the subordinates' values (default 'none'). */
+  aggr?: Aggregation;
+  /** A level rather than a count (the original's STATS_FS_FLOATING_VALUE): read-only, 0444. */
+  floating?: boolean;
+  /** Explicit file mode (permission bits only); by default 0444 when floating or not clearable, else 0644. */
+  mode?: number;
+  /** Text shown instead of the number, e.g. enum names. */
+  show?: (value: bigint) => string;
+  unit?: string;
+  description?: string;
+  /** Property of an object base that holds this value (default: the name), the original's offset. */
+  field?: string;
+}
+
+/** One value definition. Identity matters: an aggregate combines exactly the values of its own definition. */
+export class ValueDef {
+  readonly name: string;
+  readonly type: ValueType;
+  readonly aggr: Aggregation;
+  readonly floating: boolean;
+  readonly mode: number;
+  readonly show: ((value: bigint) => string) | null;
+  readonly unit: string;
+  readonly description: string;
+  readonly field: string;
+
+  constructor(
+    spec: ValueSpec,
+    /** Position in its schema: storage slot and aggregation key. */
+    readonly index: number,
+  ) {
+    validateName(spec.name, 'value');
+    const type = typeof spec.type === 'string' ? TYPES[spec.type] : spec.type && customType(spec.type);
+    if (!type) throw new StatsError('EINVAL', `value "${spec.name}": unknown type ${String(spec.type)}`);
+    const aggr = spec.aggr ?? 'none';
+    if (!AGGREGATIONS.includes(aggr)) throw new StatsError('EINVAL', `value "${spec.name}": unknown aggregation ${String(aggr)}`);
+    if (spec.mode !== undefined && (!Number.isInteger(spec.mode) || spec.mode < 0 || spec.mode > 0o777)) {
+      throw new StatsError('EINVAL', `value "${spec.name}": mode must be permission bits (0 to 0777)`);
+    }
+    this.name = spec.name;
+    this.type = type;
+    this.aggr = aggr;
+    this.floating = spec.floating ?? false;
+    this.show = spec.show ?? null;
+    this.unit = spec.unit ?? '';
+    this.description = spec.description ?? '';
+    this.field = spec.field ?? spec.name;
+    this.mode = spec.mode ?? (this.clearable ? 0o644 : 0o444);
+    Object.freeze(this);
+  }
+
+  /** Floating values are levels: zeroing one would be a lie. Custom values clear only through their own clear. */
+  get clearable(): boolean {
+    return !this.floating && (this.type.custom === null || typeof this.type.custom.clear === 'function');
+  }
+}
+
+/**
+ * An ordered set of definitions added together to sources: the original's `struct stats_fs_value[]`.
+ * One schema is typically shared by thousands of sources, so per-source cost is only the storage.
+ */
+export class Schema {
+  readonly defs: readonly ValueDef[];
+  private readonly byName = new Map<string, ValueDef>();
+
+  constructor(specs: readonly ValueSpec[]) {
+    this.defs = Object.freeze(specs.map((spec, i) => new ValueDef(spec, i)));
+    // Duplicate names are allowed as in the original; lookup by name returns the first.
+    for (const def of this.defs) if (!this.byName.has(def.name)) this.byName.set(def.name, def);
+  }
+
+  get size(): number {
+    return this.defs.length;
+  }
+
+  find(name: string): ValueDef | undefined {
+    return this.byName.get(name);
+  }
+}

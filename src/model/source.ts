@@ -1,0 +1,411 @@
+import { Accumulator } from './aggregate.js';
+import { arena } from './arena.js';
+import { StatsError, validateName } from './errors.js';
+import type { Schema, ValueDef } from './schema.js';
+import { narrow } from './types.js';
+import { formatWord, joinSigned, joinUnsigned, splitValue, word } from './word.js';
+
+/** Where a group's values live. 'aggregate' groups have no storage: they are computed at read time. */
+export type Storage = 'slots' | 'object' | 'aggregate';
+
+/**
+ * Hears about changes that a mounted view must reflect (the filesystem adapter drops cached names).
+ * Set on a root with Source.observe(); every source below reports to its root's observer.
+ */
+export interface TreeObserver {
+  subordinateAdded?(parent: Source, sub: Source): void;
+  subordinateRemoved?(parent: Source, sub: Source): void;
+  valuesChanged?(source: Source): void;
+}
+
+export interface AddValuesOptions {
+  /** Object whose fields hold the values (the original's base pointer); default: compact storage of our own. */
+  base?: object;
+  /** Aggregated from above but not shown (the original's STATS_FS_HIDDEN on a group). */
+  hidden?: boolean;
+}
+
+type Key = number | string;
+
+/**
+ * One schema added to one source: simple values with storage, or aggregates without (the original's
+ * stats_fs_value_source). Reads and writes go by definition index or name.
+ */
+export class ValueGroup {
+  /** First storage slot when storage is 'slots'. */
+  private slot: number;
+
+  constructor(
+    readonly source: Source,
+    readonly schema: Schema,
+    private storageKind: Storage,
+    private base: Record<string, unknown> | null,
+    readonly hidden: boolean,
+  ) {
+    this.slot = storageKind === 'slots' ? arena.alloc(schema.size) : -1;
+  }
+
+  get storage(): Storage {
+    return this.storageKind;
+  }
+
+  get isAggregate(): boolean {
+    return this.storageKind === 'aggregate';
+  }
+
+  def(key: Key): ValueDef {
+    const def = typeof key === 'number' ? this.schema.defs[key] : this.schema.find(key);
+    if (!def) throw new StatsError('ENOENT', `no value ${JSON.stringify(key)} in this schema`);
+    return def;
+  }
+
+  /** The value as its type reads it (signed types as negative bigints); aggregates are computed now. */
+  get(key: Key): bigint {
+    const def = this.def(key);
+    if (this.storageKind === 'aggregate') return aggregateOf(this.source, this.schema, def);
+    this.load(def);
+    return def.type.signed ? joinSigned(word.lo, word.hi) : joinUnsigned(word.lo, word.hi);
+  }
+
+  /** The text a reader sees: the show() text or "%llu"/"%lld", with a newline. */
+  render(key: Key): string {
+    const def = this.def(key);
+    if (this.storageKind === 'aggregate' || def.show) {
+      const v = this.get(def.index);
+      return (def.show ? def.show(v) : v.toString()) + '\n';
+    }
+    this.load(def);
+    return formatWord(word.lo, word.hi, def.type.signed) + '\n';
+  }
+
+  set(key: Key, value: number | bigint | boolean): void {
+    const def = this.writable(key);
+    splitValue(value);
+    narrow(def.type);
+    this.store(def);
+  }
+
+  /** Adds with the wrap-around of the C type; a negative delta subtracts. */
+  add(key: Key, delta: number | bigint): void {
+    const def = this.writable(key);
+    this.load(def);
+    const lo = word.lo;
+    const hi = word.hi;
+    splitValue(delta);
+    const sumLo = lo + word.lo;
+    word.lo = sumLo >>> 0;
+    word.hi = (hi + word.hi + (sumLo >= 0x100000000 ? 1 : 0)) >>> 0;
+    narrow(def.type);
+    this.store(def);
+  }
+
+  /**
+   * Clears the value; for an aggregate, every simple value of the same definition below it, hidden ones
+   * included, as the original did. Floating values and custom values without clear() are EPERM.
+   */
+  clear(key: Key): void {
+    const def = this.def(key);
+    if (!def.clearable) throw new StatsError('EPERM', `${this.source.path}/${def.name} cannot be cleared`);
+    if (this.storageKind === 'aggregate') clearBelow(this.source, this.schema, def);
+    else this.clearOwn(def);
+  }
+
+  /** @internal used by clearBelow */
+  clearOwn(def: ValueDef): void {
+    const custom = def.type.custom;
+    if (custom) custom.clear!(this.base, def.name);
+    else {
+      word.lo = 0;
+      word.hi = 0;
+      this.store(def);
+    }
+  }
+
+  /** Loads the stored word of a simple value into `word`. @internal */
+  load(def: ValueDef): void {
+    const custom = def.type.custom;
+    if (custom) {
+      splitValue(custom.get(this.base, def.name));
+    } else if (this.storageKind === 'slots') {
+      const at = (this.slot + def.index) * 2;
+      const u32 = arena.u32;
+      word.lo = u32[at];
+      word.hi = u32[at + 1];
+    } else {
+      const v = this.base![def.field];
+      if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') splitValue(v);
+      else {
+        word.lo = 0;
+        word.hi = 0;
+      }
+      narrow(def.type);
+    }
+  }
+
+  private writable(key: Key): ValueDef {
+    const def = this.def(key);
+    if (this.storageKind === 'aggregate') throw new StatsError('EPERM', `${this.source.path}/${def.name} is an aggregate`);
+    if (def.type.custom) throw new StatsError('EPERM', `${this.source.path}/${def.name} has a custom type: it is read through its get()`);
+    return def;
+  }
+
+  private store(def: ValueDef): void {
+    if (this.storageKind === 'slots') {
+      const at = (this.slot + def.index) * 2;
+      const u32 = arena.u32;
+      u32[at] = word.lo;
+      u32[at + 1] = word.hi;
+      return;
+    }
+    // An object base keeps the JS type its owner chose; numbers only while exact.
+    const base = this.base!;
+    const old = base[def.field];
+    const value = def.type.signed ? joinSigned(word.lo, word.hi) : joinUnsigned(word.lo, word.hi);
+    if (typeof old === 'bigint') base[def.field] = value;
+    else if (typeof old === 'boolean') base[def.field] = value !== 0n;
+    else if (value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)) base[def.field] = Number(value);
+    else base[def.field] = value;
+  }
+
+  /** Drops storage: the group then reads as an aggregate, as the original's revoke left it. @internal */
+  revoke(): void {
+    this.releaseStorage();
+    this.storageKind = 'aggregate';
+    this.base = null;
+  }
+
+  /** @internal */
+  releaseStorage(): void {
+    if (this.slot >= 0) arena.release(this.slot, this.schema.size);
+    this.slot = -1;
+  }
+
+  /** @internal identity of the storage for the EEXIST check: same schema and same base */
+  sameAs(schema: Schema, base: object | null, storage: Storage): boolean {
+    if (this.schema !== schema) return false;
+    if (storage === 'object') return this.base === base;
+    return this.storageKind === storage;
+  }
+}
+
+function aggregateOf(source: Source, schema: Schema, def: ValueDef): bigint {
+  const acc = new Accumulator(def.type.signed);
+  collect(source, schema, def, acc);
+  return acc.result(def.aggr);
+}
+
+// Self first, then subordinates depth-first, hidden ones included; other aggregates are skipped so no
+// value is counted twice.
+function collect(source: Source, schema: Schema, def: ValueDef, acc: Accumulator): void {
+  const groups = source.groupList;
+  if (groups !== null) {
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i];
+      if (g.schema === schema && !g.isAggregate) {
+        g.load(def);
+        acc.add(word.lo, word.hi);
+      }
+    }
+  }
+  const subs = source.subordinateList;
+  if (subs !== null) for (let i = 0; i < subs.length; i++) collect(subs[i], schema, def, acc);
+}
+
+function clearBelow(source: Source, schema: Schema, def: ValueDef): void {
+  const groups = source.groupList;
+  if (groups !== null) for (const g of groups) if (g.schema === schema && !g.isAggregate) g.clearOwn(def);
+  const subs = source.subordinateList;
+  if (subs !== null) for (const sub of subs) clearBelow(sub, schema, def);
+}
+
+export interface SourceOptions {
+  /** Aggregated by the sources above it but not shown as a directory (the original's STATS_FS_HIDDEN). */
+  hidden?: boolean;
+}
+
+/**
+ * A node of the statistics tree: a directory of values and subordinate sources. Kept small, since a host
+ * may have a hundred thousand of them: lists are allocated only when used.
+ */
+export class Source {
+  readonly name: string;
+  readonly hidden: boolean;
+  private parentSource: Source | null = null;
+  private subs: Source[] | null = null;
+  private visibleByName: Map<string, Source> | null = null;
+  private groups: ValueGroup[] | null = null;
+  private observer: TreeObserver | null = null;
+
+  constructor(name: string, options: SourceOptions = {}) {
+    validateName(name, 'source');
+    this.name = name;
+    this.hidden = options.hidden ?? false;
+  }
+
+  /** A root: the top of a tree, whose name is not part of any path. */
+  static root(): Source {
+    const root = Object.create(Source.prototype) as Source;
+    Object.assign(root, { name: '', hidden: false, parentSource: null, subs: null, visibleByName: null, groups: null, observer: null });
+    return root;
+  }
+
+  get parent(): Source | null {
+    return this.parentSource;
+  }
+
+  /** Slash-separated path from the root, for messages and exports. */
+  get path(): string {
+    const parts: string[] = [];
+    for (let s: Source | null = this; s !== null && s.parentSource !== null; s = s.parentSource) parts.push(s.name);
+    return parts.reverse().join('/');
+  }
+
+  /** @internal the live list, for traversals that must not allocate */
+  get subordinateList(): readonly Source[] | null {
+    return this.subs;
+  }
+
+  /** @internal the live list, for traversals that must not allocate */
+  get groupList(): readonly ValueGroup[] | null {
+    return this.groups;
+  }
+
+  get subordinates(): readonly Source[] {
+    return this.subs ?? [];
+  }
+
+  get valueGroups(): readonly ValueGroup[] {
+    return this.groups ?? [];
+  }
+
+  /** The visible subordinate with this name. */
+  subordinate(name: string): Source | undefined {
+    return this.visibleByName?.get(name);
+  }
+
+  observe(observer: TreeObserver | null): void {
+    this.observer = observer;
+  }
+
+  private treeObserver(): TreeObserver | null {
+    let s: Source = this;
+    while (s.parentSource !== null) s = s.parentSource;
+    return s.observer;
+  }
+
+  addSubordinate(sub: Source): void {
+    if (sub.parentSource !== null) {
+      throw new StatsError('EEXIST', `source "${sub.name}" is already a subordinate of "${sub.parentSource.path || '/'}"`);
+    }
+    for (let s: Source | null = this; s !== null; s = s.parentSource) {
+      if (s === sub) throw new StatsError('EINVAL', `adding "${sub.name}" under "${this.path}" would make a cycle`);
+    }
+    if (!sub.hidden) {
+      if (this.visibleByName?.has(sub.name)) throw new StatsError('EEXIST', `"${this.path ? this.path + '/' : ''}${sub.name}" exists`);
+      (this.visibleByName ??= new Map()).set(sub.name, sub);
+    }
+    (this.subs ??= []).push(sub);
+    sub.parentSource = this;
+    this.treeObserver()?.subordinateAdded?.(this, sub);
+  }
+
+  removeSubordinate(sub: Source): void {
+    const i = this.subs?.indexOf(sub) ?? -1;
+    if (i < 0) throw new StatsError('ENOENT', `"${sub.name}" is not a subordinate of "${this.path || '/'}"`);
+    const observer = this.treeObserver();
+    this.subs!.splice(i, 1);
+    if (this.visibleByName?.get(sub.name) === sub) this.visibleByName.delete(sub.name);
+    sub.parentSource = null;
+    observer?.subordinateRemoved?.(this, sub);
+  }
+
+  /** Simple values: storage of our own, or the fields of `options.base`. EEXIST for the same schema and base. */
+  addValues(schema: Schema, options: AddValuesOptions = {}): ValueGroup {
+    const base = options.base ?? null;
+    return this.addGroup(schema, base === null ? 'slots' : 'object', base, options.hidden ?? false);
+  }
+
+  /** Aggregates over every simple value of the same schema in this source and all below. */
+  addAggregates(schema: Schema, options: { hidden?: boolean } = {}): ValueGroup {
+    return this.addGroup(schema, 'aggregate', null, options.hidden ?? false);
+  }
+
+  private addGroup(schema: Schema, storage: Storage, base: object | null, hidden: boolean): ValueGroup {
+    if (this.groups?.some((g) => g.sameAs(schema, base, storage))) {
+      throw new StatsError('EEXIST', `this schema is already added to "${this.path || '/'}" with the same ${storage === 'aggregate' ? 'aggregates' : 'storage'}`);
+    }
+    const group = new ValueGroup(this, schema, storage, base as Record<string, unknown> | null, hidden);
+    (this.groups ??= []).push(group);
+    this.treeObserver()?.valuesChanged?.(this);
+    return group;
+  }
+
+  removeValues(group: ValueGroup): void {
+    const i = this.groups?.indexOf(group) ?? -1;
+    if (i < 0) throw new StatsError('ENOENT', `that value group is not in "${this.path || '/'}"`);
+    this.groups!.splice(i, 1);
+    group.releaseStorage();
+    this.treeObserver()?.valuesChanged?.(this);
+  }
+
+  /**
+   * The value named `name`: the most recently added group that has it wins, as in the original, whose
+   * list_add put new groups first. With visibleOnly, hidden groups are passed over.
+   */
+  findValue(name: string, visibleOnly = false): { group: ValueGroup; def: ValueDef } | undefined {
+    const groups = this.groups;
+    if (groups === null) return undefined;
+    for (let i = groups.length - 1; i >= 0; i--) {
+      const g = groups[i];
+      if (visibleOnly && g.hidden) continue;
+      const def = g.schema.find(name);
+      if (def) return { group: g, def };
+    }
+    return undefined;
+  }
+
+  /** The value (computing it if it is an aggregate); ENOENT when no group has that name. */
+  getValue(name: string): bigint {
+    const found = this.findValue(name);
+    if (!found) throw new StatsError('ENOENT', `no value "${name}" in "${this.path || '/'}"`);
+    return found.group.get(found.def.index);
+  }
+
+  clear(name: string): void {
+    const found = this.findValue(name);
+    if (!found) throw new StatsError('ENOENT', `no value "${name}" in "${this.path || '/'}"`);
+    found.group.clear(found.def.index);
+  }
+
+  /** The visible values in display order, one per name. */
+  visibleValues(): { group: ValueGroup; def: ValueDef }[] {
+    const out: { group: ValueGroup; def: ValueDef }[] = [];
+    const groups = this.groups;
+    if (groups === null) return out;
+    const seen = new Set<string>();
+    for (let i = groups.length - 1; i >= 0; i--) {
+      const g = groups[i];
+      if (g.hidden) continue;
+      for (const def of g.schema.defs) {
+        if (seen.has(def.name) || this.visibleByName?.has(def.name)) continue;
+        seen.add(def.name);
+        out.push({ group: g, def });
+      }
+    }
+    return out;
+  }
+
+  /** The visible subordinates, in the order they were added. */
+  visibleSubordinates(): Source[] {
+    return this.subs ? this.subs.filter((s) => !s.hidden) : [];
+  }
+
+  /**
+   * The owner of the values is going away: stop reading its storage. As in the original, the groups then
+   * behave as aggregates over what is below (usually nothing: 0, or the min/max sentinels).
+   */
+  revoke(): void {
+    if (this.groups) for (const g of this.groups) g.revoke();
+    this.treeObserver()?.valuesChanged?.(this);
+  }
+}
