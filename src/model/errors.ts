@@ -26,6 +26,5 @@ export function validateName(name: string, what: string): void {
   if (typeof name !== 'string' || name.length === 0) throw new StatsError('EINVAL', `${what} name must be a non-empty string`);
   if (name.length > NAME_MAX) throw new StatsError('EINVAL', `${what} name "${name.slice(0, 20)}…" is longer than ${NAME_MAX} characters`);
   if (name === '.' || name === '..') throw new StatsError('EINVAL', `${what} name may not be "${name}"`);
-  // eslint-disable-next-line no-control-regex
   if (/[/\u0000-\u001f\u007f]/.test(name)) throw new StatsError('EINVAL', `${what} name ${JSON.stringify(name)} contains '/' or a control character`);
 }

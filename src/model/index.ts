@@ -3,3 +3,4 @@ export { TYPES, type CustomType, type StandardTypeName, type ValueType } from '.
 export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from './schema.js';
 export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';
 export { arena, SlotArena } from './arena.js';
+export { LiveValues, counterType, gaugeType } from './live.js';

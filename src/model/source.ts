@@ -127,6 +127,12 @@ export class ValueGroup {
     if (custom) {
       splitValue(custom.get(this.base, def.name));
     } else if (this.storageKind === 'slots') {
+      if (this.slot < 0) {
+        // removed: the run now belongs to another group, so a stale handle reads 0 as revoked values do
+        word.lo = 0;
+        word.hi = 0;
+        return;
+      }
       const at = (this.slot + def.index) * 2;
       const u32 = arena.u32;
       word.lo = u32[at];
@@ -151,6 +157,7 @@ export class ValueGroup {
 
   private store(def: ValueDef): void {
     if (this.storageKind === 'slots') {
+      if (this.slot < 0) throw new StatsError('ENOENT', `${this.source.path}/${def.name} was removed`);
       const at = (this.slot + def.index) * 2;
       const u32 = arena.u32;
       u32[at] = word.lo;
