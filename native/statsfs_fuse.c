@@ -1,0 +1,1391 @@
+/*
+ * statsfs_fuse: a small Node-API binding to the libfuse3 low-level API.
+ *
+ * Threads:
+ *   - the JS thread: mounts, answers requests that need JS, unmounts;
+ *   - one session thread per mount: reads requests from /dev/fuse and either
+ *     answers them in C (read, readdir, flush, release, statfs, EPERM ops...)
+ *     or queues them to the JS thread. It never waits for JS;
+ *   - one notifier thread per mount: sends kernel cache invalidations. They
+ *     cannot be sent from the JS thread: the kernel may hold a directory lock
+ *     for a lookup that only the JS thread can answer.
+ *
+ * Requests queued to JS sit in a mutex-protected list; the session thread
+ * wakes the JS thread with uv_async_send and the JS thread drains the whole
+ * list per wakeup. Each request handed to JS gets a slot id (index plus
+ * generation, so a late or duplicate reply is ignored instead of touching
+ * freed memory). fuse_reply_* is thread safe in libfuse3, so the JS thread
+ * answers directly.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <uv.h>
+
+/* ------------------------------------------------------------------ */
+/* Statistics. Layout shared with src/fs/native.ts (OP_NAMES order).   */
+
+enum op_kind {
+  K_LOOKUP, K_FORGET, K_GETATTR, K_SETATTR, K_OPEN, K_READ, K_WRITE, K_FLUSH,
+  K_RELEASE, K_OPENDIR, K_READDIR, K_RELEASEDIR, K_STATFS, K_OTHER, K_COUNT
+};
+
+enum {
+  ST_REQUESTS = 0,              /* K_COUNT request counters */
+  ST_ERRORS = K_COUNT,          /* K_COUNT error-reply counters */
+  ST_BYTES_READ = 2 * K_COUNT,
+  ST_OPEN_FILES,
+  ST_OPEN_DIRS,
+  ST_IN_FLIGHT,                 /* requests queued to or held by JS */
+  ST_COUNT
+};
+
+/* Events passed to the JS dispatch function (shared with native.ts). */
+enum {
+  EV_LOOKUP, EV_GETATTR, EV_SETATTR, EV_OPENDIR, EV_OPEN, EV_WRITE,
+  EV_FORGET, EV_ENDED, EV_LOG
+};
+
+/* mount() flags (shared with native.ts). */
+enum { MF_DEBUG = 1, MF_FORGET = 2 };
+
+/* ------------------------------------------------------------------ */
+/* Data structures                                                     */
+
+/* A request or event on its way to JS. */
+typedef struct item {
+  struct item *next;
+  fuse_req_t req;               /* NULL for events that need no reply */
+  uint8_t ev, kind;
+  fuse_ino_t ino;
+  struct fuse_file_info fi;     /* open/opendir: returned with fh set */
+  union {
+    struct { int valid; uint64_t size; uint32_t mode, uid, gid; } set;
+    off_t off;                  /* write */
+    int flags;                  /* open */
+    int level;                  /* log */
+    size_t count;               /* forget: number of (ino, nlookup) pairs */
+  } u;
+  size_t len;                   /* bytes in data */
+  char data[];                  /* name (NUL-terminated), write data, forget pairs, log text */
+} item;
+
+/* Open file and directory handles are linked into per-session lists so
+ * that whatever the kernel never released can be freed at unmount. */
+typedef struct hnode { struct hnode *prev, *next; } hnode;
+
+typedef struct snapshot {       /* fi->fh of an open file */
+  hnode link;
+  size_t len;
+  char data[];
+} snapshot;
+
+typedef struct dent {
+  uint64_t ino;
+  double size, mtime_ms;
+  uint32_t mode;
+  uint32_t name_off;
+} dent;
+
+typedef struct dirlist {        /* fi->fh of an open directory */
+  hnode link;
+  fuse_ino_t self, parent;
+  uint32_t count;
+  uint32_t uid, gid;
+  double entry_timeout, attr_timeout;
+  dent *ents;
+  char *names;                  /* count NUL-terminated names back to back */
+} dirlist;
+
+typedef struct notif {
+  struct notif *next;
+  fuse_ino_t ino;
+  size_t namelen;               /* 0: invalidate the inode, else the entry `name` */
+  char name[];
+} notif;
+
+enum { S_MOUNTED, S_CLOSED };
+
+typedef struct session {
+  struct fuse_session *se;
+  char *mountpoint;
+  int flags;
+  int state;                    /* JS thread only */
+  int in_cleanup_hook;
+
+  napi_env env;
+  napi_ref dispatch;
+  napi_async_context actx;
+  uv_async_t *async;
+
+  pthread_t loop_thread, notify_thread;
+  int wake_fd;                  /* eventfd: asks the session thread to stop */
+  int stop;                     /* atomic */
+
+  /* queue to JS */
+  pthread_mutex_t qmu;
+  item *qhead, *qtail;
+  int closing;                  /* under qmu: no more items may be queued */
+  item *batch;                  /* JS thread: the rest of the batch being dispatched */
+
+  /* requests held by JS: slot table, JS thread only */
+  item **slots;
+  uint32_t *gens, *freelist;
+  uint32_t nslots, cap, nfree;
+
+  /* notifier queue */
+  pthread_mutex_t nmu;
+  pthread_cond_t ncv;
+  notif *nhead, *ntail;
+  int nstop;
+
+  /* open handles */
+  pthread_mutex_t hmu;
+  hnode files, dirs;
+
+  /* readdir reply buffer, session thread only */
+  char *dirbuf;
+  size_t dirbuf_cap;
+
+  uint64_t stats[ST_COUNT];     /* atomic */
+} session;
+
+#define SLOT_BITS 24
+#define SLOT_SPAN ((uint64_t)1 << SLOT_BITS)
+#define GEN_MASK ((1u << 28) - 1)  /* id = gen * 2^24 + index < 2^52: exact as a double */
+
+static void stat_add(session *s, int i, uint64_t n) { __atomic_fetch_add(&s->stats[i], n, __ATOMIC_RELAXED); }
+static void stat_sub(session *s, int i, uint64_t n) { __atomic_fetch_sub(&s->stats[i], n, __ATOMIC_RELAXED); }
+
+static void list_init(hnode *h) { h->prev = h->next = h; }
+
+static void list_add(session *s, hnode *h, hnode *n) {
+  pthread_mutex_lock(&s->hmu);
+  n->next = h->next; n->prev = h; h->next->prev = n; h->next = n;
+  pthread_mutex_unlock(&s->hmu);
+}
+
+static void list_del(session *s, hnode *n) {
+  pthread_mutex_lock(&s->hmu);
+  n->prev->next = n->next; n->next->prev = n->prev;
+  pthread_mutex_unlock(&s->hmu);
+}
+
+/* ------------------------------------------------------------------ */
+/* libfuse log capture (process wide: fuse_set_log_func is global)     */
+
+static pthread_mutex_t g_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char g_last_log[512];
+static int g_last_errno;
+static session *g_debug_session;   /* receives every log line when mounted with debug */
+
+static int enqueue(session *s, item *it);
+
+static void log_func(enum fuse_log_level level, const char *fmt, va_list ap) {
+  int saved = errno;               /* libfuse logs right after the failing call */
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t n = strlen(msg);
+  while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+
+  pthread_mutex_lock(&g_log_mu);
+  if (level <= FUSE_LOG_WARNING) {
+    snprintf(g_last_log, sizeof g_last_log, "%s", msg);
+    g_last_errno = saved;
+  }
+  if (g_debug_session) {
+    item *it = calloc(1, sizeof *it + n + 1);
+    if (it) {
+      it->ev = EV_LOG;
+      it->u.level = (int)level;
+      it->len = n;
+      memcpy(it->data, msg, n + 1);
+      if (enqueue(g_debug_session, it) != 0) free(it);
+    }
+  }
+  pthread_mutex_unlock(&g_log_mu);
+  errno = saved;
+}
+
+static void log_reset(void) {
+  pthread_mutex_lock(&g_log_mu);
+  g_last_log[0] = 0;
+  g_last_errno = 0;
+  pthread_mutex_unlock(&g_log_mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Replies (any thread)                                                */
+
+static void reply_err(session *s, fuse_req_t req, int kind, int err) {
+  if (err) stat_add(s, ST_ERRORS + kind, 1);
+  fuse_reply_err(req, err);
+}
+
+/* A request held by JS has been answered: drop it. */
+static void finish(session *s, item *it) {
+  stat_sub(s, ST_IN_FLIGHT, 1);
+  free(it);
+}
+
+static void fail_item(session *s, item *it, int err) {
+  if (it->req) {
+    reply_err(s, it->req, it->kind, err);
+    finish(s, it);
+  } else {
+    free(it);
+  }
+}
+
+static void fail_list(session *s, item *list) {
+  while (list) {
+    item *next = list->next;
+    fail_item(s, list, EIO);
+    list = next;
+  }
+}
+
+static void ms_to_ts(double ms, struct timespec *ts) {
+  if (!isfinite(ms)) ms = 0;
+  double sec = floor(ms / 1000.0);
+  ts->tv_sec = (time_t)sec;
+  ts->tv_nsec = (long)((ms - sec * 1000.0) * 1e6);
+  if (ts->tv_nsec < 0) ts->tv_nsec = 0;
+  if (ts->tv_nsec > 999999999) ts->tv_nsec = 999999999;
+}
+
+static void fill_stat(struct stat *st, uint64_t ino, uint32_t mode, uint64_t nlink, double size,
+                      uint32_t uid, uint32_t gid, double mtime, double ctime, double atime) {
+  memset(st, 0, sizeof *st);
+  st->st_ino = ino;
+  st->st_mode = mode;
+  st->st_nlink = nlink;
+  st->st_size = size > 0 ? (off_t)size : 0;
+  st->st_uid = uid;
+  st->st_gid = gid;
+  st->st_blksize = 4096;
+  st->st_blocks = (st->st_size + 511) / 512;
+  ms_to_ts(mtime, &st->st_mtim);
+  ms_to_ts(ctime, &st->st_ctim);
+  ms_to_ts(atime, &st->st_atim);
+}
+
+/* ------------------------------------------------------------------ */
+/* Queue to JS                                                         */
+
+static item *item_new(fuse_req_t req, int ev, int kind, fuse_ino_t ino, size_t extra) {
+  item *it = calloc(1, sizeof *it + extra);
+  if (!it) return NULL;
+  it->req = req;
+  it->ev = (uint8_t)ev;
+  it->kind = (uint8_t)kind;
+  it->ino = ino;
+  it->len = extra;
+  return it;
+}
+
+/* Returns -1 once unmount has started: the caller answers or drops the item.
+ * `closing` is checked under the same mutex that unmount takes to drain the
+ * queue, so nothing can slip in after the drain. */
+static int enqueue(session *s, item *it) {
+  pthread_mutex_lock(&s->qmu);
+  if (s->closing) {
+    pthread_mutex_unlock(&s->qmu);
+    return -1;
+  }
+  it->next = NULL;
+  if (s->qtail) s->qtail->next = it; else s->qhead = it;
+  s->qtail = it;
+  if (it->req) stat_add(s, ST_IN_FLIGHT, 1);
+  pthread_mutex_unlock(&s->qmu);
+  /* s->async outlives this call: it is closed only after the threads that
+   * enqueue (the session thread) have been joined. */
+  uv_async_send(s->async);
+  return 0;
+}
+
+/* Session thread: hand a request to JS, or fail it if unmounting. */
+static void to_js(fuse_req_t req, item *it, int kind) {
+  session *s = fuse_req_userdata(req);
+  if (!it) { reply_err(s, req, kind, ENOMEM); return; }
+  if (enqueue(s, it) != 0) {
+    reply_err(s, req, kind, EIO);
+    free(it);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Low-level operations (session thread)                               */
+
+#define S(req) ((session *)fuse_req_userdata(req))
+
+static void op_init(void *userdata, struct fuse_conn_info *conn) {
+  /* Always readdirplus (not "auto"), so `ls -l` gets attributes with the
+   * listing instead of one lookup per entry. */
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+  /* Atomic O_TRUNC: `echo 5 > f` arrives as open(O_TRUNC) + write("5\n")
+   * rather than setattr(size=0) first, so a handler can refuse the write
+   * without having already cleared the value. Explicit truncate(2) still
+   * arrives as setattr. */
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  stat_add(S(req), ST_REQUESTS + K_LOOKUP, 1);
+  size_t n = strlen(name);
+  item *it = item_new(req, EV_LOOKUP, K_LOOKUP, parent, n + 1);
+  if (it) memcpy(it->data, name, n + 1);
+  to_js(req, it, K_LOOKUP);
+}
+
+static void queue_forgets(session *s, const struct fuse_forget_data *f, size_t count) {
+  if (!(s->flags & MF_FORGET)) return;
+  item *it = item_new(NULL, EV_FORGET, K_FORGET, 0, count * 2 * sizeof(double));
+  if (!it) return;
+  double *pairs = (double *)it->data;
+  for (size_t i = 0; i < count; i++) {
+    pairs[2 * i] = (double)f[i].ino;
+    pairs[2 * i + 1] = (double)f[i].nlookup;
+  }
+  it->u.count = count;
+  if (enqueue(s, it) != 0) free(it);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  session *s = S(req);
+  stat_add(s, ST_REQUESTS + K_FORGET, 1);
+  struct fuse_forget_data f = { .ino = ino, .nlookup = nlookup };
+  fuse_reply_none(req);
+  queue_forgets(s, &f, 1);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  session *s = S(req);
+  stat_add(s, ST_REQUESTS + K_FORGET, 1);
+  queue_forgets(s, forgets, count);  /* before the reply: `forgets` lives in the request buffer */
+  fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  stat_add(S(req), ST_REQUESTS + K_GETATTR, 1);
+  to_js(req, item_new(req, EV_GETATTR, K_GETATTR, ino, 0), K_GETATTR);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi) {
+  stat_add(S(req), ST_REQUESTS + K_SETATTR, 1);
+  item *it = item_new(req, EV_SETATTR, K_SETATTR, ino, 0);
+  if (it) {
+    it->u.set.valid = to_set;
+    it->u.set.size = (uint64_t)attr->st_size;
+    it->u.set.mode = attr->st_mode;
+    it->u.set.uid = attr->st_uid;
+    it->u.set.gid = attr->st_gid;
+  }
+  to_js(req, it, K_SETATTR);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  stat_add(S(req), ST_REQUESTS + K_OPEN, 1);
+  item *it = item_new(req, EV_OPEN, K_OPEN, ino, 0);
+  if (it) { it->fi = *fi; it->u.flags = fi->flags; }
+  to_js(req, it, K_OPEN);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  session *s = S(req);
+  stat_add(s, ST_REQUESTS + K_READ, 1);
+  snapshot *sn = (snapshot *)(uintptr_t)fi->fh;
+  if (off < 0 || (size_t)off >= sn->len) {
+    fuse_reply_buf(req, NULL, 0);       /* EOF */
+    return;
+  }
+  size_t n = sn->len - (size_t)off;
+  if (n > size) n = size;
+  stat_add(s, ST_BYTES_READ, n);
+  fuse_reply_buf(req, sn->data + off, n);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi) {
+  stat_add(S(req), ST_REQUESTS + K_WRITE, 1);
+  item *it = item_new(req, EV_WRITE, K_WRITE, ino, size);
+  if (it) { memcpy(it->data, buf, size); it->u.off = off; }
+  to_js(req, it, K_WRITE);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  stat_add(S(req), ST_REQUESTS + K_FLUSH, 1);
+  fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session *s = S(req);
+  stat_add(s, ST_REQUESTS + K_RELEASE, 1);
+  snapshot *sn = (snapshot *)(uintptr_t)fi->fh;
+  list_del(s, &sn->link);
+  free(sn);
+  stat_sub(s, ST_OPEN_FILES, 1);
+  fuse_reply_err(req, 0);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  stat_add(S(req), ST_REQUESTS + K_OPENDIR, 1);
+  item *it = item_new(req, EV_OPENDIR, K_OPENDIR, ino, 0);
+  if (it) it->fi = *fi;
+  to_js(req, it, K_OPENDIR);
+}
+
+/* Directory offsets: 0 is ".", 1 is "..", 2 + i is entry i. Each entry
+ * carries the offset of the next one, so a listing resumes exactly where the
+ * previous reply stopped whatever the kernel's buffer size. */
+static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, int plus) {
+  session *s = S(req);
+  stat_add(s, ST_REQUESTS + K_READDIR, 1);
+  dirlist *d = (dirlist *)(uintptr_t)fi->fh;
+  if (size > s->dirbuf_cap) {
+    char *nb = realloc(s->dirbuf, size);
+    if (!nb) { reply_err(s, req, K_READDIR, ENOMEM); return; }
+    s->dirbuf = nb;
+    s->dirbuf_cap = size;
+  }
+  char *buf = s->dirbuf;
+  size_t used = 0;
+  uint64_t end = (uint64_t)d->count + 2;
+  for (uint64_t i = off < 0 ? 0 : (uint64_t)off; i < end; i++) {
+    struct fuse_entry_param e;
+    const char *name;
+    memset(&e, 0, sizeof e);
+    if (i < 2) {
+      /* The kernel ignores the attributes of "." and ".." in readdirplus and
+       * does not count them as lookups; ino 0 says "no entry attributes". */
+      name = i == 0 ? "." : "..";
+      e.attr.st_ino = i == 0 ? d->self : d->parent;
+      e.attr.st_mode = S_IFDIR | 0755;
+    } else {
+      const dent *de = &d->ents[i - 2];
+      name = d->names + de->name_off;
+      fill_stat(&e.attr, de->ino, de->mode, S_ISDIR(de->mode) ? 2 : 1, de->size, d->uid, d->gid,
+                de->mtime_ms, de->mtime_ms, de->mtime_ms);
+      e.ino = de->ino;
+      e.entry_timeout = d->entry_timeout;
+      e.attr_timeout = d->attr_timeout;
+    }
+    size_t need = plus ? fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1))
+                       : fuse_add_direntry(req, buf + used, size - used, name, &e.attr, (off_t)(i + 1));
+    if (need > size - used) break;   /* did not fit: not sent, so not counted as a lookup */
+    used += need;
+  }
+  fuse_reply_buf(req, buf, used);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  readdir_common(req, size, off, fi, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  readdir_common(req, size, off, fi, 1);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session *s = S(req);
+  stat_add(s, ST_REQUESTS + K_RELEASEDIR, 1);
+  dirlist *d = (dirlist *)(uintptr_t)fi->fh;
+  list_del(s, &d->link);
+  free(d);
+  stat_sub(s, ST_OPEN_DIRS, 1);
+  fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
+  stat_add(S(req), ST_REQUESTS + K_STATFS, 1);
+  struct statvfs st;
+  memset(&st, 0, sizeof st);
+  st.f_bsize = 4096;
+  st.f_frsize = 4096;
+  st.f_namemax = 255;
+  fuse_reply_statfs(req, &st);
+}
+
+/* The tree belongs to the daemon: no namespace changes from outside. */
+static void deny(fuse_req_t req) {
+  stat_add(S(req), ST_REQUESTS + K_OTHER, 1);
+  reply_err(S(req), req, K_OTHER, EPERM);
+}
+
+/* Extended attributes: ENOSYS makes the kernel answer EOPNOTSUPP (== ENOTSUP)
+ * itself from then on, so `ls -l` does not cost one getxattr per entry. */
+static void no_xattr(fuse_req_t req) {
+  stat_add(S(req), ST_REQUESTS + K_OTHER, 1);
+  reply_err(S(req), req, K_OTHER, ENOSYS);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m) { deny(req); }
+static void op_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t r) { deny(req); }
+static void op_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi) { deny(req); }
+static void op_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n) { deny(req); }
+static void op_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char *n) { deny(req); }
+static void op_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn,
+                      unsigned int f) { deny(req); }
+static void op_unlink(fuse_req_t req, fuse_ino_t p, const char *n) { deny(req); }
+static void op_rmdir(fuse_req_t req, fuse_ino_t p, const char *n) { deny(req); }
+static void op_getxattr(fuse_req_t req, fuse_ino_t i, const char *n, size_t sz) { no_xattr(req); }
+static void op_listxattr(fuse_req_t req, fuse_ino_t i, size_t sz) { no_xattr(req); }
+static void op_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t sz, int f) { no_xattr(req); }
+static void op_removexattr(fuse_req_t req, fuse_ino_t i, const char *n) { no_xattr(req); }
+
+static const struct fuse_lowlevel_ops ops = {
+  .init = op_init,
+  .lookup = op_lookup,
+  .forget = op_forget,
+  .forget_multi = op_forget_multi,
+  .getattr = op_getattr,
+  .setattr = op_setattr,
+  .open = op_open,
+  .read = op_read,
+  .write = op_write,
+  .flush = op_flush,
+  .release = op_release,
+  .opendir = op_opendir,
+  .readdir = op_readdir,
+  .readdirplus = op_readdirplus,
+  .releasedir = op_releasedir,
+  .statfs = op_statfs,
+  .mkdir = op_mkdir,
+  .mknod = op_mknod,
+  .create = op_create,
+  .symlink = op_symlink,
+  .link = op_link,
+  .rename = op_rename,
+  .unlink = op_unlink,
+  .rmdir = op_rmdir,
+  .getxattr = op_getxattr,
+  .listxattr = op_listxattr,
+  .setxattr = op_setxattr,
+  .removexattr = op_removexattr,
+};
+
+/* ------------------------------------------------------------------ */
+/* Threads                                                             */
+
+/* Our own loop instead of fuse_session_loop: polling the (non-blocking)
+ * /dev/fuse fd together with an eventfd lets unmount stop the thread before
+ * the fd is closed, so no thread is ever left blocked in read(). */
+static void *session_main(void *arg) {
+  session *s = arg;
+  struct fuse_buf fbuf = { .mem = NULL };
+  struct pollfd pfd[2] = {
+    { .fd = fuse_session_fd(s->se), .events = POLLIN },
+    { .fd = s->wake_fd, .events = POLLIN },
+  };
+  int ended = 0;
+  while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+    if (poll(pfd, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      ended = 1;
+      break;
+    }
+    if (pfd[1].revents) break;                  /* unmount asked us to stop */
+    int res = fuse_session_receive_buf(s->se, &fbuf);
+    if (res == -EINTR || res == -EAGAIN) continue;
+    if (res <= 0) { ended = 1; break; }          /* ENODEV: unmounted or aborted */
+    fuse_session_process_buf(s->se, &fbuf);
+  }
+  free(fbuf.mem);
+  if (ended) {
+    item *it = item_new(NULL, EV_ENDED, K_OTHER, 0, 0);
+    if (it && enqueue(s, it) != 0) free(it);
+  }
+  return NULL;
+}
+
+static void *notifier_main(void *arg) {
+  session *s = arg;
+  pthread_mutex_lock(&s->nmu);
+  for (;;) {
+    while (!s->nhead && !s->nstop) pthread_cond_wait(&s->ncv, &s->nmu);
+    if (s->nstop) break;
+    notif *n = s->nhead;
+    s->nhead = n->next;
+    if (!s->nhead) s->ntail = NULL;
+    pthread_mutex_unlock(&s->nmu);
+    /* Errors (ENOENT: nothing cached) are expected and ignored. */
+    if (n->namelen) fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, n->namelen);
+    else fuse_lowlevel_notify_inval_inode(s->se, n->ino, 0, 0);
+    free(n);
+    pthread_mutex_lock(&s->nmu);
+  }
+  pthread_mutex_unlock(&s->nmu);
+  return NULL;
+}
+
+/* Our threads take no signals: Node's handlers belong on Node's threads. */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(t, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* JS thread: slots, dispatch, shutdown                                */
+
+static int slot_put(session *s, item *it, double *id) {
+  uint32_t idx;
+  if (s->nfree) {
+    idx = s->freelist[--s->nfree];
+  } else {
+    if (s->nslots == s->cap) {
+      uint32_t cap = s->cap ? s->cap * 2 : 256;
+      if (cap > SLOT_SPAN) return -1;
+      item **sl = realloc(s->slots, cap * sizeof *sl);
+      if (sl) s->slots = sl;
+      uint32_t *g = realloc(s->gens, cap * sizeof *g);
+      if (g) s->gens = g;
+      uint32_t *fl = realloc(s->freelist, cap * sizeof *fl);
+      if (fl) s->freelist = fl;
+      if (!sl || !g || !fl) return -1;
+      s->cap = cap;
+    }
+    idx = s->nslots++;
+    s->gens[idx] = 0;
+  }
+  s->slots[idx] = it;
+  *id = (double)s->gens[idx] * (double)SLOT_SPAN + idx;
+  return 0;
+}
+
+static item *slot_take(session *s, double id) {
+  if (!(id >= 0 && id < 4503599627370496.0)) return NULL;
+  uint64_t v = (uint64_t)id;
+  uint32_t idx = (uint32_t)(v % SLOT_SPAN), gen = (uint32_t)(v / SLOT_SPAN);
+  if (idx >= s->nslots || !s->slots[idx] || s->gens[idx] != gen) return NULL;
+  item *it = s->slots[idx];
+  s->slots[idx] = NULL;
+  s->gens[idx] = (s->gens[idx] + 1) & GEN_MASK;
+  s->freelist[s->nfree++] = idx;
+  return it;
+}
+
+static napi_value num(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+static void dispatch_item(session *s, napi_value fn, item *it) {
+  napi_env env = s->env;
+  napi_value argv[8], undef, r;
+  size_t argc = 3;
+  double id = 0;
+  /* A request may be answered, hence freed, inside the call: remember. */
+  const int needs_reply = it->req != NULL;
+  if (needs_reply && slot_put(s, it, &id) != 0) { fail_item(s, it, ENOMEM); return; }
+  napi_get_undefined(env, &undef);
+  argv[0] = num(env, it->ev);
+  argv[1] = num(env, id);
+  argv[2] = num(env, (double)it->ino);
+  switch (it->ev) {
+  case EV_LOOKUP:
+    napi_create_string_utf8(env, it->data, NAPI_AUTO_LENGTH, &argv[3]);
+    argc = 4;
+    break;
+  case EV_OPEN:
+    argv[3] = num(env, it->u.flags);
+    argc = 4;
+    break;
+  case EV_SETATTR:
+    argv[3] = num(env, it->u.set.valid);
+    argv[4] = num(env, (double)it->u.set.size);
+    argv[5] = num(env, it->u.set.mode);
+    argv[6] = num(env, it->u.set.uid);
+    argv[7] = num(env, it->u.set.gid);
+    argc = 8;
+    break;
+  case EV_WRITE:
+    napi_create_buffer_copy(env, it->len, it->data, NULL, &argv[3]);
+    argv[4] = num(env, (double)it->u.off);
+    argc = 5;
+    break;
+  case EV_FORGET: {
+    void *mem;
+    napi_value ab;
+    napi_create_arraybuffer(env, it->len, &mem, &ab);
+    memcpy(mem, it->data, it->len);
+    napi_create_typedarray(env, napi_float64_array, it->u.count * 2, ab, 0, &argv[2]);
+    break;
+  }
+  case EV_LOG:
+    argv[2] = num(env, it->u.level);
+    napi_create_string_utf8(env, it->data, it->len, &argv[3]);
+    argc = 4;
+    break;
+  case EV_GETATTR:
+  case EV_OPENDIR:
+    break;
+  default:
+    argc = 2;                   /* EV_ENDED */
+  }
+  if (napi_call_function(env, undef, fn, argc, argv, &r) != napi_ok) {
+    /* The wrapper catches everything; if something still escapes, do not let
+     * it become an uncaught exception, and do not leave the request open. */
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    if (needs_reply) {
+      item *held = slot_take(s, id);
+      if (held) fail_item(s, held, EIO);
+    }
+  }
+  if (!needs_reply) free(it);
+}
+
+static void on_async(uv_async_t *h) {
+  session *s = h->data;
+  pthread_mutex_lock(&s->qmu);
+  s->batch = s->qhead;
+  s->qhead = s->qtail = NULL;
+  pthread_mutex_unlock(&s->qmu);
+  if (!s->batch) return;
+
+  napi_env env = s->env;
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+  napi_value resource, fn;
+  napi_open_handle_scope(env, &hs);
+  napi_create_object(env, &resource);
+  /* A callback scope so that promise jobs and nextTicks scheduled by the
+   * handlers run when the batch ends, as after any libuv callback. */
+  napi_open_callback_scope(env, resource, s->actx, &cs);
+  napi_get_reference_value(env, s->dispatch, &fn);
+  /* The batch lives in the session, not in a local, so that an unmount
+   * started by a handler fails the rest of it before the session goes. */
+  while (s->batch) {
+    item *it = s->batch;
+    s->batch = it->next;
+    napi_handle_scope is;
+    napi_open_handle_scope(env, &is);
+    dispatch_item(s, fn, it);
+    napi_close_handle_scope(env, is);
+  }
+  napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+}
+
+static void free_handles(session *s, hnode *head, int gauge) {
+  hnode *n = head->next;
+  while (n != head) {
+    hnode *next = n->next;
+    free(n);                      /* hnode is the first member of snapshot and dirlist */
+    stat_sub(s, gauge, 1);
+    n = next;
+  }
+  list_init(head);
+}
+
+static void on_async_closed(uv_handle_t *h) { free(h); }
+
+static void cleanup_hook(void *arg);
+
+/* Unmount. Order matters:
+ *  1. refuse new JS work and fail everything queued to or held by JS, while
+ *     the session thread still runs (it answers new requests with EIO);
+ *  2. stop the notifier: any lookup it might wait on can now be answered;
+ *  3. stop and join the session thread;
+ *  4. only then close the fd / unmount and destroy the session, so no
+ *     thread can touch the session or a reused fd number afterwards. */
+static void shutdown_session(session *s) {
+  if (s->state == S_CLOSED) return;
+  s->state = S_CLOSED;
+
+  pthread_mutex_lock(&s->qmu);
+  s->closing = 1;
+  item *queued = s->qhead;
+  s->qhead = s->qtail = NULL;
+  pthread_mutex_unlock(&s->qmu);
+  fail_list(s, queued);
+  fail_list(s, s->batch);
+  s->batch = NULL;
+  for (uint32_t i = 0; i < s->nslots; i++) {
+    if (s->slots[i]) fail_item(s, s->slots[i], EIO);
+  }
+  free(s->slots); free(s->gens); free(s->freelist);
+  s->slots = NULL; s->gens = s->freelist = NULL;
+  s->nslots = s->cap = s->nfree = 0;
+
+  pthread_mutex_lock(&s->nmu);
+  s->nstop = 1;
+  while (s->nhead) { notif *n = s->nhead; s->nhead = n->next; free(n); }
+  s->ntail = NULL;
+  pthread_cond_signal(&s->ncv);
+  pthread_mutex_unlock(&s->nmu);
+  pthread_join(s->notify_thread, NULL);
+
+  __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+  uint64_t one = 1;
+  if (write(s->wake_fd, &one, sizeof one) < 0) { /* eventfd write cannot fail here */ }
+  pthread_join(s->loop_thread, NULL);
+
+  pthread_mutex_lock(&g_log_mu);
+  if (g_debug_session == s) g_debug_session = NULL;
+  pthread_mutex_unlock(&g_log_mu);
+
+  fuse_session_unmount(s->se);
+  fuse_session_destroy(s->se);
+  s->se = NULL;
+  close(s->wake_fd);
+
+  /* Handles the kernel never released (the connection is gone now). */
+  free_handles(s, &s->files, ST_OPEN_FILES);
+  free_handles(s, &s->dirs, ST_OPEN_DIRS);
+  free(s->dirbuf);
+  s->dirbuf = NULL;
+  s->dirbuf_cap = 0;
+
+  uv_close((uv_handle_t *)s->async, on_async_closed);
+  s->async = NULL;
+  napi_delete_reference(s->env, s->dispatch);
+  s->dispatch = NULL;
+  napi_async_destroy(s->env, s->actx);
+  if (!s->in_cleanup_hook) napi_remove_env_cleanup_hook(s->env, cleanup_hook, s);
+}
+
+/* The process is exiting while mounted: unmount rather than leave a stale mount. */
+static void cleanup_hook(void *arg) {
+  session *s = arg;
+  s->in_cleanup_hook = 1;
+  shutdown_session(s);
+}
+
+static void session_free(session *s) {
+  pthread_mutex_destroy(&s->qmu);
+  pthread_mutex_destroy(&s->nmu);
+  pthread_cond_destroy(&s->ncv);
+  pthread_mutex_destroy(&s->hmu);
+  free(s->mountpoint);
+  free(s);
+}
+
+static void finalize_session(napi_env env, void *data, void *hint) {
+  session *s = data;
+  shutdown_session(s);   /* no-op unless the handle was dropped while mounted */
+  session_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* N-API helpers                                                       */
+
+static napi_value throw_code(napi_env env, const char *code, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  napi_value c, m, err;
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_error(env, c, m, &err);
+  napi_throw(env, err);
+  return NULL;
+}
+
+static const char *errno_code(int e) {
+  const char *n = e ? strerrorname_np(e) : NULL;
+  return n ? n : "EIO";
+}
+
+static char *get_string(napi_env env, napi_value v, size_t *len_out) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *buf = malloc(len + 1);
+  if (!buf) return NULL;
+  napi_get_value_string_utf8(env, v, buf, len + 1, &len);
+  if (len_out) *len_out = len;
+  return buf;
+}
+
+static double get_num(napi_env env, napi_value v, double dflt) {
+  double d;
+  return napi_get_value_double(env, v, &d) == napi_ok ? d : dflt;
+}
+
+/* Typed array data of the expected type, or NULL (also for null/undefined). */
+static void *get_typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *len) {
+  bool is;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
+  napi_typedarray_type t;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &t, len, &data, NULL, NULL) != napi_ok || t != want) return NULL;
+  return data;
+}
+
+#define ARGS(n)                                                                \
+  size_t argc = (n);                                                           \
+  napi_value argv[(n) > 0 ? (n) : 1];                                          \
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);                        \
+  for (size_t i_ = argc; i_ < (n); i_++) napi_get_undefined(env, &argv[i_]);
+
+static session *get_session(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok || !p) {
+    throw_code(env, "EINVAL", "not a statsfs fuse session handle");
+    return NULL;
+  }
+  return p;
+}
+
+static napi_value js_bool(napi_env env, bool b) {
+  napi_value r;
+  napi_get_boolean(env, b, &r);
+  return r;
+}
+
+/* Take the request `id` for a reply; NULL if it was already answered (late,
+ * duplicate or after unmount). A reply of the wrong kind answers EIO. */
+static item *take_reply(napi_env env, session *s, napi_value idv, int ev1, int ev2) {
+  item *it = slot_take(s, get_num(env, idv, -1));
+  if (it && it->ev != ev1 && it->ev != ev2) {
+    fail_item(s, it, EIO);
+    throw_code(env, "EINVAL", "reply does not match the request type");
+    return NULL;
+  }
+  return it;
+}
+
+/* attr: Float64Array [ino, mode, nlink, size, uid, gid, mtimeMs, ctimeMs, atimeMs] */
+static int get_attr(napi_env env, napi_value v, struct stat *st) {
+  size_t len;
+  double *a = get_typed(env, v, napi_float64_array, &len);
+  if (!a || len < 9) return -1;
+  fill_stat(st, (uint64_t)a[0], (uint32_t)a[1], (uint64_t)a[2], a[3], (uint32_t)a[4], (uint32_t)a[5],
+            a[6], a[7], a[8]);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Exported functions                                                  */
+
+/* mount(mountpoint, options: string, dispatch: Function, flags) -> handle */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  size_t len;
+  char *mnt = get_string(env, argv[0], &len);
+  char *opts = get_string(env, argv[1], &len);
+  int flags = (int)get_num(env, argv[3], 0);
+  napi_valuetype fnt;
+  napi_typeof(env, argv[2], &fnt);
+  session *s = NULL;
+  napi_value result = NULL;
+
+  if (!mnt || !opts || fnt != napi_function) {
+    throw_code(env, "EINVAL", "mount(mountpoint: string, options: string, dispatch: function, flags)");
+    goto out;
+  }
+  /* Pre-checks give precise codes; libfuse reports most of these as text. */
+  struct stat st;
+  if (stat(mnt, &st) != 0) {
+    int e = errno;
+    if (e == ENOTCONN)
+      throw_code(env, "ENOTCONN", "mountpoint %s is a stale FUSE mount (%s); detach it with lazyUnmount()",
+                 mnt, strerror(e));
+    else
+      throw_code(env, errno_code(e), "cannot mount on %s: %s", mnt, strerror(e));
+    goto out;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    throw_code(env, "ENOTDIR", "cannot mount on %s: not a directory", mnt);
+    goto out;
+  }
+  int probe = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (probe < 0) {
+    throw_code(env, "ENOFUSE", "FUSE is unusable: cannot open /dev/fuse: %s", strerror(errno));
+    goto out;
+  }
+  close(probe);
+
+  s = calloc(1, sizeof *s);
+  if (!s) { throw_code(env, "ENOMEM", "out of memory"); goto out; }
+  s->env = env;
+  s->flags = flags;
+  s->wake_fd = -1;
+  pthread_mutex_init(&s->qmu, NULL);
+  pthread_mutex_init(&s->nmu, NULL);
+  pthread_cond_init(&s->ncv, NULL);
+  pthread_mutex_init(&s->hmu, NULL);
+  list_init(&s->files);
+  list_init(&s->dirs);
+
+  char *fargv[] = { "statsfs", "-o", opts, NULL };
+  struct fuse_args args = FUSE_ARGS_INIT(opts[0] ? 3 : 1, fargv);
+  log_reset();
+  s->se = fuse_session_new(&args, &ops, sizeof ops, s);
+  fuse_opt_free_args(&args);
+  if (!s->se) {
+    throw_code(env, "EINVAL", "fuse_session_new failed for options \"%s\": %s", opts,
+               g_last_log[0] ? g_last_log : "unknown error");
+    goto fail;
+  }
+  if (fuse_session_mount(s->se, mnt) != 0) {
+    const char *code = errno_code(g_last_errno ? g_last_errno : EIO);
+    if (strstr(g_last_log, "fusermount") || strstr(g_last_log, "/dev/fuse")) code = "ENOFUSE";
+    throw_code(env, code, "mount on %s failed: %s", mnt, g_last_log[0] ? g_last_log : "unknown error");
+    goto fail;
+  }
+  int fd = fuse_session_fd(s->se);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+  s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  uv_loop_t *loop = NULL;
+  napi_get_uv_event_loop(env, &loop);
+  s->async = calloc(1, sizeof *s->async);
+  napi_value name;
+  napi_create_string_utf8(env, "statsfs:fuse", NAPI_AUTO_LENGTH, &name);
+  if (s->wake_fd < 0 || !loop || !s->async || uv_async_init(loop, s->async, on_async) != 0 ||
+      napi_async_init(env, NULL, name, &s->actx) != napi_ok) {
+    throw_code(env, "EIO", "cannot set up the session event plumbing");
+    fuse_session_unmount(s->se);
+    if (s->async && s->async->loop) { uv_close((uv_handle_t *)s->async, on_async_closed); s->async = NULL; }
+    goto fail;
+  }
+  s->async->data = s;
+  napi_create_reference(env, argv[2], 1, &s->dispatch);
+  s->mountpoint = mnt;
+  mnt = NULL;
+
+  if (flags & MF_DEBUG) {
+    pthread_mutex_lock(&g_log_mu);
+    g_debug_session = s;
+    pthread_mutex_unlock(&g_log_mu);
+  }
+  start_thread(&s->notify_thread, notifier_main, s);
+  start_thread(&s->loop_thread, session_main, s);
+  s->state = S_MOUNTED;
+  napi_add_env_cleanup_hook(env, cleanup_hook, s);
+  napi_create_external(env, s, finalize_session, NULL, &result);
+  goto out;
+
+fail:
+  if (s->se) fuse_session_destroy(s->se);
+  if (s->wake_fd >= 0) close(s->wake_fd);
+  free(s->async);
+  s->mountpoint = NULL;
+  session_free(s);
+out:
+  free(mnt);
+  free(opts);
+  return result;
+}
+
+static napi_value js_unmount(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  session *s = get_session(env, argv[0]);
+  if (s) shutdown_session(s);
+  return NULL;
+}
+
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  item *it = slot_take(s, get_num(env, argv[1], -1));
+  if (!it) return js_bool(env, false);
+  int e = (int)get_num(env, argv[2], EIO);
+  fail_item(s, it, e > 0 && e < 4096 ? e : EIO);
+  return js_bool(env, true);
+}
+
+/* replyEntry(h, id, attr, entryTimeout, attrTimeout) */
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  item *it = take_reply(env, s, argv[1], EV_LOOKUP, EV_LOOKUP);
+  if (!it) return js_bool(env, false);
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  if (get_attr(env, argv[2], &e.attr) != 0) {
+    fail_item(s, it, EIO);
+    return throw_code(env, "EINVAL", "replyEntry: attr must be a Float64Array(9)");
+  }
+  e.ino = e.attr.st_ino;
+  e.entry_timeout = get_num(env, argv[3], 0);
+  e.attr_timeout = get_num(env, argv[4], 0);
+  fuse_reply_entry(it->req, &e);
+  finish(s, it);
+  return js_bool(env, true);
+}
+
+/* replyAttr(h, id, attr, attrTimeout) for getattr and setattr */
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  item *it = take_reply(env, s, argv[1], EV_GETATTR, EV_SETATTR);
+  if (!it) return js_bool(env, false);
+  struct stat st;
+  if (get_attr(env, argv[2], &st) != 0) {
+    fail_item(s, it, EIO);
+    return throw_code(env, "EINVAL", "replyAttr: attr must be a Float64Array(9)");
+  }
+  fuse_reply_attr(it->req, &st, get_num(env, argv[3], 0));
+  finish(s, it);
+  return js_bool(env, true);
+}
+
+/* Answer an open/opendir with a handle; frees the handle if the kernel no
+ * longer wants it (the opener was interrupted), since release will not come. */
+static void reply_handle(session *s, item *it, hnode *list, hnode *h, int gauge) {
+  it->fi.fh = (uint64_t)(uintptr_t)h;
+  list_add(s, list, h);
+  stat_add(s, gauge, 1);
+  if (fuse_reply_open(it->req, &it->fi) != 0) {
+    list_del(s, h);
+    free(h);
+    stat_sub(s, gauge, 1);
+  }
+  finish(s, it);
+}
+
+/* replyOpen(h, id, snapshot: Buffer) */
+static napi_value js_reply_open(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  item *it = take_reply(env, s, argv[1], EV_OPEN, EV_OPEN);
+  if (!it) return js_bool(env, false);
+  void *data = NULL;
+  size_t len = 0;
+  bool isbuf = false;
+  napi_is_buffer(env, argv[2], &isbuf);
+  if (!isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
+    fail_item(s, it, EIO);
+    return throw_code(env, "EINVAL", "replyOpen: snapshot must be a Buffer");
+  }
+  snapshot *sn = malloc(sizeof *sn + len);
+  if (!sn) { fail_item(s, it, ENOMEM); return js_bool(env, true); }
+  sn->len = len;
+  if (len) memcpy(sn->data, data, len);
+  /* direct_io: reads go to the snapshot whatever st_size says, so size 0 in
+   * attributes is fine and nothing stale is served from the page cache. */
+  it->fi.direct_io = 1;
+  it->fi.keep_cache = 0;
+  reply_handle(s, it, &s->files, &sn->link, ST_OPEN_FILES);
+  return js_bool(env, true);
+}
+
+/* replyOpendir(h, id, names: string ('\0'-joined), inos: Float64Array, modes: Uint32Array,
+ *              sizes: Float64Array|null, mtimesMs: Float64Array|null,
+ *              meta: Float64Array [self, parent, uid, gid, entryTimeout, attrTimeout]) */
+static napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  item *it = take_reply(env, s, argv[1], EV_OPENDIR, EV_OPENDIR);
+  if (!it) return js_bool(env, false);
+
+  size_t n_ino = 0, n_mode = 0, n_size = 0, n_mtime = 0, n_meta = 0, names_len = 0;
+  double *inos = get_typed(env, argv[3], napi_float64_array, &n_ino);
+  uint32_t *modes = get_typed(env, argv[4], napi_uint32_array, &n_mode);
+  double *sizes = get_typed(env, argv[5], napi_float64_array, &n_size);
+  double *mtimes = get_typed(env, argv[6], napi_float64_array, &n_mtime);
+  double *meta = get_typed(env, argv[7], napi_float64_array, &n_meta);
+  const char *bad = NULL;
+  if (napi_get_value_string_utf8(env, argv[2], NULL, 0, &names_len) != napi_ok) bad = "names must be a string";
+  else if (!inos || !modes || !meta || n_meta < 6) bad = "inos, modes and meta must be typed arrays";
+  else if (n_mode != n_ino || (sizes && n_size != n_ino) || (mtimes && n_mtime != n_ino))
+    bad = "inos, modes, sizes and mtimesMs must have the same length";
+  else if (n_ino >= UINT32_MAX / 2 || names_len >= UINT32_MAX) bad = "directory too large";
+  if (bad) {
+    fail_item(s, it, EIO);
+    return throw_code(env, "EINVAL", "replyOpendir: %s", bad);
+  }
+
+  /* One block: header, entries, then the names with their separators
+   * turned into terminators. */
+  size_t count = n_ino;
+  dirlist *d = malloc(sizeof *d + count * sizeof(dent) + names_len + 1);
+  if (!d) { fail_item(s, it, ENOMEM); return js_bool(env, true); }
+  d->ents = (dent *)(d + 1);
+  d->names = (char *)(d->ents + count);
+  napi_get_value_string_utf8(env, argv[2], d->names, names_len + 1, &names_len);
+  uint32_t off = 0;
+  size_t i;
+  for (i = 0; i < count && off <= names_len; i++) {
+    dent *de = &d->ents[i];
+    de->ino = (uint64_t)inos[i];
+    de->mode = modes[i];
+    de->size = sizes ? sizes[i] : 0;
+    de->mtime_ms = mtimes ? mtimes[i] : 0;
+    de->name_off = off;
+    off += (uint32_t)strlen(d->names + off) + 1;   /* the final name ends at the string's NUL */
+  }
+  if (i != count || (count > 0 && off != names_len + 1) || (count == 0 && names_len != 0)) {
+    free(d);
+    fail_item(s, it, EIO);
+    return throw_code(env, "EINVAL", "replyOpendir: the number of names does not match inos.length");
+  }
+  d->count = (uint32_t)count;
+  d->self = (fuse_ino_t)meta[0];
+  d->parent = (fuse_ino_t)meta[1];
+  d->uid = (uint32_t)meta[2];
+  d->gid = (uint32_t)meta[3];
+  d->entry_timeout = meta[4];
+  d->attr_timeout = meta[5];
+  reply_handle(s, it, &s->dirs, &d->link, ST_OPEN_DIRS);
+  return js_bool(env, true);
+}
+
+/* replyWrite(h, id, written) */
+static napi_value js_reply_write(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  item *it = take_reply(env, s, argv[1], EV_WRITE, EV_WRITE);
+  if (!it) return js_bool(env, false);
+  double n = get_num(env, argv[2], -1);
+  if (!(n >= 0 && n <= (double)it->len)) {
+    fail_item(s, it, EIO);
+    return throw_code(env, "EINVAL", "replyWrite: written must be between 0 and the data length");
+  }
+  fuse_reply_write(it->req, (size_t)n);
+  finish(s, it);
+  return js_bool(env, true);
+}
+
+static napi_value queue_notif(napi_env env, session *s, fuse_ino_t ino, const char *name, size_t namelen) {
+  notif *n = malloc(sizeof *n + namelen + 1);
+  if (!n) return throw_code(env, "ENOMEM", "out of memory");
+  n->next = NULL;
+  n->ino = ino;
+  n->namelen = namelen;
+  if (namelen) memcpy(n->name, name, namelen + 1);
+  bool queued = false;
+  pthread_mutex_lock(&s->nmu);
+  if (!s->nstop && s->state == S_MOUNTED) {
+    if (s->ntail) s->ntail->next = n; else s->nhead = n;
+    s->ntail = n;
+    pthread_cond_signal(&s->ncv);
+    queued = true;
+  }
+  pthread_mutex_unlock(&s->nmu);
+  if (!queued) free(n);
+  return js_bool(env, queued);
+}
+
+/* invalidateEntry(h, parent, name) -> queued */
+static napi_value js_invalidate_entry(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  size_t len = 0;
+  char *name = get_string(env, argv[2], &len);
+  if (!name || len == 0) {
+    free(name);
+    return throw_code(env, "EINVAL", "invalidateEntry: name must be a non-empty string");
+  }
+  napi_value r = queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), name, len);
+  free(name);
+  return r;
+}
+
+/* invalidateInode(h, ino) -> queued */
+static napi_value js_invalidate_inode(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  return queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), NULL, 0);
+}
+
+/* stats(h) -> BigUint64Array (layout: see ST_*) */
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  void *mem;
+  napi_value ab, arr;
+  napi_create_arraybuffer(env, ST_COUNT * sizeof(uint64_t), &mem, &ab);
+  uint64_t *out = mem;
+  for (int i = 0; i < ST_COUNT; i++) out[i] = __atomic_load_n(&s->stats[i], __ATOMIC_RELAXED);
+  napi_create_typedarray(env, napi_biguint64_array, ST_COUNT, ab, 0, &arr);
+  return arr;
+}
+
+/* setRef(h, ref): whether the mounted session keeps the event loop alive. */
+static napi_value js_set_ref(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  bool ref = false;
+  napi_get_value_bool(env, argv[1], &ref);
+  if (s->async) {
+    if (ref) uv_ref((uv_handle_t *)s->async);
+    else uv_unref((uv_handle_t *)s->async);
+  }
+  return NULL;
+}
+
+/* umountDetach(path): umount2(MNT_DETACH), for stale mounts (needs root). */
+static napi_value js_umount_detach(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  char *path = get_string(env, argv[0], NULL);
+  if (!path) return throw_code(env, "EINVAL", "umountDetach(path: string)");
+  if (umount2(path, MNT_DETACH) != 0) {
+    int e = errno;
+    throw_code(env, errno_code(e), "cannot detach %s: %s%s", path, strerror(e),
+               e == EINVAL ? " (not a mount point)" : "");
+  }
+  free(path);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  static int log_installed;
+  if (!log_installed) {
+    fuse_set_log_func(log_func);
+    log_installed = 1;
+  }
+  static const struct { const char *name; napi_callback fn; } fns[] = {
+    { "mount", js_mount },
+    { "unmount", js_unmount },
+    { "replyErr", js_reply_err },
+    { "replyEntry", js_reply_entry },
+    { "replyAttr", js_reply_attr },
+    { "replyOpen", js_reply_open },
+    { "replyOpendir", js_reply_opendir },
+    { "replyWrite", js_reply_write },
+    { "invalidateEntry", js_invalidate_entry },
+    { "invalidateInode", js_invalidate_inode },
+    { "stats", js_stats },
+    { "setRef", js_set_ref },
+    { "umountDetach", js_umount_detach },
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  napi_value n;
+  napi_create_uint32(env, ST_COUNT, &n);
+  napi_set_named_property(env, exports, "STATS_LENGTH", n);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

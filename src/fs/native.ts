@@ -1,0 +1,520 @@
+/**
+ * Typed wrapper around the statsfs_fuse native addon (native/statsfs_fuse.c), a libfuse3
+ * low-level binding. The addon serves read, readdir(plus), flush, release, statfs and the
+ * refused namespace operations in C on its own session thread; lookup, getattr, setattr,
+ * opendir, open and write are handed to the JS handler given to {@link mount}.
+ *
+ * Handler contract:
+ * - each method returns its result, or a positive errno number (e.g. `os.constants.errno.ENOENT`),
+ *   or a Promise of either;
+ * - if a method throws, its promise rejects or its result is malformed, the request is answered
+ *   EIO and `handler.onError(op, err)` is called; nothing a handler does leaves a request unanswered;
+ * - the mounting process must never touch its own mount synchronously (readFileSync, execSync of
+ *   `cat` ...): the handler that would answer runs on the thread that is blocked.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Request kinds counted by {@link FuseSession.stats}, in the addon's order. */
+export const OP_NAMES = [
+  'lookup', 'forget', 'getattr', 'setattr', 'open', 'read', 'write', 'flush',
+  'release', 'opendir', 'readdir', 'releasedir', 'statfs', 'other',
+] as const;
+export type OpName = (typeof OP_NAMES)[number];
+
+/** A positive errno number, e.g. `os.constants.errno.ENOENT`. */
+export type Errno = number;
+export type MaybePromise<T> = T | Promise<T>;
+
+export interface Attr {
+  ino: number;
+  /** Full st_mode, including the file type bits (S_IFDIR, S_IFREG). */
+  mode: number;
+  nlink: number;
+  /** May be 0 for regular files: reads are served from the per-open snapshot (direct_io). */
+  size: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  /** Defaults to mtimeMs. */
+  ctimeMs?: number;
+  /** Defaults to mtimeMs. */
+  atimeMs?: number;
+}
+
+export interface EntryResult {
+  attr: Attr;
+  /** Seconds the kernel may cache the name -> inode mapping (0 and fractions allowed). */
+  entryTimeout: number;
+  /** Seconds the kernel may cache the attributes. */
+  attrTimeout: number;
+}
+
+/** What a setattr asks to change; only the present fields were requested. */
+export interface SetAttrRequest {
+  /** truncate / ftruncate / open(O_TRUNC) */
+  size?: number;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  /** atime was set (to a given time or now) */
+  atime?: boolean;
+  mtime?: boolean;
+}
+
+/**
+ * A directory listing, returned by opendir and kept in C until the directory is closed.
+ * Column arrays (one element per entry) rather than one object per entry, so that 100,000
+ * entries cross into C in a handful of calls. "." and ".." are added by the addon.
+ */
+export interface DirListing {
+  /** Entry names, or all names joined with '\0' (cheapest for big directories). */
+  names: readonly string[] | string;
+  /** Inode numbers, same length as names. */
+  inos: Float64Array;
+  /** Full st_mode per entry (S_IFDIR | 0o555, S_IFREG | 0o644 ...). */
+  modes: Uint32Array;
+  /** st_size per entry; 0 when absent. */
+  sizes?: Float64Array;
+  /** mtime per entry in ms; 0 (1970) when absent. */
+  mtimesMs?: Float64Array;
+  /** Owner of every entry; default 0. */
+  uid?: number;
+  gid?: number;
+  /** Inode reported for ".."; default 1. */
+  parent?: number;
+  /** readdirplus caching of each entry (seconds): `ls -l` costs no lookups within these. */
+  entryTimeout: number;
+  attrTimeout: number;
+}
+
+/**
+ * Result of write: `undefined` accepts all bytes, `{ written }` accepts a prefix,
+ * a number is an errno (as for every other handler).
+ */
+export type WriteResult = void | undefined | Errno | { written: number };
+
+export interface FuseHandler {
+  lookup(parent: number, name: string): MaybePromise<EntryResult | Errno>;
+  /** Replied with MountOptions.attrTimeout. */
+  getattr(ino: number): MaybePromise<Attr | Errno>;
+  /** Replied with MountOptions.attrTimeout. Missing: EPERM. */
+  setattr?(ino: number, set: SetAttrRequest): MaybePromise<Attr | Errno>;
+  opendir(ino: number): MaybePromise<DirListing | Errno>;
+  /**
+   * The per-open snapshot that every read of this handle is served from (in C). Files are
+   * opened with direct_io and without keep_cache. For write-only opens an empty value is fine.
+   */
+  open(ino: number, flags: number): MaybePromise<Buffer | Uint8Array | string | Errno>;
+  /** Missing: EPERM. */
+  write?(ino: number, data: Buffer, offset: number): MaybePromise<WriteResult>;
+  /**
+   * The kernel dropped `nlookup` references to `ino`. Every successful lookup reply and every
+   * readdirplus entry other than "." and ".." counts as one reference.
+   */
+  forget?(ino: number, nlookup: number): void;
+  /** A handler threw, rejected or returned something malformed (the request got EIO). */
+  onError?(op: string, err: unknown): void;
+  /** The kernel ended the session (fusermount -u, umount, connection abort); resources are freed. */
+  onUnmounted?(): void;
+}
+
+export interface MountOptions {
+  /** allow_other; default true when running as root. */
+  allowOther?: boolean;
+  /** libfuse auto_unmount (makes libfuse run fusermount3 even as root); default false. */
+  autoUnmount?: boolean;
+  /** default_permissions: the kernel checks modes against the attributes; default true. */
+  defaultPermissions?: boolean;
+  /** attr_timeout (seconds) for getattr/setattr replies; default 1. */
+  attrTimeout?: number;
+  /** Default "statsfs" (fsname and subtype in /proc/mounts). */
+  fsname?: string;
+  /** Extra raw -o options, passed verbatim. */
+  extraOptions?: readonly string[];
+  /** Receives libfuse's debug log (every request) when given. */
+  debug?: ((line: string) => void) | false;
+}
+
+export interface SessionStats {
+  /** Requests received, by kind. */
+  requests: Record<OpName, bigint>;
+  /** Error replies sent, by kind. */
+  errors: Record<OpName, bigint>;
+  bytesRead: bigint;
+  openFiles: bigint;
+  openDirs: bigint;
+  /** Requests queued to or being handled by JS right now. */
+  inFlight: bigint;
+}
+
+/** A mount error: `code` is an errno name (ENOENT, ENOTDIR, EACCES, EPERM, EBUSY, ENOTCONN, EINVAL ...)
+ * or "ENOFUSE" when /dev/fuse or fusermount3 is unusable. */
+export interface FuseError extends Error {
+  code: string;
+}
+
+type NativeHandle = object & { readonly __brand?: 'statsfs_fuse' };
+type Dispatch = (ev: number, id: number, ...args: unknown[]) => void;
+
+interface NativeAddon {
+  STATS_LENGTH: number;
+  mount(mountpoint: string, options: string, dispatch: Dispatch, flags: number): NativeHandle;
+  unmount(h: NativeHandle): void;
+  replyErr(h: NativeHandle, id: number, errno: number): boolean;
+  replyEntry(h: NativeHandle, id: number, attr: Float64Array, entryTimeout: number, attrTimeout: number): boolean;
+  replyAttr(h: NativeHandle, id: number, attr: Float64Array, attrTimeout: number): boolean;
+  replyOpen(h: NativeHandle, id: number, snapshot: Buffer): boolean;
+  replyOpendir(
+    h: NativeHandle, id: number, names: string, inos: Float64Array, modes: Uint32Array,
+    sizes: Float64Array | null, mtimesMs: Float64Array | null, meta: Float64Array,
+  ): boolean;
+  replyWrite(h: NativeHandle, id: number, written: number): boolean;
+  invalidateEntry(h: NativeHandle, parent: number, name: string): boolean;
+  invalidateInode(h: NativeHandle, ino: number): boolean;
+  stats(h: NativeHandle): BigUint64Array;
+  setRef(h: NativeHandle, ref: boolean): void;
+  umountDetach(path: string): void;
+}
+
+// Events and flags shared with native/statsfs_fuse.c.
+const EV_LOOKUP = 0, EV_GETATTR = 1, EV_SETATTR = 2, EV_OPENDIR = 3, EV_OPEN = 4, EV_WRITE = 5,
+  EV_FORGET = 6, EV_ENDED = 7, EV_LOG = 8;
+const MF_DEBUG = 1, MF_FORGET = 2;
+const SET_MODE = 1 << 0, SET_UID = 1 << 1, SET_GID = 1 << 2, SET_SIZE = 1 << 3, SET_ATIME = 1 << 4,
+  SET_MTIME = 1 << 5, SET_ATIME_NOW = 1 << 7, SET_MTIME_NOW = 1 << 8;
+const EIO = 5, EPERM = 1;
+
+let addon: NativeAddon | undefined;
+
+/** Loads build/Release/statsfs_fuse.node, from src/fs (tsx, vitest) or dist/src/fs (compiled). */
+function loadAddon(): NativeAddon {
+  if (addon) return addon;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    resolve(here, '../../build/Release/statsfs_fuse.node'),
+    resolve(here, '../../../build/Release/statsfs_fuse.node'),
+  ];
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    const err = new Error(
+      `statsfs_fuse.node not found (looked in ${candidates.join(', ')}); build it with node-gyp rebuild`,
+    ) as FuseError;
+    err.code = 'ENOFUSE';
+    throw err;
+  }
+  addon = createRequire(import.meta.url)(found) as NativeAddon;
+  if (addon.STATS_LENGTH !== 2 * OP_NAMES.length + 4) throw new Error('statsfs_fuse.node does not match native.ts');
+  return addon;
+}
+
+function isErrno(v: unknown): v is Errno {
+  return typeof v === 'number';
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+class ReplyError extends Error {}
+
+const attrScratch = new Float64Array(9);
+function packAttr(a: Attr): Float64Array {
+  if (typeof a !== 'object' || a === null) throw new ReplyError('expected an Attr object or an errno');
+  attrScratch[0] = a.ino;
+  attrScratch[1] = a.mode;
+  attrScratch[2] = a.nlink;
+  attrScratch[3] = a.size;
+  attrScratch[4] = a.uid;
+  attrScratch[5] = a.gid;
+  attrScratch[6] = a.mtimeMs;
+  attrScratch[7] = a.ctimeMs ?? a.mtimeMs;
+  attrScratch[8] = a.atimeMs ?? a.mtimeMs;
+  return attrScratch;
+}
+
+function setAttrRequest(valid: number, size: number, mode: number, uid: number, gid: number): SetAttrRequest {
+  const set: SetAttrRequest = {};
+  if (valid & SET_SIZE) set.size = size;
+  if (valid & SET_MODE) set.mode = mode;
+  if (valid & SET_UID) set.uid = uid;
+  if (valid & SET_GID) set.gid = gid;
+  if (valid & (SET_ATIME | SET_ATIME_NOW)) set.atime = true;
+  if (valid & (SET_MTIME | SET_MTIME_NOW)) set.mtime = true;
+  return set;
+}
+
+export class FuseSession {
+  private readonly native: NativeAddon;
+  /** The addon's session; kept after unmount so that stats stay readable. */
+  private readonly handle: NativeHandle;
+  private live = true;
+  private readonly attrTimeout: number;
+
+  /** @internal use {@link mount} */
+  constructor(
+    readonly mountpoint: string,
+    private readonly handler: FuseHandler,
+    options: MountOptions,
+  ) {
+    this.native = loadAddon();
+    this.attrTimeout = options.attrTimeout ?? 1;
+    const isRoot = process.getuid?.() === 0;
+    const opts = [
+      `fsname=${options.fsname ?? 'statsfs'}`,
+      `subtype=${options.fsname ?? 'statsfs'}`,
+    ];
+    if (options.allowOther ?? isRoot) opts.push('allow_other');
+    if (options.defaultPermissions ?? true) opts.push('default_permissions');
+    if (options.autoUnmount) opts.push('auto_unmount');
+    if (options.debug) opts.push('debug');
+    opts.push(...(options.extraOptions ?? []));
+    const debug = options.debug || undefined;
+    const flags = (debug ? MF_DEBUG : 0) | (handler.forget ? MF_FORGET : 0);
+    this.handle = this.native.mount(mountpoint, opts.join(','), this.dispatcher(debug), flags);
+  }
+
+  get mounted(): boolean {
+    return this.live;
+  }
+
+  /** Drop the kernel's cached name -> inode entry (queued to the notifier thread; never blocks). */
+  invalidateEntry(parent: number, name: string): boolean {
+    return this.live && this.native.invalidateEntry(this.handle, parent, name);
+  }
+
+  /** Drop the kernel's cached attributes and data of an inode (queued; never blocks). */
+  invalidateInode(ino: number): boolean {
+    return this.live && this.native.invalidateInode(this.handle, ino);
+  }
+
+  /** The raw counters: requests by kind (OP_NAMES order), errors by kind, bytesRead,
+   * openFiles, openDirs, inFlight. Still readable after unmount. */
+  statsRaw(): BigUint64Array {
+    return this.native.stats(this.handle);
+  }
+
+  stats(): SessionStats {
+    const raw = this.statsRaw();
+    const n = OP_NAMES.length;
+    const requests = {} as Record<OpName, bigint>;
+    const errors = {} as Record<OpName, bigint>;
+    OP_NAMES.forEach((name, i) => {
+      requests[name] = raw[i];
+      errors[name] = raw[n + i];
+    });
+    return { requests, errors, bytesRead: raw[2 * n], openFiles: raw[2 * n + 1], openDirs: raw[2 * n + 2], inFlight: raw[2 * n + 3] };
+  }
+
+  /** Stop serving, unmount (lazily), join the addon's threads, answer whatever JS still held
+   * with EIO and stop keeping the event loop alive. Idempotent. */
+  unmount(): Promise<void> {
+    if (this.live) {
+      this.live = false;
+      served.delete(this.mountpoint);
+      this.native.unmount(this.handle);
+    }
+    return Promise.resolve();
+  }
+
+  /** Keep the event loop alive while mounted (the default). */
+  ref(): this {
+    if (this.live) this.native.setRef(this.handle, true);
+    return this;
+  }
+
+  /** Let the process exit even though mounted (the mount is removed at exit). */
+  unref(): this {
+    if (this.live) this.native.setRef(this.handle, false);
+    return this;
+  }
+
+  private dispatcher(debug: ((line: string) => void) | undefined): Dispatch {
+    const native = this.native;
+    const handler = this.handler;
+    // Dispatch only runs after mount() has returned, so the handle is set by then.
+    const h = (): NativeHandle => this.handle;
+    const fail = (id: number, op: string, err: unknown): void => {
+      if (id) native.replyErr(h(), id, EIO);
+      try {
+        handler.onError?.(op, err);
+      } catch {
+        // an onError that throws must not take the daemon down
+      }
+    };
+    // Replies with the handler's result; numbers are errnos.
+    const deliver = <T>(id: number, op: string, v: T | Errno, send: (v: T) => void): void => {
+      try {
+        if (isErrno(v)) {
+          if (!(Number.isInteger(v) && v > 0 && v < 4096)) throw new ReplyError(`invalid errno ${v}`);
+          native.replyErr(h(), id, v);
+        } else {
+          send(v);
+        }
+      } catch (err) {
+        fail(id, op, err);
+      }
+    };
+    const run = <T>(id: number, op: string, call: () => MaybePromise<T | Errno>, send: (v: T) => void): void => {
+      let r: MaybePromise<T | Errno>;
+      try {
+        r = call();
+      } catch (err) {
+        fail(id, op, err);
+        return;
+      }
+      if (isThenable(r)) {
+        (r as Promise<T | Errno>).then((v) => deliver(id, op, v, send), (err: unknown) => fail(id, op, err));
+      } else {
+        deliver(id, op, r, send);
+      }
+    };
+    const attrTimeout = this.attrTimeout;
+    const sendAttr = (id: number) => (a: Attr) => native.replyAttr(h(), id, packAttr(a), attrTimeout);
+
+    return (ev: number, id: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown): void => {
+      switch (ev) {
+        case EV_LOOKUP:
+          return run(id, 'lookup', () => handler.lookup(a as number, b as string), (r: EntryResult) => {
+            if (typeof r !== 'object' || r === null) throw new ReplyError('expected an EntryResult or an errno');
+            native.replyEntry(h(), id, packAttr(r.attr), r.entryTimeout, r.attrTimeout);
+          });
+        case EV_GETATTR:
+          return run(id, 'getattr', () => handler.getattr(a as number), sendAttr(id));
+        case EV_SETATTR:
+          return run(id, 'setattr', () => (handler.setattr
+            ? handler.setattr(a as number, setAttrRequest(b as number, c as number, d as number, e as number, f as number))
+            : EPERM), sendAttr(id));
+        case EV_OPENDIR:
+          return run(id, 'opendir', () => handler.opendir(a as number), (l: DirListing) => this.sendListing(id, a as number, l));
+        case EV_OPEN:
+          return run(id, 'open', () => handler.open(a as number, b as number), (v: Buffer | Uint8Array | string) => {
+            let buf: Buffer;
+            if (typeof v === 'string') buf = Buffer.from(v);
+            else if (Buffer.isBuffer(v)) buf = v;
+            else if (v instanceof Uint8Array) buf = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+            else throw new ReplyError('expected a Buffer, a string or an errno');
+            native.replyOpen(h(), id, buf);
+          });
+        case EV_WRITE: {
+          const data = b as Buffer;
+          return run(id, 'write', () => (handler.write ? handler.write(a as number, data, c as number) : EPERM),
+            (r: void | { written: number }) => native.replyWrite(h(), id, r === undefined ? data.length : r.written));
+        }
+        case EV_FORGET: {
+          const pairs = a as Float64Array;
+          for (let i = 0; i < pairs.length; i += 2) {
+            try {
+              handler.forget?.(pairs[i], pairs[i + 1]);
+            } catch (err) {
+              fail(0, 'forget', err);
+            }
+          }
+          return;
+        }
+        case EV_ENDED:
+          void this.unmount();
+          try {
+            handler.onUnmounted?.();
+          } catch (err) {
+            fail(0, 'onUnmounted', err);
+          }
+          return;
+        case EV_LOG:
+          try {
+            debug?.(b as string);
+          } catch {
+            // a failing logger must not take the daemon down
+          }
+          return;
+      }
+    };
+  }
+
+  private sendListing(id: number, ino: number, l: DirListing): void {
+    if (typeof l !== 'object' || l === null) throw new ReplyError('expected a DirListing or an errno');
+    const names = typeof l.names === 'string' ? l.names : l.names.join('\0');
+    const meta = new Float64Array([ino, l.parent ?? 1, l.uid ?? 0, l.gid ?? 0, l.entryTimeout, l.attrTimeout]);
+    this.native.replyOpendir(this.handle, id, names, l.inos, l.modes, l.sizes ?? null, l.mtimesMs ?? null, meta);
+  }
+}
+
+/** Mountpoints of the sessions this process serves. */
+const served = new Set<string>();
+
+function fuseError(code: string, message: string): FuseError {
+  const err = new Error(message) as FuseError;
+  err.code = code;
+  return err;
+}
+
+/** Refuse to stack on a FUSE mount: a live one (EBUSY) or a stale one left by a killed
+ * daemon (ENOTCONN). Other mounts (e.g. a bind-mounted volume) may be mounted over. */
+function checkMountpoint(target: string): void {
+  const fstype = mountEntry(target);
+  if (!fstype?.startsWith('fuse')) return;
+  // Never probe a mount this process serves: the probe would wait for our own JS thread.
+  if (served.has(target)) throw fuseError('EBUSY', `cannot mount on ${target}: already mounted by this process`);
+  try {
+    statfsSync(target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN' || code === 'ECONNABORTED') {
+      throw fuseError('ENOTCONN', `mountpoint ${target} is a stale FUSE mount (Transport endpoint is not connected); detach it with lazyUnmount()`);
+    }
+  }
+  throw fuseError('EBUSY', `cannot mount on ${target}: a FUSE filesystem (${fstype}) is already mounted there`);
+}
+
+/**
+ * Mount a filesystem served by `handler` at `mountpoint`. Synchronous; throws a {@link FuseError}
+ * whose message includes libfuse's last log line. The session keeps the event loop alive until
+ * unmounted (see {@link FuseSession.unref}).
+ */
+export function mount(mountpoint: string, handler: FuseHandler, options: MountOptions = {}): FuseSession {
+  const target = resolve(mountpoint);
+  checkMountpoint(target);
+  const session = new FuseSession(target, handler, options);
+  served.add(target);
+  return session;
+}
+
+/**
+ * Detach a mount at `path` (e.g. a stale "Transport endpoint is not connected" mount left by a
+ * kill -9): umount2(MNT_DETACH) as root, otherwise `fusermount3 -u -z`. Throws a FuseError.
+ */
+export function lazyUnmount(path: string): void {
+  const target = resolve(path);
+  if (process.getuid?.() === 0) {
+    loadAddon().umountDetach(target);
+    return;
+  }
+  const r = spawnSync('fusermount3', ['-u', '-z', target], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    const err = new Error(
+      `fusermount3 -u -z ${target} failed: ${r.error?.message ?? (r.stderr.trim() || `exit status ${r.status}`)}`,
+    ) as FuseError;
+    err.code = r.error ? 'ENOFUSE' : 'EINVAL';
+    throw err;
+  }
+}
+
+/** The filesystem type of the topmost mount at `path` per /proc/mounts, or undefined. */
+function mountEntry(path: string): string | undefined {
+  const target = resolve(path);
+  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  let fstype: string | undefined;
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const fields = line.split(' ');
+    if (fields.length > 2 && unescape(fields[1]) === target) fstype = fields[2];
+  }
+  return fstype;
+}
+
+/** Whether `path` is a mount point according to /proc/mounts. */
+export function isMounted(path: string): boolean {
+  return mountEntry(path) !== undefined;
+}
