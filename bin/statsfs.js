@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// Thin launcher: the CLI lives in src/cli.ts, compiled to dist/ by `npm run setup`.
+import { existsSync } from 'node:fs';
+
+const cli = new URL('../dist/src/cli.js', import.meta.url);
+if (!existsSync(cli)) {
+  process.stderr.write("statsfs: not built yet: run 'npm run setup' in the statsfs directory first\n");
+  process.exit(1);
+}
+const { main } = await import(cli.href);
+process.exitCode = await main(process.argv);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what statsfs needs on a fresh Debian/Ubuntu machine, then builds it. Idempotent and quick when
+# everything is already there, so `npm start` and `npm test` can both run it first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'statsfs setup: %s\n' "$*" >&2; }
+
+need_pkgs=()
+command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
+pkg-config --exists fuse3 2>/dev/null || need_pkgs+=(libfuse3-dev pkg-config)
+if ((${#need_pkgs[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing ${need_pkgs[*]} (Debian packages)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    say "missing the system FUSE library: run 'sudo apt-get install fuse3 libfuse3-dev pkg-config' (or your distribution's fuse3 and libfuse3 development packages), then run this again"
+    exit 1
+  fi
+fi
+if [ ! -e /dev/fuse ]; then
+  say "warning: /dev/fuse is absent: mounting will fail (load the fuse module, or in a container pass --device /dev/fuse --cap-add SYS_ADMIN)"
+fi
+
+# npm ci when the lock file is newer than the installed tree (or there is none); it builds the addon too.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+if [ ! -f build/Release/statsfs_fuse.node ] || [ -n "$(find native binding.gyp -newer build/Release/statsfs_fuse.node 2>/dev/null)" ]; then
+  say "building the FUSE binding"
+  npm run --silent build:native -- --loglevel=error >/dev/null
+fi
+npx --no-install tsc -p tsconfig.json

@@ -1,0 +1,95 @@
+/**
+ * The daemon's own statistics, shown from the first start so a fresh mount holds real, changing values of
+ * both kinds: clearable counters (FUSE requests by kind, errors, bytes read) and read-only gauges (open
+ * handles, uptime, memory).
+ */
+import { counterType, gaugeType, LiveValues } from '../model/live.js';
+import { arena, Schema, Source } from '../model/index.js';
+
+/** What the filesystem session counts; read at the moment a value is read. */
+export interface FuseCounterReader {
+  readonly ops: readonly string[];
+  requests(op: number): bigint;
+  errors(op: number): bigint;
+  bytesRead(): bigint;
+  openFiles(): bigint;
+  openDirs(): bigint;
+  inFlight(): bigint;
+  inodes(): number;
+}
+
+const opSchema = new Schema([
+  { name: 'requests', type: counterType, aggr: 'sum', description: 'FUSE requests served', unit: 'requests' },
+  { name: 'errors', type: counterType, aggr: 'sum', description: 'FUSE requests answered with an error', unit: 'requests' },
+]);
+
+const fuseSchema = new Schema([
+  { name: 'bytes_read', type: counterType, description: 'bytes returned by read requests', unit: 'bytes' },
+  { name: 'open_files', type: gaugeType, floating: true, description: 'files open now', unit: 'files' },
+  { name: 'open_dirs', type: gaugeType, floating: true, description: 'directories open now', unit: 'directories' },
+  { name: 'in_flight', type: gaugeType, floating: true, description: 'requests waiting for the daemon now', unit: 'requests' },
+  { name: 'inodes', type: gaugeType, floating: true, description: 'inode numbers the kernel holds', unit: 'inodes' },
+]);
+
+const processSchema = new Schema([
+  { name: 'uptime_seconds', type: gaugeType, floating: true, description: 'seconds since the daemon started', unit: 'seconds' },
+  { name: 'rss_bytes', type: gaugeType, floating: true, description: 'resident set size', unit: 'bytes' },
+  { name: 'heap_used_bytes', type: gaugeType, floating: true, description: 'V8 heap in use', unit: 'bytes' },
+  { name: 'external_bytes', type: gaugeType, floating: true, description: 'memory held outside the V8 heap (buffers)', unit: 'bytes' },
+  { name: 'value_slots', type: gaugeType, floating: true, description: 'simple values stored in the compact arena', unit: 'values' },
+]);
+
+/**
+ * Builds statsfs/ with fuse/<op>/{requests,errors}, sums of both at fuse/, and process/ gauges.
+ * The FUSE part appears only once a session exists (the library may serve a tree without mounting).
+ */
+export function createSelfStats(fuse: FuseCounterReader | null, startedAt = Date.now()): Source {
+  const self = new Source('statsfs');
+  const proc = new Source('process');
+  proc.addValues(processSchema, {
+    base: new LiveValues((name) => {
+      switch (name) {
+        case 'uptime_seconds':
+          return Math.floor((Date.now() - startedAt) / 1000);
+        case 'rss_bytes':
+          return process.memoryUsage.rss();
+        case 'heap_used_bytes':
+          return process.memoryUsage().heapUsed;
+        case 'external_bytes':
+          return process.memoryUsage().external;
+        default:
+          return arena.usage.used;
+      }
+    }),
+  });
+  self.addSubordinate(proc);
+  if (fuse !== null) self.addSubordinate(fuseSource(fuse));
+  return self;
+}
+
+function fuseSource(fuse: FuseCounterReader): Source {
+  const dir = new Source('fuse');
+  dir.addAggregates(opSchema);
+  dir.addValues(fuseSchema, {
+    base: new LiveValues((name) => {
+      switch (name) {
+        case 'bytes_read':
+          return fuse.bytesRead();
+        case 'open_files':
+          return fuse.openFiles();
+        case 'open_dirs':
+          return fuse.openDirs();
+        case 'in_flight':
+          return fuse.inFlight();
+        default:
+          return fuse.inodes();
+      }
+    }),
+  });
+  fuse.ops.forEach((op, i) => {
+    const src = new Source(op);
+    src.addValues(opSchema, { base: new LiveValues((name) => (name === 'requests' ? fuse.requests(i) : fuse.errors(i))) });
+    dir.addSubordinate(src);
+  });
+  return dir;
+}

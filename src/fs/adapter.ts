@@ -1,0 +1,292 @@
+/**
+ * The thin filesystem adapter: translates inode-based FUSE requests into model calls. It holds no
+ * statistics of its own; it only maps inode numbers to sources and values and renders text.
+ *
+ * Inode numbers are handed out on first lookup and never reused, so a stale number can only ever resolve
+ * to "gone" (ENOENT), never to another node. A mapping is dropped when the kernel forgets the inode.
+ */
+import { constants } from 'node:os';
+import { StatsError, type Source, type TreeObserver, type ValueDef, type ValueGroup } from '../model/index.js';
+import type { Attr, DirListing, EntryResult, FuseHandler, SetAttrRequest } from './native.js';
+
+const E = constants.errno;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+export const ROOT_INO = 1;
+
+/** Kernel-side caches to drop when the tree changes (the native session queues these safely). */
+export interface Invalidator {
+  invalidateEntry(parentIno: number, name: string): void;
+}
+
+export interface AdapterOptions {
+  /** Seconds the kernel may cache names and attributes; removals are invalidated at once regardless. */
+  cacheSeconds?: number;
+  uid?: number;
+  gid?: number;
+  /** Called with every error a getter or handler threw: the request answers EIO and serving goes on. */
+  onError?: (op: string, err: unknown) => void;
+}
+
+/** A node an inode number stands for: a source (directory) or one value of one of its groups (file). */
+interface Node {
+  ino: number;
+  source: Source;
+  /** For files: the group and definition the name resolved to when it was looked up. */
+  group: ValueGroup | null;
+  def: ValueDef | null;
+  nlookup: number;
+}
+
+type Result<T> = T | number;
+
+export class StatsFsAdapter implements TreeObserver, FuseHandler {
+  private readonly nodes = new Map<number, Node>();
+  private readonly sourceInos = new WeakMap<Source, number>();
+  private readonly valueInos = new WeakMap<ValueGroup, Map<string, number>>();
+  private nextIno = ROOT_INO + 1;
+  private readonly timeout: number;
+  private readonly uid: number;
+  private readonly gid: number;
+  private readonly bornMs = Date.now();
+  invalidator: Invalidator | null = null;
+
+  constructor(
+    readonly root: Source,
+    private readonly options: AdapterOptions = {},
+  ) {
+    this.timeout = options.cacheSeconds ?? 1;
+    this.uid = options.uid ?? process.getuid?.() ?? 0;
+    this.gid = options.gid ?? process.getgid?.() ?? 0;
+    this.nodes.set(ROOT_INO, { ino: ROOT_INO, source: root, group: null, def: null, nlookup: 1 });
+    this.sourceInos.set(root, ROOT_INO);
+    root.observe(this);
+  }
+
+  // ---- requests ----
+
+  lookup(parent: number, name: string): Result<EntryResult> {
+    const dir = this.liveSource(parent);
+    if (typeof dir === 'number') return dir;
+    const node = this.child(dir, name);
+    if (node === null) return E.ENOENT;
+    node.nlookup++;
+    return { attr: this.attrOf(node), entryTimeout: this.timeout, attrTimeout: this.timeout };
+  }
+
+  forget(ino: number, nlookup: number): void {
+    const node = this.nodes.get(ino);
+    if (!node || ino === ROOT_INO) return;
+    node.nlookup -= nlookup;
+    if (node.nlookup > 0) return;
+    this.nodes.delete(ino);
+    if (node.def === null) this.sourceInos.delete(node.source);
+    else this.valueInos.get(node.group!)?.delete(node.def.name);
+  }
+
+  getattr(ino: number): Result<Attr> {
+    const node = this.live(ino);
+    return typeof node === 'number' ? node : this.attrOf(node);
+  }
+
+  /**
+   * Only truncation to zero means something (it clears); ownership and modes belong to the daemon, and
+   * time updates (touch) are accepted and ignored.
+   */
+  setattr(ino: number, set: SetAttrRequest): Result<Attr> {
+    const node = this.live(ino);
+    if (typeof node === 'number') return node;
+    if (set.mode !== undefined || set.uid !== undefined || set.gid !== undefined) return E.EPERM;
+    if (set.size !== undefined) {
+      if (node.def === null) return E.EISDIR;
+      if (set.size !== 0) return E.EINVAL;
+      const err = this.clear(node);
+      if (err !== 0) return err;
+    }
+    return this.attrOf(node);
+  }
+
+  opendir(ino: number): Result<DirListing> {
+    const node = this.live(ino);
+    if (typeof node === 'number') return node;
+    if (node.def !== null) return E.ENOTDIR;
+    const subs = node.source.visibleSubordinates();
+    const values = node.source.visibleValues();
+    const n = subs.length + values.length;
+    const names = new Array<string>(n);
+    const inos = new Float64Array(n);
+    const modes = new Uint32Array(n);
+    let i = 0;
+    // Every listed entry counts as looked up: readdirplus hands the kernel its attributes.
+    for (const sub of subs) {
+      const child = this.sourceNode(sub);
+      child.nlookup++;
+      names[i] = sub.name;
+      inos[i] = child.ino;
+      modes[i++] = S_IFDIR | 0o755;
+    }
+    for (const { group, def } of values) {
+      const child = this.valueNode(node.source, group, def);
+      child.nlookup++;
+      names[i] = def.name;
+      inos[i] = child.ino;
+      modes[i++] = S_IFREG | def.mode;
+    }
+    const listing: DirListing = {
+      names: names.join('\0'),
+      inos,
+      modes,
+      mtimesMs: new Float64Array(n).fill(this.bornMs),
+      uid: this.uid,
+      gid: this.gid,
+      parent: node.source.parent ? (this.sourceInos.get(node.source.parent) ?? ROOT_INO) : ROOT_INO,
+      entryTimeout: this.timeout,
+      attrTimeout: this.timeout,
+    };
+    return listing;
+  }
+
+  /** The per-open snapshot: the value is computed once, here, and every read of this open file sees it. */
+  open(ino: number, flags: number): Result<string> {
+    const node = this.live(ino);
+    if (typeof node === 'number') return node;
+    if (node.def === null) return E.EISDIR;
+    const access = flags & O_ACCMODE;
+    if (access !== 0 && (node.def.mode & 0o222) === 0) return E.EACCES;
+    if (access === O_WRONLY) return '';
+    try {
+      return node.group!.render(node.def.index);
+    } catch (err) {
+      return this.failed('open', err);
+    }
+  }
+
+  /** "0" or "0\n" at offset 0 clears; anything else is EINVAL and changes nothing. */
+  write(ino: number, data: Buffer, offset: number): number | undefined {
+    const node = this.live(ino);
+    if (typeof node === 'number') return node;
+    if (node.def === null) return E.EISDIR;
+    const text = data.toString('latin1');
+    if (offset !== 0 || (text !== '0' && text !== '0\n')) return E.EINVAL;
+    const err = this.clear(node);
+    return err !== 0 ? err : undefined;
+  }
+
+  /** The binding calls this when a handler threw: the request was answered EIO. */
+  onError(op: string, err: unknown): void {
+    this.options.onError?.(op, err);
+  }
+
+  // ---- tree changes (TreeObserver) ----
+
+  subordinateAdded(parent: Source, sub: Source): void {
+    // a negative dentry for this name may be cached
+    this.invalidate(parent, sub.name);
+  }
+
+  subordinateRemoved(parent: Source, sub: Source): void {
+    this.invalidate(parent, sub.name);
+  }
+
+  valuesChanged(source: Source): void {
+    const ino = this.sourceInos.get(source);
+    if (ino === undefined || this.invalidator === null) return;
+    for (const { def } of source.visibleValues()) this.invalidator.invalidateEntry(ino, def.name);
+    for (const group of source.valueGroups) for (const name of this.valueInos.get(group)?.keys() ?? []) this.invalidator.invalidateEntry(ino, name);
+  }
+
+  // ---- internals ----
+
+  private invalidate(parent: Source, name: string): void {
+    const ino = this.sourceInos.get(parent);
+    if (ino !== undefined) this.invalidator?.invalidateEntry(ino, name);
+  }
+
+  private clear(node: Node): number {
+    const def = node.def!;
+    if ((def.mode & 0o222) === 0 || !def.clearable) return E.EACCES;
+    try {
+      node.group!.clear(def.index);
+      return 0;
+    } catch (err) {
+      return this.failed('clear', err);
+    }
+  }
+
+  private failed(op: string, err: unknown): number {
+    if (err instanceof StatsError) return E[err.code];
+    this.options.onError?.(op, err);
+    return E.EIO;
+  }
+
+  private child(dir: Source, name: string): Node | null {
+    const sub = dir.subordinate(name);
+    if (sub !== undefined) return this.sourceNode(sub);
+    const found = dir.findValue(name, true);
+    return found ? this.valueNode(dir, found.group, found.def) : null;
+  }
+
+  private sourceNode(source: Source): Node {
+    const ino = this.sourceInos.get(source);
+    if (ino !== undefined) return this.nodes.get(ino)!;
+    const node: Node = { ino: this.nextIno++, source, group: null, def: null, nlookup: 0 };
+    this.nodes.set(node.ino, node);
+    this.sourceInos.set(source, node.ino);
+    return node;
+  }
+
+  private valueNode(source: Source, group: ValueGroup, def: ValueDef): Node {
+    let byName = this.valueInos.get(group);
+    const ino = byName?.get(def.name);
+    if (ino !== undefined) return this.nodes.get(ino)!;
+    const node: Node = { ino: this.nextIno++, source, group, def, nlookup: 0 };
+    this.nodes.set(node.ino, node);
+    if (!byName) this.valueInos.set(group, (byName = new Map()));
+    byName.set(def.name, node.ino);
+    return node;
+  }
+
+  /** The node, if it is still in the mounted tree and its name still means the same value; else ENOENT. */
+  private live(ino: number): Node | number {
+    const node = this.nodes.get(ino);
+    if (!node || !this.attached(node.source)) return E.ENOENT;
+    if (node.def !== null && node.source.findValue(node.def.name, true)?.group !== node.group) return E.ENOENT;
+    return node;
+  }
+
+  private liveSource(ino: number): Source | number {
+    const node = this.live(ino);
+    if (typeof node === 'number') return node;
+    return node.def === null ? node.source : E.ENOTDIR;
+  }
+
+  private attached(source: Source): boolean {
+    let s = source;
+    while (s.parent !== null) {
+      if (s.hidden) return false;
+      s = s.parent;
+    }
+    return s === this.root;
+  }
+
+  private attrOf(node: Node): Attr {
+    return {
+      ino: node.ino,
+      // Directories report nlink 1 ("unknown"), which keeps find(1) from its leaf optimisation.
+      mode: node.def === null ? S_IFDIR | 0o755 : S_IFREG | node.def.mode,
+      nlink: 1,
+      // Size 0: contents are computed at open and served with direct_io, so no size is ever promised.
+      size: 0,
+      uid: this.uid,
+      gid: this.gid,
+      mtimeMs: this.bornMs,
+    };
+  }
+
+  /** Inode mappings held now (for the daemon's own statistics). */
+  get inodeCount(): number {
+    return this.nodes.size;
+  }
+}

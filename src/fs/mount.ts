@@ -1,0 +1,60 @@
+/**
+ * Mounting a tree: joins the adapter to a native FUSE session. This is the library entry point a Node
+ * program uses to serve its own tree in-process, and what the daemon uses.
+ */
+import type { FuseCounterReader } from '../daemon/self-stats.js';
+import type { Source } from '../model/index.js';
+import { StatsFsAdapter } from './adapter.js';
+import { lazyUnmount, mount as mountSession, OP_NAMES, type FuseSession } from './native.js';
+
+export { lazyUnmount };
+
+export interface MountOptions {
+  /** Seconds the kernel may cache names and attributes (default 1); removals are invalidated at once. */
+  cacheSeconds?: number;
+  /** Let every user read the tree, as /sys does (default: true when running as root). */
+  allowOther?: boolean;
+  /** Called with every error a getter or handler threw; the request was answered EIO. */
+  onError?: (op: string, err: unknown) => void;
+}
+
+export interface MountedStatsFs {
+  readonly mountpoint: string;
+  readonly session: FuseSession;
+  readonly adapter: StatsFsAdapter;
+  /** Live counters of the session, for the daemon's own statistics. */
+  readonly counters: FuseCounterReader;
+  unmount(): Promise<void>;
+}
+
+/**
+ * Mounts `root` at `mountpoint` and serves it from this process until unmount(). Never read the mount
+ * synchronously from this same process: the thread that would answer is the one waiting.
+ */
+export async function mount(root: Source, mountpoint: string, options: MountOptions = {}): Promise<MountedStatsFs> {
+  const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError });
+  const session = mountSession(mountpoint, adapter, { allowOther: options.allowOther, attrTimeout: options.cacheSeconds ?? 1 });
+  adapter.invalidator = session;
+  const n = OP_NAMES.length;
+  const raw = (i: number) => session.statsRaw()[i];
+  const counters: FuseCounterReader = {
+    ops: OP_NAMES,
+    requests: (op) => raw(op),
+    errors: (op) => raw(n + op),
+    bytesRead: () => raw(2 * n),
+    openFiles: () => raw(2 * n + 1),
+    openDirs: () => raw(2 * n + 2),
+    inFlight: () => raw(2 * n + 3),
+    inodes: () => adapter.inodeCount,
+  };
+  return {
+    mountpoint: session.mountpoint,
+    session,
+    adapter,
+    counters,
+    async unmount() {
+      await session.unmount();
+      root.observe(null);
+    },
+  };
+}
