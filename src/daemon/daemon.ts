@@ -33,7 +33,7 @@ export interface RunningDaemon {
   stop(reason: string): Promise<number>;
 }
 
-export function prepareMountpoint(mountpoint: string, create: boolean, log: Logger): void {
+export async function prepareMountpoint(mountpoint: string, create: boolean, log: Logger): Promise<void> {
   let isDir: boolean;
   try {
     isDir = statSync(mountpoint).isDirectory();
@@ -77,7 +77,7 @@ function mountFailure(err: unknown, mountpoint: string): Error {
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { log } = options;
   const mountpoint = resolve(options.mountpoint);
-  prepareMountpoint(mountpoint, options.createMountpoint, log);
+  await prepareMountpoint(mountpoint, options.createMountpoint, log);
   const root = Source.root();
   options.populate?.(root);
   const mounted = await mount(root, mountpoint, {
