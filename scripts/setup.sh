@@ -24,10 +24,12 @@ if [ ! -e /dev/fuse ]; then
   say "warning: /dev/fuse is absent: mounting will fail (load the fuse module, or in a container pass --device /dev/fuse --cap-add SYS_ADMIN)"
 fi
 
-# npm ci when the lock file is newer than the installed tree (or there is none); it builds the addon too.
+# Install when the lock file is newer than the installed tree (or there is none); it builds the addon too.
+# `npm install` rather than `npm ci`: npm 11 leaves other platforms' optional packages (rollup's) out of
+# the lock file and `npm ci` then calls the lock out of sync; install follows the lock all the same.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  npm install --no-audit --no-fund --loglevel=error
 fi
 if [ ! -f build/Release/statsfs_fuse.node ] || [ -n "$(find native binding.gyp -newer build/Release/statsfs_fuse.node 2>/dev/null)" ]; then
   say "building the FUSE binding"
