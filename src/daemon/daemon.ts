@@ -127,14 +127,27 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 export async function runDaemon(options: DaemonOptions): Promise<number> {
   const daemon = await startDaemon(options);
   const onSignal = (signal: NodeJS.Signals) => void daemon.stop(signal);
+  // Request handlers already turn what they throw into EIO; anything else escaping is a bug of ours, so
+  // leave cleanly (unmounted, exit 1) rather than serve on in an unknown state.
+  let crashed = false;
+  const onCrash = (err: unknown) => {
+    options.log.fatal({ err }, 'unexpected error outside any request');
+    crashed = true;
+    void daemon.stop('uncaught exception');
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
   try {
-    return await daemon.done;
+    const code = await daemon.done;
+    return crashed ? 1 : code;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);
+    process.off('uncaughtException', onCrash);
+    process.off('unhandledRejection', onCrash);
   }
 }

@@ -230,6 +230,9 @@ export interface SourceOptions {
   hidden?: boolean;
 }
 
+/** Only Source.root() passes this: a root's empty name would fail validation. */
+const AS_ROOT: SourceOptions = Object.freeze({});
+
 /**
  * A node of the statistics tree: a directory of values and subordinate sources. Kept small, since a host
  * may have a hundred thousand of them: lists are allocated only when used.
@@ -244,16 +247,14 @@ export class Source {
   private observer: TreeObserver | null = null;
 
   constructor(name: string, options: SourceOptions = {}) {
-    validateName(name, 'source');
+    if (options !== AS_ROOT) validateName(name, 'source');
     this.name = name;
     this.hidden = options.hidden ?? false;
   }
 
-  /** A root: the top of a tree, whose name is not part of any path. */
+  /** A root: the top of a tree (a mount), whose empty name is not part of any path. */
   static root(): Source {
-    const root = Object.create(Source.prototype) as Source;
-    Object.assign(root, { name: '', hidden: false, parentSource: null, subs: null, visibleByName: null, groups: null, observer: null });
-    return root;
+    return new Source('', AS_ROOT);
   }
 
   get parent(): Source | null {
