@@ -262,11 +262,14 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     return node.def === null ? node.source : E.ENOTDIR;
   }
 
+  /** Still reachable from the root; sources that mirror the kernel may have gone since (see refresh()). */
   private attached(source: Source): boolean {
     let s = source;
-    while (s.parent !== null) {
+    for (let parent = s.parent; parent !== null; parent = s.parent) {
       if (s.hidden) return false;
-      s = s.parent;
+      parent.refresh();
+      if (s.parent !== parent) return false;
+      s = parent;
     }
     return s === this.root;
   }

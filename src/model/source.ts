@@ -204,6 +204,7 @@ function aggregateOf(source: Source, schema: Schema, def: ValueDef): bigint {
 // Self first, then subordinates depth-first, hidden ones included; other aggregates are skipped so no
 // value is counted twice.
 function collect(source: Source, schema: Schema, def: ValueDef, acc: Accumulator): void {
+  source.refresh();
   const groups = source.groupList;
   if (groups !== null) {
     for (let i = 0; i < groups.length; i++) {
@@ -219,6 +220,7 @@ function collect(source: Source, schema: Schema, def: ValueDef, acc: Accumulator
 }
 
 function clearBelow(source: Source, schema: Schema, def: ValueDef): void {
+  source.refresh();
   const groups = source.groupList;
   if (groups !== null) for (const g of groups) if (g.schema === schema && !g.isAggregate) g.clearOwn(def);
   const subs = source.subordinateList;
@@ -245,6 +247,7 @@ export class Source {
   private visibleByName: Map<string, Source> | null = null;
   private groups: ValueGroup[] | null = null;
   private observer: TreeObserver | null = null;
+  private refresher: ((source: Source) => void) | null = null;
 
   constructor(name: string, options: SourceOptions = {}) {
     if (options !== AS_ROOT) validateName(name, 'source');
@@ -278,6 +281,20 @@ export class Source {
     return this.groups;
   }
 
+  /**
+   * Sources that mirror something outside (interfaces, CPUs, cgroups) follow it without a poller: the
+   * refresher runs before this source's subordinates are listed, looked up, aggregated or cleared, and
+   * adds or removes them. It should throttle itself; what it throws reaches the reader (EIO).
+   */
+  setRefresher(refresher: ((source: Source) => void) | null): void {
+    this.refresher = refresher;
+  }
+
+  /** Brings the subordinates up to date (see setRefresher). */
+  refresh(): void {
+    if (this.refresher !== null) this.refresher(this);
+  }
+
   get subordinates(): readonly Source[] {
     return this.subs ?? [];
   }
@@ -288,6 +305,7 @@ export class Source {
 
   /** The visible subordinate with this name. */
   subordinate(name: string): Source | undefined {
+    this.refresh();
     return this.visibleByName?.get(name);
   }
 
@@ -405,6 +423,7 @@ export class Source {
 
   /** The visible subordinates, in the order they were added. */
   visibleSubordinates(): Source[] {
+    this.refresh();
     return this.subs ? this.subs.filter((s) => !s.hidden) : [];
   }
 
