@@ -201,6 +201,24 @@ function aggregateOf(source: Source, schema: Schema, def: ValueDef): bigint {
   return acc.result(def.aggr);
 }
 
+/**
+ * Loads a contributor into `word`. A live value whose owner vanished during the read (ENOENT: an interface
+ * or CPU that went away before its source was removed) contributes nothing instead of failing the aggregate.
+ */
+function loadContributor(group: ValueGroup, def: ValueDef): boolean {
+  if (def.type.custom === null) {
+    group.load(def);
+    return true;
+  }
+  try {
+    group.load(def);
+    return true;
+  } catch (err) {
+    if (err instanceof StatsError && err.code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
 // Self first, then subordinates depth-first, hidden ones included; other aggregates are skipped so no
 // value is counted twice.
 function collect(source: Source, schema: Schema, def: ValueDef, acc: Accumulator): void {
@@ -209,10 +227,7 @@ function collect(source: Source, schema: Schema, def: ValueDef, acc: Accumulator
   if (groups !== null) {
     for (let i = 0; i < groups.length; i++) {
       const g = groups[i];
-      if (g.schema === schema && !g.isAggregate) {
-        g.load(def);
-        acc.add(word.lo, word.hi);
-      }
+      if (g.schema === schema && !g.isAggregate && loadContributor(g, def)) acc.add(word.lo, word.hi);
     }
   }
   const subs = source.subordinateList;
