@@ -4,8 +4,10 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { join } from 'node:path';
+import { collectorOptions, COLLECTORS, findCollector, type Collector } from './collectors/index.js';
 import { runDaemon, UserError } from './daemon/daemon.js';
-import { createLogger } from './daemon/logger.js';
+import { createLogger, type Logger } from './daemon/logger.js';
+import type { Source } from './model/index.js';
 
 /** Root gets a system path; others a private one, so `statsfs mount` works for anyone with no argument. */
 export function defaultMountpoint(): string {
@@ -13,13 +15,53 @@ export function defaultMountpoint(): string {
   return join(process.env.XDG_RUNTIME_DIR || '/tmp', `statsfs-${process.getuid?.() ?? 'user'}`);
 }
 
-function seconds(text: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of seconds (0 or more)');
-  return n;
+/** A commander parser for a non-negative number of `unit`. */
+function nonNegative(unit: string): (text: string) => number {
+  return (text) => {
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a number of ${unit} (0 or more)`);
+    return n;
+  };
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function collectorList(text: string): Collector[] {
+  return text
+    .split(',')
+    .filter((name) => name.trim() !== '')
+    .map((name) => {
+      const collector = findCollector(name.trim());
+      if (!collector) throw new InvalidArgumentError(`unknown collector "${name}" (known: ${COLLECTORS.map((c) => c.name).join(', ')})`);
+      return collector;
+    });
+}
+
+interface MountFlags {
+  cacheSeconds: number;
+  allowOther: boolean;
+  logLevel: string;
+  collectors: Collector[] | false;
+  hostRoot: string;
+  freshnessMs: number;
+}
+
+/** Adds the enabled host collectors under the root; one that cannot start is logged and left out. */
+function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
+  if (flags.collectors === false) return;
+  const options = collectorOptions({
+    procRoot: join(flags.hostRoot, 'proc'),
+    sysRoot: join(flags.hostRoot, 'sys'),
+    freshnessMs: flags.freshnessMs,
+  });
+  for (const collector of flags.collectors) {
+    try {
+      root.addSubordinate(collector.create(options));
+    } catch (err) {
+      log.error({ err, collector: collector.name }, 'collector left out: it could not start');
+    }
+  }
+}
 
 export function buildProgram(): Command {
   const program = new Command('statsfs')
@@ -30,18 +72,23 @@ export function buildProgram(): Command {
     .command('mount')
     .description('mount the statistics tree and serve it in the foreground until SIGINT or SIGTERM')
     .argument('[mountpoint]', `where to mount (default: ${defaultMountpoint()}, created if missing)`)
-    .option('--cache-seconds <s>', 'how long the kernel may cache names and attributes', seconds, 1)
+    .option('--cache-seconds <s>', 'how long the kernel may cache names and attributes', nonNegative('seconds'), 1)
     .option('--no-allow-other', 'serve only the user who mounted (default: every user, as /sys does)')
+    .option('--collectors <list>', `host collectors to show, comma-separated (default: ${COLLECTORS.map((c) => c.name).join(',')})`, collectorList, [...COLLECTORS])
+    .option('--no-collectors', 'show no host statistics, only the daemon\'s own')
+    .option('--host-root <dir>', 'read the kernel\'s files under <dir>/proc and <dir>/sys (a fixture tree, or a host mounted in a container)', '/')
+    .option('--freshness-ms <ms>', 'one read of a kernel file serves every value read within this many milliseconds', nonNegative('milliseconds'), 250)
     .option('--log-level <level>', `one of ${LEVELS.join(', ')}`, 'info')
-    .action(async (mountpoint: string | undefined, opts: { cacheSeconds: number; allowOther: boolean; logLevel: string }) => {
-      if (!LEVELS.includes(opts.logLevel)) throw new UserError(`--log-level must be one of ${LEVELS.join(', ')}`);
-      const log = createLogger(opts.logLevel);
+    .action(async (mountpoint: string | undefined, flags: MountFlags) => {
+      if (!LEVELS.includes(flags.logLevel)) throw new UserError(`--log-level must be one of ${LEVELS.join(', ')}`);
+      const log = createLogger(flags.logLevel);
       process.exitCode = await runDaemon({
         mountpoint: mountpoint ?? defaultMountpoint(),
         createMountpoint: mountpoint === undefined,
-        cacheSeconds: opts.cacheSeconds,
-        allowOther: opts.allowOther,
+        cacheSeconds: flags.cacheSeconds,
+        allowOther: flags.allowOther,
         log,
+        populate: (root) => addCollectors(root, flags, log),
       });
     });
   return program;

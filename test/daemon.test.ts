@@ -17,7 +17,7 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon (real mount, separate process)'
   let d: Daemon;
   let m: string;
   beforeAll(async () => {
-    d = await startDaemon();
+    d = await startDaemon(['--no-collectors']);
     m = d.mountpoint;
   });
   afterAll(() => d?.cleanup());
@@ -114,12 +114,12 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon (real mount, separate process)'
 
 describe.skipIf(skipWithoutFuse)('statsfs daemon start-up and failures', { timeout: 60_000 }, () => {
   it('recovers the stale mount a killed daemon (kill -9) left behind', async () => {
-    const first = await startDaemon();
+    const first = await startDaemon(['--no-collectors']);
     first.child.kill('SIGKILL');
     await first.exited;
     expect(isMounted(first.mountpoint)).toBe(true); // the dead mount stays: "Transport endpoint is not connected"
     expect(sh(`ls ${first.mountpoint}`).stderr).toMatch(/Transport endpoint is not connected/);
-    const second = await startDaemon([], first.mountpoint);
+    const second = await startDaemon(['--no-collectors'], first.mountpoint);
     try {
       const listing = sh(`ls ${first.mountpoint}`);
       expect(listing.stderr + listing.stdout).toBe('statsfs\n');
@@ -146,7 +146,7 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon start-up and failures', { timeo
   });
 
   it('a busy mountpoint is refused with one line, and the running daemon is untouched', async () => {
-    const d = await startDaemon();
+    const d = await startDaemon(['--no-collectors']);
     try {
       const busy = fail([d.mountpoint]);
       expect(busy.status).toBe(1);

@@ -1,0 +1,15 @@
+/** The host collectors, in the order they appear at the root. */
+import { blockCollector } from './block.js';
+import { cgroupCollector } from './cgroup.js';
+import type { Collector } from './common.js';
+import { cpuCollector } from './cpu.js';
+import { memoryCollector } from './memory.js';
+import { netCollector } from './net.js';
+
+export { collectorOptions, type Collector, type CollectorOptions } from './common.js';
+
+export const COLLECTORS: readonly Collector[] = [netCollector, cpuCollector, blockCollector, memoryCollector, cgroupCollector];
+
+export function findCollector(name: string): Collector | undefined {
+  return COLLECTORS.find((c) => c.name === name);
+}
