@@ -77,7 +77,7 @@ export function buildProgram(): Command {
     .option('--collectors <list>', `host collectors to show, comma-separated (default: ${COLLECTORS.map((c) => c.name).join(',')})`, collectorList, [...COLLECTORS])
     .option('--no-collectors', 'show no host statistics, only the daemon\'s own')
     .option('--host-root <dir>', 'read the kernel\'s files under <dir>/proc and <dir>/sys (a fixture tree, or a host mounted in a container)', '/')
-    .option('--freshness-ms <ms>', 'one read of a kernel file serves every value read within this many milliseconds', nonNegative('milliseconds'), 250)
+    .option('--freshness-ms <ms>', 'one read of a kernel file serves every value read within this many milliseconds', nonNegative('milliseconds'), 100)
     .option('--log-level <level>', `one of ${LEVELS.join(', ')}`, 'info')
     .action(async (mountpoint: string | undefined, flags: MountFlags) => {
       if (!LEVELS.includes(flags.logLevel)) throw new UserError(`--log-level must be one of ${LEVELS.join(', ')}`);

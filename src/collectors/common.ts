@@ -2,7 +2,7 @@
  * What every collector shares: where the kernel's files are, how long one read of a file serves a burst of
  * reads, and how a source's subordinates follow what exists in the kernel now.
  *
- * Freshness rule: a kernel file is read at most once per `freshnessMs` (default 250 ms); every value read
+ * Freshness rule: a kernel file is read at most once per `freshnessMs` (default 100 ms); every value read
  * within that window is served from the same parse. Membership (interfaces, CPUs, devices, cgroups) is
  * re-listed under the same rule, when a directory is listed or looked up or an aggregate is read — never
  * by a background poller.
@@ -24,7 +24,7 @@ export interface CollectorOptions {
 export const DEFAULT_COLLECTOR_OPTIONS: CollectorOptions = Object.freeze({
   procRoot: '/proc',
   sysRoot: '/sys',
-  freshnessMs: 250,
+  freshnessMs: 100,
   now: () => performance.now(),
 });
 
