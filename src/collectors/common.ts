@@ -7,7 +7,7 @@
  * re-listed under the same rule, when a directory is listed or looked up or an aggregate is read — never
  * by a background poller.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Source, StatsError } from '../model/index.js';
 
@@ -39,10 +39,32 @@ export interface Collector {
   create(options: CollectorOptions): Source;
 }
 
+/** Grows as needed and is reused: most reads are of small sysfs files, where allocation would dominate. */
+let scratch = Buffer.allocUnsafe(64 * 1024);
+
+function readWhole(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    let n = 0;
+    for (;;) {
+      if (n === scratch.length) {
+        const grown = Buffer.allocUnsafe(scratch.length * 2);
+        scratch.copy(grown, 0, 0, n);
+        scratch = grown;
+      }
+      const got = readSync(fd, scratch, n, scratch.length - n, null);
+      if (got === 0) return scratch.toString('latin1', 0, n);
+      n += got;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Missing kernel files mean the thing is gone: ENOENT for the reader, not EIO. */
 export function readKernelFile(path: string): string {
   try {
-    return readFileSync(path, 'latin1');
+    return readWhole(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENODEV' || code === 'ENXIO') throw new StatsError('ENOENT', `${path} is gone`);
