@@ -4,3 +4,4 @@ export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from
 export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';
 export { arena, SlotArena } from './arena.js';
 export { LiveValues, counterType, gaugeType } from './live.js';
+export { Snapshot, captureSnapshot } from './snapshot.js';
