@@ -6,7 +6,7 @@
  * to "gone" (ENOENT), never to another node. A mapping is dropped when the kernel forgets the inode.
  */
 import { constants } from 'node:os';
-import { StatsError, type Source, type TreeObserver, type ValueDef, type ValueGroup } from '../model/index.js';
+import { captureSnapshot, StatsError, type Snapshot, type Source, type TreeObserver, type ValueDef, type ValueGroup } from '../model/index.js';
 import type { Attr, DirListing, EntryResult, FuseHandler, SetAttrRequest } from './native.js';
 
 const E = constants.errno;
@@ -28,17 +28,31 @@ export interface AdapterOptions {
   gid?: number;
   /** Called with every error a getter or handler threw: the request answers EIO and serving goes on. */
   onError?: (op: string, err: unknown) => void;
+  /**
+   * Hidden files present in every directory (not listed by ls): opening one captures the directory's
+   * subtree at one instant and renders it with the given function, e.g. '.snapshot' -> text lines.
+   */
+  snapshots?: Readonly<Record<string, SnapshotRenderer>>;
 }
 
-/** A node an inode number stands for: a source (directory) or one value of one of its groups (file). */
+export type SnapshotRenderer = (snapshot: Snapshot) => Buffer | string | Promise<Buffer | string>;
+
+/**
+ * A node an inode number stands for: a source (directory), one value of one of its groups (file), or one
+ * of a directory's hidden snapshot files.
+ */
 interface Node {
   ino: number;
   source: Source;
-  /** For files: the group and definition the name resolved to when it was looked up. */
+  /** For value files: the group and definition the name resolved to when it was looked up. */
   group: ValueGroup | null;
   def: ValueDef | null;
+  /** For snapshot files: the file name, a key of options.snapshots. */
+  snapshot: string | null;
   nlookup: number;
 }
+
+const isDir = (node: Node) => node.def === null && node.snapshot === null;
 
 type Result<T> = T | number;
 
@@ -46,6 +60,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   private readonly nodes = new Map<number, Node>();
   private readonly sourceInos = new WeakMap<Source, number>();
   private readonly valueInos = new WeakMap<ValueGroup, Map<string, number>>();
+  private readonly snapshotInos = new WeakMap<Source, Map<string, number>>();
   private nextIno = ROOT_INO + 1;
   private readonly timeout: number;
   private readonly uid: number;
@@ -60,7 +75,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     this.timeout = options.cacheSeconds ?? 1;
     this.uid = options.uid ?? process.getuid?.() ?? 0;
     this.gid = options.gid ?? process.getgid?.() ?? 0;
-    this.nodes.set(ROOT_INO, { ino: ROOT_INO, source: root, group: null, def: null, nlookup: 1 });
+    this.nodes.set(ROOT_INO, { ino: ROOT_INO, source: root, group: null, def: null, snapshot: null, nlookup: 1 });
     this.sourceInos.set(root, ROOT_INO);
     root.observe(this);
   }
@@ -82,7 +97,8 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     node.nlookup -= nlookup;
     if (node.nlookup > 0) return;
     this.nodes.delete(ino);
-    if (node.def === null) this.sourceInos.delete(node.source);
+    if (node.snapshot !== null) this.snapshotInos.get(node.source)?.delete(node.snapshot);
+    else if (node.def === null) this.sourceInos.delete(node.source);
     else this.valueInos.get(node.group!)?.delete(node.def.name);
   }
 
@@ -100,7 +116,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     if (typeof node === 'number') return node;
     if (set.mode !== undefined || set.uid !== undefined || set.gid !== undefined) return E.EPERM;
     if (set.size !== undefined) {
-      if (node.def === null) return E.EISDIR;
+      if (isDir(node)) return E.EISDIR;
       if (set.size !== 0) return E.EINVAL;
       const err = this.clear(node);
       if (err !== 0) return err;
@@ -111,7 +127,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   opendir(ino: number): Result<DirListing> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
-    if (node.def !== null) return E.ENOTDIR;
+    if (!isDir(node)) return E.ENOTDIR;
     const subs = node.source.visibleSubordinates();
     const values = node.source.visibleValues();
     const n = subs.length + values.length;
@@ -149,15 +165,17 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** The per-open snapshot: the value is computed once, here, and every read of this open file sees it. */
-  open(ino: number, flags: number): Result<string> {
+  open(ino: number, flags: number): Result<string> | Promise<Result<Buffer | string>> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
-    if (node.def === null) return E.EISDIR;
+    if (isDir(node)) return E.EISDIR;
     const access = flags & O_ACCMODE;
-    if (access !== 0 && (node.def.mode & 0o222) === 0) return E.EACCES;
+    if (node.snapshot !== null) return access !== 0 ? E.EACCES : this.renderSnapshot(node.source, node.snapshot);
+    const def = node.def!;
+    if (access !== 0 && (def.mode & 0o222) === 0) return E.EACCES;
     if (access === O_WRONLY) return '';
     try {
-      return node.group!.render(node.def.index);
+      return node.group!.render(def.index);
     } catch (err) {
       return this.failed('open', err);
     }
@@ -167,7 +185,8 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   write(ino: number, data: Buffer, offset: number): number | undefined {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
-    if (node.def === null) return E.EISDIR;
+    if (isDir(node)) return E.EISDIR;
+    if (node.snapshot !== null) return E.EACCES;
     const text = data.toString('latin1');
     if (offset !== 0 || (text !== '0' && text !== '0\n')) return E.EINVAL;
     const err = this.clear(node);
@@ -204,7 +223,17 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     if (ino !== undefined) this.invalidator?.invalidateEntry(ino, name);
   }
 
+  /** Captures now (atomically: one synchronous walk), renders possibly in slices. */
+  private async renderSnapshot(source: Source, name: string): Promise<Result<Buffer | string>> {
+    try {
+      return await this.options.snapshots![name](captureSnapshot(source));
+    } catch (err) {
+      return this.failed('open', err);
+    }
+  }
+
   private clear(node: Node): number {
+    if (node.snapshot !== null) return E.EACCES;
     const def = node.def!;
     if ((def.mode & 0o222) === 0 || !def.clearable) return E.EACCES;
     try {
@@ -222,16 +251,28 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   private child(dir: Source, name: string): Node | null {
+    if (this.options.snapshots?.[name] !== undefined) return this.snapshotNode(dir, name);
     const sub = dir.subordinate(name);
     if (sub !== undefined) return this.sourceNode(sub);
     const found = dir.findValue(name, true);
     return found ? this.valueNode(dir, found.group, found.def) : null;
   }
 
+  private snapshotNode(source: Source, name: string): Node {
+    let byName = this.snapshotInos.get(source);
+    const ino = byName?.get(name);
+    if (ino !== undefined) return this.nodes.get(ino)!;
+    const node: Node = { ino: this.nextIno++, source, group: null, def: null, snapshot: name, nlookup: 0 };
+    this.nodes.set(node.ino, node);
+    if (!byName) this.snapshotInos.set(source, (byName = new Map()));
+    byName.set(name, node.ino);
+    return node;
+  }
+
   private sourceNode(source: Source): Node {
     const ino = this.sourceInos.get(source);
     if (ino !== undefined) return this.nodes.get(ino)!;
-    const node: Node = { ino: this.nextIno++, source, group: null, def: null, nlookup: 0 };
+    const node: Node = { ino: this.nextIno++, source, group: null, def: null, snapshot: null, nlookup: 0 };
     this.nodes.set(node.ino, node);
     this.sourceInos.set(source, node.ino);
     return node;
@@ -241,7 +282,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     let byName = this.valueInos.get(group);
     const ino = byName?.get(def.name);
     if (ino !== undefined) return this.nodes.get(ino)!;
-    const node: Node = { ino: this.nextIno++, source, group, def, nlookup: 0 };
+    const node: Node = { ino: this.nextIno++, source, group, def, snapshot: null, nlookup: 0 };
     this.nodes.set(node.ino, node);
     if (!byName) this.valueInos.set(group, (byName = new Map()));
     byName.set(def.name, node.ino);
@@ -259,7 +300,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   private liveSource(ino: number): Source | number {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
-    return node.def === null ? node.source : E.ENOTDIR;
+    return isDir(node) ? node.source : E.ENOTDIR;
   }
 
   /** Still reachable from the root; sources that mirror the kernel may have gone since (see refresh()). */
@@ -278,7 +319,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     return {
       ino: node.ino,
       // Directories report nlink 1 ("unknown"), which keeps find(1) from its leaf optimisation.
-      mode: node.def === null ? S_IFDIR | 0o755 : S_IFREG | node.def.mode,
+      mode: isDir(node) ? S_IFDIR | 0o755 : S_IFREG | (node.def?.mode ?? 0o444),
       nlink: 1,
       // Size 0: contents are computed at open and served with direct_io, so no size is ever promised.
       size: 0,

@@ -4,7 +4,7 @@
  */
 import type { FuseCounterReader } from '../daemon/self-stats.js';
 import type { Source } from '../model/index.js';
-import { StatsFsAdapter } from './adapter.js';
+import { StatsFsAdapter, type SnapshotRenderer } from './adapter.js';
 import { lazyUnmount, mount as mountSession, OP_NAMES, type FuseSession } from './native.js';
 
 export { lazyUnmount };
@@ -16,6 +16,8 @@ export interface MountOptions {
   allowOther?: boolean;
   /** Called with every error a getter or handler threw; the request was answered EIO. */
   onError?: (op: string, err: unknown) => void;
+  /** Hidden snapshot files in every directory, by name (see the export modules for renderers). */
+  snapshots?: Readonly<Record<string, SnapshotRenderer>>;
 }
 
 export interface MountedStatsFs {
@@ -32,7 +34,7 @@ export interface MountedStatsFs {
  * synchronously from this same process: the thread that would answer is the one waiting.
  */
 export async function mount(root: Source, mountpoint: string, options: MountOptions = {}): Promise<MountedStatsFs> {
-  const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError });
+  const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError, snapshots: options.snapshots });
   const session = mountSession(mountpoint, adapter, { allowOther: options.allowOther, attrTimeout: options.cacheSeconds ?? 1 });
   adapter.invalidator = session;
   const n = OP_NAMES.length;
