@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what statsfs needs on a fresh Debian/Ubuntu machine, then builds it. Idempotent and quick when
-# everything is already there, so `npm start` and `npm test` can both run it first.
+# everything is already there, so `npm start` and `npm test` can both run it first (`--for-tests` adds what
+# only the tests need).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,10 @@ say() { printf 'statsfs setup: %s\n' "$*" >&2; }
 need_pkgs=()
 command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
 pkg-config --exists fuse3 2>/dev/null || need_pkgs+=(libfuse3-dev pkg-config)
+# The tests also scrape the daemon with a real Prometheus server and check its output with promtool.
+if [ "${1:-}" = "--for-tests" ]; then
+  { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_pkgs+=(prometheus)
+fi
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${need_pkgs[*]} (Debian packages)"
@@ -16,7 +21,7 @@ if ((${#need_pkgs[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   else
-    say "missing the system FUSE library: run 'sudo apt-get install fuse3 libfuse3-dev pkg-config' (or your distribution's fuse3 and libfuse3 development packages), then run this again"
+    say "missing Debian packages: run 'sudo apt-get install ${need_pkgs[*]}' (or your distribution's equivalents), then run this again"
     exit 1
   fi
 fi
