@@ -1,0 +1,38 @@
+/**
+ * The services a daemon runs beside the mount, chosen on the command line: producers that feed the tree
+ * (StatsD) and exporters that serve it. Each is closed when the daemon stops.
+ */
+import { InvalidArgumentError } from 'commander';
+import type { Source } from '../model/index.js';
+import { StatsdServer } from '../producers/statsd.js';
+import type { Service } from './daemon.js';
+import type { Logger } from './logger.js';
+
+export interface ServiceFlags {
+  statsd?: { host: string; port: number };
+  statsdSocket?: string;
+}
+
+/** Parses host:port (IPv6 as [::1]:8125) for commander. */
+export function hostPort(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new InvalidArgumentError('expected host:port, e.g. 127.0.0.1:8125 or [::1]:8125');
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+export async function startServices(root: Source, flags: ServiceFlags, log: Logger): Promise<Service[]> {
+  const services: Service[] = [];
+  try {
+    if (flags.statsd || flags.statsdSocket) {
+      const statsd = new StatsdServer(root, { udp: flags.statsd, unixPath: flags.statsdSocket, log: log.child({ service: 'statsd' }) });
+      services.push(statsd);
+      const at = await statsd.listen();
+      log.info({ ...at, socket: flags.statsdSocket }, 'StatsD listening');
+    }
+  } catch (err) {
+    await Promise.allSettled(services.map((s) => s.close()));
+    throw err;
+  }
+  return services;
+}

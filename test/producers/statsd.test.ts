@@ -1,0 +1,587 @@
+/**
+ * StatsD producer: the pure parser's edge cases, the mapping onto the model, caps and conflicts, and the
+ * real thing: hot-shots (a StatsD client from npm) sending over UDP on 127.0.0.1 and over the Unix socket
+ * to an in-process StatsdServer, checked through the model.
+ */
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import StatsD from 'hot-shots';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Source, StatsError } from '../../src/model/index.js';
+import { createLogger } from '../../src/daemon/logger.js';
+import {
+  parseDecimal,
+  parsePacket,
+  parseStatsdLine,
+  roundHalfAway,
+  StatsdServer,
+  STATSD_NAME_MAX,
+  type StatsdLog,
+  type StatsdMetric,
+  type StatsdParse,
+} from '../../src/producers/statsd.js';
+
+function ok(line: string): StatsdMetric {
+  const r = parseStatsdLine(line);
+  if (!r.ok) throw new Error(`expected ${JSON.stringify(line)} to parse, got ${r.reason}: ${r.message}`);
+  return r.metric;
+}
+
+function reason(line: string): string {
+  const r = parseStatsdLine(line);
+  return r.ok ? 'ok' : r.reason;
+}
+
+/** The source at a dotted path under root, or throws. */
+function at(root: Source, path: string): Source {
+  let s = root;
+  for (const part of path.split('.')) {
+    const next = s.subordinate(part);
+    if (!next) throw new Error(`no source ${path} (missing ${part})`);
+    s = next;
+  }
+  return s;
+}
+
+function value(root: Source, name: string): bigint {
+  const i = name.lastIndexOf('.');
+  return (i < 0 ? root : at(root, name.slice(0, i))).getValue(name.slice(i + 1));
+}
+
+/** UDP is asynchronous: poll the condition until it holds or the deadline passes. */
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      if (cond()) return;
+    } catch {
+      // not there yet (ENOENT from the model)
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function tryValue(root: Source, name: string): bigint | undefined {
+  try {
+    return value(root, name);
+  } catch {
+    return undefined;
+  }
+}
+
+describe('parseDecimal and rounding', () => {
+  it('parses exact decimals, exponents included', () => {
+    expect(parseDecimal('12')).toEqual({ num: 12n, den: 1n });
+    expect(parseDecimal('1.5')).toEqual({ num: 15n, den: 10n });
+    expect(parseDecimal('.5')).toEqual({ num: 5n, den: 10n });
+    expect(parseDecimal('3.')).toEqual({ num: 3n, den: 1n });
+    expect(parseDecimal('1e-7')).toEqual({ num: 1n, den: 10000000n });
+    expect(parseDecimal('2.5E+3')).toEqual({ num: 25000n, den: 10n });
+    for (const bad of ['', '.', 'e5', '1e', '1.2.3', 'NaN', 'Infinity', '0x10', '1_000', ' 1', '1 ', '--1', '1e1000', '9'.repeat(65)]) {
+      expect(parseDecimal(bad), bad).toBeNull();
+    }
+  });
+
+  it('rounds halves away from zero', () => {
+    expect(roundHalfAway(5n, 2n)).toBe(3n);
+    expect(roundHalfAway(-5n, 2n)).toBe(-3n);
+    expect(roundHalfAway(7n, 5n)).toBe(1n);
+    expect(roundHalfAway(-7n, 5n)).toBe(-1n);
+    expect(roundHalfAway(1n, 3n)).toBe(0n);
+    expect(roundHalfAway(0n, 7n)).toBe(0n);
+  });
+});
+
+describe('parseStatsdLine', () => {
+  it('maps counters, gauges, timings and histograms', () => {
+    expect(ok('a.b.c:1|c')).toEqual({ kind: 'counter', name: 'a.b.c', parts: ['a', 'b', 'c'], delta: 1n });
+    expect(ok('a.b.c:21|g')).toEqual({ kind: 'gauge', name: 'a.b.c', parts: ['a', 'b', 'c'], op: 'set', value: 21n });
+    expect(ok('g:+3|g')).toMatchObject({ op: 'add', value: 3n });
+    expect(ok('g:-3|g')).toMatchObject({ op: 'add', value: -3n });
+    expect(ok('a.b.t:5|ms')).toEqual({ kind: 'timing', name: 'a.b.t', parts: ['a', 'b', 't'], value: 5000n, weight: 1n });
+    expect(ok('h:5|h')).toEqual({ kind: 'histogram', name: 'h', parts: ['h'], value: 5n, weight: 1n });
+    expect(ok('d:7|d')).toMatchObject({ kind: 'histogram', value: 7n });
+  });
+
+  it('honours @rate: counters add round(value / rate), timings weigh a sample round(1 / rate)', () => {
+    expect(ok('c:1|c|@0.1')).toMatchObject({ delta: 10n });
+    expect(ok('c:1|c|@0.3')).toMatchObject({ delta: 3n }); // 3.33
+    expect(ok('c:1|c|@0.4')).toMatchObject({ delta: 3n }); // 2.5 -> 3
+    expect(ok('c:-1|c|@0.4')).toMatchObject({ delta: -3n });
+    expect(ok('c:5|c|@1')).toMatchObject({ delta: 5n });
+    expect(ok('c:1|c|@1e-3')).toMatchObject({ delta: 1000n });
+    expect(ok('t:2|ms|@0.25')).toMatchObject({ value: 2000n, weight: 4n });
+    expect(ok('g:9|g|@0.5')).toMatchObject({ op: 'set', value: 9n }); // rate does not apply to gauges
+    expect(reason('c:1|c|@0')).toBe('rate');
+    expect(reason('c:1|c|@1.5')).toBe('rate');
+    expect(reason('c:1|c|@-0.5')).toBe('rate');
+    expect(reason('c:1|c|@')).toBe('rate');
+    expect(reason('c:1|c|@abc')).toBe('rate');
+    expect(reason('c:1|c|@0.5|@0.5')).toBe('rate');
+    expect(reason('t:1|ms|@1e-12')).toBe('rate'); // one line may stand for at most 2^32 samples
+  });
+
+  it('rounds decimal values once, exactly: ms to µs, the rest to integers', () => {
+    expect(ok('t:1.5|ms')).toMatchObject({ value: 1500n });
+    expect(ok('t:0.0004|ms')).toMatchObject({ value: 0n });
+    expect(ok('t:0.0005|ms')).toMatchObject({ value: 1n });
+    expect(ok('t:1.2345e-1|ms')).toMatchObject({ value: 123n });
+    expect(ok('t:-2|ms')).toMatchObject({ value: -2000n });
+    expect(ok('c:1.5|c')).toMatchObject({ delta: 2n });
+    expect(ok('c:2.5|c')).toMatchObject({ delta: 3n });
+    expect(ok('c:-2.5|c')).toMatchObject({ delta: -3n });
+    expect(ok('g:0.49|g')).toMatchObject({ value: 0n });
+    expect(ok('g:-0.5|g')).toMatchObject({ op: 'add', value: -1n });
+    expect(ok('h:1e3|h')).toMatchObject({ value: 1000n });
+  });
+
+  it('keeps numbers beyond 2^53 exact and refuses what does not fit s64', () => {
+    expect(ok('c:9007199254740993|c')).toMatchObject({ delta: 9007199254740993n });
+    expect(ok('g:9223372036854775807|g')).toMatchObject({ value: 2n ** 63n - 1n });
+    expect(ok('g:-9223372036854775808|g')).toMatchObject({ value: -(2n ** 63n) });
+    expect(ok('c:123456789012345678.4|c')).toMatchObject({ delta: 123456789012345678n });
+    expect(ok('c:1e18|c')).toMatchObject({ delta: 10n ** 18n });
+    expect(reason('g:9223372036854775808|g')).toBe('range');
+    expect(reason('c:1e19|c')).toBe('range');
+    expect(reason('c:9223372036854775807|c|@0.5')).toBe('range');
+    expect(reason('t:9223372036854775807|ms')).toBe('range');
+    expect(reason('c:1e999|c')).toBe('range');
+  });
+
+  it('accepts unicode names and ignores DogStatsD tags, timestamps and container fields', () => {
+    expect(ok('café.température:3|g')).toMatchObject({ parts: ['café', 'température'], value: 3n });
+    expect(ok('日本.요청:1|c')).toMatchObject({ parts: ['日本', '요청'] });
+    expect(ok('a b.c d:1|c')).toMatchObject({ parts: ['a b', 'c d'] });
+    expect(ok('x:1|c|#env:prod,role:web')).toMatchObject({ delta: 1n });
+    expect(ok('x:2|c|@0.5|#a:b|T1700000000|c:ci-123|e:ext|card:low')).toMatchObject({ delta: 4n });
+    expect(reason('x:1|c|zzz')).toBe('syntax');
+  });
+
+  it('refuses names the model cannot hold', () => {
+    const badNames = [
+      ':1|c',
+      '.a:1|c',
+      'a.:1|c',
+      'a..b:1|c',
+      'a/b:1|c',
+      'a.../b:1|c',
+      'a\u0000b:1|c',
+      'a\u0007b:1|c',
+      'a\u007fb:1|c',
+      'a\tb:1|c',
+      'bad\uFFFDutf8:1|c',
+      `${'x'.repeat(100)}:1|c`,
+      `${'a.'.repeat(16)}z:1|c`,
+      `${'abcd.'.repeat(60)}z:1|c`,
+    ];
+    for (const line of badNames) expect(reason(line), JSON.stringify(line)).toBe('name');
+    expect(ok(`${'x'.repeat(99)}:1|c`).parts[0]).toHaveLength(99);
+    expect(ok(`${'a.'.repeat(15)}z:1|c`).parts).toHaveLength(16);
+    const longest = `${'x'.repeat(99)}.${'y'.repeat(99)}.${'z'.repeat(55)}`;
+    expect(longest).toHaveLength(STATSD_NAME_MAX);
+    expect(reason(`${longest}:1|c`)).toBe('ok');
+    expect(reason(`${longest}d:1|c`)).toBe('name');
+  });
+
+  it('refuses malformed lines with a reason, never throwing', () => {
+    const cases: [string, string][] = [
+      ['abc', 'syntax'],
+      ['abc:', 'syntax'],
+      ['abc:1', 'syntax'],
+      ['abc:1|', 'type'],
+      ['abc:1|x', 'type'],
+      ['abc:1|C', 'type'],
+      ['abc:1|cc', 'type'],
+      ['abc:|c', 'value'],
+      ['abc:+|g', 'value'],
+      ['abc:-|c', 'value'],
+      ['abc:1.2.3|c', 'value'],
+      ['abc:NaN|g', 'value'],
+      ['abc:Infinity|ms', 'value'],
+      ['abc:0x1f|c', 'value'],
+      ['abc:1:2|c', 'value'],
+      ['abc: 1|c', 'value'],
+      ['abc:++1|g', 'value'],
+      ['abc:1|c:2|c', 'type'], // etsy's several values per line are not supported
+      ['abc:a|s', 'unsupported'],
+      ['_e{5,4}:title|text', 'unsupported'],
+      ['_sc|check|0', 'unsupported'],
+      ['|||:::', 'syntax'],
+      ['a|b:1|c', 'ok'], // '|' in a name is a valid model name
+      [':', 'syntax'],
+    ];
+    for (const [line, why] of cases) expect(reason(line), JSON.stringify(line)).toBe(why);
+  });
+
+  it('survives random bytes', () => {
+    let seed = 12345;
+    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const alphabet = 'ab.:|@#-+1.5e9cgmsh\u0000\n\r/\uFFFD é';
+    for (let i = 0; i < 5000; i++) {
+      let line = '';
+      const n = Math.floor(rnd() * 30);
+      for (let j = 0; j < n; j++) line += alphabet[Math.floor(rnd() * alphabet.length)];
+      const results: StatsdParse[] = parsePacket(line);
+      for (const r of results) expect(typeof r.ok).toBe('boolean');
+    }
+  });
+});
+
+describe('parsePacket', () => {
+  it('splits lines on \\n and \\r\\n, skipping empty ones and accepting a trailing newline', () => {
+    const r = parsePacket('a:1|c\nb:2|g\r\n\n\nc:3|ms\n');
+    expect(r.map((x) => (x.ok ? x.metric.name : x.reason))).toEqual(['a', 'b', 'c']);
+    expect(parsePacket('')).toEqual([]);
+    expect(parsePacket('\n\n')).toEqual([]);
+    expect(parsePacket(Buffer.from('x:1|c'))).toHaveLength(1);
+  });
+
+  it('keeps good lines around bad ones', () => {
+    const r = parsePacket('a:1|c\ngarbage\nb:2|c');
+    expect(r.map((x) => x.ok)).toEqual([true, false, true]);
+  });
+
+  it('decodes UTF-8 split by the packet as invalid, not as another name', () => {
+    const bytes = Buffer.from('é:1|c');
+    const r = parsePacket(bytes.subarray(1)); // a lone continuation byte
+    expect(r[0]).toMatchObject({ ok: false, reason: 'name' });
+  });
+});
+
+describe('StatsdServer mapping onto the model (ingest, no sockets)', () => {
+  let root: Source;
+  let server: StatsdServer;
+  beforeEach(() => {
+    root = Source.root();
+    server = new StatsdServer(root);
+  });
+
+  it('counters are s64 cumulative values of the parent source, clearable (0644)', () => {
+    server.ingest('a.b.c:1|c\na.b.c:2|c\na.b.c:-1|c');
+    const b = at(root, 'a.b');
+    expect(b.getValue('c')).toBe(2n);
+    const found = b.findValue('c')!;
+    expect(found.def.mode).toBe(0o644);
+    expect(found.def.type.name).toBe('s64');
+    b.clear('c');
+    expect(b.getValue('c')).toBe(0n);
+    server.ingest('a.b.c:-5|c');
+    expect(b.getValue('c')).toBe(-5n);
+    expect(b.findValue('c')!.group.render('c')).toBe('-5\n');
+    expect(server.stats).toMatchObject({ lines: 4, applied: 4, badLines: 0 });
+  });
+
+  it('counters add beyond 2^53 exactly and wrap like an s64', () => {
+    server.ingest('big:9007199254740993|c\nbig:9007199254740993|c');
+    expect(root.getValue('big')).toBe(2n * 9007199254740993n);
+    server.ingest('w:9223372036854775807|c\nw:1|c');
+    expect(root.getValue('w')).toBe(-(2n ** 63n));
+  });
+
+  it('gauges set and adjust, read-only (0444)', () => {
+    server.ingest('x.g:21|g');
+    expect(value(root, 'x.g')).toBe(21n);
+    server.ingest('x.g:+4|g\nx.g:-30|g');
+    expect(value(root, 'x.g')).toBe(-5n);
+    server.ingest('x.g:7|g');
+    expect(value(root, 'x.g')).toBe(7n);
+    const found = at(root, 'x').findValue('g')!;
+    expect(found.def.mode).toBe(0o444);
+    expect(() => at(root, 'x').clear('g')).toThrow(StatsError);
+    server.ingest('x.g:9007199254740993|g');
+    expect(value(root, 'x.g')).toBe(9007199254740993n);
+  });
+
+  it('timings are a source with count, sum_us, min_us, max_us, avg_us', () => {
+    server.ingest('a.b.t:5|ms\na.b.t:1.5|ms\na.b.t:10|ms|@0.5');
+    const t = at(root, 'a.b.t');
+    expect(t.getValue('count')).toBe(4n);
+    expect(t.getValue('sum_us')).toBe(5000n + 1500n + 2n * 10000n);
+    expect(t.getValue('min_us')).toBe(1500n);
+    expect(t.getValue('max_us')).toBe(10000n);
+    expect(t.getValue('avg_us')).toBe(26500n / 4n);
+    const modes = Object.fromEntries(t.visibleValues().map(({ def }) => [def.name, def.mode]));
+    expect(modes).toEqual({ count: 0o644, sum_us: 0o644, min_us: 0o444, max_us: 0o444, avg_us: 0o444 });
+    expect(t.findValue('sum_us')!.def.unit).toBe('microseconds');
+    // clearing count (or sum) starts a new window
+    t.clear('count');
+    for (const n of ['count', 'sum_us', 'min_us', 'max_us', 'avg_us']) expect(t.getValue(n), n).toBe(0n);
+    server.ingest('a.b.t:3|ms');
+    expect([t.getValue('count'), t.getValue('min_us'), t.getValue('max_us')]).toEqual([1n, 3000n, 3000n]);
+    expect(() => t.clear('min_us')).toThrow(StatsError);
+  });
+
+  it('histograms keep their own unit; avg truncates toward zero', () => {
+    server.ingest('h:1|h\nh:2|h\nh:2|d\nneg:-1|h\nneg:-2|h');
+    const h = at(root, 'h');
+    expect([h.getValue('count'), h.getValue('sum'), h.getValue('min'), h.getValue('max'), h.getValue('avg')]).toEqual([3n, 5n, 1n, 2n, 1n]);
+    expect(at(root, 'neg').getValue('avg')).toBe(-1n); // -3 / 2
+    expect(at(root, 'neg').findValue('avg')!.group.render('avg')).toBe('-1\n');
+  });
+
+  it('a name keeps its first type; the second is refused and counted', () => {
+    server.ingest('m:1|c\nm:5|g\nm:1|ms\nm:2|c');
+    expect(root.getValue('m')).toBe(3n);
+    expect(server.stats.conflicts).toBe(2);
+    server.ingest('t:1|ms\nt:1|h');
+    expect(server.stats.conflicts).toBe(3);
+  });
+
+  it('a value and a source may not share a name; refused lines leave no empty source', () => {
+    server.ingest('a.b:1|c\na.b.c:1|c'); // b is a value of a, cannot become a source
+    expect(server.stats.conflicts).toBe(1);
+    server.ingest('x.y.z:1|c\nx.y:1|c\nx.y:1|g\nx.y:1|ms'); // x/y is a source
+    expect(server.stats.conflicts).toBe(4);
+    server.ingest('t:1|ms\nt.u:1|c\nt.u.v:1|c'); // t is a timing source of its own
+    expect(server.stats.conflicts).toBe(6);
+    expect(at(root, 't').visibleSubordinates()).toEqual([]);
+    expect(at(root, 'a').visibleSubordinates()).toEqual([]);
+    expect(server.metricCount).toBe(3);
+  });
+
+  it('never takes a name that something else already has in the tree', () => {
+    const net = new Source('net');
+    root.addSubordinate(net);
+    server.ingest('net:1|c\nnet.eth0:1|c\nnet.x.y:1|ms\nfree.x:1|c');
+    expect(server.stats.conflicts).toBe(3);
+    expect(net.visibleSubordinates()).toEqual([]);
+    expect(net.valueGroups).toEqual([]);
+    expect(value(root, 'free.x')).toBe(1n);
+  });
+
+  it('caps the number of metrics; existing ones keep counting', () => {
+    const capped = new StatsdServer(root, { maxMetrics: 3 });
+    capped.ingest('m1:1|c\nm2:1|g\nm3:1|ms\nm4:1|c\nm5.x:1|c\nm1:1|c');
+    expect(capped.metricCount).toBe(3);
+    expect(capped.stats.dropped).toBe(2);
+    expect(root.getValue('m1')).toBe(2n);
+    expect(root.subordinate('m5')).toBeUndefined();
+  });
+
+  it('caps the entries one source gets', () => {
+    const capped = new StatsdServer(root, { maxPerSource: 2 });
+    capped.ingest('s.a:1|c\ns.b:1|ms\ns.c:1|g\ns.d.e:1|c\nt.x:1|c\nt.y.z:1|c\nu:1|c');
+    expect(capped.stats.dropped).toBe(3); // s.c, s.d.e (s is full), u (the root holds s and t)
+    expect(capped.metricCount).toBe(4);
+    expect(at(root, 's').visibleSubordinates().map((x) => x.name)).toEqual(['b']);
+    capped.ingest('s.a:1|c');
+    expect(value(root, 's.a')).toBe(2n);
+  });
+
+  it('caps the sources created', () => {
+    const capped = new StatsdServer(root, { maxSources: 3 });
+    capped.ingest('a.b.c:1|c\na.t:1|ms\na.x:1|c\nd:1|h\ne.f:1|c\ng:1|c');
+    expect(capped.stats.dropped).toBe(2); // d and e.f need a fourth source
+    expect(capped.metricCount).toBe(4);
+  });
+
+  it('counts every kind of refusal and logs the first of each at warn', () => {
+    const log = { info: vi.fn(), warn: vi.fn(), error: vi.fn(), debug: vi.fn() };
+    const s = new StatsdServer(root, { log });
+    s.ingest('ok:1|c\nbad\nbad\na..b:1|c\nu:1|s\n_e{1,1}:a|b\nok:1|g\n\n');
+    expect(s.stats).toMatchObject({ lines: 7, applied: 1, badLines: 2, badNames: 1, unsupported: 2, conflicts: 1, errors: 0 });
+    expect(log.warn).toHaveBeenCalledTimes(4); // syntax, name, unsupported, conflict
+    expect(log.debug).toHaveBeenCalledTimes(2);
+    expect(log.error).not.toHaveBeenCalled();
+  });
+
+  it('the daemon logger fits StatsdLog', () => {
+    const log: StatsdLog = createLogger('silent');
+    expect(new StatsdServer(root, { log }).metricCount).toBe(0);
+  });
+
+  it('shares one schema per value name across sources', () => {
+    server.ingest('web.h1.requests:1|c\nweb.h2.requests:2|c');
+    const s1 = at(root, 'web.h1').findValue('requests')!.group.schema;
+    const s2 = at(root, 'web.h2').findValue('requests')!.group.schema;
+    expect(s1).toBe(s2);
+  });
+});
+
+describe('StatsdServer over sockets with hot-shots', () => {
+  let root: Source;
+  let server: StatsdServer;
+  let port: number;
+  let client: StatsD;
+  const tmp: string[] = [];
+
+  beforeEach(async () => {
+    root = Source.root();
+    server = new StatsdServer(root, { udp: { host: '127.0.0.1', port: 0 } });
+    const addr = await server.listen();
+    expect(addr.address).toBe('127.0.0.1');
+    port = addr.port;
+    expect(port).toBeGreaterThan(0);
+    client = new StatsD({ host: '127.0.0.1', port, errorHandler: (err) => { throw err; } });
+  });
+
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await new Promise<void>((resolve) => client.close(() => resolve()));
+    await server.close();
+    for (const dir of tmp.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('counters: increment, decrement and explicit values', async () => {
+    client.increment('app.requests');
+    client.increment('app.requests', 41);
+    client.decrement('app.inflight');
+    await until(() => tryValue(root, 'app.requests') === 42n && tryValue(root, 'app.inflight') === -1n, 'counters');
+    expect(server.stats.badLines).toBe(0);
+    expect(server.stats.packets).toBe(3);
+  });
+
+  it('gauges: set, then adjust with gaugeDelta', async () => {
+    client.gauge('app.queue.depth', 21);
+    await until(() => tryValue(root, 'app.queue.depth') === 21n, 'gauge set');
+    client.gaugeDelta('app.queue.depth', 5);
+    await until(() => tryValue(root, 'app.queue.depth') === 26n, 'gauge +5');
+    client.gaugeDelta('app.queue.depth', -30);
+    await until(() => tryValue(root, 'app.queue.depth') === -4n, 'gauge -30');
+    client.gauge('app.queue.depth', 2.5);
+    await until(() => tryValue(root, 'app.queue.depth') === 3n, 'gauge 2.5 rounds to 3');
+  });
+
+  it('timings and histograms', async () => {
+    client.timing('app.db.query', 5);
+    client.timing('app.db.query', 1.25);
+    client.timing('app.db.query', 12);
+    client.histogram('app.payload', 100);
+    client.histogram('app.payload', 300);
+    client.distribution('app.payload', 200);
+    await until(() => tryValue(root, 'app.db.query.count') === 3n && tryValue(root, 'app.payload.count') === 3n, 'timings');
+    const q = at(root, 'app.db.query');
+    expect([q.getValue('sum_us'), q.getValue('min_us'), q.getValue('max_us'), q.getValue('avg_us')]).toEqual([18250n, 1250n, 12000n, 6083n]);
+    const p = at(root, 'app.payload');
+    expect([p.getValue('sum'), p.getValue('min'), p.getValue('max'), p.getValue('avg')]).toEqual([600n, 100n, 300n, 200n]);
+  });
+
+  it('a timer wrapped by the client reports sub-millisecond durations as µs', async () => {
+    const timed = client.timer(() => 7, 'app.fn');
+    expect(timed()).toBe(7);
+    await until(() => tryValue(root, 'app.fn.count') === 1n, 'timer');
+    expect(value(root, 'app.fn.sum_us')).toBeGreaterThanOrEqual(0n);
+    expect(value(root, 'app.fn.sum_us')).toBeLessThan(1_000_000n);
+  });
+
+  it('sampled metrics are scaled by 1 / rate', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0); // the client sends every sampled metric
+    client.increment('app.sampled', 1, 0.25);
+    client.increment('app.sampled', 3, 0.1);
+    client.timing('app.sampled_t', 2, 0.5);
+    await until(() => tryValue(root, 'app.sampled') === 34n && tryValue(root, 'app.sampled_t.count') === 2n, 'sampled');
+    expect(value(root, 'app.sampled_t.sum_us')).toBe(4000n);
+    expect(value(root, 'app.sampled_t.max_us')).toBe(2000n);
+  });
+
+  it('tags are ignored, the metric is kept', async () => {
+    client.increment('app.tagged', 2, ['env:test', 'role:web']);
+    await until(() => tryValue(root, 'app.tagged') === 2n, 'tagged');
+  });
+
+  it('several lines per packet (a buffering client)', async () => {
+    const buffered = new StatsD({ host: '127.0.0.1', port, maxBufferSize: 1000, bufferFlushInterval: 60_000 });
+    for (let i = 0; i < 20; i++) buffered.increment('bulk.count');
+    buffered.gauge('bulk.level', 7);
+    buffered.timing('bulk.t', 3);
+    await new Promise<void>((resolve, reject) => buffered.flush((err) => (err ? reject(err) : resolve())));
+    await until(() => tryValue(root, 'bulk.count') === 20n && tryValue(root, 'bulk.t.count') === 1n, 'bulk');
+    expect(value(root, 'bulk.level')).toBe(7n);
+    expect(server.stats.packets).toBeLessThan(22);
+    expect(server.stats.lines).toBe(22);
+    await new Promise<void>((resolve) => buffered.close(() => resolve()));
+  });
+
+  it('malformed datagrams are counted, never crash, and good lines around them are kept', async () => {
+    const sock = dgram.createSocket('udp4');
+    const send = (data: Buffer | string): Promise<void> =>
+      new Promise((resolve, reject) => sock.send(data, port, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+    await send(Buffer.from([0xff, 0xfe, 0x00, 0x0a, 0x80, 0x3a, 0x7c]));
+    await send('');
+    await send('no colon\n:1|c\na/b:1|c\nx:1|q\nok.raw:5|c\n');
+    await send(`${'z'.repeat(60000)}:1|c`);
+    let seed = 7;
+    for (let i = 0; i < 200; i++) {
+      const bytes = Buffer.alloc(1 + (i % 50));
+      for (let j = 0; j < bytes.length; j++) bytes[j] = (seed = (seed * 1103515245 + 12345) % 2147483648) & 0xff;
+      await send(bytes);
+    }
+    await send('last:1|c');
+    await until(() => tryValue(root, 'last') === 1n, 'the last datagram');
+    expect(value(root, 'ok.raw')).toBe(5n);
+    expect(server.stats.errors).toBe(0);
+    expect(server.stats.packets).toBe(205);
+    expect(server.stats.badLines + server.stats.badNames).toBeGreaterThanOrEqual(5);
+    sock.close();
+  });
+
+  it('a Unix stream socket carries newline-framed lines (hot-shots stream transport)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'statsd-'));
+    tmp.push(dir);
+    const path = join(dir, 'statsd.sock');
+    writeFileSync(path, ''); // a regular file is never removed
+    const blocked = new StatsdServer(root, { unixPath: path });
+    await expect(blocked.listen()).rejects.toThrow();
+    rmSync(path);
+
+    // a live socket is left alone; one left by a process killed with SIGKILL is replaced
+    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => console.log('up'))`]);
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    const unixServer = new StatsdServer(root, { unixPath: path });
+    await expect(unixServer.listen()).rejects.toThrow(/EADDRINUSE/);
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(statSync(path).isSocket()).toBe(true);
+    await unixServer.listen();
+
+    const stream = net.createConnection(path);
+    await new Promise<void>((resolve) => stream.once('connect', () => resolve()));
+    const unixClient = new StatsD({ protocol: 'stream', stream });
+    unixClient.increment('unix.count', 3);
+    unixClient.gauge('unix.level', 9);
+    unixClient.timing('unix.t', 4);
+    // a line split across writes, and a multi-byte character split across chunks
+    const bytes = Buffer.from('unix.é:5|c\n');
+    stream.write(bytes.subarray(0, 6));
+    await new Promise((r) => setTimeout(r, 20));
+    stream.write(bytes.subarray(6));
+    await until(
+      () => tryValue(root, 'unix.count') === 3n && tryValue(root, 'unix.level') === 9n && tryValue(root, 'unix.t.count') === 1n && tryValue(root, 'unix.é') === 5n,
+      'unix metrics',
+    );
+    expect(unixServer.stats.connections).toBe(1);
+    unixClient.close();
+    await unixServer.close();
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('an over-long line on the Unix socket is dropped; the next line is kept', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'statsd-'));
+    tmp.push(dir);
+    const path = join(dir, 's');
+    const unixServer = new StatsdServer(root, { unixPath: path });
+    expect(await unixServer.listen()).toEqual({ address: path, port: 0 });
+    const conn = net.createConnection(path);
+    await new Promise<void>((resolve) => conn.once('connect', () => resolve()));
+    conn.write('x'.repeat(70_000));
+    await until(() => unixServer.stats.dropped === 1, 'the cap');
+    conn.write('y'.repeat(10_000));
+    conn.write(':1|c\nafter:1|c\nend:1|c');
+    conn.end();
+    await until(() => tryValue(root, 'end') === 1n, 'the final unterminated line');
+    expect(value(root, 'after')).toBe(1n);
+    expect(unixServer.stats.dropped).toBe(1);
+    await unixServer.close();
+  });
+
+  it('listen fails cleanly on a port in use', async () => {
+    const other = new StatsdServer(Source.root(), { udp: { host: '127.0.0.1', port } });
+    await expect(other.listen()).rejects.toThrow(/EADDRINUSE/);
+    await other.close();
+  });
+});
