@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { collectorOptions, COLLECTORS, findCollector, type Collector } from './collectors/index.js';
 import { runDaemon, UserError } from './daemon/daemon.js';
 import { createLogger, type Logger } from './daemon/logger.js';
+import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
 import type { Source } from './model/index.js';
 
 /** Root gets a system path; others a private one, so `statsfs mount` works for anyone with no argument. */
@@ -37,7 +38,7 @@ function collectorList(text: string): Collector[] {
     });
 }
 
-interface MountFlags {
+interface MountFlags extends ServiceFlags {
   cacheSeconds: number;
   allowOther: boolean;
   logLevel: string;
@@ -78,6 +79,8 @@ export function buildProgram(): Command {
     .option('--no-collectors', 'show no host statistics, only the daemon\'s own')
     .option('--host-root <dir>', 'read the kernel\'s files under <dir>/proc and <dir>/sys (a fixture tree, or a host mounted in a container)', '/')
     .option('--freshness-ms <ms>', 'one read of a kernel file serves every value read within this many milliseconds', nonNegative('milliseconds'), 100)
+    .option('--statsd <host:port>', 'listen for the StatsD line protocol on UDP (e.g. 127.0.0.1:8125)', hostPort)
+    .option('--statsd-socket <path>', 'also accept StatsD lines on a Unix stream socket, newline-terminated')
     .option('--log-level <level>', `one of ${LEVELS.join(', ')}`, 'info')
     .action(async (mountpoint: string | undefined, flags: MountFlags) => {
       if (!LEVELS.includes(flags.logLevel)) throw new UserError(`--log-level must be one of ${LEVELS.join(', ')}`);
@@ -89,6 +92,7 @@ export function buildProgram(): Command {
         allowOther: flags.allowOther,
         log,
         populate: (root) => addCollectors(root, flags, log),
+        services: (root) => startServices(root, flags, log),
       });
     });
   return program;

@@ -4,7 +4,7 @@
  */
 import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { lazyUnmount, mount, type MountedStatsFs } from '../fs/mount.js';
+import { lazyUnmount, mount, type MountedStatsFs, type MountOptions } from '../fs/mount.js';
 import { Source } from '../model/index.js';
 import type { Logger } from './logger.js';
 import { createSelfStats } from './self-stats.js';
@@ -23,6 +23,14 @@ export interface DaemonOptions {
   log: Logger;
   /** Adds producers and collectors to the tree before it is mounted. */
   populate?: (root: Source) => void;
+  /** Starts the services that feed or export the tree (producer socket, StatsD, HTTP); closed at stop. */
+  services?: (root: Source) => Promise<Service[]>;
+  /** Hidden snapshot files in every directory (name -> renderer). */
+  snapshots?: MountOptions['snapshots'];
+}
+
+export interface Service {
+  close(): Promise<void>;
 }
 
 export interface RunningDaemon {
@@ -84,10 +92,18 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     cacheSeconds: options.cacheSeconds,
     allowOther: options.allowOther,
     onError: (op, err) => log.error({ op, err }, 'a request failed inside the daemon and was answered EIO'),
+    snapshots: options.snapshots,
   }).catch((err: unknown) => {
     throw mountFailure(err, mountpoint);
   });
   root.addSubordinate(createSelfStats(mounted.counters));
+  let services: Service[] = [];
+  try {
+    services = (await options.services?.(root)) ?? [];
+  } catch (err) {
+    await mounted.unmount();
+    throw err;
+  }
   log.info({ mountpoint }, 'mounted');
 
   let resolveDone!: (code: number) => void;
@@ -107,6 +123,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       }, 5000);
       deadline.unref();
       try {
+        await Promise.allSettled(services.map((service) => service.close()));
         await mounted.unmount();
         log.info({ mountpoint }, 'unmounted');
         resolveDone(0);
