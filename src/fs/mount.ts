@@ -3,6 +3,9 @@
  * program uses to serve its own tree in-process, and what the daemon uses.
  */
 import type { FuseCounterReader } from '../daemon/self-stats.js';
+import { renderBinaryAsync } from '../export/binary.js';
+import { renderJsonAsync } from '../export/json.js';
+import { renderTextAsync } from '../export/text.js';
 import type { Source } from '../model/index.js';
 import { StatsFsAdapter, type SnapshotRenderer } from './adapter.js';
 import { lazyUnmount, mount as mountSession, OP_NAMES, type FuseSession } from './native.js';
@@ -16,9 +19,19 @@ export interface MountOptions {
   allowOther?: boolean;
   /** Called with every error a getter or handler threw; the request was answered EIO. */
   onError?: (op: string, err: unknown) => void;
-  /** Hidden snapshot files in every directory, by name (see the export modules for renderers). */
+  /** Hidden snapshot files in every directory, by name (default: SNAPSHOT_FILES). */
   snapshots?: Readonly<Record<string, SnapshotRenderer>>;
 }
+
+/**
+ * In every directory, hidden from ls: the subtree captured at one instant when the file is opened, as
+ * "path value" lines, as self-describing JSON, or in the binary layout of docs/snapshot-formats.md.
+ */
+export const SNAPSHOT_FILES: Readonly<Record<string, SnapshotRenderer>> = Object.freeze({
+  '.snapshot': renderTextAsync,
+  '.snapshot.json': renderJsonAsync,
+  '.snapshot.bin': renderBinaryAsync,
+});
 
 export interface MountedStatsFs {
   readonly mountpoint: string;
@@ -34,7 +47,7 @@ export interface MountedStatsFs {
  * synchronously from this same process: the thread that would answer is the one waiting.
  */
 export async function mount(root: Source, mountpoint: string, options: MountOptions = {}): Promise<MountedStatsFs> {
-  const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError, snapshots: options.snapshots });
+  const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError, snapshots: options.snapshots ?? SNAPSHOT_FILES });
   const session = mountSession(mountpoint, adapter, { allowOther: options.allowOther, attrTimeout: options.cacheSeconds ?? 1 });
   adapter.invalidator = session;
   const n = OP_NAMES.length;

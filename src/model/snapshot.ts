@@ -57,6 +57,11 @@ export class Snapshot {
     return this.dirs[this.dirIndex[i]];
   }
 
+  /** Index in `dirs` of value i's directory, for formats that store each directory once. */
+  dirNumber(i: number): number {
+    return this.dirIndex[i];
+  }
+
   isAggregate(i: number): boolean {
     return this.aggregate[i] === 1;
   }

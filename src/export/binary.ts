@@ -1,0 +1,250 @@
+/**
+ * `.snapshot.bin`: a binary snapshot modelled on the KVM binary statistics fd. A reader parses the header
+ * and descriptors once; after that it only needs the data block, which sits at the same offset with the
+ * same size in every rendering of a tree of the same shape, and the header's layout id says whether it
+ * still does. The byte layout is documented in docs/snapshot-formats.md; in short (little-endian, every
+ * section 8-byte aligned):
+ *
+ *   header (160 bytes) | descriptors (16 bytes each) | directories (8 each) | definitions (32 each) |
+ *   strings | data (one u64 per value) | texts (show() texts) | failures (JSON)
+ *
+ * The data block holds each value's 64-bit word, two's complement: narrow signed types sign-extended,
+ * bool 0 or 1. The layout id is the first 8 bytes of a SHA-256 over the header's layout fields (bytes 32
+ * to 112) and everything from the descriptors up to the data block.
+ */
+import { createHash } from 'node:crypto';
+import type { Snapshot } from '../model/snapshot.js';
+import type { Aggregation, ValueDef } from '../model/schema.js';
+import { encodeStrings, errorMessage, runSliced, runSync, type SliceOptions } from './common.js';
+
+export const BINARY_MAGIC = 'STFS';
+export const BINARY_VERSION = 1;
+export const HEADER_SIZE = 160;
+export const DESC_SIZE = 16;
+export const DIR_SIZE = 8;
+export const DEF_SIZE = 32;
+/** The header bytes covered by the layout id: counts, sizes and offsets up to the data block. */
+export const LAYOUT_FIELDS_START = 32;
+export const LAYOUT_FIELDS_END = 112;
+
+/** Header field offsets. */
+export const H = {
+  magic: 0,
+  version: 4,
+  headerSize: 8,
+  flags: 12,
+  layoutId: 16,
+  takenAtNs: 24,
+  numDesc: 32,
+  descSize: 36,
+  descOffset: 40,
+  numDirs: 48,
+  dirSize: 52,
+  dirsOffset: 56,
+  numDefs: 64,
+  defSize: 68,
+  defsOffset: 72,
+  stringsOffset: 80,
+  stringsSize: 88,
+  dataOffset: 96,
+  dataSize: 104,
+  textsOffset: 112,
+  textsSize: 120,
+  numTexts: 128,
+  numFailures: 132,
+  failuresOffset: 136,
+  failuresSize: 144,
+} as const;
+
+/** Descriptor flags. */
+export const FLAG_TYPE_MASK = 0xf;
+export const FLAG_SIGNED = 1 << 4;
+export const FLAG_FLOATING = 1 << 5;
+export const FLAG_AGGREGATE = 1 << 6;
+export const FLAG_SHOW = 1 << 7;
+export const FLAG_AGGR_SHIFT = 8;
+export const FLAG_AGGR_MASK = 0xf << FLAG_AGGR_SHIFT;
+export const FLAG_MODE_SHIFT = 16;
+export const FLAG_MODE_MASK = 0x1ff << FLAG_MODE_SHIFT;
+
+/** Type codes in the low 4 bits of the flags; a custom type (64-bit, its own signedness) is 15. */
+export const TYPE_CODES: Readonly<Record<string, number>> = Object.freeze({ u8: 0, s8: 1, u16: 2, s16: 3, u32: 4, s32: 5, u64: 6, s64: 7, bool: 8 });
+export const TYPE_CUSTOM = 15;
+export const AGGREGATION_CODES: Readonly<Record<Aggregation, number>> = Object.freeze({ none: 0, sum: 1, min: 2, max: 3, count_zero: 4, avg: 5 });
+
+/** Values handled between two yields of the generator. */
+const STEP_VALUES = 8192;
+/** Bytes hashed between two yields. */
+const STEP_HASH_BYTES = 4 << 20;
+
+/** The whole file in one go. */
+export function renderBinary(snapshot: Snapshot): Buffer {
+  return runSync(binaryWork(snapshot));
+}
+
+/** The same bytes, rendered in slices of at most maxSliceMs (default 10) with the event loop running between. */
+export function renderBinaryAsync(snapshot: Snapshot, options: SliceOptions = {}): Promise<Buffer> {
+  return runSliced(binaryWork(snapshot), options);
+}
+
+function defFlags(def: ValueDef): number {
+  const type = def.type;
+  let flags = type.custom !== null ? TYPE_CUSTOM : TYPE_CODES[type.name];
+  if (type.signed) flags |= FLAG_SIGNED;
+  if (def.floating) flags |= FLAG_FLOATING;
+  if (def.show !== null) flags |= FLAG_SHOW;
+  flags |= AGGREGATION_CODES[def.aggr] << FLAG_AGGR_SHIFT;
+  flags |= (def.mode & 0o777) << FLAG_MODE_SHIFT;
+  return flags >>> 0;
+}
+
+const align8 = (n: number): number => (n + 7) & ~7;
+
+/** Renders the file, yielding every few thousand values so that a driver can pause it. */
+export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
+  const count = snapshot.count;
+
+  // 1. Definitions (each distinct ValueDef once), and the show() texts.
+  const defIndex = new Map<ValueDef, number>();
+  const defList: ValueDef[] = [];
+  const defFlagList: number[] = [];
+  const defNo = new Uint32Array(count);
+  const texts: string[] = [];
+  const failures = snapshot.failures.map(({ path, error }) => ({ path, error: errorMessage(error) }));
+  let lastDef: ValueDef | null = null;
+  let lastNo = 0;
+  for (let from = 0; from < count; from += STEP_VALUES) {
+    const to = Math.min(count, from + STEP_VALUES);
+    for (let i = from; i < to; i++) {
+      const def = snapshot.defs[i];
+      if (def !== lastDef) {
+        let no = defIndex.get(def);
+        if (no === undefined) {
+          no = defList.push(def) - 1;
+          defIndex.set(def, no);
+          defFlagList.push(defFlags(def));
+        }
+        lastDef = def;
+        lastNo = no;
+      }
+      defNo[i] = lastNo;
+      if (def.show !== null) {
+        try {
+          texts.push(snapshot.text(i));
+        } catch (error) {
+          texts.push(snapshot.number(i));
+          failures.push({ path: snapshot.path(i), error: `show(): ${errorMessage(error)}` });
+        }
+      }
+    }
+    yield;
+  }
+
+  // 2. Strings: every directory, then each distinct name, type name, unit and description once.
+  const stringList: string[] = snapshot.dirs.slice();
+  const stringNo = new Map<string, number>();
+  const intern = (s: string): number => {
+    let no = stringNo.get(s);
+    if (no === undefined) {
+      no = stringList.push(s) - 1;
+      stringNo.set(s, no);
+    }
+    return no;
+  };
+  const defStrings = defList.map((def) => [intern(def.name), intern(def.type.name), intern(def.unit), intern(def.description)]);
+  const strings = encodeStrings(stringList);
+  yield;
+  const text = encodeStrings(texts);
+  const failureBytes = Buffer.from(JSON.stringify(failures), 'utf8');
+  yield;
+
+  // 3. Sizes and offsets.
+  const numDirs = snapshot.dirs.length;
+  const descOffset = HEADER_SIZE;
+  const dirsOffset = descOffset + count * DESC_SIZE;
+  const defsOffset = dirsOffset + numDirs * DIR_SIZE;
+  const stringsOffset = defsOffset + defList.length * DEF_SIZE;
+  const stringsSize = strings.bytes.length;
+  const dataOffset = align8(stringsOffset + stringsSize);
+  const dataSize = count * 8;
+  const textsOffset = dataOffset + dataSize;
+  const textsSize = (texts.length + 1) * 4 + text.bytes.length;
+  const failuresOffset = align8(textsOffset + textsSize);
+  const total = failuresOffset + failureBytes.length;
+
+  const file = Buffer.from(new ArrayBuffer(total));
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  const u64 = (at: number, v: number): void => view.setBigUint64(at, BigInt(v), true);
+
+  // 4. Header.
+  file.write(BINARY_MAGIC, H.magic, 'latin1');
+  view.setUint32(H.version, BINARY_VERSION, true);
+  view.setUint32(H.headerSize, HEADER_SIZE, true);
+  view.setUint32(H.flags, 0, true);
+  view.setBigUint64(H.takenAtNs, BigInt(snapshot.takenAtMs) * 1_000_000n, true);
+  view.setUint32(H.numDesc, count, true);
+  view.setUint32(H.descSize, DESC_SIZE, true);
+  u64(H.descOffset, descOffset);
+  view.setUint32(H.numDirs, numDirs, true);
+  view.setUint32(H.dirSize, DIR_SIZE, true);
+  u64(H.dirsOffset, dirsOffset);
+  view.setUint32(H.numDefs, defList.length, true);
+  view.setUint32(H.defSize, DEF_SIZE, true);
+  u64(H.defsOffset, defsOffset);
+  u64(H.stringsOffset, stringsOffset);
+  u64(H.stringsSize, stringsSize);
+  u64(H.dataOffset, dataOffset);
+  u64(H.dataSize, dataSize);
+  u64(H.textsOffset, textsOffset);
+  u64(H.textsSize, textsSize);
+  view.setUint32(H.numTexts, texts.length, true);
+  view.setUint32(H.numFailures, failures.length, true);
+  u64(H.failuresOffset, failuresOffset);
+  u64(H.failuresSize, failureBytes.length);
+
+  // 5. Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition } and data.
+  for (let from = 0; from < count; from += STEP_VALUES) {
+    const to = Math.min(count, from + STEP_VALUES);
+    for (let i = from; i < to; i++) {
+      const at = descOffset + i * DESC_SIZE;
+      const no = defNo[i];
+      view.setUint32(at, snapshot.isAggregate(i) ? (defFlagList[no] | FLAG_AGGREGATE) >>> 0 : defFlagList[no], true);
+      view.setUint32(at + 4, i * 8, true);
+      view.setUint32(at + 8, snapshot.dirNumber(i), true);
+      view.setUint32(at + 12, no, true);
+      const data = dataOffset + i * 8;
+      view.setUint32(data, snapshot.lo(i), true);
+      view.setUint32(data + 4, snapshot.hi(i), true);
+    }
+    yield;
+  }
+
+  // 6. Directories { u32 string offset, u32 length }, definitions { name, type, unit, description as
+  // offset/length pairs }, strings, texts { u32 starts[numTexts + 1], bytes }, failures.
+  const starts = strings.starts;
+  for (let d = 0; d < numDirs; d++) {
+    view.setUint32(dirsOffset + d * DIR_SIZE, starts[d], true);
+    view.setUint32(dirsOffset + d * DIR_SIZE + 4, starts[d + 1] - starts[d], true);
+  }
+  defStrings.forEach((nos, d) => {
+    nos.forEach((no, k) => {
+      view.setUint32(defsOffset + d * DEF_SIZE + k * 8, starts[no], true);
+      view.setUint32(defsOffset + d * DEF_SIZE + k * 8 + 4, starts[no + 1] - starts[no], true);
+    });
+  });
+  strings.bytes.copy(file, stringsOffset);
+  for (let k = 0; k <= texts.length; k++) view.setUint32(textsOffset + k * 4, text.starts[k], true);
+  text.bytes.copy(file, textsOffset + (texts.length + 1) * 4);
+  failureBytes.copy(file, failuresOffset);
+  yield;
+
+  // 7. Layout id.
+  const hash = createHash('sha256');
+  hash.update(file.subarray(LAYOUT_FIELDS_START, LAYOUT_FIELDS_END));
+  for (let at = descOffset; at < dataOffset; at += STEP_HASH_BYTES) {
+    hash.update(file.subarray(at, Math.min(dataOffset, at + STEP_HASH_BYTES)));
+    yield;
+  }
+  hash.digest().copy(file, H.layoutId, 0, 8);
+  return file;
+}

@@ -1,0 +1,119 @@
+/**
+ * `.snapshot.json`: the same instant as JSON, each value with what describes it (the metricfs annotations,
+ * the KVM descriptors). One value per line, so the document is also easy to grep:
+ *
+ *   {"version":1,"taken_at":"2025-01-01T00:00:00.000Z","count":2,"values":[
+ *   {"path":"net/rx_bytes","value":"1200","type":"u64","signed":false,"unit":"bytes","description":"…","kind":"cumulative","aggregation":"sum","aggregate":true,"mode":"0644"},
+ *   {"path":"net/lo/state","value":"1","text":"up","type":"u8",…}
+ *   ],"failures":[{"path":"net/eth0/rx_bytes","error":"…"}]}
+ *
+ * - `value` is always a JSON string of the decimal number ("-5", "18446744073709551615"): every parser
+ *   keeps it exact, where a JSON number beyond 2^53 silently loses bits in JavaScript and many others.
+ * - `text` is present only for values with show(): what reading the file shows, without the newline.
+ * - `unit` and `description` are always present ("" when the definition has none).
+ * - `kind` is "floating" for a level, else "cumulative"; `aggregation` is the definition's ("none" …
+ *   "avg"); `aggregate` says whether this value is an aggregate computed over its subordinates; `mode` is
+ *   the file's permission bits in octal ("0644").
+ * - `failures` lists values whose getter threw (left out of `values`) and values whose show() threw (in
+ *   `values` without `text`).
+ */
+import type { Snapshot } from '../model/snapshot.js';
+import type { ValueDef } from '../model/schema.js';
+import {
+  BATCH,
+  collectChunks,
+  encodeMapped,
+  errorMessage,
+  renderStream,
+  renderSync,
+  writeWord,
+  type ByteWriter,
+  type SliceOptions,
+} from './common.js';
+
+export const JSON_FORMAT_VERSION = 1;
+
+/** The whole document in one go. */
+export function renderJson(snapshot: Snapshot): Buffer {
+  return renderSync((out) => jsonWork(snapshot, out));
+}
+
+/** The document in slices of at most maxSliceMs (default 10), yielding to the event loop between them. */
+export function renderJsonChunks(snapshot: Snapshot, options: SliceOptions = {}): AsyncGenerator<Buffer, void> {
+  return renderStream((out) => jsonWork(snapshot, out), options);
+}
+
+/** renderJsonChunks collected into one Buffer: a SnapshotRenderer for the `.snapshot.json` file. */
+export function renderJsonAsync(snapshot: Snapshot, options: SliceOptions = {}): Promise<Buffer> {
+  return collectChunks(renderJsonChunks(snapshot, options));
+}
+
+/** The constant part of a value's object after its value: everything its definition says. */
+function describe(def: ValueDef, aggregate: boolean): Buffer {
+  return Buffer.from(
+    `,"type":${JSON.stringify(def.type.name)},"signed":${def.type.signed}` +
+      `,"unit":${JSON.stringify(def.unit)},"description":${JSON.stringify(def.description)}` +
+      `,"kind":"${def.floating ? 'floating' : 'cumulative'}","aggregation":"${def.aggr}","aggregate":${aggregate}` +
+      `,"mode":"${def.mode.toString(8).padStart(4, '0')}"}`,
+    'utf8',
+  );
+}
+
+interface DefParts {
+  /** `name","value":"` */
+  name: Buffer;
+  simple: Buffer;
+  aggregate: Buffer;
+}
+
+const COMMA = 44;
+const NEWLINE = 10;
+const QUOTE = 34;
+
+/** Writes the document into `out`, yielding after every batch of values. */
+export function* jsonWork(snapshot: Snapshot, out: ByteWriter): Generator<void, void> {
+  const failures = snapshot.failures.map(({ path, error }) => ({ path, error: errorMessage(error) }));
+  out.string(
+    `{"version":${JSON_FORMAT_VERSION},"taken_at":"${new Date(snapshot.takenAtMs).toISOString()}","count":${snapshot.count},"values":[\n`,
+  );
+  // `{"path":"dir/` once per directory; `name","value":"` and the description once per definition.
+  const prefixes = yield* encodeMapped(snapshot.dirs, (dir) => '{"path":"' + (dir === '' ? '' : JSON.stringify(dir + '/').slice(1, -1)));
+  const pool = prefixes.bytes;
+  const starts = prefixes.starts;
+  const parts = new Map<ValueDef, DefParts>();
+  const count = snapshot.count;
+  const defs = snapshot.defs;
+  for (let from = 0; from < count; from += BATCH) {
+    const to = Math.min(count, from + BATCH);
+    for (let i = from; i < to; i++) {
+      const def = defs[i];
+      let p = parts.get(def);
+      if (p === undefined) {
+        p = { name: Buffer.from(JSON.stringify(def.name).slice(1) + ',"value":"', 'utf8'), simple: describe(def, false), aggregate: describe(def, true) };
+        parts.set(def, p);
+      }
+      const dir = snapshot.dirNumber(i);
+      out.ensure(2 + starts[dir + 1] - starts[dir] + p.name.length + 21);
+      if (i !== 0) {
+        out.buf[out.pos++] = COMMA;
+        out.buf[out.pos++] = NEWLINE;
+      }
+      out.range(pool, starts[dir], starts[dir + 1]);
+      out.bytes(p.name);
+      writeWord(out, snapshot.lo(i), snapshot.hi(i), def.type.signed);
+      out.buf[out.pos++] = QUOTE;
+      if (def.show !== null) {
+        try {
+          out.string(',"text":' + JSON.stringify(snapshot.text(i)));
+        } catch (error) {
+          failures.push({ path: snapshot.path(i), error: `show(): ${errorMessage(error)}` });
+        }
+      }
+      const tail = snapshot.isAggregate(i) ? p.aggregate : p.simple;
+      out.ensure(tail.length);
+      out.bytes(tail);
+    }
+    yield;
+  }
+  out.string(`\n],"failures":[${failures.map((f) => JSON.stringify(f)).join(',')}]}\n`);
+}
