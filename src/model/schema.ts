@@ -77,7 +77,11 @@ export class Schema {
     this.defs = Object.freeze(specs.map((spec, i) => new ValueDef(spec, i)));
     // Duplicate names are allowed as in the original; lookup by name returns the first.
     for (const def of this.defs) if (!this.byName.has(def.name)) this.byName.set(def.name, def);
+    this.hasDuplicateNames = this.byName.size !== this.defs.length;
   }
+
+  /** True when two definitions share a name (only the first is visible). */
+  readonly hasDuplicateNames: boolean;
 
   get size(): number {
     return this.defs.length;

@@ -97,20 +97,34 @@ export class Snapshot {
 /** Captures every visible value below `top` (which must be attached wherever its values read from). */
 export function captureSnapshot(top: Source): Snapshot {
   const snapshot = new Snapshot();
-  walk(top, '', snapshot);
+  walk(top, '', snapshot, new Map());
   return snapshot;
 }
 
-function walk(source: Source, dir: string, snapshot: Snapshot): void {
+/** Aggregate groups computed so far in this capture: all of a group's definitions come from one walk. */
+type AggregateCache = Map<ValueGroup, bigint[] | Error>;
+
+function walk(source: Source, dir: string, snapshot: Snapshot, aggregates: AggregateCache): void {
   const dirNo = snapshot.dirs.push(dir) - 1;
-  for (const { group, def } of source.visibleValues()) capture(group, def, dirNo, dir, snapshot);
-  for (const sub of source.visibleSubordinates()) walk(sub, dir === '' ? sub.name : `${dir}/${sub.name}`, snapshot);
+  source.forEachVisibleValue((group, def) => capture(group, def, dirNo, dir, snapshot, aggregates));
+  for (const sub of source.visibleSubordinates()) walk(sub, dir === '' ? sub.name : `${dir}/${sub.name}`, snapshot, aggregates);
 }
 
-function capture(group: ValueGroup, def: ValueDef, dirNo: number, dir: string, snapshot: Snapshot): void {
+function capture(group: ValueGroup, def: ValueDef, dirNo: number, dir: string, snapshot: Snapshot, aggregates: AggregateCache): void {
   try {
-    if (group.isAggregate) splitBigInt(group.get(def.index));
-    else group.load(def);
+    if (group.isAggregate) {
+      let all = aggregates.get(group);
+      if (all === undefined) {
+        try {
+          all = group.getAll();
+        } catch (error) {
+          all = error instanceof Error ? error : new Error(String(error));
+        }
+        aggregates.set(group, all);
+      }
+      if (all instanceof Error) throw all;
+      splitBigInt(all[def.index]);
+    } else group.load(def);
   } catch (error) {
     snapshot.failures.push({ path: dir === '' ? def.name : `${dir}/${def.name}`, error });
     return;

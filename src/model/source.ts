@@ -67,6 +67,12 @@ export class ValueGroup {
     return def.type.signed ? joinSigned(word.lo, word.hi) : joinUnsigned(word.lo, word.hi);
   }
 
+  /** An aggregate group's values, all computed in one walk of the subtree (index = definition index). */
+  getAll(): bigint[] {
+    if (this.storageKind !== 'aggregate') return this.schema.defs.map((def) => this.get(def.index));
+    return aggregatesOf(this.source, this.schema);
+  }
+
   /** The text a reader sees: the show() text or "%llu"/"%lld", with a newline. */
   render(key: Key): string {
     const def = this.def(key);
@@ -197,8 +203,16 @@ export class ValueGroup {
 
 function aggregateOf(source: Source, schema: Schema, def: ValueDef): bigint {
   const acc = new Accumulator(def.type.signed);
-  collect(source, schema, def, acc);
+  const accs: (Accumulator | null)[] = schema.defs.map((d) => (d === def ? acc : null));
+  collect(source, schema, accs);
   return acc.result(def.aggr);
+}
+
+/** Every definition of an aggregate group in one walk of the subtree (what a snapshot needs). */
+function aggregatesOf(source: Source, schema: Schema): bigint[] {
+  const accs = schema.defs.map((d) => new Accumulator(d.type.signed));
+  collect(source, schema, accs);
+  return accs.map((acc, i) => acc.result(schema.defs[i].aggr));
 }
 
 /**
@@ -221,17 +235,21 @@ function loadContributor(group: ValueGroup, def: ValueDef): boolean {
 
 // Self first, then subordinates depth-first, hidden ones included; other aggregates are skipped so no
 // value is counted twice.
-function collect(source: Source, schema: Schema, def: ValueDef, acc: Accumulator): void {
+function collect(source: Source, schema: Schema, accs: readonly (Accumulator | null)[]): void {
   source.refresh();
   const groups = source.groupList;
   if (groups !== null) {
     for (let i = 0; i < groups.length; i++) {
       const g = groups[i];
-      if (g.schema === schema && !g.isAggregate && loadContributor(g, def)) acc.add(word.lo, word.hi);
+      if (g.schema !== schema || g.isAggregate) continue;
+      for (let d = 0; d < accs.length; d++) {
+        const acc = accs[d];
+        if (acc !== null && loadContributor(g, schema.defs[d])) acc.add(word.lo, word.hi);
+      }
     }
   }
   const subs = source.subordinateList;
-  if (subs !== null) for (let i = 0; i < subs.length; i++) collect(subs[i], schema, def, acc);
+  if (subs !== null) for (let i = 0; i < subs.length; i++) collect(subs[i], schema, accs);
 }
 
 function clearBelow(source: Source, schema: Schema, def: ValueDef): void {
@@ -421,19 +439,34 @@ export class Source {
   /** The visible values in display order, one per name. */
   visibleValues(): { group: ValueGroup; def: ValueDef }[] {
     const out: { group: ValueGroup; def: ValueDef }[] = [];
+    this.forEachVisibleValue((group, def) => out.push({ group, def }));
+    return out;
+  }
+
+  /**
+   * Calls fn for each visible value in display order, one per name: the newest group wins a name, and a
+   * visible subordinate shadows a value of the same name. Allocation-free in the common case (one group,
+   * no subordinates), which is what snapshots of large trees walk.
+   */
+  forEachVisibleValue(fn: (group: ValueGroup, def: ValueDef) => void): void {
     const groups = this.groups;
-    if (groups === null) return out;
+    if (groups === null) return;
+    const shadowing = this.visibleByName !== null && this.visibleByName.size > 0 ? this.visibleByName : null;
+    if (groups.length === 1 && shadowing === null && !groups[0].schema.hasDuplicateNames) {
+      const group = groups[0];
+      if (!group.hidden) for (const def of group.schema.defs) fn(group, def);
+      return;
+    }
     const seen = new Set<string>();
     for (let i = groups.length - 1; i >= 0; i--) {
-      const g = groups[i];
-      if (g.hidden) continue;
-      for (const def of g.schema.defs) {
-        if (seen.has(def.name) || this.visibleByName?.has(def.name)) continue;
+      const group = groups[i];
+      if (group.hidden) continue;
+      for (const def of group.schema.defs) {
+        if (seen.has(def.name) || shadowing?.has(def.name)) continue;
         seen.add(def.name);
-        out.push({ group: g, def });
+        fn(group, def);
       }
     }
-    return out;
   }
 
   /** The visible subordinates, in the order they were added. */
