@@ -8,6 +8,8 @@ import { collectorOptions, COLLECTORS, findCollector, type Collector } from './c
 import { runDaemon, UserError } from './daemon/daemon.js';
 import { createLogger, type Logger } from './daemon/logger.js';
 import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
+import { defaultSocketPath } from './producers/protocol.js';
+import { SHELL_COMMANDS, shellCommand } from './producers/shell.js';
 import type { Source } from './model/index.js';
 
 /** Root gets a system path; others a private one, so `statsfs mount` works for anyone with no argument. */
@@ -79,6 +81,10 @@ export function buildProgram(): Command {
     .option('--no-collectors', 'show no host statistics, only the daemon\'s own')
     .option('--host-root <dir>', 'read the kernel\'s files under <dir>/proc and <dir>/sys (a fixture tree, or a host mounted in a container)', '/')
     .option('--freshness-ms <ms>', 'one read of a kernel file serves every value read within this many milliseconds', nonNegative('milliseconds'), 100)
+    .option('--socket <path>', `the producer socket (default: ${defaultSocketPath()})`, defaultSocketPath())
+    .option('--no-socket', 'accept no producers over the Unix socket')
+    .option('--socket-group <group>', 'let this group publish too (socket mode 0660 instead of 0600)')
+    .option('--keep-on-disconnect', 'keep what a producer created after it disconnects (default: removed with it)')
     .option('--statsd <host:port>', 'listen for the StatsD line protocol on UDP (e.g. 127.0.0.1:8125)', hostPort)
     .option('--statsd-socket <path>', 'also accept StatsD lines on a Unix stream socket, newline-terminated')
     .option('--log-level <level>', `one of ${LEVELS.join(', ')}`, 'info')
@@ -95,6 +101,19 @@ export function buildProgram(): Command {
         services: (root) => startServices(root, flags, log),
       });
     });
+  for (const info of SHELL_COMMANDS) {
+    program
+      .command(info.name)
+      .description(info.description)
+      .usage(`${info.args} [options]`)
+      .option('--socket <path>', 'the daemon\'s producer socket', defaultSocketPath())
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .addHelpText('after', `\nOptions of ${info.name}:\n${info.options.map((o) => `  ${o.flags.padEnd(22)} ${o.description}`).join('\n')}`)
+      .action(async (flags: { socket: string }, command: Command) => {
+        process.exitCode = await shellCommand([info.name, ...command.args], flags.socket);
+      });
+  }
   return program;
 }
 

@@ -1,10 +1,10 @@
 /**
  * Producers feeding the real daemon from other processes, checked through the mount with real tools.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from './helpers/mount.js';
+import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from './helpers/mount.js';
 
 async function freeUdpPort(): Promise<number> {
   const socket = createSocket('udp4');
@@ -50,5 +50,68 @@ describe.skipIf(skipWithoutFuse)('StatsD into the real daemon', { timeout: 60_00
     send(`c.increment('app.requests')`);
     await waitFor('the counter', () => sh(`cat ${m}/app/requests`).stdout === '1\n');
     expect(sh(`echo 0 > ${m}/app/queue`).stderr).toMatch(/Permission denied/);
+  });
+});
+
+describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell commands and the client library', { timeout: 60_000 }, () => {
+  let d: Daemon;
+  let m: string;
+  let socket: string;
+  beforeAll(async () => {
+    d = await startDaemon(['--no-collectors']);
+    m = d.mountpoint;
+    socket = `${m}/../producers.sock`;
+  });
+  afterAll(() => d?.cleanup());
+
+  const statsfs = (args: string) => sh(`node ${BIN} ${args} --socket ${socket}`);
+
+  it('the socket is private to its owner (0600)', () => {
+    expect(sh(`stat -c %a ${socket}`).stdout).toBe('600\n');
+  });
+
+  it('statsfs set, add and rm publish from a shell script', () => {
+    expect(statsfs('set jobs/backup/bytes 18446744073709551615').status).toBe(0);
+    expect(sh(`cat ${m}/jobs/backup/bytes`).stdout).toBe('18446744073709551615\n');
+    expect(statsfs('add jobs/backup/runs 2').status).toBe(0);
+    expect(statsfs('add jobs/backup/runs 3').status).toBe(0);
+    expect(sh(`cat ${m}/jobs/backup/runs`).stdout).toBe('5\n');
+    expect(statsfs('set jobs/backup/temperature -5 --type s64 --floating').status).toBe(0);
+    expect(sh(`cat ${m}/jobs/backup/temperature`).stdout).toBe('-5\n');
+    expect(sh(`stat -c %a ${m}/jobs/backup/temperature`).stdout).toBe('444\n');
+    const bad = statsfs('set jobs/../x 1');
+    expect(bad.status).not.toBe(0);
+    expect(statsfs('rm jobs/backup').status).toBe(0);
+    expect(sh(`ls ${m}/jobs`).stdout).toBe('');
+  });
+
+  it('a client-library producer in another process publishes; its values leave with it', async () => {
+    const producer = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { connect } from 'statsfs/client';
+         const c = await connect({ path: ${JSON.stringify(socket)} });
+         const schema = c.define([{ name: 'hits', type: 'u64', aggr: 'sum' }]);
+         const web = c.source('web');
+         web.aggregates(schema);
+         for (const name of ['a', 'b']) c.source('web/' + name).values(schema).add('hits', name === 'a' ? 40 : 2);
+         await c.flush();
+         process.stdout.write('ready\\n');
+         process.stdin.once('data', async () => { await c.close(); process.exit(0); });`,
+      ],
+      { cwd: ROOT },
+    );
+    let stderr = '';
+    producer.stderr.on('data', (x) => (stderr += x));
+    await new Promise<void>((resolve, reject) => {
+      producer.stdout.once('data', () => resolve());
+      producer.once('exit', () => reject(new Error(`producer exited: ${stderr}`)));
+    });
+    expect(sh(`cat ${m}/web/hits ${m}/web/a/hits ${m}/web/b/hits`).stdout).toBe('42\n40\n2\n');
+    producer.stdin.write('bye\n');
+    await new Promise((resolve) => producer.once('exit', resolve));
+    await waitFor('the producer\'s sources to go', () => !sh(`ls ${m}`).stdout.includes('web'));
   });
 });

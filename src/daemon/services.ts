@@ -4,11 +4,16 @@
  */
 import { InvalidArgumentError } from 'commander';
 import type { Source } from '../model/index.js';
+import { ProducerServer } from '../producers/socket-server.js';
 import { StatsdServer } from '../producers/statsd.js';
 import type { Service } from './daemon.js';
 import type { Logger } from './logger.js';
 
 export interface ServiceFlags {
+  /** The producer socket's path, or false for none. */
+  socket: string | false;
+  socketGroup?: string;
+  keepOnDisconnect?: boolean;
   statsd?: { host: string; port: number };
   statsdSocket?: string;
 }
@@ -24,6 +29,17 @@ export function hostPort(text: string): { host: string; port: number } {
 export async function startServices(root: Source, flags: ServiceFlags, log: Logger): Promise<Service[]> {
   const services: Service[] = [];
   try {
+    if (flags.socket !== false) {
+      const producers = new ProducerServer(root, {
+        path: flags.socket,
+        group: flags.socketGroup,
+        keepOnDisconnect: flags.keepOnDisconnect,
+        log: log.child({ service: 'producers' }),
+      });
+      await producers.listen();
+      services.push(producers);
+      log.info({ socket: flags.socket }, 'producer socket listening');
+    }
     if (flags.statsd || flags.statsdSocket) {
       const statsd = new StatsdServer(root, { udp: flags.statsd, unixPath: flags.statsdSocket, log: log.child({ service: 'statsd' }) });
       services.push(statsd);

@@ -55,7 +55,9 @@ export function tempDir(prefix = 'statsfs-test-'): string {
 /** Spawns `statsfs mount <mountpoint> ...args` and waits until the mount is live. */
 export async function startDaemon(args: string[] = [], mountpoint = join(tempDir(), 'mnt'), extraArgs: { create?: boolean } = {}): Promise<Daemon> {
   if (extraArgs.create !== false && !existsSync(mountpoint)) spawnSync('mkdir', ['-p', mountpoint]);
-  const child = spawn(process.execPath, [BIN, 'mount', mountpoint, '--log-level', 'debug', ...args], {
+  // each daemon gets a producer socket of its own beside its mountpoint, so that tests can run in parallel
+  const socket = args.some((a) => a === '--socket' || a === '--no-socket') ? [] : ['--socket', join(mountpoint, '..', 'producers.sock')];
+  const child = spawn(process.execPath, [BIN, 'mount', mountpoint, '--log-level', 'debug', ...socket, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
