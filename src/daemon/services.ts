@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError } from 'commander';
 import type { Source } from '../model/index.js';
+import { MetricsServer } from '../export/http.js';
 import { ProducerServer } from '../producers/socket-server.js';
 import { StatsdServer } from '../producers/statsd.js';
 import type { Service } from './daemon.js';
@@ -16,6 +17,8 @@ export interface ServiceFlags {
   keepOnDisconnect?: boolean;
   statsd?: { host: string; port: number };
   statsdSocket?: string;
+  /** Serve /metrics (Prometheus text or OpenMetrics) here. */
+  http?: { host: string; port: number };
 }
 
 /** Parses host:port (IPv6 as [::1]:8125) for commander. */
@@ -45,6 +48,12 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
       services.push(statsd);
       const at = await statsd.listen();
       log.info({ ...at, socket: flags.statsdSocket }, 'StatsD listening');
+    }
+    if (flags.http) {
+      const metrics = new MetricsServer(root, { ...flags.http, log: log.child({ service: 'http' }) });
+      services.push(metrics);
+      const at = await metrics.listen();
+      log.info(at, 'serving /metrics');
     }
   } catch (err) {
     await Promise.allSettled(services.map((s) => s.close()));

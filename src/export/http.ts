@@ -1,0 +1,209 @@
+/**
+ * GET /metrics over node:http: one atomic capture of the tree, then the exposition streamed in slices of
+ * at most ~10 ms of work, each followed by a turn of the event loop (or by 'drain' when the client reads
+ * slower than we render), so a million-value export neither blocks the daemon nor is held in memory whole.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { constants as zlibConstants, createGzip } from 'node:zlib';
+import type { Logger } from '../daemon/logger.js';
+import { captureSnapshot } from '../model/snapshot.js';
+import type { Source } from '../model/source.js';
+import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, renderPrometheus, TEXT_CONTENT_TYPE } from './prometheus.js';
+
+export type MetricsLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+
+export interface MetricsServerOptions {
+  host: string;
+  /** 0 for an ephemeral port (listen() tells which). */
+  port: number;
+  log?: MetricsLog;
+  /** Export aggregates too (see docs/prometheus.md); default false. */
+  includeAggregates?: boolean;
+  /** Offer OpenMetrics when the client asks for it (default true); false always serves the text format. */
+  openMetrics?: boolean;
+  /** Longest stretch of rendering between two turns of the event loop, in ms (default 10). */
+  sliceMs?: number;
+}
+
+/** What the server has done, for tests and the daemon's own statistics. */
+export interface MetricsServerStats {
+  scrapes: number;
+  openMetrics: number;
+  text: number;
+  gzip: number;
+  /** Scrapes that ended before the whole exposition was written (client gone, or an error). */
+  aborted: number;
+  lastCaptureMs: number;
+  lastValues: number;
+  /** Longest synchronous stretch of rendering and writing in any scrape so far (the capture excluded). */
+  maxSliceMs: number;
+}
+
+const PATH = '/metrics';
+/** Rendered bytes queued for a slow client before rendering waits for it ('drain'). */
+const BUFFERED_MAX = 1024 * 1024;
+
+export class MetricsServer {
+  readonly stats: MetricsServerStats = {
+    scrapes: 0,
+    openMetrics: 0,
+    text: 0,
+    gzip: 0,
+    aborted: 0,
+    lastCaptureMs: 0,
+    lastValues: 0,
+    maxSliceMs: 0,
+  };
+  private server: Server | null = null;
+
+  constructor(
+    private readonly root: Source,
+    private readonly options: MetricsServerOptions,
+  ) {}
+
+  listen(): Promise<{ host: string; port: number }> {
+    if (this.server !== null) return Promise.reject(new Error('MetricsServer is already listening'));
+    const server = createServer((req, res) => this.handle(req, res));
+    server.keepAliveTimeout = 65_000; // longer than any scrape interval, so Prometheus reuses its connection
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => {
+        this.server = null;
+        reject(err);
+      };
+      server.once('error', onError);
+      server.listen(this.options.port, this.options.host, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.options.log?.error({ err }, 'metrics server error'));
+        const address = server.address() as AddressInfo;
+        this.options.log?.info({ host: address.address, port: address.port }, 'serving /metrics');
+        resolve({ host: address.address, port: address.port });
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    const server = this.server;
+    if (server === null) return Promise.resolve();
+    this.server = null;
+    return new Promise((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== PATH) {
+      send(res, 404, `not found: metrics are at ${PATH}\n`);
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      send(res, 405, `method ${req.method} not allowed: use GET or HEAD\n`);
+      return;
+    }
+    const openMetrics = (this.options.openMetrics ?? true) && negotiateFormat(req.headers.accept) === 'openmetrics';
+    const gzip = acceptsGzip(req.headers['accept-encoding']);
+    res.statusCode = 200;
+    res.setHeader('Content-Type', openMetrics ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
+    res.setHeader('Vary', 'Accept, Accept-Encoding');
+    res.setHeader('Cache-Control', 'no-store');
+    if (gzip) res.setHeader('Content-Encoding', 'gzip');
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    this.stats.scrapes++;
+    if (openMetrics) this.stats.openMetrics++;
+    else this.stats.text++;
+    if (gzip) this.stats.gzip++;
+    this.stream(res, openMetrics, gzip).catch((err: unknown) => {
+      this.stats.aborted++;
+      this.options.log?.error({ err }, 'metrics export failed');
+      res.destroy(err instanceof Error ? err : new Error(String(err)));
+    });
+  }
+
+  private async stream(res: ServerResponse, openMetrics: boolean, gzip: boolean): Promise<void> {
+    const started = performance.now();
+    const snapshot = captureSnapshot(this.root); // one synchronous walk: atomic
+    const captureMs = performance.now() - started;
+    this.stats.lastCaptureMs = captureMs;
+    this.stats.lastValues = snapshot.count;
+    this.options.log?.debug({ values: snapshot.count, captureMs: Math.round(captureMs) }, 'metrics snapshot');
+    if (snapshot.failures.length > 0) {
+      const first = snapshot.failures[0];
+      this.options.log?.warn({ failures: snapshot.failures.length, path: first.path, err: first.error }, 'values left out of the metrics: their getters threw');
+    }
+
+    let closed = false;
+    res.once('close', () => (closed = true));
+    const out = gzip ? createGzip({ level: zlibConstants.Z_BEST_SPEED }) : res;
+    if (gzip) {
+      out.on('error', (err) => res.destroy(err));
+      out.pipe(res);
+    }
+    const sliceMs = this.options.sliceMs ?? 10;
+    const chunks = renderPrometheus(snapshot, { openMetrics, includeAggregates: this.options.includeAggregates });
+    // the capture already held the loop: let others run before the first slice
+    await nextTurn();
+    for (;;) {
+      if (closed) {
+        this.stats.aborted++;
+        if (gzip) out.destroy();
+        return;
+      }
+      const sliceStart = performance.now();
+      const deadline = sliceStart + sliceMs;
+      let done = false;
+      do {
+        const next = chunks.next();
+        if (next.done) {
+          done = true;
+          break;
+        }
+        if (next.value.length > 0) out.write(next.value);
+      } while (out.writableLength < BUFFERED_MAX && performance.now() < deadline);
+      if (done) out.end();
+      const slice = performance.now() - sliceStart;
+      if (slice > this.stats.maxSliceMs) this.stats.maxSliceMs = slice;
+      if (done) return;
+      if (out.writableLength < BUFFERED_MAX) await nextTurn();
+      else await drained(out, res);
+    }
+  }
+}
+
+function send(res: ServerResponse, status: number, body: string): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+  res.end(body);
+}
+
+/** gzip when the client accepts it with a non-zero quality. */
+function acceptsGzip(header: string | undefined): boolean {
+  if (!header) return false;
+  for (const part of header.split(',')) {
+    const [coding, ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+    if (coding !== 'gzip' && coding !== 'x-gzip') continue;
+    const q = params.find((p) => p.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  }
+  return false;
+}
+
+/** Resolves when `out` wants more, or when the response is gone (the loop then notices `closed`). */
+function drained(out: NodeJS.WritableStream, res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    res.on('close', done);
+  });
+}
