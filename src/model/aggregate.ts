@@ -20,7 +20,11 @@ export class Accumulator {
   private maxLo: number;
   private maxHi: number;
 
-  constructor(private readonly signed: boolean) {
+  constructor(
+    private readonly signed: boolean,
+    /** Only what this aggregation needs is tracked: adding is the hot loop of every aggregate read. */
+    private readonly aggr: Aggregation,
+  ) {
     this.minLo = 0xffffffff;
     this.minHi = signed ? 0x7fffffff : 0xffffffff;
     this.maxLo = 0;
@@ -28,19 +32,30 @@ export class Accumulator {
   }
 
   add(lo: number, hi: number): void {
-    this.sumLo += lo;
-    this.sumHi += hi;
-    if (++this.pending === FOLD_EVERY) this.fold();
     this.count++;
-    if (lo === 0 && hi === 0) this.countZero++;
-    // the original keeps the newer value on ties; equal words are indistinguishable, so strict compares do
-    if (wordLess(lo, hi, this.minLo, this.minHi, this.signed)) {
-      this.minLo = lo;
-      this.minHi = hi;
-    }
-    if (wordLess(this.maxLo, this.maxHi, lo, hi, this.signed)) {
-      this.maxLo = lo;
-      this.maxHi = hi;
+    switch (this.aggr) {
+      case 'sum':
+      case 'avg':
+        this.sumLo += lo;
+        this.sumHi += hi;
+        if (++this.pending === FOLD_EVERY) this.fold();
+        return;
+      case 'count_zero':
+        if (lo === 0 && hi === 0) this.countZero++;
+        return;
+      // the original keeps the newer value on ties; equal words are indistinguishable, so strict compares do
+      case 'min':
+        if (wordLess(lo, hi, this.minLo, this.minHi, this.signed)) {
+          this.minLo = lo;
+          this.minHi = hi;
+        }
+        return;
+      case 'max':
+        if (wordLess(this.maxLo, this.maxHi, lo, hi, this.signed)) {
+          this.maxLo = lo;
+          this.maxHi = hi;
+        }
+        return;
     }
   }
 
@@ -52,9 +67,9 @@ export class Accumulator {
   }
 
   /** The aggregate as the type reads it: a signed bigint for signed types, unsigned otherwise. */
-  result(aggr: Aggregation): bigint {
+  result(): bigint {
     const join = this.signed ? joinSigned : joinUnsigned;
-    switch (aggr) {
+    switch (this.aggr) {
       case 'sum':
         this.fold();
         return join(this.sumLo, this.sumHi);

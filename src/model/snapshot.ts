@@ -1,5 +1,6 @@
-import type { ValueDef } from './schema.js';
-import type { Source, ValueGroup } from './source.js';
+import { Accumulator } from './aggregate.js';
+import type { Schema, ValueDef } from './schema.js';
+import { loadContributor, type Source, type ValueGroup } from './source.js';
 import { formatWord, joinSigned, joinUnsigned, splitBigInt, word } from './word.js';
 
 /**
@@ -32,6 +33,39 @@ export class Snapshot {
     this.words[2 * i + 1] = word.hi;
     this.aggregate[i] = isAggregate ? 1 : 0;
     this.defs.push(def);
+  }
+
+  /** Overwrites value i with `word` (aggregates are filled in after their subtree). @internal */
+  setWord(i: number): void {
+    this.words[2 * i] = word.lo;
+    this.words[2 * i + 1] = word.hi;
+  }
+
+  private dropped: number[] | null = null;
+
+  /** Marks value i for removal by compact() (an aggregate whose contributors failed). @internal */
+  drop(i: number): void {
+    (this.dropped ??= []).push(i);
+  }
+
+  /** Removes dropped values, keeping the order of the rest. @internal */
+  compact(): this {
+    if (this.dropped === null) return this;
+    const gone = new Set(this.dropped);
+    this.dropped = null;
+    let to = 0;
+    for (let from = 0; from < this.count; from++) {
+      if (gone.has(from)) continue;
+      this.dirIndex[to] = this.dirIndex[from];
+      this.words[2 * to] = this.words[2 * from];
+      this.words[2 * to + 1] = this.words[2 * from + 1];
+      this.aggregate[to] = this.aggregate[from];
+      this.defs[to] = this.defs[from];
+      to++;
+    }
+    this.count = to;
+    this.defs.length = to;
+    return this;
   }
 
   private grow(): void {
@@ -94,40 +128,107 @@ export class Snapshot {
   }
 }
 
-/** Captures every visible value below `top` (which must be attached wherever its values read from). */
+/**
+ * An aggregate group being computed during a capture: one accumulator per definition, fed by every simple
+ * value of its schema met below its source, and the snapshot positions waiting for the results.
+ */
+interface OpenAggregate {
+  group: ValueGroup;
+  accs: Accumulator[];
+  /** Snapshot index of each definition's placeholder, or -1 when not shown. */
+  slots: Int32Array;
+  failure: unknown;
+}
+
+/**
+ * Captures every visible value below `top` in one walk: aggregates are not computed one subtree walk each
+ * but fed on the way down, each simple value going to every open aggregate of its schema above it (hidden
+ * sources are walked only while some aggregate above them is open).
+ */
 export function captureSnapshot(top: Source): Snapshot {
   const snapshot = new Snapshot();
-  walk(top, '', snapshot, new Map());
-  return snapshot;
+  const open = new Map<Schema, OpenAggregate[]>();
+  visit(top, '', true, snapshot, open);
+  return snapshot.compact();
 }
 
-/** Aggregate groups computed so far in this capture: all of a group's definitions come from one walk. */
-type AggregateCache = Map<ValueGroup, bigint[] | Error>;
-
-function walk(source: Source, dir: string, snapshot: Snapshot, aggregates: AggregateCache): void {
-  const dirNo = snapshot.dirs.push(dir) - 1;
-  source.forEachVisibleValue((group, def) => capture(group, def, dirNo, dir, snapshot, aggregates));
-  for (const sub of source.visibleSubordinates()) walk(sub, dir === '' ? sub.name : `${dir}/${sub.name}`, snapshot, aggregates);
-}
-
-function capture(group: ValueGroup, def: ValueDef, dirNo: number, dir: string, snapshot: Snapshot, aggregates: AggregateCache): void {
-  try {
-    if (group.isAggregate) {
-      let all = aggregates.get(group);
-      if (all === undefined) {
-        try {
-          all = group.getAll();
-        } catch (error) {
-          all = error instanceof Error ? error : new Error(String(error));
-        }
-        aggregates.set(group, all);
+function visit(source: Source, dir: string, visible: boolean, snapshot: Snapshot, open: Map<Schema, OpenAggregate[]>): void {
+  source.refresh();
+  const groups = source.groupList;
+  const opened: OpenAggregate[] = [];
+  if (visible) {
+    const dirNo = snapshot.dirs.push(dir) - 1;
+    if (groups !== null) {
+      for (const group of groups) {
+        if (!group.isAggregate || group.hidden) continue;
+        const defs = group.schema.defs;
+        const agg: OpenAggregate = { group, accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)), slots: new Int32Array(defs.length).fill(-1), failure: undefined };
+        opened.push(agg);
+        const list = open.get(group.schema);
+        if (list) list.push(agg);
+        else open.set(group.schema, [agg]);
       }
-      if (all instanceof Error) throw all;
-      splitBigInt(all[def.index]);
-    } else group.load(def);
-  } catch (error) {
-    snapshot.failures.push({ path: dir === '' ? def.name : `${dir}/${def.name}`, error });
-    return;
+    }
+    source.forEachVisibleValue((group, def) => {
+      if (group.isAggregate) {
+        opened.find((agg) => agg.group === group)!.slots[def.index] = snapshot.count;
+        word.lo = 0;
+        word.hi = 0;
+        snapshot.push(dirNo, def, true); // filled in once the subtree has been walked
+        return;
+      }
+      try {
+        group.load(def);
+        snapshot.push(dirNo, def, false);
+      } catch (error) {
+        snapshot.failures.push({ path: dir === '' ? def.name : `${dir}/${def.name}`, error });
+      }
+    });
   }
-  snapshot.push(dirNo, def, group.isAggregate);
+  if (groups !== null && open.size > 0) contribute(groups, open);
+  const subs = source.subordinateList;
+  if (subs !== null) {
+    for (const sub of subs) {
+      const subVisible = visible && !sub.hidden;
+      if (subVisible) visit(sub, dir === '' ? sub.name : `${dir}/${sub.name}`, true, snapshot, open);
+      else if (open.size > 0) visit(sub, '', false, snapshot, open);
+    }
+  }
+  for (const agg of opened) close(agg, dir, snapshot, open);
+}
+
+function contribute(groups: readonly ValueGroup[], open: Map<Schema, OpenAggregate[]>): void {
+  for (const group of groups) {
+    if (group.isAggregate) continue;
+    const aggs = open.get(group.schema);
+    if (aggs === undefined) continue;
+    for (const def of group.schema.defs) {
+      let present: boolean;
+      try {
+        present = loadContributor(group, def);
+      } catch (error) {
+        for (const agg of aggs) agg.failure ??= error;
+        continue;
+      }
+      if (!present) continue;
+      for (const agg of aggs) agg.accs[def.index].add(word.lo, word.hi);
+    }
+  }
+}
+
+function close(agg: OpenAggregate, dir: string, snapshot: Snapshot, open: Map<Schema, OpenAggregate[]>): void {
+  const list = open.get(agg.group.schema)!;
+  list.splice(list.indexOf(agg), 1);
+  if (list.length === 0) open.delete(agg.group.schema);
+  agg.slots.forEach((at, d) => {
+    if (at < 0) return;
+    const name = agg.group.schema.defs[d].name;
+    if (agg.failure !== undefined) {
+      snapshot.failures.push({ path: dir === '' ? name : `${dir}/${name}`, error: agg.failure });
+      snapshot.drop(at);
+      return;
+    }
+    splitBigInt(agg.accs[d].result());
+    snapshot.setWord(at);
+  });
 }

@@ -67,12 +67,6 @@ export class ValueGroup {
     return def.type.signed ? joinSigned(word.lo, word.hi) : joinUnsigned(word.lo, word.hi);
   }
 
-  /** An aggregate group's values, all computed in one walk of the subtree (index = definition index). */
-  getAll(): bigint[] {
-    if (this.storageKind !== 'aggregate') return this.schema.defs.map((def) => this.get(def.index));
-    return aggregatesOf(this.source, this.schema);
-  }
-
   /** The text a reader sees: the show() text or "%llu"/"%lld", with a newline. */
   render(key: Key): string {
     const def = this.def(key);
@@ -202,24 +196,17 @@ export class ValueGroup {
 }
 
 function aggregateOf(source: Source, schema: Schema, def: ValueDef): bigint {
-  const acc = new Accumulator(def.type.signed);
+  const acc = new Accumulator(def.type.signed, def.aggr);
   const accs: (Accumulator | null)[] = schema.defs.map((d) => (d === def ? acc : null));
   collect(source, schema, accs);
-  return acc.result(def.aggr);
-}
-
-/** Every definition of an aggregate group in one walk of the subtree (what a snapshot needs). */
-function aggregatesOf(source: Source, schema: Schema): bigint[] {
-  const accs = schema.defs.map((d) => new Accumulator(d.type.signed));
-  collect(source, schema, accs);
-  return accs.map((acc, i) => acc.result(schema.defs[i].aggr));
+  return acc.result();
 }
 
 /**
- * Loads a contributor into `word`. A live value whose owner vanished during the read (ENOENT: an interface
+ * Loads a contributor into `word` (@internal: also used by snapshot capture). A live value whose owner vanished during the read (ENOENT: an interface
  * or CPU that went away before its source was removed) contributes nothing instead of failing the aggregate.
  */
-function loadContributor(group: ValueGroup, def: ValueDef): boolean {
+export function loadContributor(group: ValueGroup, def: ValueDef): boolean {
   if (def.type.custom === null) {
     group.load(def);
     return true;
