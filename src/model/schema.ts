@@ -78,7 +78,11 @@ export class Schema {
     // Duplicate names are allowed as in the original; lookup by name returns the first.
     for (const def of this.defs) if (!this.byName.has(def.name)) this.byName.set(def.name, def);
     this.hasDuplicateNames = this.byName.size !== this.defs.length;
+    this.hasCustomTypes = this.defs.some((def) => def.type.custom !== null);
   }
+
+  /** True when some definition reads through a custom get() (its values are not in slot storage). */
+  readonly hasCustomTypes: boolean;
 
   /** True when two definitions share a name (only the first is visible). */
   readonly hasDuplicateNames: boolean;

@@ -1,4 +1,5 @@
 import { Accumulator } from './aggregate.js';
+import { arena } from './arena.js';
 import type { Schema, ValueDef } from './schema.js';
 import { loadContributor, type Source, type ValueGroup } from './source.js';
 import { formatWord, joinSigned, joinUnsigned, splitBigInt, word } from './word.js';
@@ -68,8 +69,26 @@ export class Snapshot {
     return this;
   }
 
+  /** Appends every value of a slot group whose run starts at `slot`, by copying the run. @internal */
+  pushRun(dir: number, defs: readonly ValueDef[], slot: number): void {
+    const n = defs.length;
+    while (this.count + n > this.capacity) this.grow();
+    // plain loops: runs are short, and a subarray view per run would cost more than the copy
+    const u32 = arena.u32;
+    const words = this.words;
+    const defsOut = this.defs;
+    for (let d = 0, at = this.count, from = slot * 2; d < n; d++, at++, from += 2) {
+      words[2 * at] = u32[from];
+      words[2 * at + 1] = u32[from + 1];
+      this.dirIndex[at] = dir;
+      this.aggregate[at] = 0;
+      defsOut.push(defs[d]);
+    }
+    this.count += n;
+  }
+
   private grow(): void {
-    this.capacity *= 2;
+    this.capacity *= 4; // fewer copies of large captures: growth is most of their garbage
     const dirIndex = new Uint32Array(this.capacity);
     dirIndex.set(this.dirIndex);
     const words = new Uint32Array(this.capacity * 2);
@@ -169,7 +188,10 @@ function visit(source: Source, dir: string, visible: boolean, snapshot: Snapshot
         else open.set(group.schema, [agg]);
       }
     }
-    source.forEachVisibleValue((group, def) => {
+    const only = groups !== null && groups.length === 1 ? groups[0] : null;
+    if (only !== null && !only.hidden && only.slotRun >= 0 && !only.schema.hasDuplicateNames && !source.shadowsValues) {
+      snapshot.pushRun(dirNo, only.schema.defs, only.slotRun);
+    } else source.forEachVisibleValue((group, def) => {
       if (group.isAggregate) {
         opened.find((agg) => agg.group === group)!.slots[def.index] = snapshot.count;
         word.lo = 0;
@@ -202,6 +224,15 @@ function contribute(groups: readonly ValueGroup[], open: Map<Schema, OpenAggrega
     if (group.isAggregate) continue;
     const aggs = open.get(group.schema);
     if (aggs === undefined) continue;
+    const slot = group.slotRun;
+    if (slot >= 0) {
+      // straight from the arena: nothing here can throw or be absent
+      const u32 = arena.u32;
+      for (let d = 0, at = slot * 2; d < group.schema.defs.length; d++, at += 2) {
+        for (const agg of aggs) agg.accs[d].add(u32[at], u32[at + 1]);
+      }
+      continue;
+    }
     for (const def of group.schema.defs) {
       let present: boolean;
       try {

@@ -45,6 +45,14 @@ export class ValueGroup {
     this.slot = storageKind === 'slots' ? arena.alloc(schema.size) : -1;
   }
 
+  /**
+   * First arena slot of this group's words, when every value of it lives there (slot storage, no custom
+   * types), else -1: bulk readers (snapshots) copy the run instead of loading value by value. @internal
+   */
+  get slotRun(): number {
+    return this.storageKind === 'slots' && !this.schema.hasCustomTypes ? this.slot : -1;
+  }
+
   get storage(): Storage {
     return this.storageKind;
   }
@@ -421,6 +429,14 @@ export class Source {
     const found = this.findValue(name);
     if (!found) throw new StatsError('ENOENT', `no value "${name}" in "${this.path || '/'}"`);
     found.group.clear(found.def.index);
+  }
+
+  /** True when a visible subordinate hides a value of the same name. @internal */
+  get shadowsValues(): boolean {
+    const byName = this.visibleByName;
+    if (byName === null || byName.size === 0 || this.groups === null) return false;
+    for (const group of this.groups) for (const def of group.schema.defs) if (byName.has(def.name)) return true;
+    return false;
   }
 
   /** The visible values in display order, one per name. */
