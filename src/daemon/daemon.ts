@@ -4,7 +4,7 @@
  */
 import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { lazyUnmount, mount, type MountedStatsFs, type MountOptions } from '../fs/mount.js';
+import { lazyUnmount, mount, type MountedStatsFs } from '../fs/mount.js';
 import { Source } from '../model/index.js';
 import type { Logger } from './logger.js';
 import { createSelfStats } from './self-stats.js';
@@ -25,8 +25,6 @@ export interface DaemonOptions {
   populate?: (root: Source) => void;
   /** Starts the services that feed or export the tree (producer socket, StatsD, HTTP); closed at stop. */
   services?: (root: Source) => Promise<Service[]>;
-  /** Hidden snapshot files in every directory (name -> renderer). */
-  snapshots?: MountOptions['snapshots'];
 }
 
 export interface Service {
@@ -92,7 +90,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     cacheSeconds: options.cacheSeconds,
     allowOther: options.allowOther,
     onError: (op, err) => log.error({ op, err }, 'a request failed inside the daemon and was answered EIO'),
-    snapshots: options.snapshots,
   }).catch((err: unknown) => {
     throw mountFailure(err, mountpoint);
   });

@@ -209,11 +209,16 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     this.invalidate(parent, sub.name);
   }
 
-  valuesChanged(source: Source): void {
+  /**
+   * Only the names of the group that came or went can change meaning (a name resolves to the newest
+   * visible group that has it), so only they are invalidated: adding one value to a source of thousands
+   * stays O(1). Revoking keeps every name's meaning; contents are computed per open anyway.
+   */
+  valuesChanged(source: Source, group: ValueGroup | null, change: 'added' | 'removed' | 'revoked'): void {
     const ino = this.sourceInos.get(source);
-    if (ino === undefined || this.invalidator === null) return;
-    for (const { def } of source.visibleValues()) this.invalidator.invalidateEntry(ino, def.name);
-    for (const group of source.valueGroups) for (const name of this.valueInos.get(group)?.keys() ?? []) this.invalidator.invalidateEntry(ino, name);
+    if (ino === undefined || this.invalidator === null || group === null || change === 'revoked') return;
+    if (change === 'added' && group.hidden) return;
+    for (const def of group.schema.defs) this.invalidator.invalidateEntry(ino, def.name);
   }
 
   // ---- internals ----

@@ -15,7 +15,8 @@ export type Storage = 'slots' | 'object' | 'aggregate';
 export interface TreeObserver {
   subordinateAdded?(parent: Source, sub: Source): void;
   subordinateRemoved?(parent: Source, sub: Source): void;
-  valuesChanged?(source: Source): void;
+  /** A value group was added to or removed from `source`, or its groups were revoked (group null). */
+  valuesChanged?(source: Source, group: ValueGroup | null, change: 'added' | 'removed' | 'revoked'): void;
 }
 
 export interface AddValuesOptions {
@@ -390,7 +391,7 @@ export class Source {
     }
     const group = new ValueGroup(this, schema, storage, base as Record<string, unknown> | null, hidden);
     (this.groups ??= []).push(group);
-    this.treeObserver()?.valuesChanged?.(this);
+    this.treeObserver()?.valuesChanged?.(this, group, 'added');
     return group;
   }
 
@@ -399,7 +400,7 @@ export class Source {
     if (i < 0) throw new StatsError('ENOENT', `that value group is not in "${this.path || '/'}"`);
     this.groups!.splice(i, 1);
     group.releaseStorage();
-    this.treeObserver()?.valuesChanged?.(this);
+    this.treeObserver()?.valuesChanged?.(this, group, 'removed');
   }
 
   /**
@@ -484,6 +485,6 @@ export class Source {
    */
   revoke(): void {
     if (this.groups) for (const g of this.groups) g.revoke();
-    this.treeObserver()?.valuesChanged?.(this);
+    this.treeObserver()?.valuesChanged?.(this, null, 'revoked');
   }
 }
