@@ -116,7 +116,7 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   for (let from = 0; from < count; from += STEP_VALUES) {
     const to = Math.min(count, from + STEP_VALUES);
     for (let i = from; i < to; i++) {
-      const def = snapshot.defs[i];
+      const def = snapshot.def(i);
       if (def !== lastDef) {
         let no = defIndex.get(def);
         if (no === undefined) {

@@ -82,11 +82,10 @@ export function* jsonWork(snapshot: Snapshot, out: ByteWriter): Generator<void, 
   const starts = prefixes.starts;
   const parts = new Map<ValueDef, DefParts>();
   const count = snapshot.count;
-  const defs = snapshot.defs;
   for (let from = 0; from < count; from += BATCH) {
     const to = Math.min(count, from + BATCH);
     for (let i = from; i < to; i++) {
-      const def = defs[i];
+      const def = snapshot.def(i);
       let p = parts.get(def);
       if (p === undefined) {
         p = { name: Buffer.from(JSON.stringify(def.name).slice(1) + ',"value":"', 'utf8'), simple: describe(def, false), aggregate: describe(def, true) };

@@ -150,7 +150,7 @@ class Plan {
   private readonly byName = new Map<string, Family>();
   private readonly defs: ValueDef[] = [];
   private readonly prefix: string;
-  private readonly paths: string[];
+  private readonly paths: readonly string[];
 
   // Per directory.
   private parent!: Int32Array;
@@ -273,7 +273,6 @@ class Plan {
     const lastDef = this.trieLastDef;
     const lastAggregate = this.trieLastAggregate;
     const lastNext = this.trieLastNext;
-    const defs = snap.defs;
     let lastPath = this.lastPath;
     let dir = this.scanDir;
     let node = this.scanNode;
@@ -286,7 +285,7 @@ class Plan {
         dir = this.findDir(dir, path);
         node = nodeOfDir[dir];
       }
-      const def = defs[i];
+      const def = snap.def(i);
       const aggregate = snap.isAggregate(i);
       let next: number;
       if (lastDef[node] === def && lastAggregate[node] === aggregate) next = lastNext[node];
@@ -678,7 +677,7 @@ class Plan {
     }
     for (const [name, value] of chain.reverse()) labels[name] = value;
     if (this.dirLabelAdded[d] || this.override.has(i)) labels[DIR_LABEL] = this.paths[d];
-    if (family.extra !== '') labels[AGGREGATION_LABEL] = this.snapshot.defs[i].aggr;
+    if (family.extra !== '') labels[AGGREGATION_LABEL] = this.snapshot.def(i).aggr;
     return labels;
   }
 }
@@ -714,7 +713,7 @@ function writeValue(buf: Buffer, pos: number, snapshot: Snapshot, i: number): nu
   const hi = snapshot.hi(i);
   const lo = snapshot.lo(i);
   if (hi === 0 && lo < 1e9) return writeSmall(buf, pos, lo);
-  if (hi >= 0x200000) return pos + buf.write(formatWord(lo, hi, snapshot.defs[i].type.signed), pos, 'latin1');
+  if (hi >= 0x200000) return pos + buf.write(formatWord(lo, hi, snapshot.def(i).type.signed), pos, 'latin1');
   const v = hi * TWO32 + lo;
   let high = Math.floor(v / 1e9);
   let low = v - high * 1e9;

@@ -50,11 +50,10 @@ export function* textWork(snapshot: Snapshot, out: ByteWriter): Generator<void, 
   const starts = prefixes.starts;
   const names = new Map<ValueDef, Buffer>();
   const count = snapshot.count;
-  const defs = snapshot.defs;
   for (let from = 0; from < count; from += BATCH) {
     const to = Math.min(count, from + BATCH);
     for (let i = from; i < to; i++) {
-      const def = defs[i];
+      const def = snapshot.def(i);
       let name = names.get(def);
       if (name === undefined) {
         name = Buffer.from(escapePath(def.name) + ' ', 'utf8');

@@ -8,32 +8,110 @@ import { formatWord, joinSigned, joinUnsigned, splitBigInt, word } from './word.
  * Every visible value of a subtree, aggregates included, captured at one instant.
  *
  * Capture is one synchronous walk, so no producer update can land in the middle of it: a snapshot is
- * atomic across all its values, which one-file-per-value reads are not. It is stored in columns (a word
- * pair, a definition and a directory index per value) so that a million values cost about 20 bytes each
- * and can be formatted afterwards, in slices, without holding up the event loop.
+ * atomic across all its values, which one-file-per-value reads are not. The walk holds the event loop, so
+ * it stores as little as it can: per value a word pair, a definition number and a directory number in
+ * typed arrays (about 17 bytes, no object per value for the collector to trace), per directory its parent
+ * and name. Paths are joined later, when the snapshot is formatted in slices.
  */
 export class Snapshot {
-  /** Directory of each captured source, relative to the top ('' for the top itself). */
-  readonly dirs: string[] = [];
   /** Values whose getter threw: left out of the snapshot, reported here. */
   readonly failures: { path: string; error: unknown }[] = [];
   readonly takenAtMs = Date.now();
-  private capacity = 1024;
-  private dirIndex = new Uint32Array(this.capacity);
-  private words = new Uint32Array(this.capacity * 2);
-  private aggregate = new Uint8Array(this.capacity);
-  readonly defs: ValueDef[] = [];
   count = 0;
+  private capacity: number;
+  private dirIndex: Uint32Array;
+  private words: Uint32Array;
+  private defIndex: Uint32Array;
+  private aggregate: Uint8Array;
+  /** Each distinct definition once; values refer to it by number. */
+  private readonly defTable: ValueDef[] = [];
+  /** Number of a schema's first definition in defTable (its others follow). */
+  private readonly defBase = new Map<readonly ValueDef[], number>();
+  private dirCount = 0;
+  private dirParent = new Int32Array(256);
+  private readonly dirNames: string[] = [];
+  private dirPaths: string[] | null = null;
 
-  /** @internal */
-  push(dir: number, def: ValueDef, isAggregate: boolean): void {
-    if (this.count === this.capacity) this.grow();
+  constructor(expected = 1024) {
+    this.capacity = Math.max(16, expected);
+    this.dirIndex = new Uint32Array(this.capacity);
+    this.words = new Uint32Array(this.capacity * 2);
+    this.defIndex = new Uint32Array(this.capacity);
+    this.aggregate = new Uint8Array(this.capacity);
+  }
+
+  /** Directory of each captured source, relative to the top ('' for the top itself); joined on first use. */
+  get dirs(): readonly string[] {
+    if (this.dirPaths === null) {
+      const paths = new Array<string>(this.dirCount);
+      for (let n = 0; n < this.dirCount; n++) {
+        const parent = this.dirParent[n];
+        const parentPath = parent < 0 ? '' : paths[parent]; // a parent is always numbered before its children
+        paths[n] = parent < 0 ? this.dirNames[n] : parentPath === '' ? this.dirNames[n] : `${parentPath}/${this.dirNames[n]}`;
+      }
+      this.dirPaths = paths;
+    }
+    return this.dirPaths;
+  }
+
+  /** Numbers a captured directory: `name` below directory `parent` (-1 and '' for the top). @internal */
+  addDir(parent: number, name: string): number {
+    if (this.dirCount === this.dirParent.length) {
+      const grown = new Int32Array(this.dirCount * 4);
+      grown.set(this.dirParent);
+      this.dirParent = grown;
+    }
+    this.dirParent[this.dirCount] = parent;
+    this.dirNames.push(name);
+    this.dirPaths = null;
+    return this.dirCount++;
+  }
+
+  /** Path of directory n, joined without materialising every directory (failures, single lookups). @internal */
+  dirPath(n: number): string {
+    if (this.dirPaths !== null) return this.dirPaths[n];
+    const parts: string[] = [];
+    for (let at = n; at >= 0 && this.dirParent[at] >= 0; at = this.dirParent[at]) parts.push(this.dirNames[at]);
+    return parts.reverse().join('/');
+  }
+
+  private defNumber(defs: readonly ValueDef[]): number {
+    let base = this.defBase.get(defs);
+    if (base === undefined) {
+      base = this.defTable.length;
+      this.defTable.push(...defs);
+      this.defBase.set(defs, base);
+    }
+    return base;
+  }
+
+  /** Appends one value whose word is in `word`. @internal */
+  push(dir: number, defs: readonly ValueDef[], d: number, isAggregate: boolean): void {
+    if (this.count === this.capacity) this.grow(this.count + 1);
     const i = this.count++;
     this.dirIndex[i] = dir;
     this.words[2 * i] = word.lo;
     this.words[2 * i + 1] = word.hi;
+    this.defIndex[i] = this.defNumber(defs) + d;
     this.aggregate[i] = isAggregate ? 1 : 0;
-    this.defs.push(def);
+  }
+
+  /** Appends every value of a slot group whose run starts at `slot`, by copying the run. @internal */
+  pushRun(dir: number, defs: readonly ValueDef[], slot: number): void {
+    const n = defs.length;
+    if (this.count + n > this.capacity) this.grow(this.count + n);
+    const base = this.defNumber(defs);
+    // plain loops: runs are short, and a subarray view per run would cost more than the copy
+    const u32 = arena.u32;
+    const words = this.words;
+    for (let d = 0, at = this.count, from = slot * 2; d < n; d++, at++, from += 2) {
+      words[2 * at] = u32[from];
+      words[2 * at + 1] = u32[from + 1];
+      this.dirIndex[at] = dir;
+      this.defIndex[at] = base + d;
+      this.aggregate[at] = 0;
+    }
+    this.count += n;
   }
 
   /** Overwrites value i with `word` (aggregates are filled in after their subtree). @internal */
@@ -60,50 +138,36 @@ export class Snapshot {
       this.dirIndex[to] = this.dirIndex[from];
       this.words[2 * to] = this.words[2 * from];
       this.words[2 * to + 1] = this.words[2 * from + 1];
+      this.defIndex[to] = this.defIndex[from];
       this.aggregate[to] = this.aggregate[from];
-      this.defs[to] = this.defs[from];
       to++;
     }
     this.count = to;
-    this.defs.length = to;
     return this;
   }
 
-  /** Appends every value of a slot group whose run starts at `slot`, by copying the run. @internal */
-  pushRun(dir: number, defs: readonly ValueDef[], slot: number): void {
-    const n = defs.length;
-    while (this.count + n > this.capacity) this.grow();
-    // plain loops: runs are short, and a subarray view per run would cost more than the copy
-    const u32 = arena.u32;
-    const words = this.words;
-    const defsOut = this.defs;
-    for (let d = 0, at = this.count, from = slot * 2; d < n; d++, at++, from += 2) {
-      words[2 * at] = u32[from];
-      words[2 * at + 1] = u32[from + 1];
-      this.dirIndex[at] = dir;
-      this.aggregate[at] = 0;
-      defsOut.push(defs[d]);
-    }
-    this.count += n;
+  private grow(needed: number): void {
+    this.capacity = Math.max(needed, this.capacity * 4); // fewer copies of large captures: growth is most of their garbage
+    const grow = <T extends Uint32Array | Uint8Array>(old: T, make: (n: number) => T, per = 1): T => {
+      const next = make(this.capacity * per);
+      next.set(old);
+      return next;
+    };
+    this.dirIndex = grow(this.dirIndex, (n) => new Uint32Array(n));
+    this.words = grow(this.words, (n) => new Uint32Array(n), 2);
+    this.defIndex = grow(this.defIndex, (n) => new Uint32Array(n));
+    this.aggregate = grow(this.aggregate, (n) => new Uint8Array(n));
   }
 
-  private grow(): void {
-    this.capacity *= 4; // fewer copies of large captures: growth is most of their garbage
-    const dirIndex = new Uint32Array(this.capacity);
-    dirIndex.set(this.dirIndex);
-    const words = new Uint32Array(this.capacity * 2);
-    words.set(this.words);
-    const aggregate = new Uint8Array(this.capacity);
-    aggregate.set(this.aggregate);
-    this.dirIndex = dirIndex;
-    this.words = words;
-    this.aggregate = aggregate;
+  /** The definition of value i. */
+  def(i: number): ValueDef {
+    return this.defTable[this.defIndex[i]];
   }
 
   /** Path of value i relative to the top: "net/eth0/rx_bytes". */
   path(i: number): string {
-    const dir = this.dirs[this.dirIndex[i]];
-    return dir === '' ? this.defs[i].name : `${dir}/${this.defs[i].name}`;
+    const dir = this.dir(i);
+    return dir === '' ? this.def(i).name : `${dir}/${this.def(i).name}`;
   }
 
   dir(i: number): string {
@@ -123,7 +187,7 @@ export class Snapshot {
   value(i: number): bigint {
     const lo = this.words[2 * i];
     const hi = this.words[2 * i + 1];
-    return this.defs[i].type.signed ? joinSigned(lo, hi) : joinUnsigned(lo, hi);
+    return this.def(i).type.signed ? joinSigned(lo, hi) : joinUnsigned(lo, hi);
   }
 
   /** The value's low and high 32 bits, for binary formats. */
@@ -137,12 +201,12 @@ export class Snapshot {
 
   /** The number as text ("%llu"/"%lld"), without show(). */
   number(i: number): string {
-    return formatWord(this.words[2 * i], this.words[2 * i + 1], this.defs[i].type.signed);
+    return formatWord(this.words[2 * i], this.words[2 * i + 1], this.def(i).type.signed);
   }
 
   /** What reading the file shows, without the newline: the show() text or the number. */
   text(i: number): string {
-    const def = this.defs[i];
+    const def = this.def(i);
     return def.show ? def.show(this.value(i)) : this.number(i);
   }
 }
@@ -159,30 +223,37 @@ interface OpenAggregate {
   failure: unknown;
 }
 
+/** Size of the last capture of each top, so the next one allocates its columns once. */
+const lastCount = new WeakMap<Source, number>();
+
 /**
  * Captures every visible value below `top` in one walk: aggregates are not computed one subtree walk each
  * but fed on the way down, each simple value going to every open aggregate of its schema above it (hidden
  * sources are walked only while some aggregate above them is open).
  */
 export function captureSnapshot(top: Source): Snapshot {
-  const snapshot = new Snapshot();
+  const snapshot = new Snapshot(Math.ceil((lastCount.get(top) ?? 1000) * 1.05));
   const open = new Map<Schema, OpenAggregate[]>();
-  visit(top, '', true, snapshot, open);
-  return snapshot.compact();
+  visit(top, -1, true, snapshot, open);
+  snapshot.compact();
+  lastCount.set(top, snapshot.count);
+  return snapshot;
 }
 
-function visit(source: Source, dir: string, visible: boolean, snapshot: Snapshot, open: Map<Schema, OpenAggregate[]>): void {
+/** Walks `source`, captured as a directory below `parent` when visible (-1: the top). */
+function visit(source: Source, parent: number, visible: boolean, snapshot: Snapshot, open: Map<Schema, OpenAggregate[]>): number {
   source.refresh();
   const groups = source.groupList;
-  const opened: OpenAggregate[] = [];
+  let opened: OpenAggregate[] | null = null;
+  let dirNo = -1;
   if (visible) {
-    const dirNo = snapshot.dirs.push(dir) - 1;
+    dirNo = snapshot.addDir(parent, parent < 0 ? '' : source.name);
     if (groups !== null) {
       for (const group of groups) {
         if (!group.isAggregate || group.hidden) continue;
         const defs = group.schema.defs;
         const agg: OpenAggregate = { group, accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)), slots: new Int32Array(defs.length).fill(-1), failure: undefined };
-        opened.push(agg);
+        (opened ??= []).push(agg);
         const list = open.get(group.schema);
         if (list) list.push(agg);
         else open.set(group.schema, [agg]);
@@ -191,32 +262,38 @@ function visit(source: Source, dir: string, visible: boolean, snapshot: Snapshot
     const only = groups !== null && groups.length === 1 ? groups[0] : null;
     if (only !== null && !only.hidden && only.slotRun >= 0 && !only.schema.hasDuplicateNames && !source.shadowsValues) {
       snapshot.pushRun(dirNo, only.schema.defs, only.slotRun);
-    } else source.forEachVisibleValue((group, def) => {
-      if (group.isAggregate) {
-        opened.find((agg) => agg.group === group)!.slots[def.index] = snapshot.count;
-        word.lo = 0;
-        word.hi = 0;
-        snapshot.push(dirNo, def, true); // filled in once the subtree has been walked
-        return;
-      }
-      try {
-        group.load(def);
-        snapshot.push(dirNo, def, false);
-      } catch (error) {
-        snapshot.failures.push({ path: dir === '' ? def.name : `${dir}/${def.name}`, error });
-      }
-    });
+    } else if (groups !== null) {
+      source.forEachVisibleValue((group, def) => {
+        if (group.isAggregate) {
+          opened!.find((agg) => agg.group === group)!.slots[def.index] = snapshot.count;
+          word.lo = 0;
+          word.hi = 0;
+          snapshot.push(dirNo, group.schema.defs, def.index, true); // filled in once the subtree has been walked
+          return;
+        }
+        try {
+          group.load(def);
+          snapshot.push(dirNo, group.schema.defs, def.index, false);
+        } catch (error) {
+          snapshot.failures.push({ path: joinPath(snapshot.dirPath(dirNo), def.name), error });
+        }
+      });
+    }
   }
   if (groups !== null && open.size > 0) contribute(groups, open);
   const subs = source.subordinateList;
   if (subs !== null) {
     for (const sub of subs) {
-      const subVisible = visible && !sub.hidden;
-      if (subVisible) visit(sub, dir === '' ? sub.name : `${dir}/${sub.name}`, true, snapshot, open);
-      else if (open.size > 0) visit(sub, '', false, snapshot, open);
+      if (visible && !sub.hidden) visit(sub, dirNo, true, snapshot, open);
+      else if (open.size > 0) visit(sub, -1, false, snapshot, open);
     }
   }
-  for (const agg of opened) close(agg, dir, snapshot, open);
+  if (opened !== null) for (const agg of opened) close(agg, dirNo, snapshot, open);
+  return dirNo;
+}
+
+function joinPath(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
 }
 
 function contribute(groups: readonly ValueGroup[], open: Map<Schema, OpenAggregate[]>): void {
@@ -247,7 +324,7 @@ function contribute(groups: readonly ValueGroup[], open: Map<Schema, OpenAggrega
   }
 }
 
-function close(agg: OpenAggregate, dir: string, snapshot: Snapshot, open: Map<Schema, OpenAggregate[]>): void {
+function close(agg: OpenAggregate, dirNo: number, snapshot: Snapshot, open: Map<Schema, OpenAggregate[]>): void {
   const list = open.get(agg.group.schema)!;
   list.splice(list.indexOf(agg), 1);
   if (list.length === 0) open.delete(agg.group.schema);
@@ -255,7 +332,7 @@ function close(agg: OpenAggregate, dir: string, snapshot: Snapshot, open: Map<Sc
     if (at < 0) return;
     const name = agg.group.schema.defs[d].name;
     if (agg.failure !== undefined) {
-      snapshot.failures.push({ path: dir === '' ? name : `${dir}/${name}`, error: agg.failure });
+      snapshot.failures.push({ path: joinPath(snapshot.dirPath(dirNo), name), error: agg.failure });
       snapshot.drop(at);
       return;
     }
