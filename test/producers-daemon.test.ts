@@ -85,6 +85,54 @@ describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell comm
     expect(sh(`ls ${m}/jobs`).stdout).toBe('');
   });
 
+  it('a producer keeps first/v + last/v at 1000 while snapshots of 300,000 values, taken in slices, read them', async () => {
+    // first/ and last/ sit at the two ends of the walk with 300,000 values between them, so a capture of the
+    // root spans several slices; the producer moves 1 between them every millisecond in one UPDATE frame.
+    const producer = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { connect } from 'statsfs/client';
+         const c = await connect({ path: ${JSON.stringify(socket)} });
+         const edge = c.define([{ name: 'v', type: 'u64' }]);
+         const fill = c.define(Array.from({ length: 10 }, (_, k) => ({ name: 'f' + k, type: 'u64', aggr: 'sum' })));
+         const first = c.source('first').values(edge);
+         first.set('v', 1000);
+         const filler = c.source('filler');
+         filler.aggregates(fill);
+         for (let i = 0; i < 30000; i++) c.source('filler/s' + i).values(fill).set('f0', i);
+         const last = c.source('last').values(edge);
+         await c.flush();
+         let v = 1000;
+         setInterval(() => { v = v === 0 ? 1000 : v - 1; first.set('v', v); last.set('v', 1000 - v); }, 1);
+         process.stdout.write('ready\\n');
+         process.stdin.once('data', async () => { await c.close(); process.exit(0); });`,
+      ],
+      { cwd: ROOT },
+    );
+    let stderr = '';
+    producer.stderr.on('data', (x) => (stderr += x));
+    await new Promise<void>((resolve, reject) => {
+      producer.stdout.once('data', () => resolve());
+      producer.once('exit', () => reject(new Error(`producer exited: ${stderr}`)));
+    });
+    const file = `${m}/../root.snapshot`;
+    const seen = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const r = sh(`cat ${m}/.snapshot > ${file} && wc -l < ${file} && grep -E '^(first|last)/v ' ${file}`);
+      const [lines, first, last] = r.stdout.trimEnd().split('\n');
+      expect(Number(lines), r.stderr).toBeGreaterThan(300_000);
+      expect(first).toMatch(/^first\/v \d+$/);
+      expect(last).toMatch(/^last\/v \d+$/);
+      expect(BigInt(first.split(' ')[1]) + BigInt(last.split(' ')[1])).toBe(1000n);
+      seen.add(first);
+    }
+    expect(seen.size).toBeGreaterThan(1); // the producer was moving amounts all along
+    producer.stdin.write('bye\n');
+    await new Promise((resolve) => producer.once('exit', resolve));
+  });
+
   it('a client-library producer in another process publishes; its values leave with it', async () => {
     const producer = spawn(
       process.execPath,

@@ -42,6 +42,18 @@ describe.skipIf(skipWithoutFuse)('atomic snapshots through the mount', { timeout
     }
   });
 
+  it('a root .snapshot of 400,000+ values, captured in slices, still holds one instant: aa/v + zz/v is 1000', () => {
+    const file = join(tempDir(), 'root.snapshot');
+    for (let i = 0; i < 12; i++) {
+      const r = sh(`cat ${m}/.snapshot > ${file} && wc -l < ${file} && grep -E '^(aa|zz)/v ' ${file}`);
+      const [lines, aa, zz] = r.stdout.trimEnd().split('\n');
+      expect(Number(lines), r.stderr).toBeGreaterThan(400_000);
+      expect(aa).toMatch(/^aa\/v \d+$/);
+      expect(zz).toMatch(/^zz\/v \d+$/);
+      expect(BigInt(aa.split(' ')[1]) + BigInt(zz.split(' ')[1])).toBe(1000n);
+    }
+  });
+
   it('.snapshot.json and .snapshot.bin hold the same instant, with the schema', () => {
     for (let i = 0; i < 50; i++) {
       const json = JSON.parse(readFileSync(`${m}/pair/.snapshot.json`, 'utf8'));

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
 import type { Logger } from '../daemon/logger.js';
-import { captureSnapshot } from '../model/snapshot.js';
+import { captureSnapshotSliced } from '../model/snapshot.js';
 import type { Source } from '../model/source.js';
 import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, renderPrometheus, TEXT_CONTENT_TYPE } from './prometheus.js';
 
@@ -129,7 +129,8 @@ export class MetricsServer {
 
   private async stream(res: ServerResponse, openMetrics: boolean, gzip: boolean): Promise<void> {
     const started = performance.now();
-    const snapshot = captureSnapshot(this.root); // one synchronous walk: atomic
+    const sliceMs = this.options.sliceMs ?? 10;
+    const snapshot = await captureSnapshotSliced(this.root, sliceMs); // one instant, in slices
     const captureMs = performance.now() - started;
     this.stats.lastCaptureMs = captureMs;
     this.stats.lastValues = snapshot.count;
@@ -146,7 +147,6 @@ export class MetricsServer {
       out.on('error', (err) => res.destroy(err));
       out.pipe(res);
     }
-    const sliceMs = this.options.sliceMs ?? 10;
     const chunks = renderPrometheus(snapshot, { openMetrics, includeAggregates: this.options.includeAggregates });
     // the capture already held the loop: let others run before the first slice
     await nextTurn();

@@ -6,7 +6,7 @@
  * to "gone" (ENOENT), never to another node. A mapping is dropped when the kernel forgets the inode.
  */
 import { constants } from 'node:os';
-import { captureSnapshot, StatsError, type Snapshot, type Source, type TreeObserver, type ValueDef, type ValueGroup } from '../model/index.js';
+import { captureSnapshotSliced, StatsError, WriteBarrier, type Snapshot, type Source, type TreeObserver, type ValueDef, type ValueGroup } from '../model/index.js';
 import type { Attr, DirListing, EntryResult, FuseHandler, SetAttrRequest } from './native.js';
 
 const E = constants.errno;
@@ -66,6 +66,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   private readonly uid: number;
   private readonly gid: number;
   private readonly bornMs = Date.now();
+  private readonly barrier: WriteBarrier;
   invalidator: Invalidator | null = null;
 
   constructor(
@@ -78,6 +79,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     this.nodes.set(ROOT_INO, { ino: ROOT_INO, source: root, group: null, def: null, snapshot: null, nlookup: 1 });
     this.sourceInos.set(root, ROOT_INO);
     root.observe(this);
+    this.barrier = WriteBarrier.of(root);
   }
 
   // ---- requests ----
@@ -111,15 +113,14 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
    * Only truncation to zero means something (it clears); ownership and modes belong to the daemon, and
    * time updates (touch) are accepted and ignored.
    */
-  setattr(ino: number, set: SetAttrRequest): Result<Attr> {
+  setattr(ino: number, set: SetAttrRequest): Result<Attr> | Promise<Result<Attr>> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (set.mode !== undefined || set.uid !== undefined || set.gid !== undefined) return E.EPERM;
     if (set.size !== undefined) {
       if (isDir(node)) return E.EISDIR;
       if (set.size !== 0) return E.EINVAL;
-      const err = this.clear(node);
-      if (err !== 0) return err;
+      return then(this.clear(node), (err) => (err !== 0 ? err : this.attrOf(node)));
     }
     return this.attrOf(node);
   }
@@ -182,15 +183,14 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** "0" or "0\n" at offset 0 clears; anything else is EINVAL and changes nothing. */
-  write(ino: number, data: Buffer, offset: number): number | undefined {
+  write(ino: number, data: Buffer, offset: number): number | undefined | Promise<number | undefined> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (isDir(node)) return E.EISDIR;
     if (node.snapshot !== null) return E.EACCES;
     const text = data.toString('latin1');
     if (offset !== 0 || (text !== '0' && text !== '0\n')) return E.EINVAL;
-    const err = this.clear(node);
-    return err !== 0 ? err : undefined;
+    return then(this.clear(node), (err) => (err !== 0 ? err : undefined));
   }
 
   /** The binding calls this when a handler threw: the request was answered EIO. */
@@ -228,19 +228,24 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     if (ino !== undefined) this.invalidator?.invalidateEntry(ino, name);
   }
 
-  /** Captures now (atomically: one synchronous walk), renders possibly in slices. */
+  /** Captures now (atomically, in slices behind the write barrier when large), renders in slices. */
   private async renderSnapshot(source: Source, name: string): Promise<Result<Buffer | string>> {
     try {
-      return await this.options.snapshots![name](captureSnapshot(source));
+      return await this.options.snapshots![name](await captureSnapshotSliced(source));
     } catch (err) {
       return this.failed('open', err);
     }
   }
 
-  private clear(node: Node): number {
+  /** Checks now; clears once no snapshot capture is under way (see WriteBarrier). */
+  private clear(node: Node): number | Promise<number> {
     if (node.snapshot !== null) return E.EACCES;
     const def = node.def!;
     if ((def.mode & 0o222) === 0 || !def.clearable) return E.EACCES;
+    return this.barrier.run(() => this.clearNow(node, def));
+  }
+
+  private clearNow(node: Node, def: ValueDef): number {
     try {
       node.group!.clear(def.index);
       return 0;
@@ -338,4 +343,9 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   get inodeCount(): number {
     return this.nodes.size;
   }
+}
+
+/** Applies `f` to a value that may still be on its way, without a promise when it is not. */
+function then<T, U>(value: T | Promise<T>, f: (value: T) => U): U | Promise<U> {
+  return value instanceof Promise ? value.then(f) : f(value);
 }

@@ -4,4 +4,5 @@ export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from
 export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';
 export { arena, SlotArena } from './arena.js';
 export { LiveValues, counterType, gaugeType } from './live.js';
-export { Snapshot, captureSnapshot } from './snapshot.js';
+export { Snapshot, captureSnapshot, captureSnapshotSliced, CAPTURE_SLICE_MS } from './snapshot.js';
+export { WriteBarrier } from './barrier.js';

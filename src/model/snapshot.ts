@@ -1,4 +1,5 @@
 import { Accumulator } from './aggregate.js';
+import { WriteBarrier } from './barrier.js';
 import { arena } from './arena.js';
 import type { Schema, ValueDef } from './schema.js';
 import { loadContributor, type Source, type ValueGroup } from './source.js';
@@ -226,70 +227,132 @@ interface OpenAggregate {
 /** Size of the last capture of each top, so the next one allocates its columns once. */
 const lastCount = new WeakMap<Source, number>();
 
-/**
- * Captures every visible value below `top` in one walk: aggregates are not computed one subtree walk each
- * but fed on the way down, each simple value going to every open aggregate of its schema above it (hidden
- * sources are walked only while some aggregate above them is open).
- */
-export function captureSnapshot(top: Source): Snapshot {
-  const snapshot = new Snapshot(Math.ceil((lastCount.get(top) ?? 1000) * 1.05));
-  const open = new Map<Schema, OpenAggregate[]>();
-  visit(top, -1, true, snapshot, open);
-  snapshot.compact();
-  lastCount.set(top, snapshot.count);
-  return snapshot;
+/** A source whose subordinates are still being walked. */
+interface Frame {
+  dirNo: number;
+  visible: boolean;
+  /** A copy: collectors may change the live list between slices. */
+  subs: readonly Source[] | null;
+  next: number;
+  opened: OpenAggregate[] | null;
 }
 
-/** Walks `source`, captured as a directory below `parent` when visible (-1: the top). */
-function visit(source: Source, parent: number, visible: boolean, snapshot: Snapshot, open: Map<Schema, OpenAggregate[]>): number {
-  source.refresh();
-  const groups = source.groupList;
-  let opened: OpenAggregate[] | null = null;
-  let dirNo = -1;
-  if (visible) {
-    dirNo = snapshot.addDir(parent, parent < 0 ? '' : source.name);
-    if (groups !== null) {
-      for (const group of groups) {
-        if (!group.isAggregate || group.hidden) continue;
-        const defs = group.schema.defs;
-        const agg: OpenAggregate = { group, accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)), slots: new Int32Array(defs.length).fill(-1), failure: undefined };
-        (opened ??= []).push(agg);
-        const list = open.get(group.schema);
-        if (list) list.push(agg);
-        else open.set(group.schema, [agg]);
+/**
+ * One capture: a depth-first walk with its own stack, so that it can stop at a slice boundary and go on
+ * later. Aggregates are not computed one subtree walk each but fed on the way down, each simple value going
+ * to every open aggregate of its schema above it (hidden sources are walked only while one is open).
+ */
+class Capture {
+  readonly snapshot: Snapshot;
+  private readonly open = new Map<Schema, OpenAggregate[]>();
+  private readonly stack: Frame[] = [];
+
+  constructor(private readonly top: Source) {
+    this.snapshot = new Snapshot(Math.ceil((lastCount.get(top) ?? 1000) * 1.05));
+    this.enter(top, -1, true);
+  }
+
+  /** Walks until done (true) or until `deadline` (performance.now() milliseconds) has passed (false). */
+  step(deadline: number): boolean {
+    const stack = this.stack;
+    let entered = 0;
+    while (stack.length > 0) {
+      const frame = stack[stack.length - 1];
+      if (frame.subs !== null && frame.next < frame.subs.length) {
+        const sub = frame.subs[frame.next++];
+        if (frame.visible && !sub.hidden) this.enter(sub, frame.dirNo, true);
+        else if (this.open.size > 0) this.enter(sub, -1, false);
+        if ((++entered & 255) === 0 && performance.now() >= deadline) return false;
+        continue;
+      }
+      stack.pop();
+      if (frame.opened !== null) for (const agg of frame.opened) close(agg, frame.dirNo, this.snapshot, this.open);
+    }
+    return true;
+  }
+
+  finish(): Snapshot {
+    this.snapshot.compact();
+    lastCount.set(this.top, this.snapshot.count);
+    return this.snapshot;
+  }
+
+  /** Captures `source`'s own values (as a directory below `parent` when visible) and opens its aggregates. */
+  private enter(source: Source, parent: number, visible: boolean): void {
+    const snapshot = this.snapshot;
+    const open = this.open;
+    source.refresh();
+    const groups = source.groupList;
+    let opened: OpenAggregate[] | null = null;
+    let dirNo = -1;
+    if (visible) {
+      dirNo = snapshot.addDir(parent, parent < 0 ? '' : source.name);
+      if (groups !== null) {
+        for (const group of groups) {
+          if (!group.isAggregate || group.hidden) continue;
+          const defs = group.schema.defs;
+          const agg: OpenAggregate = { group, accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)), slots: new Int32Array(defs.length).fill(-1), failure: undefined };
+          (opened ??= []).push(agg);
+          const list = open.get(group.schema);
+          if (list) list.push(agg);
+          else open.set(group.schema, [agg]);
+        }
+      }
+      const only = groups !== null && groups.length === 1 ? groups[0] : null;
+      if (only !== null && !only.hidden && only.slotRun >= 0 && !only.schema.hasDuplicateNames && !source.shadowsValues) {
+        snapshot.pushRun(dirNo, only.schema.defs, only.slotRun);
+      } else if (groups !== null) {
+        source.forEachVisibleValue((group, def) => {
+          if (group.isAggregate) {
+            opened!.find((agg) => agg.group === group)!.slots[def.index] = snapshot.count;
+            word.lo = 0;
+            word.hi = 0;
+            snapshot.push(dirNo, group.schema.defs, def.index, true); // filled in once the subtree has been walked
+            return;
+          }
+          try {
+            group.load(def);
+            snapshot.push(dirNo, group.schema.defs, def.index, false);
+          } catch (error) {
+            snapshot.failures.push({ path: joinPath(snapshot.dirPath(dirNo), def.name), error });
+          }
+        });
       }
     }
-    const only = groups !== null && groups.length === 1 ? groups[0] : null;
-    if (only !== null && !only.hidden && only.slotRun >= 0 && !only.schema.hasDuplicateNames && !source.shadowsValues) {
-      snapshot.pushRun(dirNo, only.schema.defs, only.slotRun);
-    } else if (groups !== null) {
-      source.forEachVisibleValue((group, def) => {
-        if (group.isAggregate) {
-          opened!.find((agg) => agg.group === group)!.slots[def.index] = snapshot.count;
-          word.lo = 0;
-          word.hi = 0;
-          snapshot.push(dirNo, group.schema.defs, def.index, true); // filled in once the subtree has been walked
-          return;
-        }
-        try {
-          group.load(def);
-          snapshot.push(dirNo, group.schema.defs, def.index, false);
-        } catch (error) {
-          snapshot.failures.push({ path: joinPath(snapshot.dirPath(dirNo), def.name), error });
-        }
-      });
-    }
+    if (groups !== null && open.size > 0) contribute(groups, open);
+    const subs = source.subordinateList;
+    if (subs !== null || opened !== null) this.stack.push({ dirNo, visible, subs: subs === null ? null : subs.slice(), next: 0, opened });
   }
-  if (groups !== null && open.size > 0) contribute(groups, open);
-  const subs = source.subordinateList;
-  if (subs !== null) {
-    for (const sub of subs) {
-      if (visible && !sub.hidden) visit(sub, dirNo, true, snapshot, open);
-      else if (open.size > 0) visit(sub, -1, false, snapshot, open);
-    }
+}
+
+/** Captures every visible value below `top` in one synchronous walk: atomic by construction. */
+export function captureSnapshot(top: Source): Snapshot {
+  const capture = new Capture(top);
+  capture.step(Infinity);
+  return capture.finish();
+}
+
+/** How long a slice of a capture may hold the event loop. */
+export const CAPTURE_SLICE_MS = 10;
+
+/**
+ * Captures like captureSnapshot() without holding the event loop for more than about `sliceMs` at a time.
+ * A capture that fits in one slice is taken as it is; a longer one holds the tree's WriteBarrier from the
+ * end of its first slice to its last, so the daemon's writers wait and the snapshot is still one instant.
+ */
+export async function captureSnapshotSliced(top: Source, sliceMs = CAPTURE_SLICE_MS): Promise<Snapshot> {
+  const barrier = WriteBarrier.of(top);
+  if (barrier.waiting > 0) await barrier.drained(); // writers first: back-to-back captures must not starve them
+  const capture = new Capture(top);
+  if (capture.step(performance.now() + sliceMs)) return capture.finish();
+  barrier.hold();
+  try {
+    do await new Promise<void>((resolve) => setImmediate(resolve));
+    while (!capture.step(performance.now() + sliceMs));
+  } finally {
+    barrier.release();
   }
-  if (opened !== null) for (const agg of opened) close(agg, dirNo, snapshot, open);
-  return dirNo;
+  return capture.finish();
 }
 
 function joinPath(dir: string, name: string): string {

@@ -17,7 +17,7 @@
 import { chmod, chown, lstat, readFile, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
-import { NAME_MAX, Schema, Source, StatsError, validateName, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { NAME_MAX, Schema, Source, StatsError, validateName, WriteBarrier, type ValueGroup, type ValueSpec } from '../model/index.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   DESCRIPTION_MAX,
@@ -150,10 +150,13 @@ export class ProducerServer {
   private readonly maxConnections: number;
   readonly stats: ProducerServerStats = { connections: 0, accepted: 0, frames: 0, updates: 0, errors: 0, closedForProtocolErrors: 0 };
 
+  private readonly barrier: WriteBarrier;
+
   constructor(
     readonly root: Source,
     private readonly options: ProducerServerOptions,
   ) {
+    this.barrier = WriteBarrier.of(root);
     this.maxFrameBytes = Math.max(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, 256);
     this.maxSources = options.maxSourcesPerConnection ?? 100_000;
     this.maxBuffered = options.maxBufferedBytes ?? 4 << 20;
@@ -225,9 +228,10 @@ export class ProducerServer {
     this.conns.add(conn);
     this.stats.connections = this.conns.size;
     this.options.log?.debug({ connection: conn.id }, 'producer connected');
-    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    // Frames and departures change the tree: they wait while a snapshot is being captured in slices.
+    socket.on('data', (chunk: Buffer) => this.barrier.defer(() => this.onData(conn, chunk)));
     socket.on('error', (err) => this.options.log?.debug({ connection: conn.id, err: err.message }, 'producer socket error'));
-    socket.on('close', () => this.disconnect(conn));
+    socket.on('close', () => this.barrier.defer(() => this.disconnect(conn)));
   }
 
   private onData(conn: Connection, chunk: Buffer): void {

@@ -15,7 +15,7 @@
 import dgram from 'node:dgram';
 import { lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
-import { Schema, Source, StatsError, validateName, type CustomType, type ValueGroup } from '../model/index.js';
+import { Schema, Source, StatsError, validateName, WriteBarrier, type CustomType, type ValueGroup } from '../model/index.js';
 
 /** Longest metric name (all parts with their dots); each part is also a model name (≤ 99 characters). */
 export const STATSD_NAME_MAX = 255;
@@ -376,10 +376,13 @@ export class StatsdServer {
   private unix: net.Server | null = null;
   private readonly conns = new Set<net.Socket>();
 
+  private readonly barrier: WriteBarrier;
+
   constructor(
     readonly root: Source,
     private readonly options: StatsdOptions = {},
   ) {
+    this.barrier = WriteBarrier.of(root);
     this.maxMetrics = options.maxMetrics ?? STATSD_DEFAULT_MAX_METRICS;
     this.maxPerSource = options.maxPerSource ?? STATSD_DEFAULT_MAX_PER_SOURCE;
     this.maxSources = options.maxSources ?? STATSD_DEFAULT_MAX_METRICS;
@@ -506,6 +509,11 @@ export class StatsdServer {
   }
 
   private ingestLines(data: Buffer | string): void {
+    // lines change the tree: they wait while a snapshot is being captured in slices
+    this.barrier.defer(() => this.applyLines(data));
+  }
+
+  private applyLines(data: Buffer | string): void {
     forEachLine(typeof data === 'string' ? data : data.toString('utf8'), (line) => this.line(line));
   }
 
