@@ -41,6 +41,15 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon (real mount, separate process)'
     expect(num(sh(`cat ${m}/statsfs/fuse/bytes_read`).stdout)).toBeGreaterThan(0n);
   });
 
+  it('the longest event-loop delay is a clearable value: echo 0 > restarts the measurement', async () => {
+    const f = `${m}/statsfs/process/event_loop_delay_max_us`;
+    expect(sh(`stat -c %a ${f}`).stdout).toBe('644\n');
+    await new Promise((resolve) => setTimeout(resolve, 50)); // a few 10 ms samples
+    expect(num(sh(`cat ${f}`).stdout)).toBeGreaterThan(0n);
+    expect(sh(`echo 0 > ${f}`).status).toBe(0);
+    expect(sh(`cat ${f}`).stdout).toMatch(/^\d+\n$/);
+  });
+
   it('an aggregate sums its subordinates at read time', () => {
     // read every per-op counter and the aggregate in one process; the aggregate is opened last
     const ops = sh(`ls ${m}/statsfs/fuse`).stdout.split('\n').filter((n) => sh(`test -d ${m}/statsfs/fuse/${n}`).status === 0 && n);

@@ -3,8 +3,9 @@
  * both kinds: clearable counters (FUSE requests by kind, errors, bytes read) and read-only gauges (open
  * handles, uptime, memory).
  */
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { counterType, gaugeType, LiveValues } from '../model/live.js';
-import { arena, Schema, Source } from '../model/index.js';
+import { arena, Schema, Source, type CustomType } from '../model/index.js';
 
 /** What the filesystem session counts; read at the moment a value is read. */
 export interface FuseCounterReader {
@@ -39,6 +40,23 @@ const processSchema = new Schema([
   { name: 'value_slots', type: gaugeType, floating: true, description: 'simple values stored in the compact arena', unit: 'values' },
 ]);
 
+/** The longest the event loop was held since the last clear: what the slicing of big work is for. */
+const loopDelayType: CustomType<IntervalHistogram> = Object.freeze({
+  name: 'loop_delay',
+  signed: false,
+  get: (h: IntervalHistogram) => (h.count === 0 ? 0 : Math.round(h.max / 1000)),
+  clear: (h: IntervalHistogram) => h.reset(),
+});
+
+const loopSchema = new Schema([
+  {
+    name: 'event_loop_delay_max_us',
+    type: loopDelayType,
+    description: 'longest event-loop delay since the last clear (sampled every 10 ms); echo 0 > to restart',
+    unit: 'microseconds',
+  },
+]);
+
 /**
  * Builds statsfs/ with fuse/<op>/{requests,errors}, sums of both at fuse/, and process/ gauges.
  * The FUSE part appears only once a session exists (the library may serve a tree without mounting).
@@ -62,6 +80,9 @@ export function createSelfStats(fuse: FuseCounterReader | null, startedAt = Date
       }
     }),
   });
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  proc.addValues(loopSchema, { base: loop });
   self.addSubordinate(proc);
   if (fuse !== null) self.addSubordinate(fuseSource(fuse));
   return self;
