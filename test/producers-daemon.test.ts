@@ -117,20 +117,22 @@ describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell comm
       producer.stdout.once('data', () => resolve());
       producer.once('exit', () => reject(new Error(`producer exited: ${stderr}`)));
     });
-    const file = `${m}/../root.snapshot`;
-    const seen = new Set<string>();
-    for (let i = 0; i < 10; i++) {
-      const r = sh(`cat ${m}/.snapshot > ${file} && wc -l < ${file} && grep -E '^(first|last)/v ' ${file}`);
-      const [lines, first, last] = r.stdout.trimEnd().split('\n');
-      expect(Number(lines), r.stderr).toBeGreaterThan(300_000);
-      expect(first).toMatch(/^first\/v \d+$/);
-      expect(last).toMatch(/^last\/v \d+$/);
-      expect(BigInt(first.split(' ')[1]) + BigInt(last.split(' ')[1])).toBe(1000n);
-      seen.add(first);
+    try {
+      const file = `${m}/../root.snapshot`;
+      const seen = new Set<string>();
+      for (let i = 0; i < 10; i++) {
+        const r = sh(`cat ${m}/.snapshot > ${file} && wc -l < ${file} && grep -E '^(first|last)/v ' ${file}`);
+        const [lines, first, last] = r.stdout.trimEnd().split('\n');
+        expect(Number(lines), r.stderr).toBeGreaterThan(300_000);
+        expect(first).toMatch(/^first\/v \d+$/);
+        expect(last).toMatch(/^last\/v \d+$/);
+        expect(BigInt(first.split(' ')[1]) + BigInt(last.split(' ')[1])).toBe(1000n);
+        seen.add(first);
+      }
+      expect(seen.size).toBeGreaterThan(1); // the producer was moving amounts all along
+    } finally {
+      producer.kill('SIGKILL'); // also when an expectation failed: never leave it running
     }
-    expect(seen.size).toBeGreaterThan(1); // the producer was moving amounts all along
-    producer.stdin.write('bye\n');
-    await new Promise((resolve) => producer.once('exit', resolve));
   });
 
   it('a client-library producer in another process publishes; its values leave with it', async () => {
