@@ -2,7 +2,7 @@
  * The snapshot formats: `.snapshot` text, `.snapshot.json` and `.snapshot.bin` with its reader. Exact output
  * for a small tree (escapes, signed extremes, show() texts, failures), sliced rendering equal to rendering
  * in one go, the fixed-offset re-read of the binary data block, and a million values through the binary
- * format and the text. Correctness only: speed is for scripts/bench-export.mjs.
+ * format and the text. Correctness only: speed is for `npm run bench`.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,0 +1,97 @@
+// 1. cat throughput: open + read to EOF + close of one value file, in a loop, from separate native processes
+// (reader.c), with 1 and 8 concurrent readers. Subject: the real daemon (bin/statsfs.js mount) reading
+// statsfs/fuse/open/requests, a counter bumped at every open and captured at open. Baselines: basefs.c,
+// a C libfuse filesystem with the same per-open-snapshot semantics; and the kernel limit, the same loop on a
+// tmpfs file and on a /sys attribute (/sys/class/net/lo/statistics/rx_bytes, a counter shown as text).
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { alternate, buildC, CannotRun, fmtRate, measured, mustRun, ratioRow, readerOps, requireBuild, startBasefs, startDaemon, threadCpuMs } from './common.mjs';
+
+export const name = 'cat';
+export const title = 'cat throughput';
+
+const SYS_FILE = '/sys/class/net/lo/statistics/rx_bytes';
+const TARGET = 0.8;
+
+export async function run({ full, scope }) {
+  requireBuild();
+  buildC('reader');
+  const daemon = await startDaemon(scope);
+  const base = await startBasefs(scope);
+  const tmpfsFile = join(await scope.tmpfsDir(), 'value');
+  writeFileSync(tmpfsFile, '1234567\n');
+
+  const fuse = [
+    { name: 'statsfs', label: 'statsfs daemon', path: join(daemon.mnt, 'statsfs/fuse/open/requests'), pid: daemon.child.pid },
+    { name: 'C FUSE', label: 'C FUSE baseline (basefs, one session thread)', path: join(base.mnt, 'value'), pid: base.child.pid },
+  ];
+  // the same filesystem on libfuse's multi-threaded loop: not statsfs's threading, but what many C
+  // filesystems use, so the report shows whether one session thread is what holds either back
+  const mt = await startBasefs(scope, ['--mt']);
+  fuse.push({ name: 'C FUSE mt', label: "C FUSE on libfuse's multi-threaded loop (not statsfs's model)", path: join(mt.mnt, 'value'), pid: mt.child.pid });
+  const kernel = [{ name: 'tmpfs', label: 'tmpfs file (kernel limit)', path: tmpfsFile }];
+  if (existsSync(SYS_FILE)) kernel.push({ name: '/sys', label: `/sys file (kernel limit: \`${SYS_FILE}\`)`, path: SYS_FILE });
+
+  // short rounds, many of them: the median of many is steadier on a noisy VM than a few long rounds
+  const rounds = full ? 15 : 7;
+  const seconds = full ? 2 : 1.5;
+  const rows = [];
+  const notes = [
+    `Each round runs the reader for ${seconds} s per contender, in turn; ${rounds} rounds per configuration. A reader process loops open(O_RDONLY) + read(128 KiB) until EOF + close and counts a cycle whose content is empty or lacks its newline as an error; 8 readers are 8 processes. Files are served with direct_io, so each cycle costs open, two reads, flush and release at the FUSE level.`,
+  ];
+
+  const configurations = [
+    { who: '1 reader', procs: 1, contenders: [...fuse, ...kernel], target: true },
+    { who: '8 readers', procs: 8, contenders: [...fuse, ...kernel], target: true },
+    { who: '1 reader, all on CPU 0', procs: 1, contenders: fuse, cpus: '0' },
+  ];
+  for (const { who, procs, contenders, target, cpus = null } of configurations) {
+    if (cpus !== null) {
+      // every thread of each daemon on the reader's CPU: no cross-CPU wake-ups, just the CPU work per cycle
+      for (const c of contenders) await mustRun('taskset', ['-a', '-p', '-c', cpus, String(c.pid)]);
+    }
+    for (const c of contenders) await readerOps(c.path, procs, 1, { cpus }); // warm-up
+    const errors = {};
+    const cpu = {};
+    const samples = await alternate(`cat, ${who}`, rounds, contenders.map((c) => ({
+      name: c.name,
+      show: (x) => `${Math.round(x)}/s`,
+      run: async () => {
+        const before = c.pid ? threadCpuMs(c.pid) : null;
+        const r = await readerOps(c.path, procs, seconds, { cpus });
+        if (before) account(cpu, c, before, threadCpuMs(c.pid), r.ops);
+        errors[c.name] = (errors[c.name] ?? 0) + r.errors;
+        if (r.ops === 0) throw new CannotRun(`${c.label}: no successful read (${r.errors} errors)`);
+        return r.perSec;
+      },
+    })));
+    for (const c of contenders) rows.push(measured(`${c.label}, ${who}`, samples[c.name], fmtRate('ops')));
+    rows.push(ratioRow(`statsfs ÷ C FUSE, ${who}`, samples.statsfs, samples['C FUSE'], target ? { min: TARGET } : {}));
+    for (const k of ['C FUSE mt', 'tmpfs', '/sys']) if (samples[k]) rows.push(ratioRow(`statsfs ÷ ${k}, ${who}`, samples.statsfs, samples[k]));
+    const bad = Object.entries(errors).filter(([, n]) => n > 0);
+    if (bad.length) notes.push(`${who}: failed or torn cycles: ${bad.map(([k, n]) => `${k} ${n}`).join(', ')}.`);
+    notes.push(`${who}: daemon CPU per cycle (user + system, all rounds): ${cpuNote(cpu)}.`);
+  }
+  notes.push(
+    'On this kind of VM a wake-up of a thread on the other, idle vCPU costs far more than the work of a cycle: compare "1 reader" (the scheduler spreads the reader and the daemon over both CPUs) with "1 reader, all on CPU 0" (no cross-CPU wake-ups; the kernel limits are left out there). statsfs answers open on its JavaScript thread, so each of its cycles has one more cross-thread wake-up (FUSE session thread → JavaScript thread → reply) than the C baseline, which answers everything on its session thread.',
+  );
+  return { rows, notes };
+}
+
+/** Adds a round's CPU time of the daemon's threads: the JavaScript (main) thread apart from the rest. */
+function account(cpu, c, before, after, ops) {
+  const t = (cpu[c.name] ??= { label: c.name, js: 0, other: 0, ops: 0, node: c.name === 'statsfs' });
+  for (const [tid, ms] of after) {
+    const used = ms - (before.get(tid) ?? 0);
+    if (t.node && tid === c.pid) t.js += used;
+    else t.other += used;
+  }
+  t.ops += ops;
+}
+
+function cpuNote(cpu) {
+  const us = (ms, ops) => `${((ms * 1000) / ops).toFixed(0)} µs`;
+  return Object.values(cpu)
+    .map((t) => `${t.label} ${us(t.js + t.other, t.ops)}${t.node ? ` (JavaScript thread ${us(t.js, t.ops)}, FUSE session and other threads ${us(t.other, t.ops)})` : ''}`)
+    .join('; ');
+}
