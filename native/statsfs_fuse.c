@@ -597,14 +597,19 @@ static void *session_main(void *arg) {
   };
   int ended = 0;
   while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
-    if (poll(pfd, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      ended = 1;
-      break;
-    }
-    if (pfd[1].revents) break;                  /* unmount asked us to stop */
+    /* Read first, poll only when nothing is waiting: under load every request
+     * is then one read(), not a poll() and a read(). */
     int res = fuse_session_receive_buf(s->se, &fbuf);
-    if (res == -EINTR || res == -EAGAIN) continue;
+    if (res == -EAGAIN) {
+      if (poll(pfd, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        ended = 1;
+        break;
+      }
+      if (pfd[1].revents) break;                /* unmount asked us to stop */
+      continue;
+    }
+    if (res == -EINTR) continue;
     if (res <= 0) { ended = 1; break; }          /* ENODEV: unmounted or aborted */
     fuse_session_process_buf(s->se, &fbuf);
   }
@@ -1164,25 +1169,96 @@ static void reply_handle(session *s, item *it, hnode *list, hnode *h, int gauge)
   finish(s, it);
 }
 
-/* replyOpen(h, id, snapshot: Buffer) */
+/* A large snapshot is filled in pieces, between turns of the event loop, before
+ * the open is answered: copying hundreds of megabytes at once would hold the
+ * JS thread. JS holds it as an External until replyOpen hands it over; if it
+ * never does (an error, unmount), the finalizer frees it. */
+typedef struct pending_snapshot {
+  snapshot *sn;                 /* NULL once handed over */
+} pending_snapshot;
+
+static void pending_finalize(napi_env env, void *data, void *hint) {
+  pending_snapshot *p = data;
+  free(p->sn);
+  free(p);
+}
+
+static pending_snapshot *get_pending(napi_env env, napi_value v) {
+  napi_valuetype t;
+  void *p = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external) return NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
+  return p;
+}
+
+/* allocSnapshot(len) -> External */
+static napi_value js_alloc_snapshot(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  double len = get_num(env, argv[0], -1);
+  if (!(len >= 0 && len <= (double)SIZE_MAX / 2)) return throw_code(env, "EINVAL", "allocSnapshot: bad length");
+  pending_snapshot *p = malloc(sizeof *p);
+  snapshot *sn = p ? malloc(sizeof *sn + (size_t)len) : NULL;
+  if (!sn) {
+    free(p);
+    return throw_code(env, "ENOMEM", "allocSnapshot: out of memory");
+  }
+  sn->len = (size_t)len;
+  p->sn = sn;
+  napi_value ext;
+  if (napi_create_external(env, p, pending_finalize, NULL, &ext) != napi_ok) {
+    pending_finalize(env, p, NULL);
+    return throw_code(env, "ENOMEM", "allocSnapshot: cannot create the handle");
+  }
+  return ext;
+}
+
+/* fillSnapshot(pending, offset, chunk: Buffer) */
+static napi_value js_fill_snapshot(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  pending_snapshot *p = get_pending(env, argv[0]);
+  double off = get_num(env, argv[1], -1);
+  void *data = NULL;
+  size_t len = 0;
+  bool isbuf = false;
+  napi_is_buffer(env, argv[2], &isbuf);
+  if (!p || !p->sn || !isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok)
+    return throw_code(env, "EINVAL", "fillSnapshot: expected a pending snapshot and a Buffer");
+  if (!(off >= 0) || (size_t)off > p->sn->len || len > p->sn->len - (size_t)off)
+    return throw_code(env, "EINVAL", "fillSnapshot: chunk out of bounds");
+  if (len) memcpy(p->sn->data + (size_t)off, data, len);
+  return NULL;
+}
+
+/* replyOpen(h, id, snapshot: Buffer | pending snapshot) */
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   ARGS(3);
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
   item *it = take_reply(env, s, argv[1], EV_OPEN, EV_OPEN);
   if (!it) return js_bool(env, false);
-  void *data = NULL;
-  size_t len = 0;
-  bool isbuf = false;
-  napi_is_buffer(env, argv[2], &isbuf);
-  if (!isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
-    fail_item(s, it, EIO);
-    return throw_code(env, "EINVAL", "replyOpen: snapshot must be a Buffer");
+  snapshot *sn;
+  pending_snapshot *p = get_pending(env, argv[2]);
+  if (p) {
+    if (!p->sn) {
+      fail_item(s, it, EIO);
+      return throw_code(env, "EINVAL", "replyOpen: snapshot already handed over");
+    }
+    sn = p->sn;
+    p->sn = NULL;
+  } else {
+    void *data = NULL;
+    size_t len = 0;
+    bool isbuf = false;
+    napi_is_buffer(env, argv[2], &isbuf);
+    if (!isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
+      fail_item(s, it, EIO);
+      return throw_code(env, "EINVAL", "replyOpen: snapshot must be a Buffer");
+    }
+    sn = malloc(sizeof *sn + len);
+    if (!sn) { fail_item(s, it, ENOMEM); return js_bool(env, true); }
+    sn->len = len;
+    if (len) memcpy(sn->data, data, len);
   }
-  snapshot *sn = malloc(sizeof *sn + len);
-  if (!sn) { fail_item(s, it, ENOMEM); return js_bool(env, true); }
-  sn->len = len;
-  if (len) memcpy(sn->data, data, len);
   /* direct_io: reads go to the snapshot whatever st_size says, so size 0 in
    * attributes is fine and nothing stale is served from the page cache. */
   it->fi.direct_io = 1;
@@ -1369,6 +1445,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyEntry", js_reply_entry },
     { "replyAttr", js_reply_attr },
     { "replyOpen", js_reply_open },
+    { "allocSnapshot", js_alloc_snapshot },
+    { "fillSnapshot", js_fill_snapshot },
     { "replyOpendir", js_reply_opendir },
     { "replyWrite", js_reply_write },
     { "invalidateEntry", js_invalidate_entry },

@@ -54,6 +54,18 @@ describe.skipIf(skipWithoutFuse)('atomic snapshots through the mount', { timeout
     }
   });
 
+  it('a root .snapshot.json of ~70 MB, handed to the binding in pieces, is whole, valid and one instant', () => {
+    const r = sh(
+      `cat ${m}/.snapshot.json | python3 -c "import json,sys; d=json.load(sys.stdin); v={x['path']: int(x['value']) for x in d['values']}; print(d['count'], len(d['values']), v['aa/v'] + v['zz/v'], v['big/s39999/v9'])"`,
+    );
+    const [count, values, sum, last] = r.stdout.trim().split(' ').map(Number);
+    expect(r.stderr).toBe('');
+    expect(values).toBe(count);
+    expect(count).toBeGreaterThan(410_000);
+    expect(sum).toBe(1000);
+    expect(last).toBe(399_999);
+  });
+
   it('.snapshot.json and .snapshot.bin hold the same instant, with the schema', () => {
     for (let i = 0; i < 50; i++) {
       const json = JSON.parse(readFileSync(`${m}/pair/.snapshot.json`, 'utf8'));

@@ -171,8 +171,10 @@ export class MetricsServer {
       const slice = performance.now() - sliceStart;
       if (slice > this.stats.maxSliceMs) this.stats.maxSliceMs = slice;
       if (done) return;
-      if (out.writableLength < BUFFERED_MAX) await nextTurn();
-      else await drained(out, res);
+      // 'drain' can come from a write that completed at once, inside this very turn: always give the
+      // loop a turn as well, or slice after slice would run without it
+      if (out.writableLength >= BUFFERED_MAX) await drained(out, res);
+      await nextTurn();
     }
   }
 }

@@ -35,7 +35,8 @@ export interface AdapterOptions {
   snapshots?: Readonly<Record<string, SnapshotRenderer>>;
 }
 
-export type SnapshotRenderer = (snapshot: Snapshot) => Buffer | string | Promise<Buffer | string>;
+/** A snapshot file's contents: one Buffer or string, or chunks in order (large renders are not joined). */
+export type SnapshotRenderer = (snapshot: Snapshot) => Buffer | string | readonly Buffer[] | Promise<Buffer | string | readonly Buffer[]>;
 
 /**
  * A node an inode number stands for: a source (directory), one value of one of its groups (file), or one
@@ -166,7 +167,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** The per-open snapshot: the value is computed once, here, and every read of this open file sees it. */
-  open(ino: number, flags: number): Result<string> | Promise<Result<Buffer | string>> {
+  open(ino: number, flags: number): Result<string> | Promise<Result<Buffer | string | readonly Buffer[]>> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (isDir(node)) return E.EISDIR;
@@ -229,7 +230,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** Captures now (atomically, in slices behind the write barrier when large), renders in slices. */
-  private async renderSnapshot(source: Source, name: string): Promise<Result<Buffer | string>> {
+  private async renderSnapshot(source: Source, name: string): Promise<Result<Buffer | string | readonly Buffer[]>> {
     try {
       return await this.options.snapshots![name](await captureSnapshotSliced(source));
     } catch (err) {

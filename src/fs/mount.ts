@@ -4,8 +4,9 @@
  */
 import type { FuseCounterReader } from '../daemon/self-stats.js';
 import { renderBinaryAsync } from '../export/binary.js';
-import { renderJsonAsync } from '../export/json.js';
-import { renderTextAsync } from '../export/text.js';
+import { gatherChunks } from '../export/common.js';
+import { renderJsonChunks } from '../export/json.js';
+import { renderTextChunks } from '../export/text.js';
 import type { Source } from '../model/index.js';
 import { StatsFsAdapter, type SnapshotRenderer } from './adapter.js';
 import { lazyUnmount, mount as mountSession, OP_NAMES, type FuseSession } from './native.js';
@@ -28,8 +29,9 @@ export interface MountOptions {
  * "path value" lines, as self-describing JSON, or in the binary layout of docs/snapshot-formats.md.
  */
 export const SNAPSHOT_FILES: Readonly<Record<string, SnapshotRenderer>> = Object.freeze({
-  '.snapshot': renderTextAsync,
-  '.snapshot.json': renderJsonAsync,
+  // chunks, not joined: the binding copies them in pieces, so even 200 MB of JSON holds the loop briefly
+  '.snapshot': (snapshot) => gatherChunks(renderTextChunks(snapshot)),
+  '.snapshot.json': (snapshot) => gatherChunks(renderJsonChunks(snapshot)),
   '.snapshot.bin': renderBinaryAsync,
 });
 

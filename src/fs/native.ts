@@ -108,7 +108,7 @@ export interface FuseHandler {
    * The per-open snapshot that every read of this handle is served from (in C). Files are
    * opened with direct_io and without keep_cache. For write-only opens an empty value is fine.
    */
-  open(ino: number, flags: number): MaybePromise<Buffer | Uint8Array | string | Errno>;
+  open(ino: number, flags: number): MaybePromise<Buffer | Uint8Array | string | readonly Buffer[] | Errno>;
   /** Missing: EPERM. */
   write?(ino: number, data: Buffer, offset: number): MaybePromise<WriteResult>;
   /**
@@ -159,6 +159,11 @@ export interface FuseError extends Error {
 
 type NativeHandle = object & { readonly __brand?: 'statsfs_fuse' };
 type Dispatch = (ev: number, id: number, ...args: unknown[]) => void;
+/** Snapshot memory of the binding being filled before an open is answered. */
+type PendingSnapshot = object & { readonly __brand?: 'statsfs_snapshot' };
+
+/** Snapshots at least this large are copied into the binding in pieces of this size, a turn of the loop apart. */
+const FILL_STEP = 8 << 20;
 
 interface NativeAddon {
   STATS_LENGTH: number;
@@ -167,7 +172,9 @@ interface NativeAddon {
   replyErr(h: NativeHandle, id: number, errno: number): boolean;
   replyEntry(h: NativeHandle, id: number, attr: Float64Array, entryTimeout: number, attrTimeout: number): boolean;
   replyAttr(h: NativeHandle, id: number, attr: Float64Array, attrTimeout: number): boolean;
-  replyOpen(h: NativeHandle, id: number, snapshot: Buffer): boolean;
+  replyOpen(h: NativeHandle, id: number, snapshot: Buffer | PendingSnapshot): boolean;
+  allocSnapshot(length: number): PendingSnapshot;
+  fillSnapshot(pending: PendingSnapshot, offset: number, chunk: Buffer): void;
   replyOpendir(
     h: NativeHandle, id: number, names: string, inos: Float64Array, modes: Uint32Array,
     sizes: Float64Array | null, mtimesMs: Float64Array | null, meta: Float64Array,
@@ -372,6 +379,35 @@ export class FuseSession {
         deliver(id, op, r, send);
       }
     };
+    // A large snapshot goes into the binding's memory a piece at a time, so no copy holds the loop for long.
+    const sendLarge = async (id: number, chunks: readonly Buffer[]): Promise<void> => {
+      try {
+        let total = 0;
+        for (const chunk of chunks) {
+          if (!Buffer.isBuffer(chunk)) throw new ReplyError('expected an array of Buffers');
+          total += chunk.length;
+        }
+        const pending = native.allocSnapshot(total);
+        let at = 0;
+        let sinceTurn = 0;
+        for (const chunk of chunks) {
+          for (let from = 0; from < chunk.length; from += FILL_STEP) {
+            const piece = chunk.subarray(from, from + FILL_STEP);
+            native.fillSnapshot(pending, at, piece);
+            at += piece.length;
+            sinceTurn += piece.length;
+            if (sinceTurn >= FILL_STEP) {
+              sinceTurn = 0;
+              await new Promise<void>((resolve) => setImmediate(resolve));
+              if (!this.live) return; // unmounted meanwhile: the request is gone, the memory is freed with `pending`
+            }
+          }
+        }
+        native.replyOpen(h(), id, pending);
+      } catch (err) {
+        fail(id, 'open', err);
+      }
+    };
     const attrTimeout = this.attrTimeout;
     const sendAttr = (id: number) => (a: Attr) => native.replyAttr(h(), id, packAttr(a), attrTimeout);
 
@@ -391,12 +427,14 @@ export class FuseSession {
         case EV_OPENDIR:
           return run(id, 'opendir', () => handler.opendir(a as number), (l: DirListing) => this.sendListing(id, a as number, l));
         case EV_OPEN:
-          return run(id, 'open', () => handler.open(a as number, b as number), (v: Buffer | Uint8Array | string) => {
+          return run(id, 'open', () => handler.open(a as number, b as number), (v: Buffer | Uint8Array | string | readonly Buffer[]) => {
+            if (Array.isArray(v)) return void sendLarge(id, v as readonly Buffer[]);
             let buf: Buffer;
             if (typeof v === 'string') buf = Buffer.from(v);
             else if (Buffer.isBuffer(v)) buf = v;
             else if (v instanceof Uint8Array) buf = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-            else throw new ReplyError('expected a Buffer, a string or an errno');
+            else throw new ReplyError('expected a Buffer, a string, an array of Buffers or an errno');
+            if (buf.length > FILL_STEP) return void sendLarge(id, [buf]);
             native.replyOpen(h(), id, buf);
           });
         case EV_WRITE: {
