@@ -1,7 +1,7 @@
 /**
  * Producers feeding the real daemon from other processes, checked through the mount with real tools.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from './helpers/mount.js';
@@ -85,9 +85,11 @@ describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell comm
     expect(sh(`ls ${m}/jobs`).stdout).toBe('');
   });
 
-  it('a producer keeps first/v + last/v at 1000 while snapshots of 300,000 values, taken in slices, read them', async () => {
-    // first/ and last/ sit at the two ends of the walk with 300,000 values between them, so a capture of the
-    // root spans several slices; the producer moves 1 between them every millisecond in one UPDATE frame.
+  /**
+   * Starts a producer in another Node process: `body` runs with `c` connected to the daemon's socket and
+   * must end by printing "ready"; the producer closes its connection and exits at any line on stdin.
+   */
+  async function startProducer(body: string): Promise<ChildProcess> {
     const producer = spawn(
       process.execPath,
       [
@@ -95,28 +97,36 @@ describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell comm
         '-e',
         `import { connect } from 'statsfs/client';
          const c = await connect({ path: ${JSON.stringify(socket)} });
-         const edge = c.define([{ name: 'v', type: 'u64' }]);
-         const fill = c.define(Array.from({ length: 10 }, (_, k) => ({ name: 'f' + k, type: 'u64', aggr: 'sum' })));
-         const first = c.source('first').values(edge);
-         first.set('v', 1000);
-         const filler = c.source('filler');
-         filler.aggregates(fill);
-         for (let i = 0; i < 30000; i++) c.source('filler/s' + i).values(fill).set('f0', i);
-         const last = c.source('last').values(edge);
-         await c.flush();
-         let v = 1000;
-         setInterval(() => { v = v === 0 ? 1000 : v - 1; first.set('v', v); last.set('v', 1000 - v); }, 1);
-         process.stdout.write('ready\\n');
+         ${body}
          process.stdin.once('data', async () => { await c.close(); process.exit(0); });`,
       ],
       { cwd: ROOT },
     );
     let stderr = '';
-    producer.stderr.on('data', (x) => (stderr += x));
+    producer.stderr!.on('data', (x) => (stderr += x));
     await new Promise<void>((resolve, reject) => {
-      producer.stdout.once('data', () => resolve());
+      producer.stdout!.once('data', () => resolve());
       producer.once('exit', () => reject(new Error(`producer exited: ${stderr}`)));
     });
+    return producer;
+  }
+
+  it('a producer keeps first/v + last/v at 1000 while snapshots of 300,000 values, taken in slices, read them', async () => {
+    // first/ and last/ sit at the two ends of the walk with 300,000 values between them, so a capture of the
+    // root spans several slices; the producer moves 1 between them every millisecond in one UPDATE frame.
+    const producer = await startProducer(`
+      const edge = c.define([{ name: 'v', type: 'u64' }]);
+      const fill = c.define(Array.from({ length: 10 }, (_, k) => ({ name: 'f' + k, type: 'u64', aggr: 'sum' })));
+      const first = c.source('first').values(edge);
+      first.set('v', 1000);
+      const filler = c.source('filler');
+      filler.aggregates(fill);
+      for (let i = 0; i < 30000; i++) c.source('filler/s' + i).values(fill).set('f0', i);
+      const last = c.source('last').values(edge);
+      await c.flush();
+      let v = 1000;
+      setInterval(() => { v = v === 0 ? 1000 : v - 1; first.set('v', v); last.set('v', 1000 - v); }, 1);
+      process.stdout.write('ready\\n');`);
     try {
       const file = `${m}/../root.snapshot`;
       const seen = new Set<string>();
@@ -136,29 +146,13 @@ describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell comm
   });
 
   it('a client-library producer in another process publishes; its values leave with it', async () => {
-    const producer = spawn(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        `import { connect } from 'statsfs/client';
-         const c = await connect({ path: ${JSON.stringify(socket)} });
-         const schema = c.define([{ name: 'hits', type: 'u64', aggr: 'sum' }]);
-         const web = c.source('web');
-         web.aggregates(schema);
-         for (const name of ['a', 'b']) c.source('web/' + name).values(schema).add('hits', name === 'a' ? 40 : 2);
-         await c.flush();
-         process.stdout.write('ready\\n');
-         process.stdin.once('data', async () => { await c.close(); process.exit(0); });`,
-      ],
-      { cwd: ROOT },
-    );
-    let stderr = '';
-    producer.stderr.on('data', (x) => (stderr += x));
-    await new Promise<void>((resolve, reject) => {
-      producer.stdout.once('data', () => resolve());
-      producer.once('exit', () => reject(new Error(`producer exited: ${stderr}`)));
-    });
+    const producer = await startProducer(`
+      const schema = c.define([{ name: 'hits', type: 'u64', aggr: 'sum' }]);
+      const web = c.source('web');
+      web.aggregates(schema);
+      for (const name of ['a', 'b']) c.source('web/' + name).values(schema).add('hits', name === 'a' ? 40 : 2);
+      await c.flush();
+      process.stdout.write('ready\\n');`);
     expect(sh(`cat ${m}/web/hits ${m}/web/a/hits ${m}/web/b/hits`).stdout).toBe('42\n40\n2\n');
     producer.stdin.write('bye\n');
     await new Promise((resolve) => producer.once('exit', resolve));
