@@ -43,7 +43,7 @@ export function renderJsonChunks(snapshot: Snapshot, options: SliceOptions = {})
   return renderStream((out) => jsonWork(snapshot, out), options);
 }
 
-/** renderJsonChunks collected into one Buffer: a SnapshotRenderer for the `.snapshot.json` file. */
+/** renderJsonChunks joined into one Buffer (the mount keeps the chunks apart: see SNAPSHOT_FILES). */
 export function renderJsonAsync(snapshot: Snapshot, options: SliceOptions = {}): Promise<Buffer> {
   return collectChunks(renderJsonChunks(snapshot, options));
 }

@@ -35,7 +35,7 @@ export function renderTextChunks(snapshot: Snapshot, options: SliceOptions = {})
   return renderStream((out) => textWork(snapshot, out), options);
 }
 
-/** renderTextChunks collected into one Buffer: a SnapshotRenderer for the `.snapshot` file. */
+/** renderTextChunks joined into one Buffer (the mount keeps the chunks apart: see SNAPSHOT_FILES). */
 export function renderTextAsync(snapshot: Snapshot, options: SliceOptions = {}): Promise<Buffer> {
   return collectChunks(renderTextChunks(snapshot, options));
 }
