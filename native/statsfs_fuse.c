@@ -4,7 +4,8 @@
  * Threads:
  *   - the JS thread: mounts, answers requests that need JS, unmounts;
  *   - one session thread per mount: reads requests from /dev/fuse and either
- *     answers them in C (read, readdir, flush, release, statfs, EPERM ops...)
+ *     answers them in C (read, readdir, flush, release, statfs, EPERM ops...,
+ *     and open and getattr of the plain values JS registered: see "Stored values")
  *     or queues them to the JS thread. It never waits for JS;
  *   - one notifier thread per mount: sends kernel cache invalidations. They
  *     cannot be sent from the JS thread: the kernel may hold a directory lock
@@ -113,6 +114,16 @@ typedef struct dirlist {        /* fi->fh of an open directory */
   char *names;                  /* count NUL-terminated names back to back */
 } dirlist;
 
+/* A plain value JS registered for open and getattr in C: the word at `slot`
+ * of the arena, and the attributes JS would reply (they never change). */
+typedef struct stored {
+  uint64_t ino;                 /* 0: empty */
+  uint32_t slot;
+  uint32_t is_signed;
+  double attr[9];               /* as replyAttr's: ino, mode, nlink, size, uid, gid, m/c/atime ms */
+  double attr_timeout;
+} stored;
+
 typedef struct notif {
   struct notif *next;
   fuse_ino_t ino;
@@ -158,6 +169,14 @@ typedef struct session {
   /* open handles */
   pthread_mutex_t hmu;
   hnode files, dirs;
+
+  /* stored values answered in C: under vmu */
+  pthread_mutex_t vmu;
+  struct stored *stored;        /* open addressing by ino, stored_cap a power of two */
+  size_t stored_cap, stored_count;
+  const uint32_t *arena;        /* the SlotArena words; word 0 is its write sequence */
+  size_t arena_words;
+  napi_ref arena_ref;           /* JS thread only: keeps `arena`'s ArrayBuffer alive */
 
   /* readdir reply buffer, session thread only */
   char *dirbuf;
@@ -331,6 +350,161 @@ static void to_js(fuse_req_t req, item *it, int kind) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Stored values (see SlotArena in src/model/arena.ts)                 */
+/*
+ * JS registers the inode of a plain value (a u64/s64 word in the value
+ * arena, no show(), no getter) once it has opened it, and drops every
+ * registration whenever the tree changes in a way that could change what an
+ * inode means. The session thread then answers a read-only open of such an
+ * inode by itself: the text is formatted here, with no trip through the JS
+ * thread. The arena is JS memory shared with this thread; JS writes a word
+ * as two 32-bit stores between two increments of word 0 (a seqlock), so a
+ * read that overlaps a write is detected, retried a few times, and handed
+ * to JS if it keeps overlapping.
+ */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static size_t stored_index(const session *s, uint64_t ino) {
+  return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 20) & (s->stored_cap - 1);
+}
+
+/* Under vmu. */
+static stored *stored_find(session *s, uint64_t ino) {
+  if (!s->stored_count) return NULL;
+  for (size_t i = stored_index(s, ino);; i = (i + 1) & (s->stored_cap - 1)) {
+    if (s->stored[i].ino == ino) return &s->stored[i];
+    if (s->stored[i].ino == 0) return NULL;
+  }
+}
+
+/* Under vmu. Linear probing with backward-shift deletion: no tombstones. */
+static void stored_remove(session *s, uint64_t ino) {
+  stored *e = stored_find(s, ino);
+  if (!e) return;
+  size_t mask = s->stored_cap - 1, hole = (size_t)(e - s->stored);
+  for (size_t j = (hole + 1) & mask; s->stored[j].ino != 0; j = (j + 1) & mask) {
+    size_t home = stored_index(s, s->stored[j].ino);
+    /* move j into the hole unless its home lies cyclically in (hole, j] */
+    if (((j - home) & mask) >= ((j - hole) & mask)) {
+      s->stored[hole] = s->stored[j];
+      hole = j;
+    }
+  }
+  s->stored[hole].ino = 0;
+  s->stored_count--;
+}
+
+/* Under vmu. */
+static int stored_put(session *s, uint64_t ino, uint32_t slot, uint32_t is_signed, const double *attr,
+                      double attr_timeout) {
+  if ((s->stored_count + 1) * 4 > s->stored_cap * 3) {
+    size_t cap = s->stored_cap ? s->stored_cap * 2 : 64;
+    stored *old = s->stored, *t = calloc(cap, sizeof *t);
+    if (!t) return -1;
+    size_t old_cap = s->stored_cap;
+    s->stored = t;
+    s->stored_cap = cap;
+    s->stored_count = 0;
+    for (size_t i = 0; i < old_cap; i++) {
+      if (!old[i].ino) continue;
+      size_t j = stored_index(s, old[i].ino);
+      while (t[j].ino) j = (j + 1) & (cap - 1);
+      t[j] = old[i];
+      s->stored_count++;
+    }
+    free(old);
+  }
+  stored *e = stored_find(s, ino);
+  if (!e) {
+    size_t j = stored_index(s, ino);
+    while (s->stored[j].ino) j = (j + 1) & (s->stored_cap - 1);
+    e = &s->stored[j];
+    e->ino = ino;
+    s->stored_count++;
+  }
+  e->slot = slot;
+  e->is_signed = is_signed;
+  memcpy(e->attr, attr, sizeof e->attr);
+  e->attr_timeout = attr_timeout;
+  return 0;
+}
+
+/* Under vmu: the word at `slot`, unless every try overlapped a write. */
+static int arena_read(const session *s, uint32_t slot, uint64_t *out) {
+  const uint32_t *a = s->arena;
+  for (int tries = 0; tries < 64; tries++) {
+    uint32_t seq = __atomic_load_n(&a[0], __ATOMIC_ACQUIRE);
+    if (!(seq & 1)) {
+      uint32_t lo = __atomic_load_n(&a[2 * (size_t)slot], __ATOMIC_RELAXED);
+      uint32_t hi = __atomic_load_n(&a[2 * (size_t)slot + 1], __ATOMIC_RELAXED);
+      __atomic_thread_fence(__ATOMIC_ACQUIRE);
+      if (__atomic_load_n(&a[0], __ATOMIC_RELAXED) == seq) {
+        *out = (uint64_t)hi << 32 | lo;
+        return 0;
+      }
+    }
+    cpu_relax();
+  }
+  return -1;
+}
+
+/* Session thread: answers getattr of a registered value; 0 if it is not one.
+ * `cat` needs this as much as open: every read through the kernel drops the
+ * cached atime, so the fstat of the next cat always asks. */
+static int getattr_stored(session *s, fuse_req_t req, fuse_ino_t ino) {
+  struct stat st;
+  double timeout = 0;
+  int found = 0;
+  pthread_mutex_lock(&s->vmu);
+  stored *e = stored_find(s, ino);
+  if (e) {
+    const double *a = e->attr;
+    fill_stat(&st, (uint64_t)a[0], (uint32_t)a[1], (uint64_t)a[2], a[3], (uint32_t)a[4], (uint32_t)a[5], a[6], a[7], a[8]);
+    timeout = e->attr_timeout;
+    found = 1;
+  }
+  pthread_mutex_unlock(&s->vmu);
+  if (found) fuse_reply_attr(req, &st, timeout);
+  return found;
+}
+
+/* Session thread: answers a read-only open of a registered value; 0 if it
+ * is not one (or a write kept overlapping): then JS answers it. */
+static int open_stored(session *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) return 0;
+  char text[24];
+  int n = 0;
+  pthread_mutex_lock(&s->vmu);
+  stored *e = stored_find(s, ino);
+  uint64_t w;
+  if (e && arena_read(s, e->slot, &w) == 0)
+    n = e->is_signed ? snprintf(text, sizeof text, "%lld\n", (long long)w)
+                     : snprintf(text, sizeof text, "%llu\n", (unsigned long long)w);
+  pthread_mutex_unlock(&s->vmu);
+  if (n <= 0) return 0;
+  snapshot *sn = malloc(sizeof *sn + (size_t)n);
+  if (!sn) return 0;
+  sn->len = (size_t)n;
+  memcpy(sn->data, text, (size_t)n);
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  fi->fh = (uint64_t)(uintptr_t)sn;
+  list_add(s, &s->files, &sn->link);
+  stat_add(s, ST_OPEN_FILES, 1);
+  if (fuse_reply_open(req, fi) != 0) {
+    list_del(s, &sn->link);
+    free(sn);
+    stat_sub(s, ST_OPEN_FILES, 1);
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------------------ */
 /* Low-level operations (session thread)                               */
 
 #define S(req) ((session *)fuse_req_userdata(req))
@@ -356,6 +530,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
 }
 
 static void queue_forgets(session *s, const struct fuse_forget_data *f, size_t count) {
+  /* A forgotten inode is looked up anew before its next open, and registered again by JS. */
+  pthread_mutex_lock(&s->vmu);
+  if (s->stored_count) for (size_t i = 0; i < count; i++) stored_remove(s, f[i].ino);
+  pthread_mutex_unlock(&s->vmu);
   if (!(s->flags & MF_FORGET)) return;
   item *it = item_new(NULL, EV_FORGET, K_FORGET, 0, count * 2 * sizeof(double));
   if (!it) return;
@@ -385,6 +563,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   stat_add(S(req), ST_REQUESTS + K_GETATTR, 1);
+  if (getattr_stored(S(req), req, ino)) return;
   to_js(req, item_new(req, EV_GETATTR, K_GETATTR, ino, 0), K_GETATTR);
 }
 
@@ -404,6 +583,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   stat_add(S(req), ST_REQUESTS + K_OPEN, 1);
+  if (open_stored(S(req), req, ino, fi)) return;
   item *it = item_new(req, EV_OPEN, K_OPEN, ino, 0);
   if (it) { it->fi = *fi; it->u.flags = fi->flags; }
   to_js(req, it, K_OPEN);
@@ -865,6 +1045,11 @@ static void shutdown_session(session *s) {
   s->dirbuf = NULL;
   s->dirbuf_cap = 0;
 
+  s->arena = NULL;
+  s->stored_count = 0;
+  if (s->arena_ref) napi_delete_reference(s->env, s->arena_ref);
+  s->arena_ref = NULL;
+
   uv_close((uv_handle_t *)s->async, on_async_closed);
   s->async = NULL;
   napi_delete_reference(s->env, s->dispatch);
@@ -885,6 +1070,8 @@ static void session_free(session *s) {
   pthread_mutex_destroy(&s->nmu);
   pthread_cond_destroy(&s->ncv);
   pthread_mutex_destroy(&s->hmu);
+  pthread_mutex_destroy(&s->vmu);
+  free(s->stored);
   free(s->mountpoint);
   free(s);
 }
@@ -1035,6 +1222,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->nmu, NULL);
   pthread_cond_init(&s->ncv, NULL);
   pthread_mutex_init(&s->hmu, NULL);
+  pthread_mutex_init(&s->vmu, NULL);
   list_init(&s->files);
   list_init(&s->dirs);
 
@@ -1390,6 +1578,61 @@ static napi_value js_invalidate_inode(napi_env env, napi_callback_info info) {
   return queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), NULL, 0);
 }
 
+/* shareArena(h, words: Uint32Array): the value arena (again after it grew). */
+static napi_value js_share_arena(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  size_t len = 0;
+  napi_value ab;
+  uint32_t *words = get_typed(env, argv[1], napi_uint32_array, &len);
+  napi_ref ref = NULL;
+  if (!words || len < 2 || napi_get_typedarray_info(env, argv[1], NULL, NULL, NULL, &ab, NULL) != napi_ok ||
+      napi_create_reference(env, ab, 1, &ref) != napi_ok)
+    return throw_code(env, "EINVAL", "shareArena: expected the arena's Uint32Array");
+  if (s->state != S_MOUNTED) { napi_delete_reference(env, ref); return NULL; }
+  pthread_mutex_lock(&s->vmu);
+  s->arena = words;
+  s->arena_words = len;
+  pthread_mutex_unlock(&s->vmu);
+  /* the session thread reads the old array only under vmu: it is free to go */
+  if (s->arena_ref) napi_delete_reference(env, s->arena_ref);
+  s->arena_ref = ref;
+  return NULL;
+}
+
+/* serveStored(h, ino, slot, signed, attr: Float64Array(9), attrTimeout) -> registered */
+static napi_value js_serve_stored(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double ino = get_num(env, argv[1], 0), slot = get_num(env, argv[2], -1);
+  bool is_signed = false;
+  napi_get_value_bool(env, argv[3], &is_signed);
+  size_t n_attr = 0;
+  double *attr = get_typed(env, argv[4], napi_float64_array, &n_attr);
+  if (!attr || n_attr < 9) return throw_code(env, "EINVAL", "serveStored: attr must be a Float64Array(9)");
+  int ok = 0;
+  pthread_mutex_lock(&s->vmu);
+  if (s->state == S_MOUNTED && s->arena && ino >= 1 && ino < 9007199254740992.0 && slot >= 1 &&
+      slot * 2 + 1 < (double)s->arena_words)
+    ok = stored_put(s, (uint64_t)ino, (uint32_t)slot, is_signed, attr, get_num(env, argv[5], 0)) == 0;
+  pthread_mutex_unlock(&s->vmu);
+  return js_bool(env, ok);
+}
+
+/* dropStored(h): forget every registration. */
+static napi_value js_drop_stored(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  pthread_mutex_lock(&s->vmu);
+  if (s->stored_count) memset(s->stored, 0, s->stored_cap * sizeof *s->stored);
+  s->stored_count = 0;
+  pthread_mutex_unlock(&s->vmu);
+  return NULL;
+}
+
 /* stats(h) -> BigUint64Array (layout: see ST_*) */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   ARGS(1);
@@ -1452,6 +1695,9 @@ static napi_value init(napi_env env, napi_value exports) {
     { "invalidateEntry", js_invalidate_entry },
     { "invalidateInode", js_invalidate_inode },
     { "stats", js_stats },
+    { "shareArena", js_share_arena },
+    { "serveStored", js_serve_stored },
+    { "dropStored", js_drop_stored },
     { "setRef", js_set_ref },
     { "umountDetach", js_umount_detach },
   };

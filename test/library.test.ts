@@ -3,46 +3,24 @@
  * (test/fixtures/library-tree.mjs); this process drives the mount with real tools and a second Node
  * process, and steers the tree over the fixture's stdin.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { join } from 'node:path';
-import { createInterface, type Interface } from 'node:readline';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { forceUnmount, isMounted, ROOT, sh, skipWithoutFuse, tempDir, waitFor } from './helpers/mount.js';
+import { startFixture, type Fixture } from './helpers/fixture.js';
+import { isMounted, sh, skipWithoutFuse, waitFor } from './helpers/mount.js';
 
 const U64_MAX = 2n ** 64n - 1n;
 
 describe.skipIf(skipWithoutFuse)('library: a program mounts its own tree in-process', { timeout: 60_000 }, () => {
-  let child: ChildProcessWithoutNullStreams;
-  let lines: Interface;
+  let fixture: Fixture;
   let m: string;
-  const pending: ((line: string) => void)[] = [];
-
-  /** Sends a command to the fixture and resolves with its answer line. */
-  const command = (line: string) =>
-    new Promise<string>((resolve) => {
-      pending.push(resolve);
-      child.stdin.write(line + '\n');
-    });
+  const command = (line: string) => fixture.command(line);
 
   beforeAll(async () => {
-    m = join(tempDir(), 'mnt');
-    sh(`mkdir -p ${m}`);
-    child = spawn(process.execPath, [join(ROOT, 'test/fixtures/library-tree.mjs'), m]);
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    lines = createInterface({ input: child.stdout });
-    const mounted = new Promise<void>((resolve) => pending.push(() => resolve()));
-    lines.on('line', (line) => pending.shift()?.(line));
-    await Promise.race([
-      mounted,
-      new Promise((_, reject) => child.on('exit', () => reject(new Error(`fixture exited before mounting:\n${stderr}`)))),
-    ]);
-    await waitFor('the mount', () => isMounted(m));
+    fixture = await startFixture('library-tree.mjs');
+    m = fixture.m;
   });
-  afterAll(() => {
-    child?.kill('SIGKILL');
-    if (m) forceUnmount(m);
-  });
+  afterAll(() => fixture?.cleanup());
 
   it('ls enumerates visible sources and values; hidden sources are not shown', () => {
     expect(sh(`ls ${m}`).stdout).toBe('broken\nnet\n');

@@ -8,6 +8,7 @@ import {
   arena,
   NAME_MAX,
   Schema,
+  SEQ,
   SlotArena,
   Source,
   StatsError,
@@ -972,6 +973,27 @@ describe('slot storage', () => {
     expect([reused.get('a'), reused.get('b'), bystander.get('z')]).toEqual([111n, 222n, 333n]);
   });
 
+  it('keeps slot 0 as a write sequence: even between writes, two steps per write, told of growth first', () => {
+    const a = new SlotArena(2);
+    const grown: Uint32Array[] = [];
+    const stop = a.onGrowth((u32) => grown.push(u32));
+    const slot = a.alloc(1);
+    expect(slot).toBeGreaterThan(0);
+    const seq = a.u32[SEQ];
+    a.store(slot, 0xffffffff, 0x12345678);
+    expect(a.u32[SEQ]).toBe(seq + 2);
+    expect([a.u32[slot * 2], a.u32[slot * 2 + 1]]).toEqual([0xffffffff, 0x12345678]);
+    a.release(slot, 1);
+    expect(a.u32[SEQ]).toBe(seq + 4);
+    const more = a.alloc(4); // grows: the listener gets the new array, holding the sequence
+    expect(grown).toEqual([a.u32]);
+    expect(a.u32[SEQ]).toBe(seq + 4);
+    stop();
+    a.alloc(64);
+    expect(grown.length).toBe(1);
+    expect(more).toBeGreaterThan(slot);
+  });
+
   it('grows without losing values and recycles runs by length', () => {
     const a = new SlotArena(2);
     const first = a.alloc(2);
@@ -985,7 +1007,7 @@ describe('slot storage', () => {
     a.u32.fill(7, second * 2, (second + 5) * 2);
     a.release(second, 5);
     expect(a.usage.used).toBe(2);
-    expect(a.alloc(3)).toBe(7); // no run of 3 to recycle: fresh slots
+    expect(a.alloc(3)).toBe(second + 5); // no run of 3 to recycle: fresh slots
     const again = a.alloc(5);
     expect(again).toBe(second);
     expect(Array.from(a.u32.subarray(again * 2, (again + 5) * 2))).toEqual(new Array(10).fill(0));

@@ -1,11 +1,13 @@
 // 1. cat throughput: open + read to EOF + close of one value file, in a loop, from separate native processes
 // (reader.c), with 1 and 8 concurrent readers. Subject: the real daemon (bin/statsfs.js mount) reading
-// statsfs/fuse/open/requests, a counter bumped at every open and captured at open. Baselines: basefs.c,
+// bench/requests, a counter that a producer in another process (producer.mjs) bumps every millisecond,
+// captured at open; and, for context, statsfs/fuse/open/requests, a value read through a JavaScript getter
+// (the daemon's own statistics), which the session thread cannot answer by itself. Baselines: basefs.c,
 // a C libfuse filesystem with the same per-open-snapshot semantics; and the kernel limit, the same loop on a
 // tmpfs file and on a /sys attribute (/sys/class/net/lo/statistics/rx_bytes, a counter shown as text).
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { alternate, buildC, CannotRun, fmtRate, measured, mustRun, ratioRow, readerOps, requireBuild, startBasefs, startDaemon, threadCpuMs } from './common.mjs';
+import { alternate, buildC, CannotRun, fmtRate, HERE, measured, mustRun, ratioRow, readerOps, requireBuild, startBasefs, startDaemon, threadCpuMs } from './common.mjs';
 
 export const name = 'cat';
 export const title = 'cat throughput';
@@ -17,12 +19,14 @@ export async function run({ full, scope }) {
   requireBuild();
   buildC('reader');
   const daemon = await startDaemon(scope);
+  await scope.start('producer (producer.mjs)', process.execPath, [join(HERE, 'producer.mjs'), daemon.socket], { ready: (line) => line === 'ready' });
   const base = await startBasefs(scope);
   const tmpfsFile = join(await scope.tmpfsDir(), 'value');
   writeFileSync(tmpfsFile, '1234567\n');
 
   const fuse = [
-    { name: 'statsfs', label: 'statsfs daemon', path: join(daemon.mnt, 'statsfs/fuse/open/requests'), pid: daemon.child.pid },
+    { name: 'statsfs', label: 'statsfs daemon, a producer\'s counter (`bench/requests`)', path: join(daemon.mnt, 'bench/requests'), pid: daemon.child.pid, node: true },
+    { name: 'statsfs getter', label: 'statsfs daemon, a value read through a JavaScript getter (`statsfs/fuse/open/requests`)', path: join(daemon.mnt, 'statsfs/fuse/open/requests'), pid: daemon.child.pid, node: true },
     { name: 'C FUSE', label: 'C FUSE baseline (basefs, one session thread)', path: join(base.mnt, 'value'), pid: base.child.pid },
   ];
   // the same filesystem on libfuse's multi-threaded loop: not statsfs's threading, but what many C
@@ -67,6 +71,7 @@ export async function run({ full, scope }) {
     })));
     for (const c of contenders) rows.push(measured(`${c.label}, ${who}`, samples[c.name], fmtRate('ops')));
     rows.push(ratioRow(`statsfs ÷ C FUSE, ${who}`, samples.statsfs, samples['C FUSE'], target ? { min: TARGET } : {}));
+    rows.push(ratioRow(`statsfs getter ÷ C FUSE, ${who}`, samples['statsfs getter'], samples['C FUSE']));
     for (const k of ['C FUSE mt', 'tmpfs', '/sys']) if (samples[k]) rows.push(ratioRow(`statsfs ÷ ${k}, ${who}`, samples.statsfs, samples[k]));
     const bad = Object.entries(errors).filter(([, n]) => n > 0);
     if (bad.length) notes.push(`${who}: failed or torn cycles: ${bad.map(([k, n]) => `${k} ${n}`).join(', ')}.`);
@@ -80,7 +85,7 @@ export async function run({ full, scope }) {
 
 /** Adds a round's CPU time of the daemon's threads: the JavaScript (main) thread apart from the rest. */
 function account(cpu, c, before, after, ops) {
-  const t = (cpu[c.name] ??= { label: c.name, js: 0, other: 0, ops: 0, node: c.name === 'statsfs' });
+  const t = (cpu[c.name] ??= { label: c.name, js: 0, other: 0, ops: 0, node: c.node === true });
   for (const [tid, ms] of after) {
     const used = ms - (before.get(tid) ?? 0);
     if (t.node && tid === c.pid) t.js += used;

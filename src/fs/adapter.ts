@@ -21,6 +21,17 @@ export interface Invalidator {
   invalidateEntry(parentIno: number, name: string): void;
 }
 
+/**
+ * Answers opens (and getattr) of plain stored values without calling the adapter (the native session does, on its own
+ * thread, from the shared value arena). The adapter registers a value once it has opened it and drops
+ * every registration whenever a change could make an inode mean something else.
+ */
+export interface StoredValueServer {
+  /** Opens of `ino` read the arena word at `slot`; its getattr answers `attr`. False: not registered. */
+  serveStored(ino: number, slot: number, signed: boolean, attr: Attr): boolean;
+  dropStored(): void;
+}
+
 export interface AdapterOptions {
   /** Seconds the kernel may cache names and attributes; removals are invalidated at once regardless. */
   cacheSeconds?: number;
@@ -69,6 +80,9 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   private readonly bornMs = Date.now();
   private readonly barrier: WriteBarrier;
   invalidator: Invalidator | null = null;
+  storedServer: StoredValueServer | null = null;
+  /** Registrations with storedServer since it last dropped them all. */
+  private storedCount = 0;
 
   constructor(
     readonly root: Source,
@@ -177,7 +191,9 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     if (access !== 0 && (def.mode & 0o222) === 0) return E.EACCES;
     if (access === O_WRONLY) return '';
     try {
-      return node.group!.render(def.index);
+      const text = node.group!.render(def.index);
+      if (access === 0) this.serveStored(node);
+      return text;
     } catch (err) {
       return this.failed('open', err);
     }
@@ -208,6 +224,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
 
   subordinateRemoved(parent: Source, sub: Source): void {
     this.invalidate(parent, sub.name);
+    this.dropStored();
   }
 
   /**
@@ -216,6 +233,8 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
    * stays O(1). Revoking keeps every name's meaning; contents are computed per open anyway.
    */
   valuesChanged(source: Source, group: ValueGroup | null, change: 'added' | 'removed' | 'revoked'): void {
+    // removals come before the slots are released; a visible group added beside others may shadow them
+    if (change !== 'added' || (group !== null && !group.hidden && source.valueGroups.length > 1)) this.dropStored();
     const ino = this.sourceInos.get(source);
     if (ino === undefined || this.invalidator === null || group === null || change === 'revoked') return;
     if (change === 'added' && group.hidden) return;
@@ -223,6 +242,25 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   // ---- internals ----
+
+  /**
+   * Lets storedServer answer the next opens of this value itself, when its text is the arena word as is
+   * and nothing but tree changes (which drop the registration) can change what the inode means: no
+   * refresher above it, since only a refresh would notice that a mirrored source went away.
+   */
+  private serveStored(node: Node): void {
+    if (this.storedServer === null) return;
+    const slot = node.group!.storedSlot(node.def!);
+    if (slot < 0) return;
+    for (let s: Source | null = node.source; s !== null; s = s.parent) if (s.refreshes) return;
+    if (this.storedServer.serveStored(node.ino, slot, node.def!.type.signed, this.attrOf(node))) this.storedCount++;
+  }
+
+  private dropStored(): void {
+    if (this.storedCount === 0) return;
+    this.storedCount = 0;
+    this.storedServer!.dropStored();
+  }
 
   private invalidate(parent: Source, name: string): void {
     const ino = this.sourceInos.get(parent);

@@ -7,7 +7,7 @@ import { renderBinaryAsync } from '../export/binary.js';
 import { gatherChunks } from '../export/common.js';
 import { renderJsonChunks } from '../export/json.js';
 import { renderTextChunks } from '../export/text.js';
-import type { Source } from '../model/index.js';
+import { arena, type Source } from '../model/index.js';
 import { StatsFsAdapter, type SnapshotRenderer } from './adapter.js';
 import { lazyUnmount, mount as mountSession, OP_NAMES, type FuseSession } from './native.js';
 
@@ -52,6 +52,10 @@ export async function mount(root: Source, mountpoint: string, options: MountOpti
   const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError, snapshots: options.snapshots ?? SNAPSHOT_FILES });
   const session = mountSession(mountpoint, adapter, { allowOther: options.allowOther, attrTimeout: options.cacheSeconds ?? 1 });
   adapter.invalidator = session;
+  // opens of plain stored values are answered by the session thread, from the arena itself
+  session.shareArena(arena.u32);
+  const unshare = arena.onGrowth((words) => session.shareArena(words));
+  adapter.storedServer = session;
   const n = OP_NAMES.length;
   const raw = (i: number) => session.statsRaw()[i];
   const counters: FuseCounterReader = {
@@ -71,6 +75,7 @@ export async function mount(root: Source, mountpoint: string, options: MountOpti
     counters,
     async unmount() {
       await session.unmount();
+      unshare();
       root.observe(null);
     },
   };

@@ -2,7 +2,8 @@
  * Typed wrapper around the statsfs_fuse native addon (native/statsfs_fuse.c), a libfuse3
  * low-level binding. The addon serves read, readdir(plus), flush, release, statfs and the
  * refused namespace operations in C on its own session thread; lookup, getattr, setattr,
- * opendir, open and write are handed to the JS handler given to {@link mount}.
+ * opendir, open and write are handed to the JS handler given to {@link mount}, except open and
+ * getattr of the stored values registered with {@link FuseSession.serveStored}, which C answers too.
  *
  * Handler contract:
  * - each method returns its result, or a positive errno number (e.g. `os.constants.errno.ENOENT`),
@@ -183,6 +184,9 @@ interface NativeAddon {
   invalidateEntry(h: NativeHandle, parent: number, name: string): boolean;
   invalidateInode(h: NativeHandle, ino: number): boolean;
   stats(h: NativeHandle): BigUint64Array;
+  shareArena(h: NativeHandle, words: Uint32Array): void;
+  serveStored(h: NativeHandle, ino: number, slot: number, signed: boolean, attr: Float64Array, attrTimeout: number): boolean;
+  dropStored(h: NativeHandle): void;
   setRef(h: NativeHandle, ref: boolean): void;
   umountDetach(path: string): void;
 }
@@ -296,6 +300,30 @@ export class FuseSession {
   /** Drop the kernel's cached attributes and data of an inode (queued; never blocks). */
   invalidateInode(ino: number): boolean {
     return this.live && this.native.invalidateInode(this.handle, ino);
+  }
+
+  /**
+   * Lets the session thread read stored values itself: `words` is the value arena (see SlotArena in
+   * src/model/arena.ts: word 0 a write sequence, then 64-bit slots as lo, hi). Call it again with the
+   * new array each time the arena grows, before anything is written to it.
+   */
+  shareArena(words: Uint32Array): void {
+    if (this.live) this.native.shareArena(this.handle, words);
+  }
+
+  /**
+   * From now on a read-only open of `ino` is answered on the session thread with the word at `slot` of
+   * the shared arena, as "%llu\n" or "%lld\n", and a getattr with `attr`, without calling the handler.
+   * Holds until {@link dropStored} or until the kernel forgets the inode. False when not registered (no
+   * arena shared, slot out of range, unmounted): the handler goes on answering.
+   */
+  serveStored(ino: number, slot: number, signed: boolean, attr: Attr): boolean {
+    return this.live && this.native.serveStored(this.handle, ino, slot, signed, packAttr(attr), this.attrTimeout);
+  }
+
+  /** Drops every registration of serveStored: opens go to the handler again. */
+  dropStored(): void {
+    if (this.live) this.native.dropStored(this.handle);
   }
 
   /** The raw counters: requests by kind (OP_NAMES order), errors by kind, bytesRead,

@@ -3,16 +3,22 @@
  *
  * A million values cost 8 MB here and no per-value object; a group of values owns a run of consecutive
  * slots. Runs are recycled by length, which fits how sources come and go: many of the same schema.
+ *
+ * Readers on other threads (the FUSE binding answers `open` of plain values on its session thread) read
+ * this memory directly. Slot 0 is not a value: it is a write sequence, odd while a write is under way
+ * (a seqlock), so that such a reader never sees half of a 64-bit value written by two 32-bit stores. It
+ * retries or hands the read to the JS thread, where no write can be under way.
  */
 export class SlotArena {
-  /** Reallocated on growth: read it anew after any alloc(). */
+  /** Reallocated on growth: read it anew after any alloc(). Word 0 is the write sequence ({@link SEQ}). */
   u32: Uint32Array;
-  private top = 0;
+  private top = 1;
   private readonly freeRuns = new Map<number, number[]>();
   private used = 0;
+  private readonly growthListeners = new Set<(u32: Uint32Array) => void>();
 
   constructor(initialSlots = 1024) {
-    this.u32 = new Uint32Array(initialSlots * 2);
+    this.u32 = new Uint32Array(Math.max(initialSlots, 2) * 2);
   }
 
   /** Returns the first slot of a zeroed run of n slots. */
@@ -28,16 +34,44 @@ export class SlotArena {
       const grown = new Uint32Array(length);
       grown.set(this.u32.subarray(0, first * 2));
       this.u32 = grown;
+      // before any write lands in the new array, so that no reader keeps reading the old one
+      for (const listener of this.growthListeners) listener(grown);
     }
     return first;
   }
 
   release(first: number, n: number): void {
+    this.writing();
     this.u32.fill(0, first * 2, (first + n) * 2);
+    this.written();
     this.used -= n;
     let runs = this.freeRuns.get(n);
     if (!runs) this.freeRuns.set(n, (runs = []));
     runs.push(first);
+  }
+
+  /** Stores a 64-bit word in slot `slot`, as one write for readers on other threads. */
+  store(slot: number, lo: number, hi: number): void {
+    const u32 = this.u32;
+    Atomics.add(u32, SEQ, 1);
+    u32[slot * 2] = lo;
+    u32[slot * 2 + 1] = hi;
+    Atomics.add(u32, SEQ, 1);
+  }
+
+  /** Brackets writes other than store(): readers on other threads do not trust what they read meanwhile. */
+  writing(): void {
+    Atomics.add(this.u32, SEQ, 1);
+  }
+
+  written(): void {
+    Atomics.add(this.u32, SEQ, 1);
+  }
+
+  /** Calls `listener` with the new array each time the arena grows; returns the unsubscribe function. */
+  onGrowth(listener: (u32: Uint32Array) => void): () => void {
+    this.growthListeners.add(listener);
+    return () => this.growthListeners.delete(listener);
   }
 
   /** Slots in use and slots reserved (for the daemon's own memory statistics). */
@@ -45,6 +79,9 @@ export class SlotArena {
     return { used: this.used, capacity: this.u32.length / 2 };
   }
 }
+
+/** Index of the write sequence in {@link SlotArena.u32}: odd while a write is under way. */
+export const SEQ = 0;
 
 /** Shared by every source: a source may move between trees, its storage stays put. */
 export const arena = new SlotArena();

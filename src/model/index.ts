@@ -2,7 +2,7 @@ export { StatsError, NAME_MAX, validateName, type StatsErrorCode } from './error
 export { TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from './schema.js';
 export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';
-export { arena, SlotArena } from './arena.js';
+export { arena, SEQ, SlotArena } from './arena.js';
 export { LiveValues, counterType, gaugeType } from './live.js';
 export { Snapshot, captureSnapshot, captureSnapshotSliced, CAPTURE_SLICE_MS } from './snapshot.js';
 export { WriteBarrier } from './barrier.js';

@@ -15,7 +15,10 @@ export type Storage = 'slots' | 'object' | 'aggregate';
 export interface TreeObserver {
   subordinateAdded?(parent: Source, sub: Source): void;
   subordinateRemoved?(parent: Source, sub: Source): void;
-  /** A value group was added to or removed from `source`, or its groups were revoked (group null). */
+  /**
+   * A value group was added to or removed from `source`, or its groups were revoked (group null). Removal
+   * and revocation are reported just before the storage is released, while the group is already unlisted.
+   */
   valuesChanged?(source: Source, group: ValueGroup | null, change: 'added' | 'removed' | 'revoked'): void;
 }
 
@@ -52,6 +55,14 @@ export class ValueGroup {
    */
   get slotRun(): number {
     return this.storageKind === 'slots' && !this.schema.hasCustomTypes ? this.slot : -1;
+  }
+
+  /**
+   * The arena slot holding `def`'s word when a reader may format it as "%llu"/"%lld" straight from the
+   * arena (slot storage, no custom type, no show()), else -1. @internal
+   */
+  storedSlot(def: ValueDef): number {
+    return this.storageKind === 'slots' && this.slot >= 0 && def.type.custom === null && def.show === null ? this.slot + def.index : -1;
   }
 
   get storage(): Storage {
@@ -167,10 +178,7 @@ export class ValueGroup {
   private store(def: ValueDef): void {
     if (this.storageKind === 'slots') {
       if (this.slot < 0) throw new StatsError('ENOENT', `${this.source.path}/${def.name} was removed`);
-      const at = (this.slot + def.index) * 2;
-      const u32 = arena.u32;
-      u32[at] = word.lo;
-      u32[at + 1] = word.hi;
+      arena.store(this.slot + def.index, word.lo, word.hi);
       return;
     }
     // An object base keeps the JS type its owner chose; numbers only while exact.
@@ -319,6 +327,11 @@ export class Source {
     this.refresher = refresher;
   }
 
+  /** Whether a refresher is set (see setRefresher). @internal */
+  get refreshes(): boolean {
+    return this.refresher !== null;
+  }
+
   /** Brings the subordinates up to date (see setRefresher). */
   refresh(): void {
     if (this.refresher !== null) this.refresher(this);
@@ -399,8 +412,9 @@ export class Source {
     const i = this.groups?.indexOf(group) ?? -1;
     if (i < 0) throw new StatsError('ENOENT', `that value group is not in "${this.path || '/'}"`);
     this.groups!.splice(i, 1);
-    group.releaseStorage();
+    // observers first: a view that reads storage from another thread stops before the slots are reused
     this.treeObserver()?.valuesChanged?.(this, group, 'removed');
+    group.releaseStorage();
   }
 
   /**
@@ -484,7 +498,8 @@ export class Source {
    * behave as aggregates over what is below (usually nothing: 0, or the min/max sentinels).
    */
   revoke(): void {
-    if (this.groups) for (const g of this.groups) g.revoke();
+    // observers first, as in removeValues
     this.treeObserver()?.valuesChanged?.(this, null, 'revoked');
+    if (this.groups) for (const g of this.groups) g.revoke();
   }
 }
