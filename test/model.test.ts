@@ -988,9 +988,24 @@ describe('slot storage', () => {
     const more = a.alloc(4); // grows: the listener gets the new array, holding the sequence
     expect(grown).toEqual([a.u32]);
     expect(a.u32[SEQ]).toBe(seq + 4);
+    // a batch is one write, odd all through, even when it grows the arena; nested ones add nothing
+    const inside: number[] = [];
+    a.batch(() => {
+      a.store(more, 1, 0);
+      a.batch(() => a.store(more + 1, 2, 0));
+      inside.push(a.u32[SEQ]);
+      a.alloc(64);
+      a.store(more + 2, 3, 0);
+      inside.push(a.u32[SEQ]);
+    });
+    expect(inside).toEqual([seq + 5, seq + 5]);
+    expect(a.u32[SEQ]).toBe(seq + 6);
+    expect([a.u32[more * 2], a.u32[more * 2 + 2], a.u32[more * 2 + 4]]).toEqual([1, 2, 3]);
+    expect(() => a.batch(() => { throw new Error('boom'); })).toThrow('boom');
+    expect(a.u32[SEQ]).toBe(seq + 8);
     stop();
-    a.alloc(64);
-    expect(grown.length).toBe(1);
+    a.alloc(1024);
+    expect(grown.length).toBe(2);
     expect(more).toBeGreaterThan(slot);
   });
 

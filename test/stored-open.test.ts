@@ -57,12 +57,12 @@ describe.skipIf(skipWithoutFuse)('stored values answered on the session thread',
 
   it('never shows half of a 64-bit write: a value flipped between 2^32 - 1 and 2^32 reads as one or the other', async () => {
     expect(sh(`cat ${m}/flip/word`).stdout).toBe('4294967295\n');
-    const toggling = fixture.command('toggle 3000');
+    const toggling = fixture.command('toggle 2500');
     await sleep(200);
     const reader = spawnSync(process.execPath, ['-e', `
       const fs = require('fs');
       const seen = {};
-      for (const until = Date.now() + 2000; Date.now() < until;) {
+      for (const until = Date.now() + 1500; Date.now() < until;) {
         const text = fs.readFileSync(${JSON.stringify(`${m}/flip/word`)}, 'latin1');
         seen[text] = (seen[text] ?? 0) + 1;
       }

@@ -78,7 +78,7 @@ export async function run({ full, scope }) {
     notes.push(`${who}: daemon CPU per cycle (user + system, all rounds): ${cpuNote(cpu)}.`);
   }
   notes.push(
-    'On this kind of VM a wake-up of a thread on the other, idle vCPU costs far more than the work of a cycle: compare "1 reader" (the scheduler spreads the reader and the daemon over both CPUs) with "1 reader, all on CPU 0" (no cross-CPU wake-ups; the kernel limits are left out there). statsfs answers open on its JavaScript thread, so each of its cycles has one more cross-thread wake-up (FUSE session thread → JavaScript thread → reply) than the C baseline, which answers everything on its session thread.',
+    'On this kind of VM a wake-up of a thread on the other, idle vCPU costs far more than the work of a cycle: compare "1 reader" (the scheduler spreads the reader and the daemon over both CPUs) with "1 reader, all on CPU 0" (no cross-CPU wake-ups; the kernel limits are left out there). statsfs answers open and getattr of a plain stored value on its FUSE session thread, as the C baseline answers everything; a value read through a getter (the daemon\'s own statistics) still goes to the JavaScript thread, one more cross-thread wake-up per cycle (session thread → JavaScript thread → reply).',
   );
   return { rows, notes };
 }

@@ -16,6 +16,8 @@ export class SlotArena {
   private readonly freeRuns = new Map<number, number[]>();
   private used = 0;
   private readonly growthListeners = new Set<(u32: Uint32Array) => void>();
+  /** Depth of batch() calls: inside one, the sequence is already odd and stores need no steps of their own. */
+  private batchDepth = 0;
 
   constructor(initialSlots = 1024) {
     this.u32 = new Uint32Array(Math.max(initialSlots, 2) * 2);
@@ -41,9 +43,7 @@ export class SlotArena {
   }
 
   release(first: number, n: number): void {
-    this.writing();
-    this.u32.fill(0, first * 2, (first + n) * 2);
-    this.written();
+    this.batch(() => this.u32.fill(0, first * 2, (first + n) * 2));
     this.used -= n;
     let runs = this.freeRuns.get(n);
     if (!runs) this.freeRuns.set(n, (runs = []));
@@ -53,19 +53,31 @@ export class SlotArena {
   /** Stores a 64-bit word in slot `slot`, as one write for readers on other threads. */
   store(slot: number, lo: number, hi: number): void {
     const u32 = this.u32;
+    if (this.batchDepth > 0) {
+      u32[slot * 2] = lo;
+      u32[slot * 2 + 1] = hi;
+      return;
+    }
+    // atomic steps: neither the CPU nor the compiler may move the two stores outside them
     Atomics.add(u32, SEQ, 1);
     u32[slot * 2] = lo;
     u32[slot * 2 + 1] = hi;
     Atomics.add(u32, SEQ, 1);
   }
 
-  /** Brackets writes other than store(): readers on other threads do not trust what they read meanwhile. */
-  writing(): void {
-    Atomics.add(this.u32, SEQ, 1);
-  }
-
-  written(): void {
-    Atomics.add(this.u32, SEQ, 1);
+  /**
+   * Runs `fn` as one write: two sequence steps around all of its stores instead of two per store (they
+   * cost about as much as the store itself). Readers on other threads that overlap it hand their read
+   * to the JS thread, so keep it to one batch of updates.
+   */
+  batch<T>(fn: () => T): T {
+    if (this.batchDepth++ === 0) Atomics.add(this.u32, SEQ, 1);
+    try {
+      return fn();
+    } finally {
+      // this.u32 anew: fn may have grown the arena (the sequence moved with the words)
+      if (--this.batchDepth === 0) Atomics.add(this.u32, SEQ, 1);
+    }
   }
 
   /** Calls `listener` with the new array each time the arena grows; returns the unsubscribe function. */

@@ -17,7 +17,7 @@
 import { chmod, chown, lstat, readFile, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
-import { NAME_MAX, Schema, Source, StatsError, validateName, WriteBarrier, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { arena, NAME_MAX, Schema, Source, StatsError, validateName, WriteBarrier, type ValueGroup, type ValueSpec } from '../model/index.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   DESCRIPTION_MAX,
@@ -555,16 +555,19 @@ export class ProducerServer {
       if (op > UpdateOp.ADD || buf[at + 7] !== 0) throw new ProtocolError('EINVAL', `update ${i}: unknown operation ${op}/${buf[at + 7]}`);
     }
     lastHandle = -1;
-    for (let at = offset; at < end; at += UPDATE_ENTRY_BYTES) {
-      const handle = buf.readUInt32LE(at);
-      if (handle !== lastHandle) {
-        last = groups.get(handle);
-        lastHandle = handle;
+    // one write for readers on other threads (the FUSE session thread), not one per update
+    arena.batch(() => {
+      for (let at = offset; at < end; at += UPDATE_ENTRY_BYTES) {
+        const handle = buf.readUInt32LE(at);
+        if (handle !== lastHandle) {
+          last = groups.get(handle);
+          lastHandle = handle;
+        }
+        const value = wordValue(buf.readUInt32LE(at + 8), buf.readUInt32LE(at + 12));
+        if (buf[at + 6] === UpdateOp.SET) last!.set(buf.readUInt16LE(at + 4), value);
+        else last!.add(buf.readUInt16LE(at + 4), value);
       }
-      const value = wordValue(buf.readUInt32LE(at + 8), buf.readUInt32LE(at + 12));
-      if (buf[at + 6] === UpdateOp.SET) last!.set(buf.readUInt16LE(at + 4), value);
-      else last!.add(buf.readUInt16LE(at + 4), value);
-    }
+    });
     this.stats.updates += count;
   }
 

@@ -15,7 +15,7 @@
 import dgram from 'node:dgram';
 import { lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
-import { Schema, Source, StatsError, validateName, WriteBarrier, type CustomType, type ValueGroup } from '../model/index.js';
+import { arena, Schema, Source, StatsError, validateName, WriteBarrier, type CustomType, type ValueGroup } from '../model/index.js';
 
 /** Longest metric name (all parts with their dots); each part is also a model name (≤ 99 characters). */
 export const STATSD_NAME_MAX = 255;
@@ -514,7 +514,8 @@ export class StatsdServer {
   }
 
   private applyLines(data: Buffer | string): void {
-    forEachLine(typeof data === 'string' ? data : data.toString('utf8'), (line) => this.line(line));
+    // a datagram's lines are one write for readers on other threads (the FUSE session thread)
+    arena.batch(() => forEachLine(typeof data === 'string' ? data : data.toString('utf8'), (line) => this.line(line)));
   }
 
   private line(line: string): void {
