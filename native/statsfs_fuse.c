@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
+#include "stored_table.h"
 #include <node_api.h>
 #include <uv.h>
 
@@ -114,16 +115,6 @@ typedef struct dirlist {        /* fi->fh of an open directory */
   char *names;                  /* count NUL-terminated names back to back */
 } dirlist;
 
-/* A plain value JS registered for open and getattr in C: the word at `slot`
- * of the arena, and the attributes JS would reply (they never change). */
-typedef struct stored {
-  uint64_t ino;                 /* 0: empty */
-  uint32_t slot;
-  uint32_t is_signed;
-  double attr[9];               /* as replyAttr's: ino, mode, nlink, size, uid, gid, m/c/atime ms */
-  double attr_timeout;
-} stored;
-
 typedef struct notif {
   struct notif *next;
   fuse_ino_t ino;
@@ -172,8 +163,10 @@ typedef struct session {
 
   /* stored values answered in C: under vmu */
   pthread_mutex_t vmu;
-  struct stored *stored;        /* open addressing by ino, stored_cap a power of two */
-  size_t stored_cap, stored_count;
+  stored_table stored;          /* ino -> slot and mode (stored_table.h) */
+  double stored_attr[9];        /* the attributes every registered value shares (ino, mode apart) */
+  double stored_timeout;
+  int stored_attr_set;
   const uint32_t *arena;        /* the SlotArena words; word 0 is its write sequence */
   size_t arena_words;
   napi_ref arena_ref;           /* JS thread only: keeps `arena`'s ArrayBuffer alive */
@@ -369,71 +362,6 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static size_t stored_index(const session *s, uint64_t ino) {
-  return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 20) & (s->stored_cap - 1);
-}
-
-/* Under vmu. */
-static stored *stored_find(session *s, uint64_t ino) {
-  if (!s->stored_count) return NULL;
-  for (size_t i = stored_index(s, ino);; i = (i + 1) & (s->stored_cap - 1)) {
-    if (s->stored[i].ino == ino) return &s->stored[i];
-    if (s->stored[i].ino == 0) return NULL;
-  }
-}
-
-/* Under vmu. Linear probing with backward-shift deletion: no tombstones. */
-static void stored_remove(session *s, uint64_t ino) {
-  stored *e = stored_find(s, ino);
-  if (!e) return;
-  size_t mask = s->stored_cap - 1, hole = (size_t)(e - s->stored);
-  for (size_t j = (hole + 1) & mask; s->stored[j].ino != 0; j = (j + 1) & mask) {
-    size_t home = stored_index(s, s->stored[j].ino);
-    /* move j into the hole unless its home lies cyclically in (hole, j] */
-    if (((j - home) & mask) >= ((j - hole) & mask)) {
-      s->stored[hole] = s->stored[j];
-      hole = j;
-    }
-  }
-  s->stored[hole].ino = 0;
-  s->stored_count--;
-}
-
-/* Under vmu. */
-static int stored_put(session *s, uint64_t ino, uint32_t slot, uint32_t is_signed, const double *attr,
-                      double attr_timeout) {
-  if ((s->stored_count + 1) * 4 > s->stored_cap * 3) {
-    size_t cap = s->stored_cap ? s->stored_cap * 2 : 64;
-    stored *old = s->stored, *t = calloc(cap, sizeof *t);
-    if (!t) return -1;
-    size_t old_cap = s->stored_cap;
-    s->stored = t;
-    s->stored_cap = cap;
-    s->stored_count = 0;
-    for (size_t i = 0; i < old_cap; i++) {
-      if (!old[i].ino) continue;
-      size_t j = stored_index(s, old[i].ino);
-      while (t[j].ino) j = (j + 1) & (cap - 1);
-      t[j] = old[i];
-      s->stored_count++;
-    }
-    free(old);
-  }
-  stored *e = stored_find(s, ino);
-  if (!e) {
-    size_t j = stored_index(s, ino);
-    while (s->stored[j].ino) j = (j + 1) & (s->stored_cap - 1);
-    e = &s->stored[j];
-    e->ino = ino;
-    s->stored_count++;
-  }
-  e->slot = slot;
-  e->is_signed = is_signed;
-  memcpy(e->attr, attr, sizeof e->attr);
-  e->attr_timeout = attr_timeout;
-  return 0;
-}
-
 /* Under vmu: the word at `slot`, unless every try overlapped a write. */
 static int arena_read(const session *s, uint32_t slot, uint64_t *out) {
   const uint32_t *a = s->arena;
@@ -461,11 +389,11 @@ static int getattr_stored(session *s, fuse_req_t req, fuse_ino_t ino) {
   double timeout = 0;
   int found = 0;
   pthread_mutex_lock(&s->vmu);
-  stored *e = stored_find(s, ino);
+  stored *e = stored_find(&s->stored, ino);
   if (e) {
-    const double *a = e->attr;
-    fill_stat(&st, (uint64_t)a[0], (uint32_t)a[1], (uint64_t)a[2], a[3], (uint32_t)a[4], (uint32_t)a[5], a[6], a[7], a[8]);
-    timeout = e->attr_timeout;
+    const double *a = s->stored_attr;
+    fill_stat(&st, ino, e->mode & ~STORED_SIGNED, (uint64_t)a[2], a[3], (uint32_t)a[4], (uint32_t)a[5], a[6], a[7], a[8]);
+    timeout = s->stored_timeout;
     found = 1;
   }
   pthread_mutex_unlock(&s->vmu);
@@ -480,10 +408,10 @@ static int open_stored(session *s, fuse_req_t req, fuse_ino_t ino, struct fuse_f
   char text[24];
   int n = 0;
   pthread_mutex_lock(&s->vmu);
-  stored *e = stored_find(s, ino);
+  stored *e = stored_find(&s->stored, ino);
   uint64_t w;
   if (e && arena_read(s, e->slot, &w) == 0)
-    n = e->is_signed ? snprintf(text, sizeof text, "%lld\n", (long long)w)
+    n = (e->mode & STORED_SIGNED) ? snprintf(text, sizeof text, "%lld\n", (long long)w)
                      : snprintf(text, sizeof text, "%llu\n", (unsigned long long)w);
   pthread_mutex_unlock(&s->vmu);
   if (n <= 0) return 0;
@@ -532,7 +460,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
 static void queue_forgets(session *s, const struct fuse_forget_data *f, size_t count) {
   /* A forgotten inode is looked up anew before its next open, and registered again by JS. */
   pthread_mutex_lock(&s->vmu);
-  if (s->stored_count) for (size_t i = 0; i < count; i++) stored_remove(s, f[i].ino);
+  for (size_t i = 0; s->stored.count && i < count; i++) stored_remove(&s->stored, f[i].ino);
   pthread_mutex_unlock(&s->vmu);
   if (!(s->flags & MF_FORGET)) return;
   item *it = item_new(NULL, EV_FORGET, K_FORGET, 0, count * 2 * sizeof(double));
@@ -1046,7 +974,7 @@ static void shutdown_session(session *s) {
   s->dirbuf_cap = 0;
 
   s->arena = NULL;
-  s->stored_count = 0;
+  stored_clear(&s->stored);
   if (s->arena_ref) napi_delete_reference(s->env, s->arena_ref);
   s->arena_ref = NULL;
 
@@ -1071,7 +999,7 @@ static void session_free(session *s) {
   pthread_cond_destroy(&s->ncv);
   pthread_mutex_destroy(&s->hmu);
   pthread_mutex_destroy(&s->vmu);
-  free(s->stored);
+  stored_clear(&s->stored);
   free(s->mountpoint);
   free(s);
 }
@@ -1601,22 +1529,34 @@ static napi_value js_share_arena(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* serveStored(h, ino, slot, signed, attr: Float64Array(9), attrTimeout) -> registered */
+/* serveStored(h, ino, slot, signed, attr: Float64Array(9), attrTimeout) -> registered. Refused (false)
+ * when the attributes differ from those of the values already registered in
+ * more than ino and mode: they are kept once per session. */
 static napi_value js_serve_stored(napi_env env, napi_callback_info info) {
   ARGS(6);
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
-  double ino = get_num(env, argv[1], 0), slot = get_num(env, argv[2], -1);
+  double ino = get_num(env, argv[1], 0), slot = get_num(env, argv[2], -1), timeout = get_num(env, argv[5], 0);
   bool is_signed = false;
   napi_get_value_bool(env, argv[3], &is_signed);
   size_t n_attr = 0;
   double *attr = get_typed(env, argv[4], napi_float64_array, &n_attr);
   if (!attr || n_attr < 9) return throw_code(env, "EINVAL", "serveStored: attr must be a Float64Array(9)");
+  uint32_t mode = (uint32_t)attr[1];
   int ok = 0;
   pthread_mutex_lock(&s->vmu);
-  if (s->state == S_MOUNTED && s->arena && ino >= 1 && ino < 9007199254740992.0 && slot >= 1 &&
-      slot * 2 + 1 < (double)s->arena_words)
-    ok = stored_put(s, (uint64_t)ino, (uint32_t)slot, is_signed, attr, get_num(env, argv[5], 0)) == 0;
+  if (!s->stored.count) s->stored_attr_set = 0;   /* a fresh start: take these attributes */
+  int same = !s->stored_attr_set ||
+             (memcmp(attr + 2, s->stored_attr + 2, 7 * sizeof *attr) == 0 && timeout == s->stored_timeout);
+  if (s->state == S_MOUNTED && s->arena && same && ino >= 1 && ino < 9007199254740992.0 && slot >= 1 &&
+      slot * 2 + 1 < (double)s->arena_words && attr[0] == ino && !(mode & STORED_SIGNED)) {
+    ok = stored_put(&s->stored, (uint64_t)ino, (uint32_t)slot, mode | (is_signed ? STORED_SIGNED : 0)) == 0;
+    if (ok && !s->stored_attr_set) {
+      memcpy(s->stored_attr, attr, sizeof s->stored_attr);
+      s->stored_timeout = timeout;
+      s->stored_attr_set = 1;
+    }
+  }
   pthread_mutex_unlock(&s->vmu);
   return js_bool(env, ok);
 }
@@ -1627,8 +1567,7 @@ static napi_value js_drop_stored(napi_env env, napi_callback_info info) {
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
   pthread_mutex_lock(&s->vmu);
-  if (s->stored_count) memset(s->stored, 0, s->stored_cap * sizeof *s->stored);
-  s->stored_count = 0;
+  stored_clear(&s->stored);     /* freed, not zeroed: a table once grown for a million values shrinks */
   pthread_mutex_unlock(&s->vmu);
   return NULL;
 }

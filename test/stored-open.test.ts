@@ -4,7 +4,7 @@
  * through a real mount served by a library program (test/fixtures/stored-tree.mjs), with cat, echo and a
  * second Node process.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFixture, type Fixture } from './helpers/fixture.js';
@@ -74,6 +74,43 @@ describe.skipIf(skipWithoutFuse)('stored values answered on the session thread',
     // torn reads would be 0 (low half written first on the way up) or 2^33 - 1 (on the way down)
     expect(Object.keys(seen).sort()).toEqual(['4294967295\n', '4294967296\n']);
   });
+
+  it.skipIf(process.getuid?.() !== 0 && process.env.CI !== 'true')(
+    'inodes the kernel forgets leave the registry; the others are still answered on the session thread',
+    async () => {
+      const n = 2000;
+      expect(await fixture.command(`many ${n}`)).toBe('ok');
+      const paths = Array.from({ length: n }, (_, i) => `${m}/many/s${i}/v`);
+      const expected = (i: number) => `${1000 + i}\n`;
+      expect(sh(`cat ${m}/many/s*/v | wc -l`).stdout.trim()).toBe(String(n)); // all registered: the table grew
+      // a second process pins the even files open; dropping the kernel's caches makes it forget the odd ones
+      const holder = spawn(process.execPath, ['-e', `
+        const fs = require('fs');
+        const fds = ${JSON.stringify(paths.filter((_, i) => i % 2 === 0))}.map((p) => fs.openSync(p, 'r'));
+        process.stdout.write('held\\n');
+        process.stdin.once('data', () => process.exit(0));`]);
+      try {
+        await new Promise((resolve) => holder.stdout.once('data', resolve));
+        const before = Number((await fixture.command('forgets')).replace(/^ok /, ''));
+        expect(sh('sync && echo 2 > /proc/sys/vm/drop_caches')).toMatchObject({ status: 0, stderr: '' });
+        await sleep(200);
+        const forgets = Number((await fixture.command('forgets')).replace(/^ok /, '')) - before;
+        expect(forgets).toBeGreaterThan(0);
+        // with the JS thread held, every pinned value must still be answered, and at once
+        const held = fixture.command('block 5000');
+        await sleep(300);
+        const even = paths.filter((_, i) => i % 2 === 0);
+        const read = timed(`cat ${even.join(' ')}`);
+        expect(read.stdout).toBe(even.map((_, k) => expected(2 * k)).join(''));
+        expect(read.ms).toBeLessThan(2000);
+        expect(await held).toBe('ok');
+        // and the forgotten ones come back through JS
+        expect(sh(`cat ${paths.join(' ')}`).stdout).toBe(paths.map((_, i) => expected(i)).join(''));
+      } finally {
+        holder.kill();
+      }
+    },
+  );
 
   it('a value whose source left the tree is gone at once, even to an inode the kernel still holds', async () => {
     expect(sh(`cat ${m}/a/count`).stdout).toBe('0\n');
