@@ -22,9 +22,9 @@ export interface Invalidator {
 }
 
 /**
- * Answers opens (and getattr) of plain stored values without calling the adapter (the native session does, on its own
- * thread, from the shared value arena). The adapter registers a value once it has opened it and drops
- * every registration whenever a change could make an inode mean something else.
+ * Answers open and getattr of plain stored values without calling the adapter: the native session does,
+ * on its own thread, from the shared value arena. The adapter registers a value once it has opened it and
+ * drops every registration whenever a change could make an inode mean something else.
  */
 export interface StoredValueServer {
   /** Opens of `ino` read the arena word at `slot`; its getattr answers `attr`. False: not registered. */
@@ -64,6 +64,9 @@ interface Node {
   nlookup: number;
 }
 
+/** Directories with at least this many entries keep their listing (small ones are cheap to build). */
+const KEPT_LISTING_MIN = 256;
+
 const isDir = (node: Node) => node.def === null && node.snapshot === null;
 
 type Result<T> = T | number;
@@ -83,6 +86,11 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   storedServer: StoredValueServer | null = null;
   /** Registrations with storedServer since it last dropped them all. */
   private storedCount = 0;
+  /**
+   * Listings of large directories, kept until an entry comes, goes or is forgotten: `ls` of 10,000
+   * sources then costs the kernel's work, not 10,000 map lookups and a join in JS per opendir.
+   */
+  private readonly listings = new WeakMap<Source, { listing: DirListing; children: Node[] }>();
 
   constructor(
     readonly root: Source,
@@ -114,6 +122,9 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     node.nlookup -= nlookup;
     if (node.nlookup > 0) return;
     this.nodes.delete(ino);
+    // a kept listing must not hand the kernel this inode again
+    const dir = isDir(node) ? node.source.parent : node.source;
+    if (dir !== null) this.listings.delete(dir);
     if (node.snapshot !== null) this.snapshotInos.get(node.source)?.delete(node.snapshot);
     else if (node.def === null) this.sourceInos.delete(node.source);
     else this.valueInos.get(node.group!)?.delete(node.def.name);
@@ -144,40 +155,52 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (!isDir(node)) return E.ENOTDIR;
-    const subs = node.source.visibleSubordinates();
-    const values = node.source.visibleValues();
+    const dir = node.source;
+    dir.refresh();
+    const built = this.listings.get(dir) ?? this.buildListing(dir);
+    // Every listed entry counts as looked up: readdirplus hands the kernel its attributes.
+    for (const child of built.children) child.nlookup++;
+    // the parent's inode is looked up each time: it may have been forgotten and handed out anew
+    return { ...built.listing, parent: dir.parent ? (this.sourceInos.get(dir.parent) ?? ROOT_INO) : ROOT_INO };
+  }
+
+  /** The entries of a directory; kept while nothing in it changes when it is large (see listings). */
+  private buildListing(dir: Source): { listing: DirListing; children: Node[] } {
+    const subs = dir.visibleSubordinates();
+    const values = dir.visibleValues();
     const n = subs.length + values.length;
     const names = new Array<string>(n);
     const inos = new Float64Array(n);
     const modes = new Uint32Array(n);
+    const children = new Array<Node>(n);
     let i = 0;
-    // Every listed entry counts as looked up: readdirplus hands the kernel its attributes.
     for (const sub of subs) {
-      const child = this.sourceNode(sub);
-      child.nlookup++;
+      const child = (children[i] = this.sourceNode(sub));
       names[i] = sub.name;
       inos[i] = child.ino;
       modes[i++] = S_IFDIR | 0o755;
     }
     for (const { group, def } of values) {
-      const child = this.valueNode(node.source, group, def);
-      child.nlookup++;
+      const child = (children[i] = this.valueNode(dir, group, def));
       names[i] = def.name;
       inos[i] = child.ino;
       modes[i++] = S_IFREG | def.mode;
     }
-    const listing: DirListing = {
-      names: names.join('\0'),
-      inos,
-      modes,
-      mtimesMs: new Float64Array(n).fill(this.bornMs),
-      uid: this.uid,
-      gid: this.gid,
-      parent: node.source.parent ? (this.sourceInos.get(node.source.parent) ?? ROOT_INO) : ROOT_INO,
-      entryTimeout: this.timeout,
-      attrTimeout: this.timeout,
+    const built = {
+      listing: {
+        names: names.join('\0'),
+        inos,
+        modes,
+        mtimesMs: new Float64Array(n).fill(this.bornMs),
+        uid: this.uid,
+        gid: this.gid,
+        entryTimeout: this.timeout,
+        attrTimeout: this.timeout,
+      },
+      children,
     };
-    return listing;
+    if (n >= KEPT_LISTING_MIN) this.listings.set(dir, built);
+    return built;
   }
 
   /** The per-open snapshot: the value is computed once, here, and every read of this open file sees it. */
@@ -220,10 +243,12 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   subordinateAdded(parent: Source, sub: Source): void {
     // a negative dentry for this name may be cached
     this.invalidate(parent, sub.name);
+    this.listings.delete(parent);
   }
 
   subordinateRemoved(parent: Source, sub: Source): void {
     this.invalidate(parent, sub.name);
+    this.listings.delete(parent);
     this.dropStored();
   }
 
@@ -235,6 +260,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   valuesChanged(source: Source, group: ValueGroup | null, change: 'added' | 'removed' | 'revoked'): void {
     // removals come before the slots are released; a visible group added beside others may shadow them
     if (change !== 'added' || (group !== null && !group.hidden && source.valueGroups.length > 1)) this.dropStored();
+    this.listings.delete(source);
     const ino = this.sourceInos.get(source);
     if (ino === undefined || this.invalidator === null || group === null || change === 'revoked') return;
     if (change === 'added' && group.hidden) return;
