@@ -273,6 +273,38 @@ static void fail_list(session *s, item *list) {
   }
 }
 
+/* A snapshot of len bytes, copied from data unless data is NULL. */
+static snapshot *snapshot_new(const void *data, size_t len) {
+  snapshot *sn = malloc(sizeof *sn + len);
+  if (!sn) return NULL;
+  sn->len = len;
+  if (data && len) memcpy(sn->data, data, len);
+  return sn;
+}
+
+/* Answer an open/opendir with a handle; frees the handle if the kernel no
+ * longer wants it (the opener was interrupted), since release will not come. */
+static void reply_with_handle(session *s, fuse_req_t req, struct fuse_file_info *fi, hnode *list, hnode *h,
+                              int gauge) {
+  fi->fh = (uint64_t)(uintptr_t)h;
+  list_add(s, list, h);
+  stat_add(s, gauge, 1);
+  if (fuse_reply_open(req, fi) != 0) {
+    list_del(s, h);
+    free(h);
+    stat_sub(s, gauge, 1);
+  }
+}
+
+/* Answer an open with the snapshot every read of it is served from. direct_io:
+ * reads go to the snapshot whatever st_size says, so size 0 in attributes is
+ * fine and nothing stale is served from the page cache. */
+static void reply_snapshot(session *s, fuse_req_t req, struct fuse_file_info *fi, snapshot *sn) {
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  reply_with_handle(s, req, fi, &s->files, &sn->link, ST_OPEN_FILES);
+}
+
 static void ms_to_ts(double ms, struct timespec *ts) {
   if (!isfinite(ms)) ms = 0;
   double sec = floor(ms / 1000.0);
@@ -414,21 +446,9 @@ static int open_stored(session *s, fuse_req_t req, fuse_ino_t ino, struct fuse_f
     n = (e->mode & STORED_SIGNED) ? snprintf(text, sizeof text, "%lld\n", (long long)w)
                      : snprintf(text, sizeof text, "%llu\n", (unsigned long long)w);
   pthread_mutex_unlock(&s->vmu);
-  if (n <= 0) return 0;
-  snapshot *sn = malloc(sizeof *sn + (size_t)n);
+  snapshot *sn = n > 0 ? snapshot_new(text, (size_t)n) : NULL;
   if (!sn) return 0;
-  sn->len = (size_t)n;
-  memcpy(sn->data, text, (size_t)n);
-  fi->direct_io = 1;
-  fi->keep_cache = 0;
-  fi->fh = (uint64_t)(uintptr_t)sn;
-  list_add(s, &s->files, &sn->link);
-  stat_add(s, ST_OPEN_FILES, 1);
-  if (fuse_reply_open(req, fi) != 0) {
-    list_del(s, &sn->link);
-    free(sn);
-    stat_sub(s, ST_OPEN_FILES, 1);
-  }
+  reply_snapshot(s, req, fi, sn);
   return 1;
 }
 
@@ -1271,19 +1291,6 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
   return js_bool(env, true);
 }
 
-/* Answer an open/opendir with a handle; frees the handle if the kernel no
- * longer wants it (the opener was interrupted), since release will not come. */
-static void reply_handle(session *s, item *it, hnode *list, hnode *h, int gauge) {
-  it->fi.fh = (uint64_t)(uintptr_t)h;
-  list_add(s, list, h);
-  stat_add(s, gauge, 1);
-  if (fuse_reply_open(it->req, &it->fi) != 0) {
-    list_del(s, h);
-    free(h);
-    stat_sub(s, gauge, 1);
-  }
-  finish(s, it);
-}
 
 /* A large snapshot is filled in pieces, between turns of the event loop, before
  * the open is answered: copying hundreds of megabytes at once would hold the
@@ -1313,12 +1320,11 @@ static napi_value js_alloc_snapshot(napi_env env, napi_callback_info info) {
   double len = get_num(env, argv[0], -1);
   if (!(len >= 0 && len <= (double)SIZE_MAX / 2)) return throw_code(env, "EINVAL", "allocSnapshot: bad length");
   pending_snapshot *p = malloc(sizeof *p);
-  snapshot *sn = p ? malloc(sizeof *sn + (size_t)len) : NULL;
+  snapshot *sn = p ? snapshot_new(NULL, (size_t)len) : NULL;
   if (!sn) {
     free(p);
     return throw_code(env, "ENOMEM", "allocSnapshot: out of memory");
   }
-  sn->len = (size_t)len;
   p->sn = sn;
   napi_value ext;
   if (napi_create_external(env, p, pending_finalize, NULL, &ext) != napi_ok) {
@@ -1370,16 +1376,11 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
       fail_item(s, it, EIO);
       return throw_code(env, "EINVAL", "replyOpen: snapshot must be a Buffer");
     }
-    sn = malloc(sizeof *sn + len);
+    sn = snapshot_new(data, len);
     if (!sn) { fail_item(s, it, ENOMEM); return js_bool(env, true); }
-    sn->len = len;
-    if (len) memcpy(sn->data, data, len);
   }
-  /* direct_io: reads go to the snapshot whatever st_size says, so size 0 in
-   * attributes is fine and nothing stale is served from the page cache. */
-  it->fi.direct_io = 1;
-  it->fi.keep_cache = 0;
-  reply_handle(s, it, &s->files, &sn->link, ST_OPEN_FILES);
+  reply_snapshot(s, it->req, &it->fi, sn);
+  finish(s, it);
   return js_bool(env, true);
 }
 
@@ -1441,7 +1442,8 @@ static napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
   d->gid = (uint32_t)meta[3];
   d->entry_timeout = meta[4];
   d->attr_timeout = meta[5];
-  reply_handle(s, it, &s->dirs, &d->link, ST_OPEN_DIRS);
+  reply_with_handle(s, it->req, &it->fi, &s->dirs, &d->link, ST_OPEN_DIRS);
+  finish(s, it);
   return js_bool(env, true);
 }
 

@@ -45,26 +45,16 @@ import {
   type HelloReply,
   type WireAggregation,
   type WireType,
+  type WireValueSpec,
 } from '../producers/protocol.js';
 
 export { defaultSocketPath };
 export type { WireAggregation as Aggregation, WireType as ValueTypeName };
 
 /** One value of a definition, as the daemon's Schema takes it (without custom types or show functions). */
-export interface ClientValueSpec {
-  name: string;
+export interface ClientValueSpec extends Omit<WireValueSpec, 'type'> {
   /** Default 'u64'. */
   type?: WireType;
-  /** How aggregates of this definition combine values (default 'none'). */
-  aggr?: WireAggregation;
-  /** A level rather than a count: read-only (0444) in the filesystem. */
-  floating?: boolean;
-  /** File mode (permission bits). */
-  mode?: number;
-  unit?: string;
-  description?: string;
-  /** Names shown instead of the numbers 0, 1, 2, … */
-  enum?: string[];
 }
 
 export interface ConnectOptions {

@@ -140,35 +140,11 @@ export async function* renderStream(work: (out: ByteWriter) => Generator<void, v
   }
 }
 
-/** Bytes copied between two turns of the event loop when joining chunks. */
-const JOIN_STEP = 16 << 20;
-
 /** The chunks of a stream, in order, not joined (a snapshot file's contents: see SnapshotRenderer). */
 export async function gatherChunks(chunks: AsyncIterable<Buffer>): Promise<Buffer[]> {
   const all: Buffer[] = [];
   for await (const chunk of chunks) all.push(chunk);
   return all;
-}
-
-/** Collects the chunks of a stream into one Buffer, copying a slice at a time. */
-export async function collectChunks(chunks: AsyncIterable<Buffer>): Promise<Buffer> {
-  const all = await gatherChunks(chunks);
-  let total = 0;
-  for (const chunk of all) total += chunk.length;
-  if (all.length === 1) return all[0];
-  const joined = Buffer.allocUnsafe(total);
-  let at = 0;
-  let sinceYield = 0;
-  for (const chunk of all) {
-    chunk.copy(joined, at);
-    at += chunk.length;
-    sinceYield += chunk.length;
-    if (sinceYield >= JOIN_STEP) {
-      sinceYield = 0;
-      await yieldToEventLoop();
-    }
-  }
-  return joined;
 }
 
 const TWO32 = 4294967296;

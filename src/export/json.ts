@@ -21,7 +21,6 @@ import type { Snapshot } from '../model/snapshot.js';
 import type { ValueDef } from '../model/schema.js';
 import {
   BATCH,
-  collectChunks,
   encodeMapped,
   errorMessage,
   renderStream,
@@ -41,11 +40,6 @@ export function renderJson(snapshot: Snapshot): Buffer {
 /** The document in slices of at most maxSliceMs (default 10), yielding to the event loop between them. */
 export function renderJsonChunks(snapshot: Snapshot, options: SliceOptions = {}): AsyncGenerator<Buffer, void> {
   return renderStream((out) => jsonWork(snapshot, out), options);
-}
-
-/** renderJsonChunks joined into one Buffer (the mount keeps the chunks apart: see SNAPSHOT_FILES). */
-export function renderJsonAsync(snapshot: Snapshot, options: SliceOptions = {}): Promise<Buffer> {
-  return collectChunks(renderJsonChunks(snapshot, options));
 }
 
 /** The constant part of a value's object after its value: everything its definition says. */

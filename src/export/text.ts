@@ -14,7 +14,6 @@ import type { Snapshot } from '../model/snapshot.js';
 import type { ValueDef } from '../model/schema.js';
 import {
   BATCH,
-  collectChunks,
   encodeMapped,
   escapePath,
   escapeValue,
@@ -33,11 +32,6 @@ export function renderText(snapshot: Snapshot): Buffer {
 /** The text in slices of at most maxSliceMs (default 10), yielding to the event loop between them. */
 export function renderTextChunks(snapshot: Snapshot, options: SliceOptions = {}): AsyncGenerator<Buffer, void> {
   return renderStream((out) => textWork(snapshot, out), options);
-}
-
-/** renderTextChunks joined into one Buffer (the mount keeps the chunks apart: see SNAPSHOT_FILES). */
-export function renderTextAsync(snapshot: Snapshot, options: SliceOptions = {}): Promise<Buffer> {
-  return collectChunks(renderTextChunks(snapshot, options));
 }
 
 const NEWLINE = 10;

@@ -164,9 +164,12 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     return { ...built.listing, parent: dir.parent ? (this.sourceInos.get(dir.parent) ?? ROOT_INO) : ROOT_INO };
   }
 
-  /** The entries of a directory; kept while nothing in it changes when it is large (see listings). */
+  /**
+   * The entries of a directory the caller has just refreshed; kept while nothing in it changes when it is
+   * large (see listings).
+   */
   private buildListing(dir: Source): { listing: DirListing; children: Node[] } {
-    const subs = dir.visibleSubordinates();
+    const subs = dir.subordinates.filter((sub) => !sub.hidden);
     const values = dir.visibleValues();
     const n = subs.length + values.length;
     const names = new Array<string>(n);

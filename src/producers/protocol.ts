@@ -116,12 +116,15 @@ export class ProtocolError extends Error {
 export interface WireValueSpec {
   name: string;
   type: WireType;
+  /** How aggregates of this definition combine values (default 'none'). */
   aggr?: WireAggregation;
+  /** A level rather than a count: read-only (0444) in the filesystem. */
   floating?: boolean;
+  /** File mode (permission bits). */
   mode?: number;
   unit?: string;
   description?: string;
-  /** show() text: value i reads as enum[i]; other values as the number. */
+  /** Names shown instead of the numbers 0, 1, 2, …: value i reads as enum[i], other values as the number. */
   enum?: string[];
 }
 
