@@ -3,7 +3,7 @@
  * and a second Node process. Asserts outputs, errnos, modes, clean shutdown and stale-mount recovery.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, isMounted, sh, skipWithoutFuse, startDaemon, tempDir, type Daemon } from './helpers/mount.js';
@@ -137,6 +137,23 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon start-up and failures', { timeo
       expect(isMounted(first.mountpoint)).toBe(false);
     } finally {
       second.cleanup();
+    }
+  });
+
+  it('logs each service start once', async () => {
+    const dir = tempDir();
+    const d = await startDaemon(['--no-collectors', '--statsd', '127.0.0.1:0', '--statsd-socket', join(dir, 'statsd.sock'), '--http', '127.0.0.1:0']);
+    try {
+      const lines = d.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string });
+      const count = (re: RegExp) => lines.filter((l) => re.test(l.msg)).length;
+      expect(count(/producer socket listening/i)).toBe(1);
+      expect(count(/statsd listening/i)).toBe(2); // once for UDP, once for the Unix socket
+      expect(count(/statsd listening on UDP/i)).toBe(1);
+      expect(count(/\/metrics/)).toBe(1);
+      expect((await d.stop()).code).toBe(0);
+    } finally {
+      d.cleanup();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

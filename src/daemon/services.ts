@@ -40,20 +40,17 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         log: log.child({ service: 'producers' }),
       });
       await producers.listen();
-      services.push(producers);
-      log.info({ socket: flags.socket }, 'producer socket listening');
+      services.push(producers); // each server logs its own start
     }
     if (flags.statsd || flags.statsdSocket) {
       const statsd = new StatsdServer(root, { udp: flags.statsd, unixPath: flags.statsdSocket, log: log.child({ service: 'statsd' }) });
       services.push(statsd);
-      const at = await statsd.listen();
-      log.info({ ...at, socket: flags.statsdSocket }, 'StatsD listening');
+      await statsd.listen();
     }
     if (flags.http) {
       const metrics = new MetricsServer(root, { ...flags.http, log: log.child({ service: 'http' }) });
       services.push(metrics);
-      const at = await metrics.listen();
-      log.info(at, 'serving /metrics');
+      await metrics.listen();
     }
   } catch (err) {
     await Promise.allSettled(services.map((s) => s.close()));
