@@ -19,7 +19,11 @@ export interface DaemonOptions {
   /** The default mountpoint is created when missing; one the user names must exist. */
   createMountpoint: boolean;
   cacheSeconds: number;
-  allowOther: boolean;
+  /**
+   * Serve every user (allow_other). Undefined: yes when root or when /etc/fuse.conf lets users ask for it,
+   * otherwise only the mounting user, with a warning.
+   */
+  allowOther?: boolean;
   log: Logger;
   /** Adds producers and collectors to the tree before it is mounted. */
   populate?: (root: Source) => void;
