@@ -96,7 +96,7 @@ function mountFailure(err: unknown, mountpoint: string): Error {
   const why = String(e.message ?? err).replace(/\s*\n\s*/g, '; ');
   if (/user_allow_other/.test(why)) return new UserError(`cannot serve every user on ${mountpoint} (${why}): ${ALLOW_OTHER_HINT}; or use --no-allow-other`);
   if (/no write access to mountpoint/.test(why)) {
-    return new UserError(`no write permission on mountpoint ${mountpoint} (${why}): a user who is not root can mount only on a directory they can write to: choose one you own (the default, ${'$'}XDG_RUNTIME_DIR/statsfs-${'$'}UID, is), or run as root`);
+    return new UserError(`no write permission on mountpoint ${mountpoint} (${why}): a user who is not root can mount only on a directory they can write to: choose one you own (the default, $XDG_RUNTIME_DIR/statsfs-$UID, is), or run as root`);
   }
   if (e.code === 'EACCES' && /\/dev\/fuse/.test(why)) {
     let mode = '';
