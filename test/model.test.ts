@@ -286,7 +286,7 @@ describe('aggregation', () => {
     }
     expect(sum.count).toBe(n);
     expect(sum.result()).toBe(BigInt.asUintN(64, -BigInt(n)));
-    expect(avg.result()).toBe(BigInt.asUintN(64, -BigInt(n)) / BigInt(n));
+    expect(avg.result()).toBe(U64_MAX); // the mean of n copies of U64_MAX, though their sum is far beyond 2^64
     const acc2 = new Accumulator(false, 'sum');
     for (let i = 0; i < n; i++) acc2.add(0x80000001, 0);
     expect(acc2.result()).toBe(0x80000001n * BigInt(n));
@@ -324,9 +324,33 @@ describe('aggregation', () => {
     expect(aggregateOver('s32', 'avg', [-3, -4]).agg.get('v')).toBe(-3n); // -3.5: not -4
     expect(aggregateOver('s64', 'avg', [-1, 0]).agg.get('v')).toBe(0n);
     expect(aggregateOver('s16', 'avg', [-10, 4, -3]).agg.get('v')).toBe(-3n);
-    // the sum wraps before dividing, as in the original
-    expect(aggregateOver('u64', 'avg', [U64_MAX, U64_MAX]).agg.get('v')).toBe((2n ** 64n - 2n) / 2n);
     expect(aggregateOver('u64', 'avg', [TWO53 + 1n, TWO53 + 3n]).agg.get('v')).toBe(TWO53 + 2n);
+  });
+
+  // The original divided a sum that had wrapped at 2^64; the mean is computed from the exact sum instead.
+  it('averages from the exact sum, beyond 2^64 and below -2^63', () => {
+    expect(aggregateOver('u64', 'avg', [U64_MAX, 1n]).agg.get('v')).toBe(2n ** 63n);
+    expect(aggregateOver('u64', 'avg', [U64_MAX, U64_MAX]).agg.get('v')).toBe(U64_MAX);
+    expect(aggregateOver('u64', 'avg', [U64_MAX, U64_MAX, 0n]).agg.get('v')).toBe((2n * U64_MAX) / 3n);
+    expect(aggregateOver('s64', 'avg', [S64_MIN, -1n]).agg.get('v')).toBe(-(2n ** 62n)); // -(2^63 + 1) / 2, toward zero
+    expect(aggregateOver('s64', 'avg', [S64_MIN, S64_MIN]).agg.get('v')).toBe(S64_MIN);
+    expect(aggregateOver('s64', 'avg', [S64_MAX, S64_MAX, S64_MAX]).agg.get('v')).toBe(S64_MAX);
+    expect(aggregateOver('s64', 'avg', [S64_MAX, S64_MIN]).agg.get('v')).toBe(0n); // -1 / 2
+    expect(aggregateOver('s64', 'avg', [S64_MIN, S64_MIN, 1n]).agg.get('v')).toBe((2n * S64_MIN + 1n) / 3n);
+  });
+
+  it('averages exactly over more values than one fold period, signed and unsigned', () => {
+    const n = (1 << 20) + 7;
+    const u = new Accumulator(false, 'avg');
+    const s = new Accumulator(true, 'avg');
+    for (let i = 0; i < n; i++) {
+      u.add(0xffffffff, 0xffffffff); // U64_MAX
+      s.add(0, 0x80000000); // S64_MIN
+    }
+    u.add(0, 0);
+    s.add(0, 0);
+    expect(u.result()).toBe((U64_MAX * BigInt(n)) / BigInt(n + 1));
+    expect(s.result()).toBe((S64_MIN * BigInt(n)) / BigInt(n + 1));
   });
 
   // [aggregation, signed type result, unsigned type result] with nothing to aggregate
