@@ -14,7 +14,7 @@ const TWO64 = 1n << 64n;
 export class Accumulator {
   private sumLo = 0;
   private sumHi = 0;
-  /** avg only: carries out of bit 63, and (signed) how many values were negative, for the exact sum. */
+  /** Carries out of bit 63, and (signed) how many values were negative: avg's exact sum (sum wraps). */
   private sumTop = 0;
   private negatives = 0;
   private pending = 0;
@@ -39,10 +39,9 @@ export class Accumulator {
   add(lo: number, hi: number): void {
     this.count++;
     switch (this.aggr) {
+      case 'sum':
       case 'avg':
         if (this.signed && hi >= 0x80000000) this.negatives++;
-      // falls through
-      case 'sum':
         this.sumLo += lo;
         this.sumHi += hi;
         if (++this.pending === FOLD_EVERY) this.fold();
