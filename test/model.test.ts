@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   arena,
   NAME_MAX,
+  RESERVED_NAMES,
   Schema,
   SEQ,
   SlotArena,
@@ -20,6 +21,7 @@ import {
   type ValueGroup,
 } from '../src/model/index.js';
 import { Accumulator } from '../src/model/aggregate.js';
+import { SNAPSHOT_FILES } from '../src/fs/mount.js';
 
 const U64_MAX = 2n ** 64n - 1n;
 const S64_MAX = 2n ** 63n - 1n;
@@ -810,6 +812,16 @@ describe('names', () => {
       expectCode(() => new Source(name), 'EINVAL');
       expectCode(() => new Schema([{ name, type: 'u8' }]), 'EINVAL');
     }
+  });
+
+  it('refuses the names of the snapshot files every source shows, which they would shadow', () => {
+    for (const name of ['.snapshot', '.snapshot.json', '.snapshot.bin']) {
+      expectCode(() => new Source(name), 'EINVAL');
+      expectCode(() => new Schema([{ name, type: 'u8' }]), 'EINVAL');
+    }
+    expect(new Source('.snapshot.old').name).toBe('.snapshot.old');
+    // the same list as the files the mount serves
+    expect([...RESERVED_NAMES].sort()).toEqual(Object.keys(SNAPSHOT_FILES).sort());
   });
 
   it('accepts 99 characters, spaces and dots inside a name', () => {
