@@ -847,6 +847,34 @@ describe('tree rules', () => {
     expect(dup.parent).toBeNull();
   });
 
+  it('keeps order, names and hidden subordinates right through random adds and removals', () => {
+    const p = new Source('p');
+    const other = new Source('other');
+    const model: Source[] = [];
+    let seed = 12345;
+    const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) % n);
+    for (let step = 0; step < 4000; step++) {
+      if (model.length > 0 && rand(3) === 0) {
+        const victim = model.splice(rand(model.length), 1)[0];
+        expectCode(() => other.removeSubordinate(victim), 'ENOENT');
+        p.removeSubordinate(victim);
+        expectCode(() => p.removeSubordinate(victim), 'ENOENT');
+      } else {
+        const hidden = rand(4) === 0;
+        const name = hidden ? `h${rand(5)}` : `v${step}`;
+        const s = new Source(name, { hidden });
+        p.addSubordinate(s);
+        model.push(s);
+      }
+    }
+    expect(p.subordinates).toEqual(model);
+    for (const s of model) {
+      if (s.hidden) expect(p.hiddenSubordinates(s.name)).toContain(s);
+      else expect(p.subordinate(s.name)).toBe(s);
+    }
+    for (let h = 0; h < 5; h++) expect([...p.hiddenSubordinates(`h${h}`)]).toEqual(model.filter((s) => s.name === `h${h}`));
+  });
+
   it('refuses re-parenting until the source is removed', () => {
     const a = new Source('a');
     const b = new Source('b');

@@ -426,16 +426,11 @@ export class ProducerServer {
 
   /** A subordinate by name: the visible one, else a hidden one of this owner. */
   private child(conn: Connection, parent: Source, name: string): Source | undefined {
-    const visible = parent.subordinate(name);
-    if (visible !== undefined) return visible;
-    const subs = parent.subordinateList;
-    if (subs !== null) for (const s of subs) if (s.hidden && s.name === name && this.owns(conn, s)) return s;
-    return undefined;
+    return parent.subordinate(name) ?? parent.hiddenSubordinates(name).find((s) => this.owns(conn, s));
   }
 
   private checkHiddenName(parent: Source, name: string): void {
-    const subs = parent.subordinateList;
-    if (subs !== null) for (const s of subs) if (s.hidden && s.name === name) throw new StatsError('EEXIST', `a hidden source "${name}" exists there`);
+    if (parent.hiddenSubordinates(name).length > 0) throw new StatsError('EEXIST', `a hidden source "${name}" exists there`);
   }
 
   private createSource(conn: Connection, req: SourceRequest): void {
