@@ -168,6 +168,7 @@ const statsdStats: ServiceStat<StatsdStatsReader>[] = [
   { name: 'packets', read: (s) => s.stats.packets, unit: 'datagrams', description: 'UDP datagrams received' },
   { name: 'bytes', read: (s) => s.stats.bytes, unit: 'bytes', description: 'bytes received over UDP and the Unix socket' },
   { name: 'connections', read: (s) => s.stats.connections, unit: 'connections', description: 'Unix socket connections accepted' },
+  { name: 'refused_connections', read: (s) => s.stats.refusedConnections, unit: 'connections', description: 'Unix socket connections closed at once: 256 were open' },
   { name: 'lines', read: (s) => s.stats.lines, unit: 'lines', description: 'non-empty lines received' },
   { name: 'applied', read: (s) => s.stats.applied, unit: 'lines', description: 'lines applied to the tree' },
   { name: 'bad_lines', read: (s) => s.stats.badLines, unit: 'lines', description: 'malformed lines (syntax, type, value, rate, range, a negative counter delta)' },

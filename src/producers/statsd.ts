@@ -29,6 +29,8 @@ const NUMBER_TEXT_MAX = 64;
 /** Longest line accepted on the Unix stream socket (a UDP datagram is bounded by the protocol). */
 export const STATSD_LINE_MAX = 65536;
 export const STATSD_DEFAULT_MAX_METRICS = 100_000;
+/** Most simultaneous connections on the Unix socket; more are closed at once and counted. */
+export const STATSD_MAX_CONNECTIONS = 256;
 /**
  * Most entries (values and sources) this server puts in one source. The model finds a value and checks a
  * new group by scanning the source's groups, so a source of n values costs O(n) per lookup and O(n²) to
@@ -317,6 +319,8 @@ export interface StatsdStats {
   bytes: number;
   /** Unix socket connections accepted */
   connections: number;
+  /** Unix socket connections closed at once: STATSD_MAX_CONNECTIONS were open */
+  refusedConnections: number;
   /** non-empty lines seen */
   lines: number;
   /** lines applied to the tree */
@@ -376,6 +380,7 @@ export class StatsdServer {
     packets: 0,
     bytes: 0,
     connections: 0,
+    refusedConnections: 0,
     lines: 0,
     applied: 0,
     badLines: 0,
@@ -489,7 +494,11 @@ export class StatsdServer {
 
   private async listenUnix(path: string): Promise<void> {
     const server = net.createServer((conn) => this.accept(conn));
-    server.maxConnections = 256;
+    server.maxConnections = STATSD_MAX_CONNECTIONS;
+    server.on('drop', () => {
+      this.stats.refusedConnections++;
+      this.warnOnce('connection-cap', { max: STATSD_MAX_CONNECTIONS }, 'statsd Unix connection refused: too many open');
+    });
     server.on('error', (err) => this.log.error({ err }, 'statsd Unix socket error'));
     this.unix = server;
     const attempt = (): Promise<void> =>

@@ -694,6 +694,29 @@ describe('StatsdServer over sockets with hot-shots', () => {
     await unixServer.close();
   });
 
+  it('connections beyond the Unix socket\'s 256 are refused and counted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'statsd-'));
+    tmp.push(dir);
+    const path = join(dir, 's');
+    const unixServer = new StatsdServer(root, { unixPath: path });
+    await unixServer.listen();
+    const conns: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 260; i++) {
+        const conn = net.createConnection(path);
+        conn.on('error', () => undefined);
+        conns.push(conn);
+        await new Promise<void>((resolve) => conn.once('connect', () => resolve()));
+      }
+      await until(() => unixServer.stats.connections + unixServer.stats.refusedConnections === 260, 'every connection seen');
+      expect(unixServer.stats.connections).toBe(256);
+      expect(unixServer.stats.refusedConnections).toBe(4);
+    } finally {
+      for (const conn of conns) conn.destroy();
+      await unixServer.close();
+    }
+  });
+
   it('listen fails cleanly on a port in use', async () => {
     const other = new StatsdServer(Source.root(), { udp: { host: '127.0.0.1', port } });
     await expect(other.listen()).rejects.toThrow(/EADDRINUSE/);
