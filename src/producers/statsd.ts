@@ -43,8 +43,8 @@ const WEIGHT_MAX = 2n ** 32n;
 const S64_MIN = -(2n ** 63n);
 const S64_MAX = 2n ** 63n - 1n;
 const U64_MAX = 2n ** 64n - 1n;
-/** Metrics an expiry sweep removes per slice of the event loop (removing one scans its source's entries). */
-const EXPIRE_SLICE = 1000;
+/** Metrics an expiry sweep removes per slice of the event loop: about 10 ms beside 10,000 siblings (each removal scans them). */
+const EXPIRE_SLICE = 250;
 
 export type StatsdKind = 'counter' | 'gauge' | 'timing' | 'histogram';
 
