@@ -87,6 +87,7 @@ export function buildProgram(): Command {
     .option('--keep-on-disconnect', 'keep what a producer created after it disconnects (default: removed with it)')
     .option('--statsd <host:port>', 'listen for the StatsD line protocol on UDP (e.g. 127.0.0.1:8125)', hostPort)
     .option('--statsd-socket <path>', 'also accept StatsD lines on a Unix stream socket, newline-terminated')
+    .option('--statsd-expire <s>', 'remove a StatsD metric not updated for this many seconds (default 0: never)', nonNegative('seconds'))
     .option('--http <host:port>', 'serve /metrics for Prometheus (text or OpenMetrics by Accept) on this address', hostPort)
     .option('--log-level <level>', `one of ${LEVELS.join(', ')}`, 'info')
     .action(async (mountpoint: string | undefined, flags: MountFlags) => {

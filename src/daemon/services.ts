@@ -9,6 +9,7 @@ import { ProducerServer } from '../producers/socket-server.js';
 import { StatsdServer } from '../producers/statsd.js';
 import type { Service } from './daemon.js';
 import type { Logger } from './logger.js';
+import { producerServerSource, statsdSource } from './self-stats.js';
 
 export interface ServiceFlags {
   /** The producer socket's path, or false for none. */
@@ -17,6 +18,8 @@ export interface ServiceFlags {
   keepOnDisconnect?: boolean;
   statsd?: { host: string; port: number };
   statsdSocket?: string;
+  /** Remove a StatsD metric not updated for this many seconds (0 or absent: never). */
+  statsdExpire?: number;
   /** Serve /metrics (Prometheus text or OpenMetrics) here. */
   http?: { host: string; port: number };
 }
@@ -29,22 +32,34 @@ export function hostPort(text: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
+/** Each service's statistics go under statsfs/ (the daemon's own, made before the services start). */
 export async function startServices(root: Source, flags: ServiceFlags, log: Logger): Promise<Service[]> {
   const services: Service[] = [];
+  const self = root.subordinate('statsfs');
+  let statsd: StatsdServer | null = null;
   try {
     if (flags.socket !== false) {
       const producers = new ProducerServer(root, {
         path: flags.socket,
         group: flags.socketGroup,
         keepOnDisconnect: flags.keepOnDisconnect,
+        // `statsfs rm` of a StatsD metric: the receiver removes what it keeps
+        removeKept: (path) => statsd?.removePath(path) ?? false,
         log: log.child({ service: 'producers' }),
       });
+      self?.addSubordinate(producerServerSource(producers.stats));
       await producers.listen();
       services.push(producers);
       log.info({ socket: flags.socket }, 'producer socket listening');
     }
     if (flags.statsd || flags.statsdSocket) {
-      const statsd = new StatsdServer(root, { udp: flags.statsd, unixPath: flags.statsdSocket, log: log.child({ service: 'statsd' }) });
+      statsd = new StatsdServer(root, {
+        udp: flags.statsd,
+        unixPath: flags.statsdSocket,
+        expireSeconds: flags.statsdExpire,
+        log: log.child({ service: 'statsd' }),
+      });
+      self?.addSubordinate(statsdSource(statsd));
       services.push(statsd);
       const at = await statsd.listen();
       log.info({ ...at, socket: flags.statsdSocket }, 'StatsD listening');
