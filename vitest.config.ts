@@ -21,6 +21,7 @@ class SummaryLine {
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
     reporters: ['default', new SummaryLine()],
     // mount tests spawn daemons and shell tools: keep them from starving each other on 2 cores
     maxWorkers: 2,

@@ -88,7 +88,8 @@ export const MOUNT_OPTIONS: readonly MountOption[] = [
   { flags: '--socket-group <group>', help: 'let this group publish too (socket mode 0660 instead of 0600)' },
   { flags: '--keep-on-disconnect', help: 'keep what a producer created after it disconnects (default: removed with it)' },
   { flags: '--statsd <host:port>', help: 'accept the StatsD line protocol on UDP (e.g. 127.0.0.1:8125)', parse: hostPort },
-  { flags: '--statsd-socket <path>', help: 'accept StatsD lines on a Unix stream socket too, newline-terminated' },
+  { flags: '--statsd-socket <path>', help: 'accept StatsD lines on a Unix stream socket too (mode 0600), newline-terminated' },
+  { flags: '--statsd-expire <s>', help: 'remove a StatsD metric not updated for <s> seconds (default 0: never)', parse: nonNegative('seconds') },
   { flags: '--http <host:port>', help: 'serve /metrics for Prometheus (text or OpenMetrics) on this address', parse: hostPort },
   { flags: '--log-level <level>', help: `${LEVELS.join(', ')} (default info)`, parse: logLevel, value: () => 'info' },
 ];

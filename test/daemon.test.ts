@@ -24,7 +24,7 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon (real mount, separate process)'
 
   it('lists sources as directories and values as files', () => {
     expect(sh(`ls ${m}`).stdout).toBe('statsfs\n');
-    expect(sh(`ls ${m}/statsfs`).stdout).toBe('fuse\nprocess\n');
+    expect(sh(`ls ${m}/statsfs`).stdout).toBe('fuse\nprocess\nproducers\n'); // producers: the producer socket's counters
     const fuse = sh(`ls ${m}/statsfs/fuse`).stdout.split('\n');
     for (const name of ['requests', 'errors', 'bytes_read', 'open_files', 'lookup', 'open', 'read', 'release']) expect(fuse).toContain(name);
     expect(sh(`ls ${m}/statsfs/fuse/open`).stdout).toBe('errors\nrequests\n');

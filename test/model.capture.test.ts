@@ -136,3 +136,29 @@ describe('captureSnapshotSliced', () => {
     }
   });
 });
+
+describe('captured aggregates', () => {
+  it('average from the exact sum, as a read does', () => {
+    const avg = new Schema([
+      { name: 'u', type: 'u64', aggr: 'avg' },
+      { name: 's', type: 's64', aggr: 'avg' },
+    ]);
+    const root = Source.root();
+    root.addAggregates(avg);
+    for (const [name, u, s] of [
+      ['a', 2n ** 64n - 1n, -(2n ** 63n)],
+      ['b', 1n, -1n],
+    ] as const) {
+      const src = new Source(name);
+      root.addSubordinate(src);
+      const g = src.addValues(avg);
+      g.set('u', u);
+      g.set('s', s);
+    }
+    const snap = captureSnapshot(root);
+    expect(valueAt(snap, 'u')).toBe(2n ** 63n);
+    expect(valueAt(snap, 's')).toBe(-(2n ** 62n));
+    expect(valueAt(snap, 'u')).toBe(root.getValue('u'));
+    expect(valueAt(snap, 's')).toBe(root.getValue('s'));
+  });
+});

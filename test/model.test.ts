@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   arena,
   NAME_MAX,
+  RESERVED_NAMES,
   Schema,
   SEQ,
   SlotArena,
@@ -20,6 +21,7 @@ import {
   type ValueGroup,
 } from '../src/model/index.js';
 import { Accumulator } from '../src/model/aggregate.js';
+import { SNAPSHOT_FILES } from '../src/fs/mount.js';
 
 const U64_MAX = 2n ** 64n - 1n;
 const S64_MAX = 2n ** 63n - 1n;
@@ -286,7 +288,7 @@ describe('aggregation', () => {
     }
     expect(sum.count).toBe(n);
     expect(sum.result()).toBe(BigInt.asUintN(64, -BigInt(n)));
-    expect(avg.result()).toBe(BigInt.asUintN(64, -BigInt(n)) / BigInt(n));
+    expect(avg.result()).toBe(U64_MAX); // the mean of n copies of U64_MAX, though their sum is far beyond 2^64
     const acc2 = new Accumulator(false, 'sum');
     for (let i = 0; i < n; i++) acc2.add(0x80000001, 0);
     expect(acc2.result()).toBe(0x80000001n * BigInt(n));
@@ -324,9 +326,33 @@ describe('aggregation', () => {
     expect(aggregateOver('s32', 'avg', [-3, -4]).agg.get('v')).toBe(-3n); // -3.5: not -4
     expect(aggregateOver('s64', 'avg', [-1, 0]).agg.get('v')).toBe(0n);
     expect(aggregateOver('s16', 'avg', [-10, 4, -3]).agg.get('v')).toBe(-3n);
-    // the sum wraps before dividing, as in the original
-    expect(aggregateOver('u64', 'avg', [U64_MAX, U64_MAX]).agg.get('v')).toBe((2n ** 64n - 2n) / 2n);
     expect(aggregateOver('u64', 'avg', [TWO53 + 1n, TWO53 + 3n]).agg.get('v')).toBe(TWO53 + 2n);
+  });
+
+  // The original divided a sum that had wrapped at 2^64; the mean is computed from the exact sum instead.
+  it('averages from the exact sum, beyond 2^64 and below -2^63', () => {
+    expect(aggregateOver('u64', 'avg', [U64_MAX, 1n]).agg.get('v')).toBe(2n ** 63n);
+    expect(aggregateOver('u64', 'avg', [U64_MAX, U64_MAX]).agg.get('v')).toBe(U64_MAX);
+    expect(aggregateOver('u64', 'avg', [U64_MAX, U64_MAX, 0n]).agg.get('v')).toBe((2n * U64_MAX) / 3n);
+    expect(aggregateOver('s64', 'avg', [S64_MIN, -1n]).agg.get('v')).toBe(-(2n ** 62n)); // -(2^63 + 1) / 2, toward zero
+    expect(aggregateOver('s64', 'avg', [S64_MIN, S64_MIN]).agg.get('v')).toBe(S64_MIN);
+    expect(aggregateOver('s64', 'avg', [S64_MAX, S64_MAX, S64_MAX]).agg.get('v')).toBe(S64_MAX);
+    expect(aggregateOver('s64', 'avg', [S64_MAX, S64_MIN]).agg.get('v')).toBe(0n); // -1 / 2
+    expect(aggregateOver('s64', 'avg', [S64_MIN, S64_MIN, 1n]).agg.get('v')).toBe((2n * S64_MIN + 1n) / 3n);
+  });
+
+  it('averages exactly over more values than one fold period, signed and unsigned', () => {
+    const n = (1 << 20) + 7;
+    const u = new Accumulator(false, 'avg');
+    const s = new Accumulator(true, 'avg');
+    for (let i = 0; i < n; i++) {
+      u.add(0xffffffff, 0xffffffff); // U64_MAX
+      s.add(0, 0x80000000); // S64_MIN
+    }
+    u.add(0, 0);
+    s.add(0, 0);
+    expect(u.result()).toBe((U64_MAX * BigInt(n)) / BigInt(n + 1));
+    expect(s.result()).toBe((S64_MIN * BigInt(n)) / BigInt(n + 1));
   });
 
   // [aggregation, signed type result, unsigned type result] with nothing to aggregate
@@ -788,6 +814,16 @@ describe('names', () => {
     }
   });
 
+  it('refuses the names of the snapshot files every source shows, which they would shadow', () => {
+    for (const name of ['.snapshot', '.snapshot.json', '.snapshot.bin']) {
+      expectCode(() => new Source(name), 'EINVAL');
+      expectCode(() => new Schema([{ name, type: 'u8' }]), 'EINVAL');
+    }
+    expect(new Source('.snapshot.old').name).toBe('.snapshot.old');
+    // the same list as the files the mount serves
+    expect([...RESERVED_NAMES].sort()).toEqual(Object.keys(SNAPSHOT_FILES).sort());
+  });
+
   it('accepts 99 characters, spaces and dots inside a name', () => {
     for (const name of ['x'.repeat(99), 'not a child', '...', '.hidden', 'kvm_123', 'é']) {
       expect(new Source(name).name).toBe(name);
@@ -809,6 +845,34 @@ describe('tree rules', () => {
     expectCode(() => p.addSubordinate(dup), 'EEXIST');
     expect(p.subordinates).toHaveLength(1);
     expect(dup.parent).toBeNull();
+  });
+
+  it('keeps order, names and hidden subordinates right through random adds and removals', () => {
+    const p = new Source('p');
+    const other = new Source('other');
+    const model: Source[] = [];
+    let seed = 12345;
+    const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) % n);
+    for (let step = 0; step < 4000; step++) {
+      if (model.length > 0 && rand(3) === 0) {
+        const victim = model.splice(rand(model.length), 1)[0];
+        expectCode(() => other.removeSubordinate(victim), 'ENOENT');
+        p.removeSubordinate(victim);
+        expectCode(() => p.removeSubordinate(victim), 'ENOENT');
+      } else {
+        const hidden = rand(4) === 0;
+        const name = hidden ? `h${rand(5)}` : `v${step}`;
+        const s = new Source(name, { hidden });
+        p.addSubordinate(s);
+        model.push(s);
+      }
+    }
+    expect(p.subordinates).toEqual(model);
+    for (const s of model) {
+      if (s.hidden) expect(p.hiddenSubordinates(s.name)).toContain(s);
+      else expect(p.subordinate(s.name)).toBe(s);
+    }
+    for (let h = 0; h < 5; h++) expect([...p.hiddenSubordinates(`h${h}`)]).toEqual(model.filter((s) => s.name === `h${h}`));
   });
 
   it('refuses re-parenting until the source is removed', () => {

@@ -44,7 +44,10 @@ describe.skipIf(skip)('statsfs mount as a user who is not root (nobody, via setp
       mknod ${t}/fuse c 10 229 && chmod ${setup.fuseMode} ${t}/fuse && mount --bind ${t}/fuse /dev/fuse || exit 99
       printf '%s\\n' '# written by the test' ${setup.userAllowOther ? "'user_allow_other'" : "'#user_allow_other'"} > ${t}/fuse.conf
       mount --bind ${t}/fuse.conf /etc/fuse.conf || exit 99
-      AS_NOBODY="setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups --inh-caps=-all env -i PATH=$PATH HOME=/ XDG_RUNTIME_DIR=${t}/run"
+      # the test's temp folder may sit in folders only root can enter: here it is /tmp, open to every user
+      mount --bind ${t} /tmp || exit 99
+      T=/tmp
+      AS_NOBODY="setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups --inh-caps=-all env -i PATH=$PATH HOME=/ XDG_RUNTIME_DIR=$T/run"
       STATSFS="${process.execPath} ${BIN} mount --no-collectors"
       ${body}
     `;
@@ -55,12 +58,12 @@ describe.skipIf(skip)('statsfs mount as a user who is not root (nobody, via setp
 
   /** Starts the daemon as nobody in the background, waits for "mounted" (or its exit), then runs `then`. */
   const serve = (args: string, then: string) => `
-      $AS_NOBODY $STATSFS ${t}/m ${args} 2>${t}/log &
+      $AS_NOBODY $STATSFS $T/m ${args} 2>$T/log &
       pid=$!
-      for i in $(seq 150); do grep -q '"msg":"mounted"' ${t}/log && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+      for i in $(seq 150); do grep -q '"msg":"mounted"' $T/log && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
       ${then}
       kill -TERM $pid; wait $pid; echo "exit=$?"
-      grep -q " ${t}/m " /proc/self/mountinfo && echo "still mounted" || echo "unmounted"
+      grep -q " $T/m " /proc/self/mountinfo && echo "still mounted" || echo "unmounted"
   `;
   const log = () => readFileSync(join(t, 'log'), 'utf8');
   const oneLine = (stderr: string) => {
@@ -71,7 +74,7 @@ describe.skipIf(skip)('statsfs mount as a user who is not root (nobody, via setp
   it('without user_allow_other, the default serves only the mounting user, with a one-line warning', () => {
     const r = inNamespace(
       { fuseMode: '0666', userAllowOther: false },
-      serve('', `$AS_NOBODY ls ${t}/m; ls ${t}/m 2>&1 | sed 's/^/root: /'`),
+      serve('', `$AS_NOBODY ls $T/m; ls $T/m 2>&1 | sed 's/^/root: /'`),
     );
     expect(r.stdout).toMatch(/^statsfs\n/); // nobody sees the tree
     expect(r.stdout).toMatch(/root: .*Permission denied/); // no one else does, root included
@@ -84,27 +87,27 @@ describe.skipIf(skip)('statsfs mount as a user who is not root (nobody, via setp
   });
 
   it('with user_allow_other in /etc/fuse.conf, the default serves every user', () => {
-    const r = inNamespace({ fuseMode: '0666', userAllowOther: true }, serve('', `ls ${t}/m 2>&1 | sed 's/^/root: /'`));
+    const r = inNamespace({ fuseMode: '0666', userAllowOther: true }, serve('', `ls $T/m 2>&1 | sed 's/^/root: /'`));
     expect(r.stdout).toMatch(/^root: statsfs\n/);
     expect(r.stdout).toMatch(/exit=0\nunmounted\n$/);
     expect(log()).not.toMatch(/"level":40/);
   });
 
   it('--allow-other asked for explicitly without user_allow_other fails with one line naming /etc/fuse.conf', () => {
-    const r = inNamespace({ fuseMode: '0666', userAllowOther: false }, `$AS_NOBODY $STATSFS ${t}/m --allow-other --socket ${t}/run/p.sock`);
+    const r = inNamespace({ fuseMode: '0666', userAllowOther: false }, `$AS_NOBODY $STATSFS $T/m --allow-other --socket $T/run/p.sock`);
     expect(r.status).toBe(1);
     expect(oneLine(r.stderr)).toMatch(/--allow-other.*user_allow_other.*\/etc\/fuse\.conf/);
   });
 
   it('a mountpoint the user cannot write to gets an accurate hint', () => {
-    const r = inNamespace({ fuseMode: '0666', userAllowOther: true }, `$AS_NOBODY $STATSFS ${t}/rootdir`);
+    const r = inNamespace({ fuseMode: '0666', userAllowOther: true }, `$AS_NOBODY $STATSFS $T/rootdir`);
     expect(r.status).toBe(1);
     expect(oneLine(r.stderr)).toMatch(/no write permission on mountpoint .*rootdir.*(own|write)/);
     expect(r.stderr).not.toMatch(/unknown error/);
   });
 
   it('a /dev/fuse the user cannot open gets an accurate hint', () => {
-    const r = inNamespace({ fuseMode: '0600', userAllowOther: true }, `$AS_NOBODY $STATSFS ${t}/m`);
+    const r = inNamespace({ fuseMode: '0600', userAllowOther: true }, `$AS_NOBODY $STATSFS $T/m`);
     expect(r.status).toBe(1);
     expect(oneLine(r.stderr)).toMatch(/\/dev\/fuse.*permission denied.*chmod 0666 \/dev\/fuse/i);
     expect(r.stderr).not.toMatch(/modprobe|apt-get/);

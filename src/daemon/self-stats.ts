@@ -1,11 +1,14 @@
 /**
  * The daemon's own statistics, shown from the first start so a fresh mount holds real, changing values of
  * both kinds: clearable counters (FUSE requests by kind, errors, bytes read) and read-only gauges (open
- * handles, uptime, memory).
+ * handles, uptime, memory). The services add theirs (producer socket, StatsD), so that every cap and every
+ * drop is seen where the data is missing.
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { counterType, gaugeType, LiveValues } from '../model/live.js';
-import { arena, Schema, Source, type CustomType } from '../model/index.js';
+import { arena, Schema, Source, type CustomType, type ValueSpec } from '../model/index.js';
+import type { ProducerServerStats } from '../producers/socket-server.js';
+import type { StatsdStats } from '../producers/statsd.js';
 
 /** What the filesystem session counts; read at the moment a value is read. */
 export interface FuseCounterReader {
@@ -114,3 +117,77 @@ function fuseSource(fuse: FuseCounterReader): Source {
   });
   return dir;
 }
+
+/** One file of a service's counters: its name in the tree, and how to read it from the live object. */
+interface ServiceStat<T> {
+  name: string;
+  read: (from: T) => number;
+  /** A level (0444, read as it is); otherwise a counter (0644, echo 0 > counts from now). */
+  level?: boolean;
+  unit: string;
+  description: string;
+}
+
+/** A source named `name` whose files read `from` at the moment they are read. */
+function serviceSource<T>(name: string, from: T, stats: ServiceStat<T>[]): Source {
+  const schema = new Schema(
+    stats.map(
+      (s): ValueSpec => ({ name: s.name, type: s.level ? gaugeType : counterType, floating: s.level === true, unit: s.unit, description: s.description }),
+    ),
+  );
+  const byName = new Map(stats.map((s) => [s.name, s.read]));
+  const src = new Source(name);
+  src.addValues(schema, { base: new LiveValues((value) => byName.get(value)!(from)) });
+  return src;
+}
+
+const producerStats: ServiceStat<ProducerServerStats>[] = [
+  { name: 'connections', read: (s) => s.connections, level: true, unit: 'connections', description: 'producer connections open now' },
+  { name: 'accepted', read: (s) => s.accepted, unit: 'connections', description: 'connections accepted by the socket, refused ones included' },
+  { name: 'refused', read: (s) => s.refused, unit: 'connections', description: 'connections refused at the connection cap (EBUSY)' },
+  { name: 'timed_out', read: (s) => s.timedOut, unit: 'connections', description: 'connections closed because a frame did not arrive in time' },
+  { name: 'frames', read: (s) => s.frames, unit: 'frames', description: 'frames received' },
+  { name: 'updates', read: (s) => s.updates, unit: 'operations', description: 'set and add operations applied by UPDATE frames' },
+  { name: 'errors', read: (s) => s.errors, unit: 'requests', description: 'requests answered with an error' },
+  { name: 'closed_for_protocol_errors', read: (s) => s.closedForProtocolErrors, unit: 'connections', description: 'connections closed after an error that lost the framing' },
+];
+
+/** statsfs/producers/: the producer socket's counters, read from `stats` at read time. */
+export function producerServerSource(stats: ProducerServerStats): Source {
+  return serviceSource('producers', stats, producerStats);
+}
+
+/** What statsfs/statsd/ reads: a StatsdServer. */
+export interface StatsdStatsReader {
+  readonly stats: StatsdStats;
+  readonly metricCount: number;
+  readonly metricCap: number;
+}
+
+const statsdStats: ServiceStat<StatsdStatsReader>[] = [
+  { name: 'packets', read: (s) => s.stats.packets, unit: 'datagrams', description: 'UDP datagrams received' },
+  { name: 'bytes', read: (s) => s.stats.bytes, unit: 'bytes', description: 'bytes received over UDP and the Unix socket' },
+  { name: 'connections', read: (s) => s.stats.connections, unit: 'connections', description: 'Unix socket connections accepted' },
+  { name: 'refused_connections', read: (s) => s.stats.refusedConnections, unit: 'connections', description: 'Unix socket connections closed at once: 256 were open' },
+  { name: 'lines', read: (s) => s.stats.lines, unit: 'lines', description: 'non-empty lines received' },
+  { name: 'applied', read: (s) => s.stats.applied, unit: 'lines', description: 'lines applied to the tree' },
+  { name: 'bad_lines', read: (s) => s.stats.badLines, unit: 'lines', description: 'malformed lines (syntax, type, value, rate, range, a negative counter delta)' },
+  { name: 'bad_names', read: (s) => s.stats.badNames, unit: 'lines', description: 'lines whose name is not a valid path' },
+  { name: 'conflicts', read: (s) => s.stats.conflicts, unit: 'lines', description: 'lines whose name has another type, or is taken in the tree' },
+  { name: 'unsupported', read: (s) => s.stats.unsupported, unit: 'lines', description: 'sets, events and service checks: valid, not kept' },
+  { name: 'dropped', read: (s) => s.stats.dropped, unit: 'lines', description: 'lines dropped at a cap: the sum of the three dropped_* below' },
+  { name: 'dropped_metric_cap', read: (s) => s.stats.droppedMetricCap, unit: 'lines', description: 'lines that would have made a metric beyond metric_cap' },
+  { name: 'dropped_source_cap', read: (s) => s.stats.droppedSourceCap, unit: 'lines', description: 'lines that would have made too many sources, or too many entries in one source' },
+  { name: 'dropped_long_lines', read: (s) => s.stats.droppedLongLines, unit: 'lines', description: 'Unix socket lines over 64 KiB' },
+  { name: 'expired', read: (s) => s.stats.expired, unit: 'metrics', description: 'metrics removed after --statsd-expire seconds without a line' },
+  { name: 'removed', read: (s) => s.stats.removed, unit: 'metrics', description: 'metrics removed by statsfs rm' },
+  { name: 'errors', read: (s) => s.stats.errors, unit: 'lines', description: 'unexpected failures applying a line (a bug if not 0)' },
+  { name: 'metrics', read: (s) => s.metricCount, level: true, unit: 'metrics', description: 'metrics kept now' },
+  { name: 'metric_cap', read: (s) => s.metricCap, level: true, unit: 'metrics', description: 'the most metrics kept; lines for new ones beyond it are dropped' },
+];
+
+/** statsfs/statsd/: the StatsD receiver's counters and levels, read at read time. */
+export function statsdSource(server: StatsdStatsReader): Source {
+  return serviceSource('statsd', server, statsdStats);
+}
+

@@ -12,6 +12,7 @@ import { ProducerServer } from '../producers/socket-server.js';
 import { StatsdServer } from '../producers/statsd.js';
 import { UserError, type Service } from './daemon.js';
 import type { Logger } from './logger.js';
+import { producerServerSource, statsdSource } from './self-stats.js';
 
 export interface ServiceFlags {
   /** The producer socket's path, or false for none. */
@@ -20,6 +21,8 @@ export interface ServiceFlags {
   keepOnDisconnect?: boolean;
   statsd?: { host: string; port: number };
   statsdSocket?: string;
+  /** Remove a StatsD metric not updated for this many seconds (0 or absent: never). */
+  statsdExpire?: number;
   /** Serve /metrics (Prometheus text or OpenMetrics) here. */
   http?: { host: string; port: number };
 }
@@ -67,8 +70,11 @@ async function listen<T>(option: string, at: string, start: () => Promise<T>): P
   }
 }
 
+/** Each service's statistics go under statsfs/ (the daemon's own, made before the services start). */
 export async function startServices(root: Source, flags: ServiceFlags, log: Logger): Promise<Service[]> {
   const services: Service[] = [];
+  const self = root.subordinate('statsfs');
+  let statsd: StatsdServer | null = null;
   try {
     if (flags.socket !== false) checkSocketDir('--socket', flags.socket);
     if (flags.statsdSocket !== undefined) checkSocketDir('--statsd-socket', flags.statsdSocket);
@@ -77,13 +83,22 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         path: flags.socket,
         group: flags.socketGroup,
         keepOnDisconnect: flags.keepOnDisconnect,
+        // `statsfs rm` of a StatsD metric: the receiver removes what it keeps
+        removeKept: (path) => statsd?.removePath(path) ?? false,
         log: log.child({ service: 'producers' }),
       });
+      self?.addSubordinate(producerServerSource(producers.stats));
       services.push(producers);
       await listen('--socket', flags.socket, () => producers.listen()); // each server logs its own start
     }
     if (flags.statsd || flags.statsdSocket) {
-      const statsd = new StatsdServer(root, { udp: flags.statsd, unixPath: flags.statsdSocket, log: log.child({ service: 'statsd' }) });
+      statsd = new StatsdServer(root, {
+        udp: flags.statsd,
+        unixPath: flags.statsdSocket,
+        expireSeconds: flags.statsdExpire,
+        log: log.child({ service: 'statsd' }),
+      });
+      self?.addSubordinate(statsdSource(statsd));
       services.push(statsd);
       await statsd.listen().catch((err: unknown) => {
         // one server, two listeners: the UDP bind fails in 'bind', the Unix socket in 'listen'

@@ -3,15 +3,20 @@ import { joinSigned, joinUnsigned, TWO32, wordLess } from './word.js';
 
 /** Halves are folded back into range this often, long before a double could lose a carry (2^53 / 2^32). */
 const FOLD_EVERY = 1 << 20;
+const TWO64 = 1n << 64n;
 
 /**
  * Accumulates contributing values of one definition with the original's rules: sum wraps at 2^64, min/max
- * compare as s64 or u64 by the type's signedness, avg is the truncating integer quotient, and an empty
+ * compare as s64 or u64 by the type's signedness, avg is the truncating integer quotient of the exact (unwrapped)
+ * sum, and an empty
  * aggregate yields the original's sentinels (min U64_MAX / S64_MAX, max 0 / S64_MIN, others 0).
  */
 export class Accumulator {
   private sumLo = 0;
   private sumHi = 0;
+  /** Carries out of bit 63, and (signed) how many values were negative: avg's exact sum (sum wraps). */
+  private sumTop = 0;
+  private negatives = 0;
   private pending = 0;
   count = 0;
   private countZero = 0;
@@ -36,6 +41,7 @@ export class Accumulator {
     switch (this.aggr) {
       case 'sum':
       case 'avg':
+        if (this.signed && hi >= 0x80000000) this.negatives++;
         this.sumLo += lo;
         this.sumHi += hi;
         if (++this.pending === FOLD_EVERY) this.fold();
@@ -62,7 +68,10 @@ export class Accumulator {
   private fold(): void {
     const carry = Math.floor(this.sumLo / TWO32);
     this.sumLo -= carry * TWO32;
-    this.sumHi = (this.sumHi + carry) % TWO32;
+    const hi = this.sumHi + carry;
+    const top = Math.floor(hi / TWO32);
+    this.sumHi = hi - top * TWO32;
+    this.sumTop += top;
     this.pending = 0;
   }
 
@@ -76,7 +85,10 @@ export class Accumulator {
       case 'avg': {
         if (this.count === 0) return 0n;
         this.fold();
-        return join(this.sumLo, this.sumHi) / BigInt(this.count); // BigInt division truncates like C
+        // The exact sum: the words as unsigned, plus the carries, less 2^64 per negative (two's complement).
+        // The original divided the sum wrapped at 2^64; the mean of any values fits their type, so this is exact.
+        const exact = joinUnsigned(this.sumLo, this.sumHi) + (BigInt(this.sumTop) - BigInt(this.negatives)) * TWO64;
+        return exact / BigInt(this.count); // BigInt division truncates toward zero, like C
       }
       case 'min':
         return join(this.minLo, this.minHi);

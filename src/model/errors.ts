@@ -19,12 +19,19 @@ export class StatsError extends Error {
 export const NAME_MAX = 99;
 
 /**
- * Names become path components, so they must be usable as one: not empty, not '.' or '..', no '/', no NUL
- * and no control characters (they would corrupt `ls` output and line-based formats).
+ * Names every source's directory already shows: its snapshot files (fs/mount.ts SNAPSHOT_FILES). A source or
+ * value of such a name would shadow the file, so it is refused wherever a name is made.
+ */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set(['.snapshot', '.snapshot.json', '.snapshot.bin']);
+
+/**
+ * Names become path components, so they must be usable as one: not empty, not '.' or '..' or reserved, no
+ * '/', no NUL and no control characters (they would corrupt `ls` output and line-based formats).
  */
 export function validateName(name: string, what: string): void {
   if (typeof name !== 'string' || name.length === 0) throw new StatsError('EINVAL', `${what} name must be a non-empty string`);
   if (name.length > NAME_MAX) throw new StatsError('EINVAL', `${what} name "${name.slice(0, 20)}…" is longer than ${NAME_MAX} characters`);
   if (name === '.' || name === '..') throw new StatsError('EINVAL', `${what} name may not be "${name}"`);
+  if (RESERVED_NAMES.has(name)) throw new StatsError('EINVAL', `${what} name "${name}" is reserved for the snapshot file of every directory`);
   if (/[/\u0000-\u001f\u007f]/.test(name)) throw new StatsError('EINVAL', `${what} name ${JSON.stringify(name)} contains '/' or a control character`);
 }

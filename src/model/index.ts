@@ -1,4 +1,4 @@
-export { StatsError, NAME_MAX, validateName, type StatsErrorCode } from './errors.js';
+export { StatsError, NAME_MAX, RESERVED_NAMES, validateName, type StatsErrorCode } from './errors.js';
 export { TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from './schema.js';
 export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';

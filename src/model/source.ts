@@ -269,6 +269,8 @@ export interface SourceOptions {
   hidden?: boolean;
 }
 
+const NONE: readonly Source[] = Object.freeze([]);
+
 /** Only Source.root() passes this: a root's empty name would fail validation. */
 const AS_ROOT: SourceOptions = Object.freeze({});
 
@@ -280,8 +282,15 @@ export class Source {
   readonly name: string;
   readonly hidden: boolean;
   private parentSource: Source | null = null;
+  /**
+   * Index in the parent's list when added. Removals only move later entries towards the front, so the
+   * entry is at or before it: removal searches back from here instead of scanning from the start.
+   */
+  private position = 0;
   private subs: Source[] | null = null;
   private visibleByName: Map<string, Source> | null = null;
+  /** Hidden subordinates by name; several may share one (producers' own). Rare, so made when first needed. */
+  private hiddenByName: Map<string, Source[]> | null = null;
   private groups: ValueGroup[] | null = null;
   private observer: TreeObserver | null = null;
   private refresher: ((source: Source) => void) | null = null;
@@ -351,6 +360,11 @@ export class Source {
     return this.visibleByName?.get(name);
   }
 
+  /** The hidden subordinates with this name (several owners may each have one), without a refresh. */
+  hiddenSubordinates(name: string): readonly Source[] {
+    return this.hiddenByName?.get(name) ?? NONE;
+  }
+
   observe(observer: TreeObserver | null): void {
     this.observer = observer;
   }
@@ -371,18 +385,30 @@ export class Source {
     if (!sub.hidden) {
       if (this.visibleByName?.has(sub.name)) throw new StatsError('EEXIST', `"${this.path ? this.path + '/' : ''}${sub.name}" exists`);
       (this.visibleByName ??= new Map()).set(sub.name, sub);
+    } else {
+      const hidden = (this.hiddenByName ??= new Map());
+      const same = hidden.get(sub.name);
+      if (same === undefined) hidden.set(sub.name, [sub]);
+      else same.push(sub);
     }
-    (this.subs ??= []).push(sub);
+    sub.position = (this.subs ??= []).push(sub) - 1;
     sub.parentSource = this;
     this.treeObserver()?.subordinateAdded?.(this, sub);
   }
 
   removeSubordinate(sub: Source): void {
-    const i = this.subs?.indexOf(sub) ?? -1;
+    const subs = this.subs;
+    let i = sub.parentSource === this && subs !== null ? Math.min(sub.position, subs.length - 1) : -1;
+    while (i >= 0 && subs![i] !== sub) i--;
     if (i < 0) throw new StatsError('ENOENT', `"${sub.name}" is not a subordinate of "${this.path || '/'}"`);
     const observer = this.treeObserver();
-    this.subs!.splice(i, 1);
+    subs!.splice(i, 1);
     if (this.visibleByName?.get(sub.name) === sub) this.visibleByName.delete(sub.name);
+    else if (sub.hidden) {
+      const same = this.hiddenByName!.get(sub.name)!;
+      if (same.length === 1) this.hiddenByName!.delete(sub.name);
+      else same.splice(same.indexOf(sub), 1);
+    }
     sub.parentSource = null;
     observer?.subordinateRemoved?.(this, sub);
   }

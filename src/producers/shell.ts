@@ -63,7 +63,7 @@ export const SHELL_COMMANDS: readonly ShellCommandInfo[] = Object.freeze([
   {
     name: 'rm',
     args: '<path>',
-    description: 'remove a source (with everything below it) or a value created by shell commands',
+    description: 'remove a source (with everything below it) or a value created by shell commands, or a StatsD metric or prefix',
     options: [{ flags: '--owner <name>', description: `owner that created it (default ${SHELL_OWNER})` }, SOCKET_OPTION],
   },
 ] as const);

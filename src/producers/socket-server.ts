@@ -71,6 +71,11 @@ export interface ProducerServerOptions {
   maxValuesPerConnection?: number;
   /** Simultaneous connections (default 1024). */
   maxConnections?: number;
+  /**
+   * Another keeper of nodes in the same tree (the daemon's StatsD receiver): REMOVE_PATH offers it the
+   * path first; it removes what it keeps there and returns true, else false and the path is looked up here.
+   */
+  removeKept?: (path: string) => boolean;
   log?: ProducerLog;
 }
 
@@ -115,6 +120,8 @@ export interface ProducerServerStats {
   updates: number;
   errors: number;
   closedForProtocolErrors: number;
+  refused: number;
+  timedOut: number;
 }
 
 function errorCode(err: unknown): string {
@@ -148,7 +155,7 @@ export class ProducerServer {
   private readonly maxHandles: number;
   private readonly maxValues: number;
   private readonly maxConnections: number;
-  readonly stats: ProducerServerStats = { connections: 0, accepted: 0, frames: 0, updates: 0, errors: 0, closedForProtocolErrors: 0 };
+  readonly stats: ProducerServerStats = { connections: 0, accepted: 0, frames: 0, updates: 0, errors: 0, closedForProtocolErrors: 0, refused: 0, timedOut: 0 };
 
   private readonly barrier: WriteBarrier;
 
@@ -426,16 +433,11 @@ export class ProducerServer {
 
   /** A subordinate by name: the visible one, else a hidden one of this owner. */
   private child(conn: Connection, parent: Source, name: string): Source | undefined {
-    const visible = parent.subordinate(name);
-    if (visible !== undefined) return visible;
-    const subs = parent.subordinateList;
-    if (subs !== null) for (const s of subs) if (s.hidden && s.name === name && this.owns(conn, s)) return s;
-    return undefined;
+    return parent.subordinate(name) ?? parent.hiddenSubordinates(name).find((s) => this.owns(conn, s));
   }
 
   private checkHiddenName(parent: Source, name: string): void {
-    const subs = parent.subordinateList;
-    if (subs !== null) for (const s of subs) if (s.hidden && s.name === name) throw new StatsError('EEXIST', `a hidden source "${name}" exists there`);
+    if (parent.hiddenSubordinates(name).length > 0) throw new StatsError('EEXIST', `a hidden source "${name}" exists there`);
   }
 
   private createSource(conn: Connection, req: SourceRequest): void {
@@ -593,6 +595,7 @@ export class ProducerServer {
     const owner = conn.owner!;
     const parts = path.split('/');
     for (const p of parts) validateName(p, 'path component');
+    if (this.options.removeKept?.(path) === true) return;
     let cur = this.root;
     for (let i = 0; i < parts.length - 1; i++) {
       const next = this.child(conn, cur, parts[i]);

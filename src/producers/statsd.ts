@@ -2,7 +2,8 @@
  * StatsD producer: a UDP listener (and optionally a Unix stream socket) for the StatsD line protocol that
  * keeps what it hears as sources and values of the model.
  *
- *   a.b.c:1|c      counter   source a/b, value c: s64, cumulative (0644, clearable); adds round(value / rate)
+ *   a.b.c:1|c      counter   source a/b, value c: u64, cumulative (0644, clearable); adds round(value / rate),
+ *                            which may not be negative (a counter only counts up, as Prometheus requires)
  *   a.b.c:21|g     gauge     source a/b, value c: s64, floating (0444); "+n" / "-n" adjust, a plain value sets
  *   a.b.t:5|ms     timing    source a/b/t: count, sum_us, min_us, max_us, avg_us (milliseconds kept as µs)
  *   a.b.h:5|h (|d) histogram source a/b/h: count, sum, min, max, avg (the value's own unit)
@@ -10,11 +11,13 @@
  * Every number is parsed as an exact decimal (BigInt), rounded once, half away from zero; nothing goes
  * through a double. Malformed lines, bad names, type conflicts and metrics beyond the cap are counted in
  * `stats` and never throw. Node has no Unix datagram sockets, so `unixPath` is a stream socket carrying
- * newline-terminated lines.
+ * newline-terminated lines. A metric lives until it is removed (removePath, which the producer socket's
+ * REMOVE_PATH reaches) or, with `expireSeconds`, until it has not been updated for that long.
  */
 import dgram from 'node:dgram';
-import { lstat, unlink } from 'node:fs/promises';
+import { chmod, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
+import { isMainThread } from 'node:worker_threads';
 import { arena, Schema, Source, StatsError, validateName, WriteBarrier, type CustomType, type ValueGroup } from '../model/index.js';
 
 /** Longest metric name (all parts with their dots); each part is also a model name (≤ 99 characters). */
@@ -26,6 +29,8 @@ const NUMBER_TEXT_MAX = 64;
 /** Longest line accepted on the Unix stream socket (a UDP datagram is bounded by the protocol). */
 export const STATSD_LINE_MAX = 65536;
 export const STATSD_DEFAULT_MAX_METRICS = 100_000;
+/** Most simultaneous connections on the Unix socket; more are closed at once and counted. */
+export const STATSD_MAX_CONNECTIONS = 256;
 /**
  * Most entries (values and sources) this server puts in one source. The model finds a value and checks a
  * new group by scanning the source's groups, so a source of n values costs O(n) per lookup and O(n²) to
@@ -37,6 +42,9 @@ export const STATSD_DEFAULT_MAX_PER_SOURCE = 10_000;
 const WEIGHT_MAX = 2n ** 32n;
 const S64_MIN = -(2n ** 63n);
 const S64_MAX = 2n ** 63n - 1n;
+const U64_MAX = 2n ** 64n - 1n;
+/** Metrics an expiry sweep removes per slice of the event loop: about 10 ms beside 10,000 siblings (each removal scans them). */
+const EXPIRE_SLICE = 250;
 
 export type StatsdKind = 'counter' | 'gauge' | 'timing' | 'histogram';
 
@@ -47,7 +55,7 @@ export type StatsdMetric =
   /** value in µs for timings, as sent for histograms; weight = round(1 / rate) samples */
   | { kind: 'timing' | 'histogram'; name: string; parts: string[]; value: bigint; weight: bigint };
 
-export type StatsdBadReason = 'syntax' | 'name' | 'type' | 'value' | 'rate' | 'range' | 'unsupported';
+export type StatsdBadReason = 'syntax' | 'name' | 'type' | 'value' | 'negative' | 'rate' | 'range' | 'unsupported';
 
 export type StatsdParse = { ok: true; metric: StatsdMetric } | { ok: false; reason: StatsdBadReason; message: string };
 
@@ -174,7 +182,9 @@ export function parseStatsdLine(line: string): StatsdParse {
   switch (kind) {
     case 'counter': {
       const delta = rate === null ? roundHalfAway(num, abs.den) : roundHalfAway(num * rate.den, abs.den * rate.num);
-      if (!inS64(delta)) return bad('range', 'counter delta outside the s64 range');
+      // as Prometheus' statsd_exporter does: a counter that went down would read as a reset
+      if (delta < 0n) return bad('negative', 'a counter only counts up: send a level that goes down as a gauge (name:-n|g)');
+      if (delta > U64_MAX) return bad('range', 'counter delta outside the u64 range');
       return { ok: true, metric: { kind, name, parts, delta } };
     }
     case 'gauge': {
@@ -297,6 +307,8 @@ export interface StatsdOptions {
   maxSources?: number;
   /** Most values and sources this server adds to one source; more are dropped and counted (default 10,000). */
   maxPerSource?: number;
+  /** Removes a metric not updated for this many seconds, and counts it (default 0: never). */
+  expireSeconds?: number;
   log?: StatsdLog;
 }
 
@@ -307,11 +319,13 @@ export interface StatsdStats {
   bytes: number;
   /** Unix socket connections accepted */
   connections: number;
+  /** Unix socket connections closed at once: STATSD_MAX_CONNECTIONS were open */
+  refusedConnections: number;
   /** non-empty lines seen */
   lines: number;
   /** lines applied to the tree */
   applied: number;
-  /** malformed lines: syntax, unknown type, bad value or rate, out of the s64 range */
+  /** malformed lines: syntax, unknown type, bad value or rate, a negative counter delta, out of range */
   badLines: number;
   /** names refused: empty part, '.', '..', '/', control characters, invalid UTF-8, too long or too deep */
   badNames: number;
@@ -319,16 +333,35 @@ export interface StatsdStats {
   conflicts: number;
   /** valid but not kept: sets, events, service checks */
   unsupported: number;
-  /** lines refused by a cap (maxMetrics, maxSources, maxPerSource) or a Unix-socket line over 64 KiB */
+  /** lines refused by a cap: the sum of the three below */
   dropped: number;
+  /** lines that would have made a metric beyond maxMetrics */
+  droppedMetricCap: number;
+  /** lines that would have made a source beyond maxSources, or an entry beyond maxPerSource in one source */
+  droppedSourceCap: number;
+  /** Unix-socket lines over 64 KiB */
+  droppedLongLines: number;
+  /** metrics removed because they were not updated within expireSeconds */
+  expired: number;
+  /** metrics removed by removePath (`statsfs rm`), one per metric below a removed source */
+  removed: number;
   /** unexpected exceptions while applying a line (a bug if not 0); the server goes on */
   errors: number;
 }
 
 interface Metric {
   kind: StatsdKind;
+  /** The source that holds it: its counter or gauge value, or its timing source. */
+  parent: Source;
+  /** Its dotted parent prefix ('' for the root), the key of `parent` in `dirs`. */
+  prefix: string;
+  /** A counter's or gauge's value group. */
   group: ValueGroup | null;
+  /** A timing's or histogram's own source, and its state. */
+  source: Source | null;
   timing: TimingState | null;
+  /** When a line last updated it (ms since the epoch). */
+  touched: number;
 }
 
 interface Conn {
@@ -339,14 +372,15 @@ interface Conn {
 const silent: StatsdLog = { info() {}, warn() {}, error() {}, debug() {} };
 
 /**
- * Receives StatsD lines and keeps them under `root`. Metrics live until the server is closed (no expiry);
- * closing stops listening and leaves the sources in the tree.
+ * Receives StatsD lines and keeps them under `root`. Metrics live until removed or expired; closing stops
+ * listening and leaves the sources in the tree.
  */
 export class StatsdServer {
   readonly stats: StatsdStats = {
     packets: 0,
     bytes: 0,
     connections: 0,
+    refusedConnections: 0,
     lines: 0,
     applied: 0,
     badLines: 0,
@@ -354,6 +388,11 @@ export class StatsdServer {
     conflicts: 0,
     unsupported: 0,
     dropped: 0,
+    droppedMetricCap: 0,
+    droppedSourceCap: 0,
+    droppedLongLines: 0,
+    expired: 0,
+    removed: 0,
     errors: 0,
   };
 
@@ -375,6 +414,11 @@ export class StatsdServer {
   private udp: dgram.Socket | null = null;
   private unix: net.Server | null = null;
   private readonly conns = new Set<net.Socket>();
+  private readonly expireMs: number;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private sweeping = false;
+  /** Date.now() of the lines being applied: read once per datagram or chunk. */
+  private now = 0;
 
   private readonly barrier: WriteBarrier;
 
@@ -388,6 +432,18 @@ export class StatsdServer {
     this.maxSources = options.maxSources ?? STATSD_DEFAULT_MAX_METRICS;
     this.log = options.log ?? silent;
     this.dirs.set('', root);
+    this.expireMs = Math.max(0, (options.expireSeconds ?? 0) * 1000);
+    if (this.expireMs > 0) {
+      // a metric goes between expireSeconds and 1.25 × expireSeconds (at most a minute more) after its last line
+      const every = Math.min(Math.max(this.expireMs / 4, 100), 60_000);
+      this.expiryTimer = setInterval(() => this.sweep(), every);
+      this.expiryTimer.unref();
+    }
+  }
+
+  /** The most metrics kept (maxMetrics). */
+  get metricCap(): number {
+    return this.maxMetrics;
   }
 
   /** Metrics kept (counters, gauges, timings, histograms). */
@@ -438,17 +494,28 @@ export class StatsdServer {
 
   private async listenUnix(path: string): Promise<void> {
     const server = net.createServer((conn) => this.accept(conn));
-    server.maxConnections = 256;
+    server.maxConnections = STATSD_MAX_CONNECTIONS;
+    server.on('drop', () => {
+      this.stats.refusedConnections++;
+      this.warnOnce('connection-cap', { max: STATSD_MAX_CONNECTIONS }, 'statsd Unix connection refused: too many open');
+    });
     server.on('error', (err) => this.log.error({ err }, 'statsd Unix socket error'));
     this.unix = server;
     const attempt = (): Promise<void> =>
       new Promise((resolve, reject) => {
         const onError = (err: Error): void => reject(err);
         server.once('error', onError);
-        server.listen(path, () => {
-          server.off('error', onError);
-          resolve();
-        });
+        // Bind with a umask that leaves only the owner's bits, so the socket is never more open than 0600,
+        // whatever the daemon's umask; the mode is then set explicitly (a worker thread cannot set the umask).
+        const oldMask = isMainThread ? process.umask(0o177) : null;
+        try {
+          server.listen(path, () => {
+            server.off('error', onError);
+            resolve();
+          });
+        } finally {
+          if (oldMask !== null) process.umask(oldMask);
+        }
       });
     try {
       await attempt();
@@ -458,6 +525,7 @@ export class StatsdServer {
       await unlink(path);
       await attempt();
     }
+    await chmod(path, 0o600);
     this.log.info({ path }, 'statsd listening on a Unix stream socket');
   }
 
@@ -495,6 +563,7 @@ export class StatsdServer {
     }
     if (buf.length > STATSD_LINE_MAX) {
       this.stats.dropped++;
+      this.stats.droppedLongLines++;
       this.warnOnce('line-cap', { bytes: buf.length }, `statsd line over ${STATSD_LINE_MAX} bytes dropped`);
       state.discarding = true;
     } else if (buf.length > 0) {
@@ -514,6 +583,7 @@ export class StatsdServer {
   }
 
   private applyLines(data: Buffer | string): void {
+    this.now = Date.now();
     // a datagram's lines are one write for readers on other threads (the FUSE session thread)
     arena.batch(() => forEachLine(typeof data === 'string' ? data : data.toString('utf8'), (line) => this.line(line)));
   }
@@ -530,7 +600,7 @@ export class StatsdServer {
     }
   }
 
-  private refuse(reason: StatsdBadReason | 'conflict' | 'cap', message: string, line: string): void {
+  private refuse(reason: StatsdBadReason | 'conflict' | 'metric-cap' | 'source-cap', message: string, line: string): void {
     switch (reason) {
       case 'name':
         this.stats.badNames++;
@@ -541,8 +611,13 @@ export class StatsdServer {
       case 'conflict':
         this.stats.conflicts++;
         break;
-      case 'cap':
+      case 'metric-cap':
         this.stats.dropped++;
+        this.stats.droppedMetricCap++;
+        break;
+      case 'source-cap':
+        this.stats.dropped++;
+        this.stats.droppedSourceCap++;
         break;
       default:
         this.stats.badLines++;
@@ -564,7 +639,8 @@ export class StatsdServer {
     if (m === undefined) {
       const created = this.create(metric);
       if (typeof created === 'string') {
-        if (created === 'cap') this.refuse('cap', `over a cap: ${this.maxMetrics} metrics, ${this.maxSources} sources or ${this.maxPerSource} entries in one source`, line);
+        if (created === 'metric-cap') this.refuse(created, `${this.maxMetrics} metrics are kept already (remove some, or let them expire)`, line);
+        else if (created === 'source-cap') this.refuse(created, `over a cap: ${this.maxSources} sources, or ${this.maxPerSource} entries in one source`, line);
         else this.refuse('conflict', created, line);
         return;
       }
@@ -584,12 +660,13 @@ export class StatsdServer {
       default:
         m.timing!.record(metric.value, metric.weight);
     }
+    m.touched = this.now;
     this.stats.applied++;
   }
 
-  /** Creates the metric's sources and values, or says why not ('cap' or a conflict) without creating any. */
+  /** Creates the metric's sources and values, or says why not (a cap or a conflict) without creating any. */
   private create(metric: StatsdMetric): Metric | string {
-    if (this.metrics.size >= this.maxMetrics) return 'cap';
+    if (this.metrics.size >= this.maxMetrics) return 'metric-cap';
     const parts = metric.parts;
     const leaf = parts[parts.length - 1];
     // Check everything first, so a refused line leaves no empty source behind.
@@ -614,10 +691,10 @@ export class StatsdServer {
       if (clash !== null) return clash;
     }
     // only the deepest existing source gains an entry; the sources below it are new
-    if ((this.entries.get(parent) ?? 0) >= this.maxPerSource) return 'cap';
+    if ((this.entries.get(parent) ?? 0) >= this.maxPerSource) return 'source-cap';
     const timingSource = metric.kind === 'timing' || metric.kind === 'histogram' ? 1 : 0;
     const newSources = (firstMissing < 0 ? 0 : parts.length - 1 - firstMissing) + timingSource;
-    if (this.sourcesCreated + newSources > this.maxSources) return 'cap';
+    if (this.sourcesCreated + newSources > this.maxSources) return 'source-cap';
     this.sourcesCreated += newSources;
 
     if (firstMissing >= 0) {
@@ -629,19 +706,17 @@ export class StatsdServer {
         parent = sub;
       }
     }
-    let m: Metric;
+    const m: Metric = { kind: metric.kind, parent, prefix: parts.slice(0, -1).join('.'), group: null, source: null, timing: null, touched: this.now };
     if (metric.kind === 'counter' || metric.kind === 'gauge') {
-      m = { kind: metric.kind, group: parent.addValues(this.schemaFor(metric.kind, leaf)), timing: null };
+      m.group = parent.addValues(this.schemaFor(metric.kind, leaf));
       if (parent === this.root) this.rootGroups++;
-      this.counted(parent);
     } else {
-      const source = new Source(leaf);
-      const timing = new TimingState();
-      source.addValues(metric.kind === 'timing' ? TIMING_SCHEMA : HISTOGRAM_SCHEMA, { base: timing });
-      parent.addSubordinate(source);
-      this.counted(parent);
-      m = { kind: metric.kind, group: null, timing };
+      m.source = new Source(leaf);
+      m.timing = new TimingState();
+      m.group = m.source.addValues(metric.kind === 'timing' ? TIMING_SCHEMA : HISTOGRAM_SCHEMA, { base: m.timing });
+      parent.addSubordinate(m.source);
     }
+    this.counted(parent);
     this.metrics.set(metric.name, m);
     return m;
   }
@@ -664,13 +739,140 @@ export class StatsdServer {
     this.entries.set(parent, (this.entries.get(parent) ?? 0) + 1);
   }
 
+  // --- removal and expiry ----------------------------------------------------------------------------------
+
+  /**
+   * Removes the metric, or the prefix source with every metric below it, at `path` ('/'-separated, relative
+   * to the root), as `statsfs rm` asks through the producer socket. False when nothing there is this
+   * server's (the caller answers for it); EPERM for one value of a timing or histogram, which goes only
+   * with its metric. Prefix sources left empty go too: they exist only for the metrics below them.
+   */
+  removePath(path: string): boolean {
+    const parts = path.split('/');
+    if (parts.some((p) => p === '' || p.includes('.'))) return false;
+    const name = parts.join('.');
+    const m = this.metrics.get(name);
+    if (m !== undefined) {
+      this.removeMetric(name, m);
+      this.stats.removed++;
+      this.prune(m.parent, m.prefix);
+      return true;
+    }
+    const dir = this.dirs.get(name);
+    if (dir !== undefined && name !== '') {
+      this.stats.removed += this.removeDir(name, dir);
+      return true;
+    }
+    const owner = this.metrics.get(parts.slice(0, -1).join('.'));
+    if (owner !== undefined && owner.source !== null) {
+      throw new StatsError('EPERM', `"${path}" is one value of the StatsD ${owner.kind} ${parts.slice(0, -1).join('.')}: remove ${parts.slice(0, -1).join('/')} as a whole`);
+    }
+    return false;
+  }
+
+  /** Takes one metric out of the tree and of the caps' counts (its prefix sources stay: see prune). */
+  private removeMetric(name: string, m: Metric): void {
+    this.metrics.delete(name);
+    if (m.source !== null) {
+      m.parent.removeSubordinate(m.source);
+      m.source.removeValues(m.group!);
+      this.sourcesCreated--;
+    } else {
+      m.parent.removeValues(m.group!);
+      if (m.parent === this.root) this.rootGroups--;
+    }
+    this.uncounted(m.parent);
+  }
+
+  /** Removes a prefix source and every metric and source below it; returns how many metrics went. */
+  private removeDir(prefix: string, dir: Source): number {
+    const below = `${prefix}.`;
+    // detached first, so the mount sees the whole subtree go at once
+    const parent = dir.parent!;
+    parent.removeSubordinate(dir);
+    let count = 0;
+    for (const [name, m] of this.metrics) {
+      if (!name.startsWith(below)) continue;
+      this.metrics.delete(name);
+      if (m.source !== null) {
+        m.source.removeValues(m.group!);
+        this.sourcesCreated--;
+      } else {
+        m.parent.removeValues(m.group!); // frees its storage
+      }
+      count++;
+    }
+    for (const [key, src] of this.dirs) {
+      if (key !== prefix && !key.startsWith(below)) continue;
+      this.dirs.delete(key);
+      this.entries.delete(src);
+      this.sourcesCreated--;
+    }
+    this.uncounted(parent);
+    const dot = prefix.lastIndexOf('.');
+    this.prune(parent, dot < 0 ? '' : prefix.slice(0, dot));
+    return count;
+  }
+
+  /** Removes `dir` (a prefix source at `prefix`) and its parents while they hold nothing of ours. */
+  private prune(dir: Source, prefix: string): void {
+    while (dir !== this.root && (this.entries.get(dir) ?? 0) === 0) {
+      const parent = dir.parent!;
+      parent.removeSubordinate(dir);
+      this.dirs.delete(prefix);
+      this.entries.delete(dir);
+      this.sourcesCreated--;
+      this.uncounted(parent);
+      dir = parent;
+      const dot = prefix.lastIndexOf('.');
+      prefix = dot < 0 ? '' : prefix.slice(0, dot);
+    }
+  }
+
+  private uncounted(parent: Source): void {
+    this.entries.set(parent, (this.entries.get(parent) ?? 1) - 1);
+  }
+
+  /**
+   * Removes the metrics not updated within expireMs. The scan only reads; the removals are writes, so they
+   * wait behind the write barrier like lines, in slices so that a mass expiry does not hold the event loop.
+   */
+  private sweep(): void {
+    if (this.sweeping) return;
+    const cutoff = Date.now() - this.expireMs;
+    const stale: string[] = [];
+    for (const [name, m] of this.metrics) if (m.touched <= cutoff) stale.push(name);
+    if (stale.length === 0) return;
+    this.sweeping = true;
+    let next = 0;
+    const slice = (): void => {
+      const end = Math.min(next + EXPIRE_SLICE, stale.length);
+      for (; next < end; next++) {
+        const name = stale[next];
+        const m = this.metrics.get(name);
+        if (m === undefined || m.touched > cutoff) continue; // removed meanwhile, or a line came
+        try {
+          this.removeMetric(name, m);
+          this.prune(m.parent, m.prefix);
+          this.stats.expired++;
+        } catch (err) {
+          this.stats.errors++;
+          this.log.error({ err, metric: name }, 'statsd expiry failed');
+        }
+      }
+      if (next < stale.length && this.expiryTimer !== null) setImmediate(() => this.barrier.defer(slice));
+      else this.sweeping = false;
+    };
+    this.barrier.defer(slice);
+  }
+
   private schemaFor(kind: 'counter' | 'gauge', name: string): Schema {
     const key = kind === 'counter' ? `c:${name}` : `g:${name}`;
     let schema = this.schemas.get(key);
     if (schema === undefined) {
       schema =
         kind === 'counter'
-          ? new Schema([{ name, type: 's64', description: 'StatsD counter' }])
+          ? new Schema([{ name, type: 'u64', description: 'StatsD counter' }])
           : new Schema([{ name, type: 's64', floating: true, description: 'StatsD gauge' }]);
       this.schemas.set(key, schema);
     }
@@ -679,6 +881,8 @@ export class StatsdServer {
 
   /** Stops listening (UDP and Unix, whose socket file is removed); the tree keeps what was received. */
   async close(): Promise<void> {
+    if (this.expiryTimer !== null) clearInterval(this.expiryTimer);
+    this.expiryTimer = null;
     const udp = this.udp;
     const unix = this.unix;
     this.udp = null;

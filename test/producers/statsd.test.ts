@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import StatsD from 'hot-shots';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Source, StatsError } from '../../src/model/index.js';
+import { captureSnapshot, Source, StatsError } from '../../src/model/index.js';
+import { renderPrometheusText } from '../../src/export/prometheus.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import {
   parseDecimal,
@@ -112,7 +113,7 @@ describe('parseStatsdLine', () => {
     expect(ok('c:1|c|@0.1')).toMatchObject({ delta: 10n });
     expect(ok('c:1|c|@0.3')).toMatchObject({ delta: 3n }); // 3.33
     expect(ok('c:1|c|@0.4')).toMatchObject({ delta: 3n }); // 2.5 -> 3
-    expect(ok('c:-1|c|@0.4')).toMatchObject({ delta: -3n });
+    expect(reason('c:-1|c|@0.4')).toBe('negative');
     expect(ok('c:5|c|@1')).toMatchObject({ delta: 5n });
     expect(ok('c:1|c|@1e-3')).toMatchObject({ delta: 1000n });
     expect(ok('t:2|ms|@0.25')).toMatchObject({ value: 2000n, weight: 4n });
@@ -134,21 +135,24 @@ describe('parseStatsdLine', () => {
     expect(ok('t:-2|ms')).toMatchObject({ value: -2000n });
     expect(ok('c:1.5|c')).toMatchObject({ delta: 2n });
     expect(ok('c:2.5|c')).toMatchObject({ delta: 3n });
-    expect(ok('c:-2.5|c')).toMatchObject({ delta: -3n });
+    expect(ok('h:-2.5|h')).toMatchObject({ value: -3n });
+    expect(ok('c:-0.4|c')).toMatchObject({ delta: 0n }); // rounds to 0: not a decrement
     expect(ok('g:0.49|g')).toMatchObject({ value: 0n });
     expect(ok('g:-0.5|g')).toMatchObject({ op: 'add', value: -1n });
     expect(ok('h:1e3|h')).toMatchObject({ value: 1000n });
   });
 
-  it('keeps numbers beyond 2^53 exact and refuses what does not fit s64', () => {
+  it('keeps numbers beyond 2^53 exact and refuses what does not fit s64 (u64 for a counter delta)', () => {
     expect(ok('c:9007199254740993|c')).toMatchObject({ delta: 9007199254740993n });
     expect(ok('g:9223372036854775807|g')).toMatchObject({ value: 2n ** 63n - 1n });
     expect(ok('g:-9223372036854775808|g')).toMatchObject({ value: -(2n ** 63n) });
     expect(ok('c:123456789012345678.4|c')).toMatchObject({ delta: 123456789012345678n });
     expect(ok('c:1e18|c')).toMatchObject({ delta: 10n ** 18n });
     expect(reason('g:9223372036854775808|g')).toBe('range');
-    expect(reason('c:1e19|c')).toBe('range');
-    expect(reason('c:9223372036854775807|c|@0.5')).toBe('range');
+    expect(ok('c:18446744073709551615|c')).toMatchObject({ delta: 2n ** 64n - 1n });
+    expect(ok('c:9223372036854775807|c|@0.5')).toMatchObject({ delta: 2n ** 64n - 2n });
+    expect(reason('c:2e19|c')).toBe('range');
+    expect(reason('c:9223372036854775808|c|@0.5')).toBe('range');
     expect(reason('t:9223372036854775807|ms')).toBe('range');
     expect(reason('c:1e999|c')).toBe('range');
   });
@@ -261,26 +265,32 @@ describe('StatsdServer mapping onto the model (ingest, no sockets)', () => {
     server = new StatsdServer(root);
   });
 
-  it('counters are s64 cumulative values of the parent source, clearable (0644)', () => {
+  it('counters are u64 cumulative values of the parent source, clearable (0644); a negative delta is refused', () => {
     server.ingest('a.b.c:1|c\na.b.c:2|c\na.b.c:-1|c');
     const b = at(root, 'a.b');
-    expect(b.getValue('c')).toBe(2n);
+    expect(b.getValue('c')).toBe(3n);
     const found = b.findValue('c')!;
     expect(found.def.mode).toBe(0o644);
-    expect(found.def.type.name).toBe('s64');
+    expect(found.def.type.name).toBe('u64');
     b.clear('c');
     expect(b.getValue('c')).toBe(0n);
-    server.ingest('a.b.c:-5|c');
-    expect(b.getValue('c')).toBe(-5n);
-    expect(b.findValue('c')!.group.render('c')).toBe('-5\n');
-    expect(server.stats).toMatchObject({ lines: 4, applied: 4, badLines: 0 });
+    server.ingest('a.b.c:-5|c\na.b.c:4|c');
+    expect(b.getValue('c')).toBe(4n);
+    expect(server.stats).toMatchObject({ lines: 5, applied: 3, badLines: 2 });
   });
 
-  it('counters add beyond 2^53 exactly and wrap like an s64', () => {
+  it('counters are exported to Prometheus as counters (_total), gauges as gauges', () => {
+    server.ingest('a.b.c:3|c\nq.depth:-2|g');
+    const text = renderPrometheusText(captureSnapshot(root), { openMetrics: false });
+    expect(text).toContain('# TYPE statsfs_a_b_c_total counter\nstatsfs_a_b_c_total 3\n');
+    expect(text).toContain('# TYPE statsfs_q_depth gauge\nstatsfs_q_depth -2\n');
+  });
+
+  it('counters add beyond 2^53 exactly and wrap like a u64', () => {
     server.ingest('big:9007199254740993|c\nbig:9007199254740993|c');
     expect(root.getValue('big')).toBe(2n * 9007199254740993n);
-    server.ingest('w:9223372036854775807|c\nw:1|c');
-    expect(root.getValue('w')).toBe(-(2n ** 63n));
+    server.ingest('w:18446744073709551615|c\nw:2|c');
+    expect(root.getValue('w')).toBe(1n);
   });
 
   it('gauges set and adjust, read-only (0444)', () => {
@@ -403,6 +413,111 @@ describe('StatsdServer mapping onto the model (ingest, no sockets)', () => {
   });
 });
 
+describe('StatsdServer: removal and idle expiry', () => {
+  let root: Source;
+  beforeEach(() => {
+    root = Source.root();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('removePath removes a metric, and the prefix sources it leaves empty; the slot is free again', () => {
+    const server = new StatsdServer(root, { maxMetrics: 3 });
+    server.ingest('a.b.c:1|c\na.b.t:5|ms\nx:2|g\nfull:1|c');
+    expect(server.stats.dropped).toBe(1);
+    expect(server.removePath('a/b/c')).toBe(true);
+    expect(at(root, 'a.b').findValue('c')).toBeUndefined();
+    expect(server.removePath('a/b/t')).toBe(true);
+    expect(root.subordinate('a')).toBeUndefined(); // a/b held nothing else: gone with its last metric
+    expect(server.removePath('x')).toBe(true);
+    expect(root.findValue('x')).toBeUndefined();
+    expect(server.metricCount).toBe(0);
+    expect(server.stats.removed).toBe(3);
+    server.ingest('a.b.c:7|c\nn1:1|c\nn2:1|c');
+    expect(value(root, 'a.b.c')).toBe(7n); // a new metric: counting from 0
+    expect(server.metricCount).toBe(3);
+    expect(server.stats.dropped).toBe(1);
+  });
+
+  it('removePath of a prefix source removes every metric below it; other owners\' paths are not its own', () => {
+    const server = new StatsdServer(root);
+    const net = new Source('net');
+    root.addSubordinate(net);
+    server.ingest('web.h1.hits:1|c\nweb.h1.lat:1|ms\nweb.h2.hits:1|c\nweb.level:3|g\nother.x:1|c');
+    expect(server.removePath('web/h1')).toBe(true);
+    expect(at(root, 'web').subordinate('h1')).toBeUndefined();
+    expect(value(root, 'web.h2.hits')).toBe(1n);
+    expect(server.stats.removed).toBe(2);
+    expect(server.removePath('web')).toBe(true);
+    expect(root.subordinate('web')).toBeUndefined();
+    expect(server.stats.removed).toBe(4);
+    expect(server.metricCount).toBe(1);
+    // not StatsD's: left to the caller (the producer server then answers ENOENT or EPERM)
+    expect(server.removePath('net')).toBe(false);
+    expect(server.removePath('nothing/here')).toBe(false);
+    expect(server.removePath('other.x')).toBe(false); // a path part with a dot is never a StatsD name
+    expect(root.subordinate('net')).toBe(net);
+    // one value of a timing is not a metric of its own
+    server.ingest('t:1|ms');
+    expect(() => server.removePath('t/count')).toThrow(/t as a whole/);
+    expect(at(root, 't').getValue('count')).toBe(1n);
+    // the sources it freed count again
+    const capped = new StatsdServer(Source.root(), { maxSources: 2 });
+    capped.ingest('p.q.r:1|c\ns.t:1|c');
+    expect(capped.stats.dropped).toBe(1);
+    expect(capped.removePath('p')).toBe(true);
+    capped.ingest('s.t:1|c');
+    expect(capped.stats.dropped).toBe(1);
+  });
+
+  it('expires metrics not updated within expireSeconds, and counts them', async () => {
+    vi.useFakeTimers();
+    const server = new StatsdServer(root, { expireSeconds: 10 });
+    server.ingest('old.c:1|c\nold.t:1|ms\nkept.g:1|g');
+    await vi.advanceTimersByTimeAsync(6000);
+    server.ingest('kept.g:2|g');
+    await vi.advanceTimersByTimeAsync(6000);
+    expect(root.subordinate('old')).toBeUndefined();
+    expect(value(root, 'kept.g')).toBe(2n);
+    expect(server.stats.expired).toBe(2);
+    expect(server.metricCount).toBe(1);
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(root.subordinate('kept')).toBeUndefined();
+    expect(server.stats.expired).toBe(3);
+    await server.close();
+  });
+
+  it('without expireSeconds, metrics stay', async () => {
+    vi.useFakeTimers();
+    const server = new StatsdServer(root);
+    server.ingest('a:1|c');
+    await vi.advanceTimersByTimeAsync(3_600_000);
+    expect(root.getValue('a')).toBe(1n);
+    expect(server.stats.expired).toBe(0);
+  });
+
+  it('the Unix socket is 0600 whatever the umask', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'statsd-'));
+    try {
+      for (const mask of [0o000, 0o077]) {
+        const path = join(dir, `s${mask}`);
+        const old = process.umask(mask);
+        const server = new StatsdServer(root, { unixPath: path });
+        try {
+          await server.listen();
+        } finally {
+          process.umask(old);
+        }
+        expect((statSync(path).mode & 0o777).toString(8), `umask ${mask.toString(8)}`).toBe('600');
+        await server.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('StatsdServer over sockets with hot-shots', () => {
   let root: Source;
   let server: StatsdServer;
@@ -430,10 +545,10 @@ describe('StatsdServer over sockets with hot-shots', () => {
   it('counters: increment, decrement and explicit values', async () => {
     client.increment('app.requests');
     client.increment('app.requests', 41);
-    client.decrement('app.inflight');
-    await until(() => tryValue(root, 'app.requests') === 42n && tryValue(root, 'app.inflight') === -1n, 'counters');
-    expect(server.stats.badLines).toBe(0);
-    expect(server.stats.packets).toBe(3);
+    client.decrement('app.inflight'); // a counter only counts up: refused, as Prometheus' statsd_exporter does
+    await until(() => tryValue(root, 'app.requests') === 42n && server.stats.packets === 3, 'counters');
+    expect(server.stats.badLines).toBe(1);
+    expect(tryValue(root, 'app.inflight')).toBeUndefined();
   });
 
   it('gauges: set, then adjust with gaugeDelta', async () => {
@@ -577,6 +692,29 @@ describe('StatsdServer over sockets with hot-shots', () => {
     expect(value(root, 'after')).toBe(1n);
     expect(unixServer.stats.dropped).toBe(1);
     await unixServer.close();
+  });
+
+  it('connections beyond the Unix socket\'s 256 are refused and counted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'statsd-'));
+    tmp.push(dir);
+    const path = join(dir, 's');
+    const unixServer = new StatsdServer(root, { unixPath: path });
+    await unixServer.listen();
+    const conns: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 260; i++) {
+        const conn = net.createConnection(path);
+        conn.on('error', () => undefined);
+        conns.push(conn);
+        await new Promise<void>((resolve) => conn.once('connect', () => resolve()));
+      }
+      await until(() => unixServer.stats.connections + unixServer.stats.refusedConnections === 260, 'every connection seen');
+      expect(unixServer.stats.connections).toBe(256);
+      expect(unixServer.stats.refusedConnections).toBe(4);
+    } finally {
+      for (const conn of conns) conn.destroy();
+      await unixServer.close();
+    }
   });
 
   it('listen fails cleanly on a port in use', async () => {
