@@ -4,9 +4,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, isMounted, sh, skipWithoutFuse, startDaemon, tempDir, type Daemon } from './helpers/mount.js';
+import { BIN, isMounted, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from './helpers/mount.js';
 
 const num = (text: string): bigint => {
   expect(text).toMatch(/^\d+\n$/);
@@ -154,6 +155,34 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon start-up and failures', { timeo
     } finally {
       d.cleanup();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('SIGTERM stops the daemon and unmounts even while producers hold connections open, refused ones too', async () => {
+    const d = await startDaemon(['--no-collectors']);
+    const held: Socket[] = [];
+    try {
+      // fill the connection cap, then hold 64 refused connections open as well: these peers never read, so
+      // they never see the daemon's end of the connection and never close theirs
+      const stat = (name: string) => BigInt(sh(`cat ${d.mountpoint}/statsfs/producers/${name}`).stdout.trim() || '0');
+      const refused = () => stat('accepted') - stat('connections'); // accepted counts the refused ones too
+      while (refused() < 64n && held.length < 5000) {
+        for (let i = 0; i < 64; i++) {
+          const s = netConnect(join(d.mountpoint, '..', 'producers.sock'));
+          s.on('error', () => {});
+          held.push(s);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(refused()).toBeGreaterThanOrEqual(64n);
+      let exit: { code: number | null } | undefined;
+      void d.stop().then((e) => (exit = e));
+      await waitFor('the daemon to exit after SIGTERM', () => exit !== undefined, 15_000);
+      expect(exit!.code).toBe(0);
+      expect(isMounted(d.mountpoint)).toBe(false);
+    } finally {
+      for (const s of held) s.destroy();
+      d.cleanup();
     }
   });
 

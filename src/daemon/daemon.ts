@@ -121,6 +121,9 @@ function mountFailure(err: unknown, mountpoint: string): Error {
   }
 }
 
+/** How long a stop waits for the services to close before it unmounts all the same. */
+const SERVICES_CLOSE_MS = 2000;
+
 /** Mounts and serves; the returned promise settles once the filesystem is up. */
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { log } = options;
@@ -169,7 +172,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       }, 5000);
       deadline.unref();
       try {
-        await Promise.allSettled(services.map((service) => service.close()));
+        // A server's close waits for its peers to end their connections; one that never does must not
+        // hold up the unmount (the process exits once unmounted, connections or not).
+        const closed = Promise.allSettled(services.map((service) => service.close())).then(() => true);
+        const waited = new Promise<false>((r) => setTimeout(r, SERVICES_CLOSE_MS, false).unref());
+        if (!(await Promise.race([closed, waited]))) log.warn({ afterMs: SERVICES_CLOSE_MS }, 'services still closing (peers hold connections open): unmounting anyway');
         await mounted.unmount();
         log.info({ mountpoint }, 'unmounted');
         resolveDone(0);
