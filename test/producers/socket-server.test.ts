@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -186,6 +186,13 @@ describe('handshake and errors', () => {
     await c.fails((id) => encodeHello(id), 'EPROTO'); // only once
     await c.ok((id) => encodePing(id));
     await c.close();
+
+    // header flags must be 0 in HELLO too: EINVAL, and a refused HELLO closes the connection
+    const d = await Raw.connect(sock);
+    const flagged = encodeHello(d.nextId() + 1);
+    flagged.writeUInt16LE(1, 6);
+    expect(await d.call(() => flagged)).toMatchObject({ ok: false, code: 'EINVAL' });
+    await d.closed;
   });
 
   it('answers bad requests with an error and keeps the connection usable', async () => {
@@ -531,6 +538,147 @@ describe('atomic batches', () => {
     expect(pair.getValue('b')).toBe(100_000n);
     expect(samples).toBeGreaterThan(10);
     expect(torn).toBe(0);
+    await p.close();
+  });
+});
+
+/** File descriptors this process holds (the server runs in it; the peers below run in another process). */
+function fdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/**
+ * A separate process (python3) that, once go() is called, opens `n` connections to `path` and then never reads
+ * and never closes them until it is killed (as a hostile or hung peer does).
+ */
+async function holder(path: string, n: number): Promise<{ child: ChildProcess; go(): Promise<void> }> {
+  const child = spawn('python3', [
+    '-c',
+    `import socket, sys
+print('up', flush=True)
+sys.stdin.readline()
+conns = []
+for i in range(${n}):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    conns.append(s)
+print('ready', flush=True)
+sys.stdin.read()`,
+    path,
+  ]);
+  let out = '';
+  const line = (text: string): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const onData = (x: Buffer): void => {
+        out += x.toString();
+        if (out.includes(text)) {
+          child.stdout!.off('data', onData);
+          resolve();
+        }
+      };
+      child.stdout!.on('data', onData);
+      child.once('exit', (code) => reject(new Error(`python exited ${code}`)));
+    });
+  await line('up');
+  return {
+    child,
+    go: () => {
+      child.stdin!.write('go\n');
+      return line('ready');
+    },
+  };
+}
+
+async function holdConnections(path: string, n: number): Promise<ChildProcess> {
+  const h = await holder(path, n);
+  await h.go();
+  return h.child;
+}
+
+async function waitUntil(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`${what}: not in ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('denial of service', () => {
+  it('releases the descriptor of every connection refused at the cap, even from a peer that never closes', async () => {
+    await start({ maxConnections: 2 });
+    const a = await Raw.open(sock);
+    const b = await Raw.open(sock);
+    const { child: peer, go } = await holder(sock, 300);
+    const baseline = fdCount();
+    try {
+      await go();
+      await waitUntil('300 refusals', () => server.stats.refused === 300);
+      // the refused peers are told EBUSY, then their connection is closed after a short grace
+      await waitUntil(`the refused connections' descriptors to be released (baseline ${baseline}, now ${fdCount()})`, () => fdCount() <= baseline);
+      expect(server.stats.accepted).toBe(302);
+      expect(server.stats.connections).toBe(2);
+    } finally {
+      peer.kill('SIGKILL');
+    }
+    // the accepted producers were not disturbed
+    await a.ok((id) => encodePing(id));
+    await b.ok((id) => encodePing(id));
+    const c = await Raw.connect(sock);
+    expect(await c.closed.then(() => c.unsolicited)).toMatchObject([{ ok: false, code: 'EBUSY', id: 0 }]);
+    await a.close();
+    await b.close();
+  });
+
+  it('closes a connection that says no HELLO or leaves a frame unfinished, not an idle producer; counts them', async () => {
+    await start({ helloTimeoutMs: 300, frameTimeoutMs: 300, maxConnections: 3 });
+    // three peers that never say HELLO take every slot: a producer is refused until they time out
+    const idle = await holdConnections(sock, 3);
+    try {
+      await waitUntil('3 connections', () => server.stats.connections === 3);
+      const refused = await Raw.connect(sock);
+      await refused.closed;
+      expect(refused.unsolicited).toMatchObject([{ ok: false, code: 'EBUSY' }]);
+      await waitUntil('the idle connections to time out', () => server.stats.connections === 0);
+      expect(server.stats.timedOut).toBe(3);
+    } finally {
+      idle.kill('SIGKILL');
+    }
+    // an established producer idle between frames stays connected
+    const producer = await Raw.open(sock);
+    await new Promise((r) => setTimeout(r, 900));
+    await producer.ok((id) => encodePing(id));
+    // a frame started but never finished: closed with ETIMEDOUT
+    const ping = encodePing(producer.nextId());
+    producer.socket.write(ping.subarray(0, 7));
+    await producer.closed;
+    expect(producer.unsolicited).toMatchObject([{ ok: false, code: 'ETIMEDOUT', id: 0 }]);
+    // half a HELLO
+    const half = await Raw.connect(sock);
+    half.socket.write(encodeHello(1).subarray(0, 10));
+    await half.closed;
+    expect(half.unsolicited).toMatchObject([{ ok: false, code: 'ETIMEDOUT' }]);
+    expect(server.stats.timedOut).toBe(5);
+    expect(server.stats.refused).toBe(1);
+  });
+
+  it('frees the handles of removed sources and groups: a connection can create and remove sources forever', async () => {
+    await start({ maxHandlesPerConnection: 10 });
+    const p = await Raw.open(sock);
+    await p.ok((id) => encodeDefine(id, 1, [{ name: 'v', type: 'u64' }]));
+    for (let i = 0; i < 300; i++) {
+      const h = 1000 + i * 10; // fresh handle numbers every round
+      await p.ok((id) => encodeSource(id, h, 0, `churn${i}/a`));
+      await p.ok((id) => encodeValues(id, h + 1, h, 1));
+      await p.ok((id) => encodeSource(id, h + 2, h, 'below'));
+      await p.ok((id) => encodeValues(id, h + 3, h + 2, 1));
+      await p.ok((id) => encodeUpdate(id, [{ group: h + 3, index: 0, op: UpdateOp.ADD, value: 1 }]));
+      if (i % 2 === 0) await p.ok((id) => encodeRemovePath(id, `churn${i}`));
+      else await p.ok((id) => encodeRemove(id, RemoveKind.SOURCE, h));
+      // what went below the removed source is gone for this connection too
+      await p.fails((id) => encodeUpdate(id, [{ group: h + 3, index: 0, op: UpdateOp.ADD, value: 1 }]), 'ENOENT');
+      if (i % 2 === 1) await p.ok((id) => encodeRemovePath(id, `churn${i}`)); // the intermediate source
+    }
+    expect(root.subordinates).toHaveLength(0);
     await p.close();
   });
 });
