@@ -34,6 +34,7 @@ import {
   decodeRequest,
   encodeError,
   encodeHelloOk,
+  encodeValuesOk,
   wordValue,
   type DefineRequest,
   type Frame,
@@ -369,8 +370,7 @@ export class ProducerServer {
       } else {
         if (frame.version !== conn.version) throw new ProtocolError('EPROTO', `frame version ${frame.version}, the connection negotiated ${conn.version}`);
         if (frame.flags !== 0) throw new ProtocolError('EINVAL', `header flags must be 0 in version ${conn.version}`);
-        this.apply(conn, frame);
-        reply = okReply(frame.id, conn.version);
+        reply = this.apply(conn, frame) ?? okReply(frame.id, conn.version);
       }
     } catch (err) {
       if (err instanceof ProtocolError && err.fatal) {
@@ -411,46 +411,51 @@ export class ProducerServer {
     return encodeHelloOk(id, { version, maxFrameBytes: this.maxFrameBytes, maxSources: this.maxSources, maxHandles: this.maxHandles, connection: conn.id });
   }
 
-  private apply(conn: Connection, frame: Frame): void {
+  /** Applies a request; returns the OK reply when it has a payload (else null: an empty OK). */
+  private apply(conn: Connection, frame: Frame): Buffer | null {
     const req = decodeRequest(frame);
     switch (req.op) {
       case Op.HELLO:
         throw new ProtocolError('EPROTO', 'HELLO was already received on this connection');
       case Op.UPDATE:
         this.update(conn, req.buf, req.offset, req.count);
-        return;
+        return null;
       case Op.DEFINE:
         this.define(conn, req);
-        return;
+        return null;
       case Op.SOURCE:
         this.createSource(conn, req);
-        return;
+        return null;
       case Op.ATTACH: {
         const parent = this.parentSource(conn, req.parent);
         const child = this.ownSource(conn, req.child);
         if (child.parent !== null) throw new StatsError('EEXIST', `source "${child.path}" is attached: detach it first`);
         if (child.hidden) this.checkHiddenName(parent, child.name);
         parent.addSubordinate(child);
-        return;
+        return null;
       }
       case Op.DETACH: {
         const src = this.ownSource(conn, req.handle);
         const parent = src.parent;
         if (parent === null) throw new StatsError('ENOENT', `source "${src.name}" is not attached`);
         parent.removeSubordinate(src);
-        return;
+        return null;
       }
-      case Op.VALUES:
-        this.addValues(conn, req);
-        return;
+      case Op.VALUES: {
+        const adopted = this.addValues(conn, req);
+        if (conn.version < 2) return null;
+        // version 2: say whether the group was adopted and, for values, what they hold now
+        const values = adopted !== null && !adopted.isAggregate ? adopted.schema.defs.map((d) => adopted.get(d.index)) : [];
+        return encodeValuesOk(frame.id, { adopted: adopted !== null, values }, conn.version);
+      }
       case Op.REMOVE:
         this.remove(conn, req.kind, req.handle);
-        return;
+        return null;
       case Op.REMOVE_PATH:
         this.removePath(conn, req.path);
-        return;
+        return null;
       case Op.PING:
-        return;
+        return null;
     }
   }
 
@@ -596,7 +601,8 @@ export class ProducerServer {
 
   // --- VALUES ----------------------------------------------------------------------------------------------
 
-  private addValues(conn: Connection, req: ValuesRequest): void {
+  /** Adds (or adopts) a value group; returns the adopted group, or null when a new one was made. */
+  private addValues(conn: Connection, req: ValuesRequest): ValueGroup | null {
     const owner = conn.owner!;
     this.bindable(conn, conn.groups, req.group, 'group', (g) => owner.groups.has(g));
     const src = this.ownSource(conn, req.source);
@@ -608,7 +614,7 @@ export class ProducerServer {
         if (g.isAggregate !== req.aggregate) continue;
         if (!owner.groups.has(g) || g.hidden !== req.hidden) throw new StatsError('EEXIST', `"${src.path}" already has these ${req.aggregate ? 'aggregates' : 'values'}`);
         bindHandle(conn.groups, conn.groupHandles, req.group, g); // adopted: the same definition added again by its owner
-        return;
+        return g;
       }
       for (const def of schema.defs) {
         if (g.schema.find(def.name)) throw new StatsError('EEXIST', `"${src.path}/${def.name}" exists with another definition`);
@@ -621,6 +627,7 @@ export class ProducerServer {
     owner.groups.add(group);
     if (!req.aggregate) owner.valueSlots += schema.size;
     bindHandle(conn.groups, conn.groupHandles, req.group, group);
+    return null;
   }
 
   // --- UPDATE: the hot path ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import {
   UpdateOp,
   decodeHelloOk,
   decodeReply,
+  decodeValuesOk,
   encodeAttach,
   encodeDefine,
   encodeDetach,
@@ -175,14 +176,14 @@ describe('handshake and errors', () => {
     await a.closed;
 
     const b = await Raw.connect(sock);
-    const bad = await b.call((id) => encodeHello(id, { minVersion: 2, maxVersion: 9 }));
+    const bad = await b.call((id) => encodeHello(id, { minVersion: 3, maxVersion: 9 }));
     expect(bad).toMatchObject({ ok: false, code: 'EPROTONOSUPPORT' });
     await b.closed;
 
     const c = await Raw.connect(sock);
     const good = await c.call((id) => encodeHello(id, { minVersion: 1, maxVersion: 9 }));
     expect(good.ok).toBe(true);
-    expect(decodeHelloOk(good.payload)).toMatchObject({ version: 1, maxFrameBytes: 4096, maxSources: 7 });
+    expect(decodeHelloOk(good.payload)).toMatchObject({ version: 2, maxFrameBytes: 4096, maxSources: 7 });
     await c.fails((id) => encodeHello(id), 'EPROTO'); // only once
     await c.ok((id) => encodePing(id));
     await c.close();
@@ -464,6 +465,40 @@ describe('ownership', () => {
     await again.close(); // not KEEP: now it goes
     await settle();
     expect(root.subordinate('jobs')).toBeUndefined();
+  });
+
+  it('tells a version 2 producer whether VALUES adopted a group, with its current values; version 1 gets an empty OK', async () => {
+    await start();
+    const p = await Raw.open(sock, { owner: 'app', keep: true });
+    await p.ok((id) => encodeDefine(id, 1, SPECS));
+    await p.ok((id) => encodeSource(id, 2, 0, 'kept'));
+    const made = await p.call((id) => encodeValues(id, 3, 2, 1));
+    expect(decodeValuesOk(made.payload)).toEqual({ adopted: false, values: [] });
+    await p.ok((id) => encodeUpdate(id, [{ group: 3, index: 0, op: UpdateOp.SET, value: 2n ** 64n - 1n }, { group: 3, index: 1, op: UpdateOp.SET, value: -5 }]));
+    await p.close();
+    await settle();
+    const q = await Raw.open(sock, { owner: 'app' });
+    await q.ok((id) => encodeDefine(id, 1, SPECS));
+    await q.ok((id) => encodeSource(id, 2, 0, 'kept'));
+    const adopted = await q.call((id) => encodeValues(id, 3, 2, 1));
+    // i64 bit patterns, as in UPDATE: 2^64−1 reads as −1 until the producer applies the type
+    expect(decodeValuesOk(adopted.payload)).toEqual({ adopted: true, values: [-1n, -5n, 0n] });
+    await q.close();
+
+    const v1 = await Raw.connect(sock);
+    const hello = await v1.call((id) => encodeHello(id, { minVersion: 1, maxVersion: 1 }));
+    expect(decodeHelloOk(hello.payload).version).toBe(1);
+    const frame = (op: number, id: number, payload: Buffer): Buffer => {
+      const f = encodeFrame(op, id, payload);
+      f[4] = 1; // version 1 in the header
+      return f;
+    };
+    const define = encodeDefine(0, 1, SPECS);
+    await v1.ok((id) => frame(Op.DEFINE, id, define.subarray(12)));
+    await v1.ok((id) => frame(Op.SOURCE, id, encodeSource(0, 2, 0, 'old').subarray(12)));
+    const r = await v1.call((id) => frame(Op.VALUES, id, encodeValues(0, 3, 2, 1).subarray(12)));
+    expect(r).toMatchObject({ ok: true, payload: Buffer.alloc(0) });
+    await v1.close();
   });
 
   it('keeps everything with keepOnDisconnect', async () => {
