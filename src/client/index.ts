@@ -40,6 +40,7 @@ import {
   decodeReply,
   decodeValuesOk,
   defaultSocketPath,
+  wordValue,
   encodeAttach,
   encodeDefine,
   encodeDetach,
@@ -273,7 +274,7 @@ export class AggregatesHandle {
 /** Simple values of one definition in one source: set and add by name or index. */
 export class ValuesHandle extends AggregatesHandle {
   /** @internal each value as the daemon holds it, as far as this client knows (what it acknowledged) */
-  mirror: bigint[];
+  mirror: Value[];
   /** @internal updates not sent yet (made while not connected, or before the group's VALUES reply on reconnect) */
   pending: (Op | undefined)[] | null = null;
   /** @internal updates sent on a connection that was lost before they were acknowledged */
@@ -284,7 +285,7 @@ export class ValuesHandle extends AggregatesHandle {
   /** @internal */
   constructor(client: StatsClient, handle: number, source: SourceHandle, schema: SchemaHandle, hidden: boolean) {
     super(client, handle, source, schema, hidden, false);
-    this.mirror = schema.specs.map(() => 0n);
+    this.mirror = schema.specs.map(() => 0);
     this.signed = schema.specs.map((s) => SIGNED.has(s.type ?? 'u64'));
     this.bits = schema.specs.map((s) => BITS[s.type ?? 'u64'] ?? 64);
   }
@@ -309,7 +310,7 @@ export class ValuesHandle extends AggregatesHandle {
    * clear through the mount is seen at the next adoption. A number when it is a safe integer, else a bigint.
    */
   get(name: string | number): Value {
-    return asValue(this.mirror[this.schema.index(name)]);
+    return this.mirror[this.schema.index(name)];
   }
 
   counter(name: string | number): Counter {
@@ -325,17 +326,40 @@ export class ValuesHandle extends AggregatesHandle {
     if (this.failed !== null) throw new StatsClientError(this.failed.code, `the daemon refused the values of "${this.source.path}": ${this.failed.message}`);
   }
 
-  /** @internal the value as its type stores it (the C type's wrap-around; bool is 0 or 1) */
-  narrow(i: number, v: bigint): bigint {
+  /**
+   * @internal the value as its type stores it (the C type's wrap-around; bool is 0 or 1): a number when it is
+   * a safe integer, else a bigint. Numbers take the fast path (ToInt32 is exact modulo 2^32 for safe integers).
+   */
+  narrow(i: number, v: Value): Value {
     const bits = this.bits[i];
-    if (bits === 1) return v === 0n ? 0n : 1n;
-    return this.signed[i] ? BigInt.asIntN(bits, v) : BigInt.asUintN(bits, v);
+    if (bits === 1) return v === 0 || v === 0n ? 0 : 1;
+    if (typeof v === 'number') {
+      const signed = this.signed[i];
+      switch (bits) {
+        case 8:
+          return signed ? (v << 24) >> 24 : v & 0xff;
+        case 16:
+          return signed ? (v << 16) >> 16 : v & 0xffff;
+        case 32:
+          return signed ? v | 0 : v >>> 0;
+        default:
+          if (signed || v >= 0) return v; // a safe integer is in range of s64, and of u64 when not negative
+      }
+    }
+    return asValue(this.signed[i] ? BigInt.asIntN(bits, BigInt(v)) : BigInt.asUintN(bits, BigInt(v)));
   }
 
   /** @internal an acknowledged update */
-  apply(i: number, op: number, v: bigint): void {
+  apply(i: number, op: number, v: Value): void {
     if (i >= this.mirror.length) return;
-    this.mirror[i] = this.narrow(i, op === UpdateOp.SET ? v : this.mirror[i] + v);
+    let next: Value;
+    if (op === UpdateOp.SET) next = v;
+    else {
+      const cur = this.mirror[i];
+      if (typeof cur === 'number' && typeof v === 'number' && Number.isSafeInteger(cur + v)) next = cur + v;
+      else next = BigInt(cur) + BigInt(v);
+    }
+    this.mirror[i] = this.narrow(i, next);
   }
 }
 
@@ -383,11 +407,11 @@ export class Gauge {
 
 type Registered = SchemaHandle | SourceHandle | AggregatesHandle;
 
-/** Calls `each(group, index, op, value)` for every entry of an UPDATE frame. */
-function forEachUpdate(frame: Buffer, each: (group: number, index: number, op: number, value: bigint) => void): void {
+/** Calls `each(group, index, op, value)` for every entry of an UPDATE frame (the value as wordValue gives it). */
+function forEachUpdate(frame: Buffer, each: (group: number, index: number, op: number, value: Value) => void): void {
   const count = frame.readUInt32LE(HEADER_BYTES);
   for (let k = 0, at = HEADER_BYTES + 4; k < count; k++, at += UPDATE_ENTRY_BYTES) {
-    each(frame.readUInt32LE(at), frame.readUInt16LE(at + 4), frame[at + 6], frame.readBigInt64LE(at + 8));
+    each(frame.readUInt32LE(at), frame.readUInt16LE(at + 4), frame[at + 6], wordValue(frame.readUInt32LE(at + 8), frame.readUInt32LE(at + 12)));
   }
 }
 
@@ -659,14 +683,15 @@ export class StatsClient extends EventEmitter {
     const reply = decodeValuesOk(payload);
     const ops: (Op | undefined)[] = [];
     if (reply.adopted && reply.values.length === g.mirror.length) {
-      g.mirror = reply.values.map((v, i) => g.narrow(i, v));
+      g.mirror = reply.values.map((v, i) => g.narrow(i, asValue(v)));
     } else {
       for (let i = 0; i < g.mirror.length; i++) {
-        if (g.mirror[i] !== 0n) ops[i] = { set: false, v: g.mirror[i] };
+        const old = BigInt(g.mirror[i]);
+        if (old !== 0n) ops[i] = { set: false, v: old };
         const f = g.inflight?.[i];
         if (f !== undefined) ops[i] = fold(ops[i], f.set, f.v);
       }
-      g.mirror = g.mirror.map(() => 0n);
+      g.mirror = g.mirror.map(() => 0);
     }
     g.inflight = null;
     const pending = g.pending;
@@ -927,7 +952,7 @@ export class StatsClient extends EventEmitter {
       const g = this.groupsByHandle.get(handle);
       if (g === undefined || g.failed !== null) return;
       const ops = into(g);
-      ops[index] = fold(ops[index], op === UpdateOp.SET, value);
+      ops[index] = fold(ops[index], op === UpdateOp.SET, BigInt(value));
     });
   }
 
