@@ -94,6 +94,7 @@ typedef struct hnode { struct hnode *prev, *next; } hnode;
 
 typedef struct snapshot {       /* fi->fh of an open file */
   hnode link;
+  uint64_t written;             /* bytes the writes on this handle were answered with (JS thread) */
   size_t len;
   char data[];
 } snapshot;
@@ -277,6 +278,7 @@ static void fail_list(session *s, item *list) {
 static snapshot *snapshot_new(const void *data, size_t len) {
   snapshot *sn = malloc(sizeof *sn + len);
   if (!sn) return NULL;
+  sn->written = 0;
   sn->len = len;
   if (data && len) memcpy(sn->data, data, len);
   return sn;
@@ -555,7 +557,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                      struct fuse_file_info *fi) {
   stat_add(S(req), ST_REQUESTS + K_WRITE, 1);
   item *it = item_new(req, EV_WRITE, K_WRITE, ino, size);
-  if (it) { memcpy(it->data, buf, size); it->u.off = off; }
+  if (it) { memcpy(it->data, buf, size); it->u.off = off; it->fi = *fi; }
   to_js(req, it, K_WRITE);
 }
 
@@ -857,7 +859,9 @@ static void dispatch_item(session *s, napi_value fn, item *it) {
   case EV_WRITE:
     napi_create_buffer_copy(env, it->len, it->data, NULL, &argv[3]);
     argv[4] = num(env, (double)it->u.off);
-    argc = 5;
+    /* the handle cannot be released while one of its writes is unanswered */
+    argv[5] = num(env, (double)((snapshot *)(uintptr_t)it->fi.fh)->written);
+    argc = 6;
     break;
   case EV_FORGET: {
     void *mem;
@@ -1067,14 +1071,17 @@ static double get_num(napi_env env, napi_value v, double dflt) {
   return napi_get_value_double(env, v, &d) == napi_ok ? d : dflt;
 }
 
-/* Typed array data of the expected type, or NULL (also for null/undefined). */
+/* Typed array data of the expected type, or NULL (also for null/undefined).
+ * An empty array may have no data pointer at all: it still is an array (an
+ * empty directory's columns), so it gets a non-NULL pointer to nothing. */
 static void *get_typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *len) {
+  static uint64_t empty;
   bool is;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
   napi_typedarray_type t;
   void *data;
   if (napi_get_typedarray_info(env, v, &t, len, &data, NULL, NULL) != napi_ok || t != want) return NULL;
-  return data;
+  return data != NULL || *len != 0 ? data : &empty;
 }
 
 #define ARGS(n)                                                                \
@@ -1459,6 +1466,7 @@ static napi_value js_reply_write(napi_env env, napi_callback_info info) {
     fail_item(s, it, EIO);
     return throw_code(env, "EINVAL", "replyWrite: written must be between 0 and the data length");
   }
+  ((snapshot *)(uintptr_t)it->fi.fh)->written += (uint64_t)n;
   fuse_reply_write(it->req, (size_t)n);
   finish(s, it);
   return js_bool(env, true);

@@ -225,13 +225,18 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     }
   }
 
-  /** "0" or "0\n" at offset 0 clears; anything else is EINVAL and changes nothing. */
-  write(ino: number, data: Buffer, offset: number): number | undefined | Promise<number | undefined> {
+  /**
+   * "0" or "0\n" at offset 0 clears; on an open file that has already cleared, whitespace is accepted and
+   * changes nothing (`write("0")` then `write("\n")`); anything else is EINVAL and changes nothing.
+   */
+  write(ino: number, data: Buffer, offset: number, accepted = 0): number | undefined | Promise<number | undefined> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (isDir(node)) return E.EISDIR;
     if (node.snapshot !== null) return E.EACCES;
     const text = data.toString('latin1');
+    // only a clear is ever accepted first, so accepted bytes on this open file mean it has cleared
+    if (accepted > 0 && /^[ \t\r\n]+$/.test(text)) return undefined;
     if (offset !== 0 || (text !== '0' && text !== '0\n')) return E.EINVAL;
     return then(this.clear(node), (err) => (err !== 0 ? err : undefined));
   }

@@ -110,8 +110,11 @@ export interface FuseHandler {
    * opened with direct_io and without keep_cache. For write-only opens an empty value is fine.
    */
   open(ino: number, flags: number): MaybePromise<Buffer | Uint8Array | string | readonly Buffer[] | Errno>;
-  /** Missing: EPERM. */
-  write?(ino: number, data: Buffer, offset: number): MaybePromise<WriteResult>;
+  /**
+   * Missing: EPERM. `accepted`: bytes earlier writes on this same open file were answered with (so a
+   * handler can tell a continuation of an accepted write from a write on a fresh open).
+   */
+  write?(ino: number, data: Buffer, offset: number, accepted: number): MaybePromise<WriteResult>;
   /**
    * The kernel dropped `nlookup` references to `ino`. Every successful lookup reply and every
    * readdirplus entry other than "." and ".." counts as one reference.
@@ -467,7 +470,7 @@ export class FuseSession {
           });
         case EV_WRITE: {
           const data = b as Buffer;
-          return run(id, 'write', () => (handler.write ? handler.write(a as number, data, c as number) : EPERM),
+          return run(id, 'write', () => (handler.write ? handler.write(a as number, data, c as number, d as number) : EPERM),
             (r: void | { written: number }) => native.replyWrite(h(), id, r === undefined ? data.length : r.written));
         }
         case EV_FORGET: {
