@@ -9,7 +9,9 @@
  *     or queues them to the JS thread. It never waits for JS;
  *   - one notifier thread per mount: sends kernel cache invalidations. They
  *     cannot be sent from the JS thread: the kernel may hold a directory lock
- *     for a lookup that only the JS thread can answer.
+ *     for a lookup that only the JS thread can answer. A mark queued behind
+ *     them tells JS when they have been sent (EV_SENT), so that a reply that
+ *     made a cached name stale can wait until the kernel has dropped it.
  *
  * Requests queued to JS sit in a mutex-protected list; the session thread
  * wakes the JS thread with uv_async_send and the JS thread drains the whole
@@ -61,7 +63,7 @@ enum {
 /* Events passed to the JS dispatch function (shared with native.ts). */
 enum {
   EV_LOOKUP, EV_GETATTR, EV_SETATTR, EV_OPENDIR, EV_OPEN, EV_WRITE,
-  EV_FORGET, EV_ENDED, EV_LOG
+  EV_FORGET, EV_ENDED, EV_LOG, EV_SENT
 };
 
 /* mount() flags (shared with native.ts). */
@@ -83,6 +85,7 @@ typedef struct item {
     int flags;                  /* open */
     int level;                  /* log */
     size_t count;               /* forget: number of (ino, nlookup) pairs */
+    double mark;                /* sent: the mark of invalidationsSent */
   } u;
   size_t len;                   /* bytes in data */
   char data[];                  /* name (NUL-terminated), write data, forget pairs, log text */
@@ -119,6 +122,7 @@ typedef struct dirlist {        /* fi->fh of an open directory */
 typedef struct notif {
   struct notif *next;
   fuse_ino_t ino;
+  double mark;                  /* > 0: no invalidation, tell JS (EV_SENT) that those before it are sent */
   size_t namelen;               /* 0: invalidate the inode, else the entry `name` */
   char name[];
 } notif;
@@ -762,8 +766,17 @@ static void *notifier_main(void *arg) {
     if (!s->nhead) s->ntail = NULL;
     pthread_mutex_unlock(&s->nmu);
     /* Errors (ENOENT: nothing cached) are expected and ignored. */
-    if (n->namelen) fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, n->namelen);
-    else fuse_lowlevel_notify_inval_inode(s->se, n->ino, 0, 0);
+    if (n->mark > 0) {
+      item *it = item_new(NULL, EV_SENT, K_OTHER, 0, 0);
+      if (it) {
+        it->u.mark = n->mark;
+        if (enqueue(s, it) != 0) free(it);
+      }
+    } else if (n->namelen) {
+      fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, n->namelen);
+    } else {
+      fuse_lowlevel_notify_inval_inode(s->se, n->ino, 0, 0);
+    }
     free(n);
     pthread_mutex_lock(&s->nmu);
   }
@@ -875,6 +888,9 @@ static void dispatch_item(session *s, napi_value fn, item *it) {
     argv[2] = num(env, it->u.level);
     napi_create_string_utf8(env, it->data, it->len, &argv[3]);
     argc = 4;
+    break;
+  case EV_SENT:
+    argv[2] = num(env, it->u.mark);
     break;
   case EV_GETATTR:
   case EV_OPENDIR:
@@ -1472,11 +1488,13 @@ static napi_value js_reply_write(napi_env env, napi_callback_info info) {
   return js_bool(env, true);
 }
 
-static napi_value queue_notif(napi_env env, session *s, fuse_ino_t ino, const char *name, size_t namelen) {
+static napi_value queue_notif(napi_env env, session *s, fuse_ino_t ino, const char *name, size_t namelen,
+                              double mark) {
   notif *n = malloc(sizeof *n + namelen + 1);
   if (!n) return throw_code(env, "ENOMEM", "out of memory");
   n->next = NULL;
   n->ino = ino;
+  n->mark = mark;
   n->namelen = namelen;
   if (namelen) memcpy(n->name, name, namelen + 1);
   bool queued = false;
@@ -1503,7 +1521,7 @@ static napi_value js_invalidate_entry(napi_env env, napi_callback_info info) {
     free(name);
     return throw_code(env, "EINVAL", "invalidateEntry: name must be a non-empty string");
   }
-  napi_value r = queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), name, len);
+  napi_value r = queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), name, len, 0);
   free(name);
   return r;
 }
@@ -1513,7 +1531,18 @@ static napi_value js_invalidate_inode(napi_env env, napi_callback_info info) {
   ARGS(2);
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
-  return queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), NULL, 0);
+  return queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), NULL, 0, 0);
+}
+
+/* markSent(h, mark) -> queued: once every invalidation queued before it has been
+ * sent to the kernel, EV_SENT(mark) is dispatched. */
+static napi_value js_mark_sent(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double mark = get_num(env, argv[1], 0);
+  if (!(mark > 0)) return throw_code(env, "EINVAL", "markSent: mark must be a positive number");
+  return queue_notif(env, s, 0, NULL, 0, mark);
 }
 
 /* shareArena(h, words: Uint32Array): the value arena (again after it grew). */
@@ -1643,6 +1672,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyWrite", js_reply_write },
     { "invalidateEntry", js_invalidate_entry },
     { "invalidateInode", js_invalidate_inode },
+    { "markSent", js_mark_sent },
     { "stats", js_stats },
     { "shareArena", js_share_arena },
     { "serveStored", js_serve_stored },

@@ -79,3 +79,18 @@ os.close(fd)' ${m}/split/more`);
     expect(sh(`cat ${m}/split/more`).stdout).toBe('0\n');
   });
 });
+
+describe.skipIf(skipWithoutFuse)('a path removed and re-created by a producer', { timeout: 120_000 }, () => {
+  let d: Daemon;
+  beforeAll(async () => {
+    d = await startDaemon(['--no-collectors']);
+  });
+  afterAll(() => d?.cleanup());
+
+  it('is found through the mount after every OK (2,000 rounds, no ENOENT)', () => {
+    const m = d.mountpoint;
+    const r = sh(`node ${join(ROOT, 'test/fixtures/recreate.mjs')} ${m}/../producers.sock ${m} 2000`);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ rounds: 2000, failures: {}, wrong: 0 });
+  });
+});

@@ -19,6 +19,20 @@ export const ROOT_INO = 1;
 /** Kernel-side caches to drop when the tree changes (the native session queues these safely). */
 export interface Invalidator {
   invalidateEntry(parentIno: number, name: string): void;
+  /** Resolves once what was queued has reached the kernel; null when nothing is outstanding. */
+  invalidationsSent?(): Promise<void> | null;
+}
+
+/** The adapter serving each mounted tree, by root (a root has one observer). */
+const adapters = new WeakMap<Source, StatsFsAdapter>();
+
+/**
+ * For those who answer a change to the tree under `root` (the producer socket's OK): resolves once the
+ * kernel caches the change made stale (the cached name of a removed path) have been dropped, so that
+ * nobody who saw the answer can meet the old entry; null when nothing is outstanding (or not mounted).
+ */
+export function kernelCachesSettled(root: Source): Promise<void> | null {
+  return adapters.get(root)?.invalidator?.invalidationsSent?.() ?? null;
 }
 
 /**
@@ -102,6 +116,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     this.nodes.set(ROOT_INO, { ino: ROOT_INO, source: root, group: null, def: null, snapshot: null, nlookup: 1 });
     this.sourceInos.set(root, ROOT_INO);
     root.observe(this);
+    adapters.set(root, this);
     this.barrier = WriteBarrier.of(root);
   }
 

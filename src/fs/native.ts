@@ -186,6 +186,7 @@ interface NativeAddon {
   replyWrite(h: NativeHandle, id: number, written: number): boolean;
   invalidateEntry(h: NativeHandle, parent: number, name: string): boolean;
   invalidateInode(h: NativeHandle, ino: number): boolean;
+  markSent(h: NativeHandle, mark: number): boolean;
   stats(h: NativeHandle): BigUint64Array;
   shareArena(h: NativeHandle, words: Uint32Array): void;
   serveStored(h: NativeHandle, ino: number, slot: number, signed: boolean, attr: Float64Array, attrTimeout: number): boolean;
@@ -196,7 +197,7 @@ interface NativeAddon {
 
 // Events and flags shared with native/statsfs_fuse.c.
 const EV_LOOKUP = 0, EV_GETATTR = 1, EV_SETATTR = 2, EV_OPENDIR = 3, EV_OPEN = 4, EV_WRITE = 5,
-  EV_FORGET = 6, EV_ENDED = 7, EV_LOG = 8;
+  EV_FORGET = 6, EV_ENDED = 7, EV_LOG = 8, EV_SENT = 9;
 const MF_DEBUG = 1, MF_FORGET = 2;
 const SET_MODE = 1 << 0, SET_UID = 1 << 1, SET_GID = 1 << 2, SET_SIZE = 1 << 3, SET_ATIME = 1 << 4,
   SET_MTIME = 1 << 5, SET_ATIME_NOW = 1 << 7, SET_MTIME_NOW = 1 << 8;
@@ -267,6 +268,12 @@ export class FuseSession {
   private readonly handle: NativeHandle;
   private live = true;
   private readonly attrTimeout: number;
+  /** Invalidations were queued since the last mark (see invalidationsSent). */
+  private unmarked = false;
+  private lastMark = 0;
+  /** Resolvers of the marks not yet reached by the notifier, oldest first. */
+  private readonly marks: { mark: number; resolve: () => void }[] = [];
+  private lastSent: Promise<void> | null = null;
 
   /** @internal use {@link mount} */
   constructor(
@@ -297,12 +304,39 @@ export class FuseSession {
 
   /** Drop the kernel's cached name -> inode entry (queued to the notifier thread; never blocks). */
   invalidateEntry(parent: number, name: string): boolean {
-    return this.live && this.native.invalidateEntry(this.handle, parent, name);
+    const queued = this.live && this.native.invalidateEntry(this.handle, parent, name);
+    if (queued) this.unmarked = true;
+    return queued;
   }
 
   /** Drop the kernel's cached attributes and data of an inode (queued; never blocks). */
   invalidateInode(ino: number): boolean {
-    return this.live && this.native.invalidateInode(this.handle, ino);
+    const queued = this.live && this.native.invalidateInode(this.handle, ino);
+    if (queued) this.unmarked = true;
+    return queued;
+  }
+
+  /**
+   * Resolves once every invalidation queued so far has been sent to the kernel (or the session has
+   * ended); null when none is outstanding. Whoever answers a change that made a cached name stale
+   * (a producer's OK) waits for it, so that the kernel never serves the old entry after the answer.
+   */
+  invalidationsSent(): Promise<void> | null {
+    if (!this.live) return null;
+    if (this.unmarked) {
+      this.unmarked = false;
+      const mark = ++this.lastMark;
+      const sent = new Promise<void>((resolve) => this.marks.push({ mark, resolve }));
+      this.lastSent = sent;
+      if (!this.native.markSent(this.handle, mark)) this.settleMarks(mark);
+    }
+    return this.lastSent;
+  }
+
+  /** Marks up to `mark` were reached: the invalidations before them are sent. */
+  private settleMarks(mark: number): void {
+    while (this.marks.length > 0 && this.marks[0].mark <= mark) this.marks.shift()!.resolve();
+    if (this.marks.length === 0) this.lastSent = null;
   }
 
   /**
@@ -354,6 +388,7 @@ export class FuseSession {
       this.live = false;
       served.delete(this.mountpoint);
       this.native.unmount(this.handle);
+      this.settleMarks(Infinity);
     }
     return Promise.resolve();
   }
@@ -492,6 +527,8 @@ export class FuseSession {
             fail(0, 'onUnmounted', err);
           }
           return;
+        case EV_SENT:
+          return this.settleMarks(a as number);
         case EV_LOG:
           try {
             debug?.(b as string);
