@@ -57,6 +57,8 @@ enum {
   ST_OPEN_FILES,
   ST_OPEN_DIRS,
   ST_IN_FLIGHT,                 /* requests queued to or held by JS */
+  ST_SNAPSHOT_BYTES,            /* bytes held by open files and by snapshots being filled */
+  ST_OVER_BUDGET,               /* opens refused with EMFILE: the caller's snapshot budget was spent */
   ST_COUNT
 };
 
@@ -79,6 +81,8 @@ typedef struct item {
   uint8_t ev, kind;
   fuse_ino_t ino;
   struct fuse_file_info fi;     /* open/opendir: returned with fh set */
+  uint32_t uid;                 /* open: the caller, charged for the snapshot */
+  struct snapshot *sn;          /* open: the snapshot being filled (see allocSnapshot) */
   union {
     struct { int valid; uint64_t size; uint32_t mode, uid, gid; } set;
     off_t off;                  /* write */
@@ -98,6 +102,8 @@ typedef struct hnode { struct hnode *prev, *next; } hnode;
 typedef struct snapshot {       /* fi->fh of an open file */
   hnode link;
   uint64_t written;             /* bytes the writes on this handle were answered with (JS thread) */
+  uint32_t uid;                 /* charged to this user's budget ... */
+  int charged;                  /* ... once charged (until freed) */
   size_t len;
   char data[];
 } snapshot;
@@ -162,9 +168,12 @@ typedef struct session {
   notif *nhead, *ntail;
   int nstop;
 
-  /* open handles */
+  /* open handles, and the bytes of snapshots each user holds: under hmu */
   pthread_mutex_t hmu;
   hnode files, dirs;
+  uint64_t budget;              /* bytes of snapshots one uid may hold; 0: no limit */
+  struct budget_use { uint32_t uid; uint64_t bytes; } *uses;   /* only users holding bytes */
+  uint32_t nuses, capuses;
 
   /* stored values answered in C: under vmu */
   pthread_mutex_t vmu;
@@ -255,9 +264,13 @@ static void reply_err(session *s, fuse_req_t req, int kind, int err) {
   fuse_reply_err(req, err);
 }
 
-/* A request held by JS has been answered: drop it. */
+static void snapshot_free(session *s, snapshot *sn);
+
+/* A request held by JS has been answered: drop it, and the snapshot it was
+ * filling if it was not handed over. */
 static void finish(session *s, item *it) {
   stat_sub(s, ST_IN_FLIGHT, 1);
+  if (it->sn) snapshot_free(s, it->sn);
   free(it);
 }
 
@@ -283,32 +296,105 @@ static snapshot *snapshot_new(const void *data, size_t len) {
   snapshot *sn = malloc(sizeof *sn + len);
   if (!sn) return NULL;
   sn->written = 0;
+  sn->uid = 0;
+  sn->charged = 0;
   sn->len = len;
   if (data && len) memcpy(sn->data, data, len);
   return sn;
 }
 
-/* Answer an open/opendir with a handle; frees the handle if the kernel no
- * longer wants it (the opener was interrupted), since release will not come. */
-static void reply_with_handle(session *s, fuse_req_t req, struct fuse_file_info *fi, hnode *list, hnode *h,
-                              int gauge) {
+/* Snapshot budget. "Bytes held" by a user: the whole length of every
+ * snapshot allocated for one of its opens, from the moment it is allocated
+ * (a large one is allocated whole, then filled in pieces) until the handle is
+ * released, the open fails, or the session ends. Open handles are memory the
+ * daemon cannot reclaim while an unprivileged reader keeps them open. */
+
+/* Under hmu: the entry of `uid`, or NULL. */
+static struct budget_use *use_of(session *s, uint32_t uid) {
+  for (uint32_t i = 0; i < s->nuses; i++)
+    if (s->uses[i].uid == uid) return &s->uses[i];
+  return NULL;
+}
+
+/* Whether `uid` has spent its budget: an open it makes now is refused before
+ * anything is rendered. Counted. */
+static int budget_spent(session *s, uint32_t uid) {
+  pthread_mutex_lock(&s->hmu);
+  struct budget_use *u = s->budget ? use_of(s, uid) : NULL;
+  int spent = u && u->bytes >= s->budget;
+  pthread_mutex_unlock(&s->hmu);
+  if (spent) stat_add(s, ST_OVER_BUDGET, 1);
+  return spent;
+}
+
+/* Charges `sn` to `uid`: ENOMEM (no memory for the table) or EMFILE (over the
+ * budget; counted), else 0. */
+static int snapshot_charge(session *s, snapshot *sn, uint32_t uid) {
+  int err = 0;
+  pthread_mutex_lock(&s->hmu);
+  struct budget_use *u = use_of(s, uid);
+  uint64_t held = u ? u->bytes : 0;
+  if (s->budget && sn->len > 0 && (sn->len > s->budget || held > s->budget - sn->len)) {
+    err = EMFILE;
+  } else if (!u) {
+    if (s->nuses == s->capuses) {
+      uint32_t cap = s->capuses ? s->capuses * 2 : 8;
+      struct budget_use *nu = realloc(s->uses, cap * sizeof *nu);
+      if (nu) { s->uses = nu; s->capuses = cap; }
+    }
+    if (s->nuses < s->capuses) u = &s->uses[s->nuses++], u->uid = uid, u->bytes = 0;
+    else err = ENOMEM;
+  }
+  if (!err) {
+    u->bytes += sn->len;
+    sn->uid = uid;
+    sn->charged = 1;
+  }
+  pthread_mutex_unlock(&s->hmu);
+  if (err == EMFILE) stat_add(s, ST_OVER_BUDGET, 1);
+  if (!err) stat_add(s, ST_SNAPSHOT_BYTES, sn->len);
+  return err;
+}
+
+/* Frees a snapshot and gives its bytes back to its user's budget. */
+static void snapshot_free(session *s, snapshot *sn) {
+  if (sn->charged) {
+    pthread_mutex_lock(&s->hmu);
+    struct budget_use *u = use_of(s, sn->uid);
+    if (u && (u->bytes -= sn->len) == 0) *u = s->uses[--s->nuses];
+    pthread_mutex_unlock(&s->hmu);
+    stat_sub(s, ST_SNAPSHOT_BYTES, sn->len);
+  }
+  free(sn);
+}
+
+/* Answer an open/opendir with a handle. -1 if the kernel no longer wants it
+ * (the opener was interrupted): the caller frees it, since release will not come. */
+static int reply_with_handle(session *s, fuse_req_t req, struct fuse_file_info *fi, hnode *list, hnode *h,
+                             int gauge) {
   fi->fh = (uint64_t)(uintptr_t)h;
   list_add(s, list, h);
   stat_add(s, gauge, 1);
-  if (fuse_reply_open(req, fi) != 0) {
-    list_del(s, h);
-    free(h);
-    stat_sub(s, gauge, 1);
-  }
+  if (fuse_reply_open(req, fi) == 0) return 0;
+  list_del(s, h);
+  stat_sub(s, gauge, 1);
+  return -1;
 }
 
-/* Answer an open with the snapshot every read of it is served from. direct_io:
- * reads go to the snapshot whatever st_size says, so size 0 in attributes is
- * fine and nothing stale is served from the page cache. */
-static void reply_snapshot(session *s, fuse_req_t req, struct fuse_file_info *fi, snapshot *sn) {
+/* Answer an open with the snapshot every read of it is served from, charged to
+ * `uid` unless it already is (EMFILE beyond the budget). direct_io: reads go to
+ * the snapshot whatever st_size says, so size 0 in attributes is fine and
+ * nothing stale is served from the page cache. */
+static void reply_snapshot(session *s, fuse_req_t req, struct fuse_file_info *fi, snapshot *sn, uint32_t uid) {
+  int err = sn->charged ? 0 : snapshot_charge(s, sn, uid);
+  if (err) {
+    free(sn);
+    reply_err(s, req, K_OPEN, err);
+    return;
+  }
   fi->direct_io = 1;
   fi->keep_cache = 0;
-  reply_with_handle(s, req, fi, &s->files, &sn->link, ST_OPEN_FILES);
+  if (reply_with_handle(s, req, fi, &s->files, &sn->link, ST_OPEN_FILES) != 0) snapshot_free(s, sn);
 }
 
 static void ms_to_ts(double ms, struct timespec *ts) {
@@ -441,7 +527,7 @@ static int getattr_stored(session *s, fuse_req_t req, fuse_ino_t ino) {
 
 /* Session thread: answers a read-only open of a registered value; 0 if it
  * is not one (or a write kept overlapping): then JS answers it. */
-static int open_stored(session *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+static int open_stored(session *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, uint32_t uid) {
   if ((fi->flags & O_ACCMODE) != O_RDONLY) return 0;
   char text[24];
   int n = 0;
@@ -454,7 +540,7 @@ static int open_stored(session *s, fuse_req_t req, fuse_ino_t ino, struct fuse_f
   pthread_mutex_unlock(&s->vmu);
   snapshot *sn = n > 0 ? snapshot_new(text, (size_t)n) : NULL;
   if (!sn) return 0;
-  reply_snapshot(s, req, fi, sn);
+  reply_snapshot(s, req, fi, sn, uid);
   return 1;
 }
 
@@ -536,10 +622,17 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  stat_add(S(req), ST_REQUESTS + K_OPEN, 1);
-  if (open_stored(S(req), req, ino, fi)) return;
+  session *s = S(req);
+  stat_add(s, ST_REQUESTS + K_OPEN, 1);
+  uint32_t uid = (uint32_t)fuse_req_ctx(req)->uid;
+  /* a reader over its budget costs no rendering (writers get an empty snapshot) */
+  if ((fi->flags & O_ACCMODE) != O_WRONLY && budget_spent(s, uid)) {
+    reply_err(s, req, K_OPEN, EMFILE);
+    return;
+  }
+  if (open_stored(s, req, ino, fi, uid)) return;
   item *it = item_new(req, EV_OPEN, K_OPEN, ino, 0);
-  if (it) { it->fi = *fi; it->u.flags = fi->flags; }
+  if (it) { it->fi = *fi; it->u.flags = fi->flags; it->uid = uid; }
   to_js(req, it, K_OPEN);
 }
 
@@ -575,7 +668,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   stat_add(s, ST_REQUESTS + K_RELEASE, 1);
   snapshot *sn = (snapshot *)(uintptr_t)fi->fh;
   list_del(s, &sn->link);
-  free(sn);
+  snapshot_free(s, sn);
   stat_sub(s, ST_OPEN_FILES, 1);
   fuse_reply_err(req, 0);
 }
@@ -945,13 +1038,15 @@ static void on_async(uv_async_t *h) {
 
 static void free_handles(session *s, hnode *head, int gauge) {
   hnode *n = head->next;
+  list_init(head);
   while (n != head) {
     hnode *next = n->next;
-    free(n);                      /* hnode is the first member of snapshot and dirlist */
+    /* hnode is the first member of snapshot and dirlist */
+    if (gauge == ST_OPEN_FILES) snapshot_free(s, (snapshot *)n);
+    else free(n);
     stat_sub(s, gauge, 1);
     n = next;
   }
-  list_init(head);
 }
 
 static void on_async_closed(uv_handle_t *h) { free(h); }
@@ -1040,6 +1135,7 @@ static void session_free(session *s) {
   pthread_mutex_destroy(&s->hmu);
   pthread_mutex_destroy(&s->vmu);
   stored_clear(&s->stored);
+  free(s->uses);
   free(s->mountpoint);
   free(s);
 }
@@ -1317,94 +1413,101 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
 
 /* A large snapshot is filled in pieces, between turns of the event loop, before
  * the open is answered: copying hundreds of megabytes at once would hold the
- * JS thread. JS holds it as an External until replyOpen hands it over; if it
- * never does (an error, unmount), the finalizer frees it. */
-typedef struct pending_snapshot {
-  snapshot *sn;                 /* NULL once handed over */
-} pending_snapshot;
+ * JS thread. It belongs to the request until replyOpen hands it over, so it is
+ * freed (and its bytes given back to the budget) however the request ends. */
 
-static void pending_finalize(napi_env env, void *data, void *hint) {
-  pending_snapshot *p = data;
-  free(p->sn);
-  free(p);
+/* The request `id` if it is still waiting for its open reply, without taking it. */
+static item *peek_open(napi_env env, session *s, napi_value idv) {
+  double id = get_num(env, idv, -1);
+  if (!(id >= 0 && id < 4503599627370496.0)) return NULL;
+  uint64_t v = (uint64_t)id;
+  uint32_t idx = (uint32_t)(v % SLOT_SPAN), gen = (uint32_t)(v / SLOT_SPAN);
+  if (idx >= s->nslots || !s->slots[idx] || s->gens[idx] != gen) return NULL;
+  item *it = s->slots[idx];
+  return it->ev == EV_OPEN ? it : NULL;
 }
 
-static pending_snapshot *get_pending(napi_env env, napi_value v) {
-  napi_valuetype t;
-  void *p = NULL;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external) return NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
-  return p;
-}
-
-/* allocSnapshot(len) -> External */
+/* allocSnapshot(h, id, len) -> the request waits for fillSnapshot and replyOpen(h, id, null);
+ * false: the request was answered, EMFILE (over the caller's budget) or ENOMEM. */
 static napi_value js_alloc_snapshot(napi_env env, napi_callback_info info) {
-  ARGS(1);
-  double len = get_num(env, argv[0], -1);
+  ARGS(3);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double len = get_num(env, argv[2], -1);
   if (!(len >= 0 && len <= (double)SIZE_MAX / 2)) return throw_code(env, "EINVAL", "allocSnapshot: bad length");
-  pending_snapshot *p = malloc(sizeof *p);
-  snapshot *sn = p ? snapshot_new(NULL, (size_t)len) : NULL;
-  if (!sn) {
-    free(p);
-    return throw_code(env, "ENOMEM", "allocSnapshot: out of memory");
+  item *it = peek_open(env, s, argv[1]);
+  if (!it) return js_bool(env, false);
+  if (it->sn) return throw_code(env, "EINVAL", "allocSnapshot: this open already has a snapshot");
+  snapshot *sn = snapshot_new(NULL, (size_t)len);
+  int err = sn ? snapshot_charge(s, sn, it->uid) : ENOMEM;
+  if (err) {
+    free(sn);
+    fail_item(s, slot_take(s, get_num(env, argv[1], -1)), err);
+    return js_bool(env, false);
   }
-  p->sn = sn;
-  napi_value ext;
-  if (napi_create_external(env, p, pending_finalize, NULL, &ext) != napi_ok) {
-    pending_finalize(env, p, NULL);
-    return throw_code(env, "ENOMEM", "allocSnapshot: cannot create the handle");
-  }
-  return ext;
+  it->sn = sn;
+  return js_bool(env, true);
 }
 
-/* fillSnapshot(pending, offset, chunk: Buffer) */
+/* fillSnapshot(h, id, offset, chunk: Buffer) -> false once the request is gone (unmount) */
 static napi_value js_fill_snapshot(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  pending_snapshot *p = get_pending(env, argv[0]);
-  double off = get_num(env, argv[1], -1);
+  ARGS(4);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double off = get_num(env, argv[2], -1);
   void *data = NULL;
   size_t len = 0;
   bool isbuf = false;
-  napi_is_buffer(env, argv[2], &isbuf);
-  if (!p || !p->sn || !isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok)
-    return throw_code(env, "EINVAL", "fillSnapshot: expected a pending snapshot and a Buffer");
-  if (!(off >= 0) || (size_t)off > p->sn->len || len > p->sn->len - (size_t)off)
+  napi_is_buffer(env, argv[3], &isbuf);
+  if (!isbuf || napi_get_buffer_info(env, argv[3], &data, &len) != napi_ok)
+    return throw_code(env, "EINVAL", "fillSnapshot: expected a Buffer");
+  item *it = peek_open(env, s, argv[1]);
+  if (!it || !it->sn) return js_bool(env, false);
+  snapshot *sn = it->sn;
+  if (!(off >= 0) || (size_t)off > sn->len || len > sn->len - (size_t)off)
     return throw_code(env, "EINVAL", "fillSnapshot: chunk out of bounds");
-  if (len) memcpy(p->sn->data + (size_t)off, data, len);
-  return NULL;
+  if (len) memcpy(sn->data + (size_t)off, data, len);
+  return js_bool(env, true);
 }
 
-/* replyOpen(h, id, snapshot: Buffer | pending snapshot) */
+/* replyOpen(h, id, snapshot: Buffer | null: the one allocSnapshot made) */
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   ARGS(3);
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
   item *it = take_reply(env, s, argv[1], EV_OPEN, EV_OPEN);
   if (!it) return js_bool(env, false);
-  snapshot *sn;
-  pending_snapshot *p = get_pending(env, argv[2]);
-  if (p) {
-    if (!p->sn) {
-      fail_item(s, it, EIO);
-      return throw_code(env, "EINVAL", "replyOpen: snapshot already handed over");
-    }
-    sn = p->sn;
-    p->sn = NULL;
-  } else {
+  snapshot *sn = it->sn;
+  it->sn = NULL;
+  if (!sn) {
     void *data = NULL;
     size_t len = 0;
     bool isbuf = false;
     napi_is_buffer(env, argv[2], &isbuf);
     if (!isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
       fail_item(s, it, EIO);
-      return throw_code(env, "EINVAL", "replyOpen: snapshot must be a Buffer");
+      return throw_code(env, "EINVAL", "replyOpen: snapshot must be a Buffer, or null after allocSnapshot");
     }
     sn = snapshot_new(data, len);
     if (!sn) { fail_item(s, it, ENOMEM); return js_bool(env, true); }
   }
-  reply_snapshot(s, it->req, &it->fi, sn);
+  reply_snapshot(s, it->req, &it->fi, sn, it->uid);
   finish(s, it);
   return js_bool(env, true);
+}
+
+/* setSnapshotBudget(h, bytes): what one uid may hold in snapshots (0: no limit). */
+static napi_value js_set_snapshot_budget(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double bytes = get_num(env, argv[1], -1);
+  if (!(bytes >= 0 && bytes < 18446744073709551616.0))
+    return throw_code(env, "EINVAL", "setSnapshotBudget: bytes must be 0 or more");
+  pthread_mutex_lock(&s->hmu);
+  s->budget = (uint64_t)bytes;
+  pthread_mutex_unlock(&s->hmu);
+  return NULL;
 }
 
 /* replyOpendir(h, id, names: string ('\0'-joined), inos: Float64Array, modes: Uint32Array,
@@ -1465,7 +1568,7 @@ static napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
   d->gid = (uint32_t)meta[3];
   d->entry_timeout = meta[4];
   d->attr_timeout = meta[5];
-  reply_with_handle(s, it->req, &it->fi, &s->dirs, &d->link, ST_OPEN_DIRS);
+  if (reply_with_handle(s, it->req, &it->fi, &s->dirs, &d->link, ST_OPEN_DIRS) != 0) free(d);
   finish(s, it);
   return js_bool(env, true);
 }
@@ -1668,6 +1771,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyOpen", js_reply_open },
     { "allocSnapshot", js_alloc_snapshot },
     { "fillSnapshot", js_fill_snapshot },
+    { "setSnapshotBudget", js_set_snapshot_budget },
     { "replyOpendir", js_reply_opendir },
     { "replyWrite", js_reply_write },
     { "invalidateEntry", js_invalidate_entry },

@@ -141,7 +141,16 @@ export interface MountOptions {
   extraOptions?: readonly string[];
   /** Receives libfuse's debug log (every request) when given. */
   debug?: ((line: string) => void) | false;
+  /**
+   * Bytes of snapshots (the per-open contents of files) one user may hold at once, by the uid of the
+   * opening process: the whole length of each, from when it is allocated until its file is released.
+   * An open beyond it answers EMFILE. Default DEFAULT_SNAPSHOT_BUDGET; 0 for no limit.
+   */
+  snapshotBudget?: number;
 }
+
+/** 256 MiB: about eight .snapshot.json of the whole tree at 200,000 values. */
+export const DEFAULT_SNAPSHOT_BUDGET = 256 << 20;
 
 export interface SessionStats {
   /** Requests received, by kind. */
@@ -153,6 +162,10 @@ export interface SessionStats {
   openDirs: bigint;
   /** Requests queued to or being handled by JS right now. */
   inFlight: bigint;
+  /** Bytes held by open files' snapshots and by snapshots being filled (see MountOptions.snapshotBudget). */
+  snapshotBytes: bigint;
+  /** Opens refused with EMFILE because the caller had spent its snapshot budget. */
+  overBudget: bigint;
 }
 
 /** A mount error: `code` is an errno name (ENOENT, ENOTDIR, EACCES, EPERM, EBUSY, ENOTCONN, EINVAL ...)
@@ -163,8 +176,6 @@ export interface FuseError extends Error {
 
 type NativeHandle = object & { readonly __brand?: 'statsfs_fuse' };
 type Dispatch = (ev: number, id: number, ...args: unknown[]) => void;
-/** Snapshot memory of the binding being filled before an open is answered. */
-type PendingSnapshot = object & { readonly __brand?: 'statsfs_snapshot' };
 
 /** Snapshots at least this large are copied into the binding in pieces of this size, a turn of the loop apart. */
 const FILL_STEP = 8 << 20;
@@ -176,9 +187,13 @@ interface NativeAddon {
   replyErr(h: NativeHandle, id: number, errno: number): boolean;
   replyEntry(h: NativeHandle, id: number, attr: Float64Array, entryTimeout: number, attrTimeout: number): boolean;
   replyAttr(h: NativeHandle, id: number, attr: Float64Array, attrTimeout: number): boolean;
-  replyOpen(h: NativeHandle, id: number, snapshot: Buffer | PendingSnapshot): boolean;
-  allocSnapshot(length: number): PendingSnapshot;
-  fillSnapshot(pending: PendingSnapshot, offset: number, chunk: Buffer): void;
+  /** null: the snapshot allocSnapshot made for this request. */
+  replyOpen(h: NativeHandle, id: number, snapshot: Buffer | null): boolean;
+  /** False: the request was answered (EMFILE over the caller's budget, ENOMEM) or is gone. */
+  allocSnapshot(h: NativeHandle, id: number, length: number): boolean;
+  /** False: the request is gone (unmounted). */
+  fillSnapshot(h: NativeHandle, id: number, offset: number, chunk: Buffer): boolean;
+  setSnapshotBudget(h: NativeHandle, bytes: number): void;
   replyOpendir(
     h: NativeHandle, id: number, names: string, inos: Float64Array, modes: Uint32Array,
     sizes: Float64Array | null, mtimesMs: Float64Array | null, meta: Float64Array,
@@ -222,7 +237,7 @@ function loadAddon(): NativeAddon {
     throw err;
   }
   addon = createRequire(import.meta.url)(found) as NativeAddon;
-  if (addon.STATS_LENGTH !== 2 * OP_NAMES.length + 4) throw new Error('statsfs_fuse.node does not match native.ts');
+  if (addon.STATS_LENGTH !== 2 * OP_NAMES.length + 6) throw new Error('statsfs_fuse.node does not match native.ts');
   return addon;
 }
 
@@ -296,6 +311,7 @@ export class FuseSession {
     const debug = options.debug || undefined;
     const flags = (debug ? MF_DEBUG : 0) | (handler.forget ? MF_FORGET : 0);
     this.handle = this.native.mount(mountpoint, opts.join(','), this.dispatcher(debug), flags);
+    this.native.setSnapshotBudget(this.handle, options.snapshotBudget ?? DEFAULT_SNAPSHOT_BUDGET);
   }
 
   get mounted(): boolean {
@@ -364,7 +380,7 @@ export class FuseSession {
   }
 
   /** The raw counters: requests by kind (OP_NAMES order), errors by kind, bytesRead,
-   * openFiles, openDirs, inFlight. Still readable after unmount. */
+   * openFiles, openDirs, inFlight, snapshotBytes, overBudget. Still readable after unmount. */
   statsRaw(): BigUint64Array {
     return this.native.stats(this.handle);
   }
@@ -378,7 +394,10 @@ export class FuseSession {
       requests[name] = raw[i];
       errors[name] = raw[n + i];
     });
-    return { requests, errors, bytesRead: raw[2 * n], openFiles: raw[2 * n + 1], openDirs: raw[2 * n + 2], inFlight: raw[2 * n + 3] };
+    return {
+      requests, errors, bytesRead: raw[2 * n], openFiles: raw[2 * n + 1], openDirs: raw[2 * n + 2], inFlight: raw[2 * n + 3],
+      snapshotBytes: raw[2 * n + 4], overBudget: raw[2 * n + 5],
+    };
   }
 
   /** Stop serving, unmount (lazily), join the addon's threads, answer whatever JS still held
@@ -446,6 +465,7 @@ export class FuseSession {
       }
     };
     // A large snapshot goes into the binding's memory a piece at a time, so no copy holds the loop for long.
+    // It is allocated whole first, and charged whole to the opener's budget from then on.
     const sendLarge = async (id: number, chunks: readonly Buffer[]): Promise<void> => {
       try {
         let total = 0;
@@ -453,23 +473,23 @@ export class FuseSession {
           if (!Buffer.isBuffer(chunk)) throw new ReplyError('expected an array of Buffers');
           total += chunk.length;
         }
-        const pending = native.allocSnapshot(total);
+        if (!native.allocSnapshot(h(), id, total)) return; // answered: over the opener's budget, or no memory
         let at = 0;
         let sinceTurn = 0;
         for (const chunk of chunks) {
           for (let from = 0; from < chunk.length; from += FILL_STEP) {
             const piece = chunk.subarray(from, from + FILL_STEP);
-            native.fillSnapshot(pending, at, piece);
+            // false: unmounted meanwhile; the request is gone and its snapshot freed with it
+            if (!native.fillSnapshot(h(), id, at, piece)) return;
             at += piece.length;
             sinceTurn += piece.length;
             if (sinceTurn >= FILL_STEP) {
               sinceTurn = 0;
               await new Promise<void>((resolve) => setImmediate(resolve));
-              if (!this.live) return; // unmounted meanwhile: the request is gone, the memory is freed with `pending`
             }
           }
         }
-        native.replyOpen(h(), id, pending);
+        native.replyOpen(h(), id, null);
       } catch (err) {
         fail(id, 'open', err);
       }
