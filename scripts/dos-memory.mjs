@@ -1,5 +1,5 @@
 // Memory under the two denial-of-service attacks of issue 11 (item 2), against the real daemon:
-//   node scripts/dos-memory.mjs [extra daemon options...]
+//   [DOS_STEPS=handles,scrapes] node scripts/dos-memory.mjs [extra daemon options...]
 // Builds a tree of 200,000 values over the producer socket, then (1) holds 150 open .snapshot.json handles
 // in this one process, then (2) makes 50 /metrics requests that never read their response. Prints the
 // daemon's RSS (VmRSS, and VmHWM: its peak) after each step, and what the opens and scrapes got.
@@ -50,39 +50,43 @@ try {
   await sleep(1000);
   console.log(`tree of ${SOURCES * PER_SOURCE} values: ${rss()}`);
 
-  const fds = [];
-  const refused = {};
-  for (let i = 0; i < HANDLES; i++) {
-    try {
-      fds.push(openSync(join(mnt, '.snapshot.json'), 'r'));
-    } catch (err) {
-      refused[err.code] = (refused[err.code] ?? 0) + 1;
+  const steps = (process.env.DOS_STEPS ?? 'handles,scrapes').split(',');
+  if (steps.includes('handles')) {
+    const fds = [];
+    const refused = {};
+    for (let i = 0; i < HANDLES; i++) {
+      try {
+        fds.push(openSync(join(mnt, '.snapshot.json'), 'r'));
+      } catch (err) {
+        refused[err.code] = (refused[err.code] ?? 0) + 1;
+      }
     }
+    await sleep(1000);
+    console.log(`${HANDLES} opens of .snapshot.json: ${fds.length} held, refused ${JSON.stringify(refused)}: ${rss()}`);
+    for (const fd of fds) closeSync(fd);
+    await sleep(1000);
+    console.log(`handles closed: ${rss()}`);
   }
-  await sleep(1000);
-  console.log(`${HANDLES} opens of .snapshot.json: ${fds.length} held, refused ${JSON.stringify(refused)}: ${rss()}`);
-  for (const fd of fds) closeSync(fd);
-  await sleep(1000);
-  console.log(`handles closed: ${rss()}`);
-
-  const statuses = {};
-  const sockets = [];
-  for (let i = 0; i < SCRAPES; i++) {
-    const s = net.connect(port, '127.0.0.1');
-    s.on('error', () => {});
-    s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n');
-    s.once('data', (d) => {
-      const status = /^HTTP\/1\.1 (\d+)/.exec(d.toString('latin1'))?.[1] ?? '?';
-      statuses[status] = (statuses[status] ?? 0) + 1;
-      s.pause(); // and never read again
-    });
-    sockets.push(s);
+  if (steps.includes('scrapes')) {
+    const statuses = {};
+    const sockets = [];
+    for (let i = 0; i < SCRAPES; i++) {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n');
+      s.once('data', (d) => {
+        const status = /^HTTP\/1\.1 (\d+)/.exec(d.toString('latin1'))?.[1] ?? '?';
+        statuses[status] = (statuses[status] ?? 0) + 1;
+        s.pause(); // and never read again
+      });
+      sockets.push(s);
+    }
+    // every response has begun (each after its capture) or been refused, then the renders fill the buffers
+    for (let t = 0; t < 180 && Object.values(statuses).reduce((a, b) => a + b, 0) < SCRAPES; t++) await sleep(500);
+    await sleep(5000);
+    console.log(`${SCRAPES} scrapes that do not read: status ${JSON.stringify(statuses)}: ${rss()}`);
+    for (const s of sockets) s.destroy();
   }
-  // every response has begun (each after its capture) or been refused, then the renders fill the buffers
-  for (let t = 0; t < 180 && Object.values(statuses).reduce((a, b) => a + b, 0) < SCRAPES; t++) await sleep(500);
-  await sleep(5000);
-  console.log(`${SCRAPES} scrapes that do not read: status ${JSON.stringify(statuses)}: ${rss()}`);
-  for (const s of sockets) s.destroy();
   await client.close();
 } finally {
   daemon.kill('SIGTERM');
