@@ -316,12 +316,14 @@ static struct budget_use *use_of(session *s, uint32_t uid) {
   return NULL;
 }
 
-/* Whether `uid` has spent its budget: an open it makes now is refused before
- * anything is rendered. Counted. */
-static int budget_spent(session *s, uint32_t uid) {
+/* Whether `len` more bytes would take `uid` over its budget (len 0: whether it
+ * has spent it): an open it makes now is refused before anything is rendered.
+ * Counted. */
+static int budget_spent(session *s, uint32_t uid, uint64_t len) {
   pthread_mutex_lock(&s->hmu);
   struct budget_use *u = s->budget ? use_of(s, uid) : NULL;
-  int spent = u && u->bytes >= s->budget;
+  uint64_t held = u ? u->bytes : 0;
+  int spent = s->budget && (held >= s->budget || len > s->budget - held);
   pthread_mutex_unlock(&s->hmu);
   if (spent) stat_add(s, ST_OVER_BUDGET, 1);
   return spent;
@@ -626,7 +628,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   stat_add(s, ST_REQUESTS + K_OPEN, 1);
   uint32_t uid = (uint32_t)fuse_req_ctx(req)->uid;
   /* a reader over its budget costs no rendering (writers get an empty snapshot) */
-  if ((fi->flags & O_ACCMODE) != O_WRONLY && budget_spent(s, uid)) {
+  if ((fi->flags & O_ACCMODE) != O_WRONLY && budget_spent(s, uid, 0)) {
     reply_err(s, req, K_OPEN, EMFILE);
     return;
   }
@@ -952,7 +954,8 @@ static void dispatch_item(session *s, napi_value fn, item *it) {
     break;
   case EV_OPEN:
     argv[3] = num(env, it->u.flags);
-    argc = 4;
+    argv[4] = num(env, it->uid);
+    argc = 5;
     break;
   case EV_SETATTR:
     argv[3] = num(env, it->u.set.valid);
@@ -1496,6 +1499,18 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   return js_bool(env, true);
 }
 
+/* budgetSpent(h, uid, bytes) -> whether `bytes` more would take uid over its
+ * budget; counted as a refusal when true (the caller answers EMFILE). */
+static napi_value js_budget_spent(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double uid = get_num(env, argv[1], -1), bytes = get_num(env, argv[2], 0);
+  if (!(uid >= 0 && uid <= UINT32_MAX) || !(bytes >= 0))
+    return throw_code(env, "EINVAL", "budgetSpent(h, uid, bytes)");
+  return js_bool(env, budget_spent(s, (uint32_t)uid, bytes < 18446744073709551616.0 ? (uint64_t)bytes : UINT64_MAX));
+}
+
 /* setSnapshotBudget(h, bytes): what one uid may hold in snapshots (0: no limit). */
 static napi_value js_set_snapshot_budget(napi_env env, napi_callback_info info) {
   ARGS(2);
@@ -1772,6 +1787,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "allocSnapshot", js_alloc_snapshot },
     { "fillSnapshot", js_fill_snapshot },
     { "setSnapshotBudget", js_set_snapshot_budget },
+    { "budgetSpent", js_budget_spent },
     { "replyOpendir", js_reply_opendir },
     { "replyWrite", js_reply_write },
     { "invalidateEntry", js_invalidate_entry },

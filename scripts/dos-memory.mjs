@@ -1,12 +1,14 @@
 // Memory under the two denial-of-service attacks of issue 11 (item 2), against the real daemon:
-//   [DOS_STEPS=handles,scrapes] node scripts/dos-memory.mjs [extra daemon options...]
+//   [DOS_STEPS=handles,parallel,scrapes] node scripts/dos-memory.mjs [extra daemon options...]
 // Builds a tree of 200,000 values over the producer socket, then (1) holds 150 open .snapshot.json handles
 // in this one process, then (2) makes 50 /metrics requests that never read their response. Prints the
 // daemon's RSS (VmRSS, and VmHWM: its peak) after each step, and what the opens and scrapes got.
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '../dist/src/client/index.js';
@@ -64,6 +66,29 @@ try {
     await sleep(1000);
     console.log(`${HANDLES} opens of .snapshot.json: ${fds.length} held, refused ${JSON.stringify(refused)}: ${rss()}`);
     for (const fd of fds) closeSync(fd);
+    await sleep(1000);
+    console.log(`handles closed: ${rss()}`);
+  }
+  if (steps.includes('parallel')) {
+    // the same opens, from 150 threads at once: every one of them is rendered before any is charged
+    const py = spawn('python3', ['-c', `
+import errno, os, sys, threading
+fds, errs, lock = [], {}, threading.Lock()
+def one():
+    try:
+        fd = os.open(sys.argv[1], os.O_RDONLY)
+        with lock: fds.append(fd)
+    except OSError as e:
+        with lock: errs[errno.errorcode[e.errno]] = errs.get(errno.errorcode[e.errno], 0) + 1
+ts = [threading.Thread(target=one) for _ in range(${HANDLES})]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(len(fds), "held, refused", errs, flush=True)
+sys.stdin.read()
+`, join(mnt, '.snapshot.json')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const [line] = await once(createInterface({ input: py.stdout }), 'line');
+    console.log(`${HANDLES} opens of .snapshot.json at once: ${line}: ${rss()}`);
+    py.stdin.end();
+    await once(py, 'exit');
     await sleep(1000);
     console.log(`handles closed: ${rss()}`);
   }

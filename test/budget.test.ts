@@ -88,6 +88,27 @@ describe.skipIf(skipWithoutFuse)('snapshot budget per user through the real daem
     }
     expect(sh(`cat ${m}/statsfs/fuse/snapshot_refusals`).stdout).toBe('2\n');
   });
+
+  it('opens from 40 threads at once are held to the same budget', () => {
+    const r = sh(`python3 -c '
+import errno, os, sys, threading
+fds, errs, lock = [], [], threading.Lock()
+def one():
+    try:
+        fd = os.open(sys.argv[1], os.O_RDONLY)
+        with lock: fds.append(fd)
+    except OSError as e:
+        with lock: errs.append(errno.errorcode[e.errno])
+ts = [threading.Thread(target=one) for _ in range(40)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(len(fds), " ".join(sorted(set(errs))), len(errs))' ${m}/.snapshot.json`);
+    expect(r.stderr).toBe('');
+    const [held, codes, refused] = r.stdout.trim().split(' ');
+    expect(Number(held)).toBeGreaterThanOrEqual(2);
+    expect(Number(held)).toBeLessThan(20);
+    expect(codes).toBe('EMFILE');
+    expect(Number(held) + Number(refused)).toBe(40);
+  });
 });
 
 async function freePort(): Promise<number> {

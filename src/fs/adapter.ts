@@ -46,6 +46,12 @@ export interface StoredValueServer {
   dropStored(): void;
 }
 
+/** The binding's per-user budget for what open files hold (see MountOptions.snapshotBudget). */
+export interface SnapshotBudget {
+  /** Whether `bytes` more would take `uid` over its budget; true is counted as a refusal. */
+  budgetSpent(uid: number, bytes: number): boolean;
+}
+
 export interface AdapterOptions {
   /** Seconds the kernel may cache names and attributes; removals are invalidated at once regardless. */
   cacheSeconds?: number;
@@ -75,6 +81,8 @@ interface Node {
   def: ValueDef | null;
   /** For snapshot files: the file name, a key of options.snapshots. */
   snapshot: string | null;
+  /** For snapshot files: bytes of the last rendering, what the next one is expected to take. */
+  renderedBytes?: number;
   nlookup: number;
 }
 
@@ -98,6 +106,12 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   private readonly barrier: WriteBarrier;
   invalidator: Invalidator | null = null;
   storedServer: StoredValueServer | null = null;
+  snapshotBudget: SnapshotBudget | null = null;
+  /**
+   * Snapshot renderings run one at a time per user, each only if the user's budget can take it: a
+   * user opening many at once holds one rendering in JS, not one per open.
+   */
+  private readonly renderQueues = new Map<number, Promise<unknown>>();
   /** Registrations with storedServer since it last dropped them all. */
   private storedCount = 0;
   /**
@@ -222,12 +236,12 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** The per-open snapshot: the value is computed once, here, and every read of this open file sees it. */
-  open(ino: number, flags: number): Result<string> | Promise<Result<Buffer | string | readonly Buffer[]>> {
+  open(ino: number, flags: number, uid = 0): Result<string> | Promise<Result<Buffer | string | readonly Buffer[]>> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (isDir(node)) return E.EISDIR;
     const access = flags & O_ACCMODE;
-    if (node.snapshot !== null) return access !== 0 ? E.EACCES : this.renderSnapshot(node.source, node.snapshot);
+    if (node.snapshot !== null) return access !== 0 ? E.EACCES : this.queueSnapshot(node, uid);
     const def = node.def!;
     if (access !== 0 && (def.mode & 0o222) === 0) return E.EACCES;
     if (access === O_WRONLY) return '';
@@ -316,10 +330,25 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     if (ino !== undefined) this.invalidator?.invalidateEntry(ino, name);
   }
 
+  /** Renders after the user's earlier renderings, if its budget can take what this file took last time. */
+  private queueSnapshot(node: Node, uid: number): Promise<Result<Buffer | string | readonly Buffer[]>> {
+    const rendered = (this.renderQueues.get(uid) ?? Promise.resolve()).then(() =>
+      this.snapshotBudget?.budgetSpent(uid, node.renderedBytes ?? 0) ? E.EMFILE : this.renderSnapshot(node),
+    );
+    const done = rendered.then(() => undefined, () => undefined);
+    this.renderQueues.set(uid, done);
+    void done.then(() => {
+      if (this.renderQueues.get(uid) === done) this.renderQueues.delete(uid);
+    });
+    return rendered;
+  }
+
   /** Captures now (atomically, in slices behind the write barrier when large), renders in slices. */
-  private async renderSnapshot(source: Source, name: string): Promise<Result<Buffer | string | readonly Buffer[]>> {
+  private async renderSnapshot(node: Node): Promise<Result<Buffer | string | readonly Buffer[]>> {
     try {
-      return await this.options.snapshots![name](await captureSnapshotSliced(source));
+      const out = await this.options.snapshots![node.snapshot!](await captureSnapshotSliced(node.source));
+      node.renderedBytes = typeof out === 'string' ? Buffer.byteLength(out) : Buffer.isBuffer(out) ? out.length : out.reduce((n, b) => n + b.length, 0);
+      return out;
     } catch (err) {
       return this.failed('open', err);
     }

@@ -62,6 +62,7 @@ export async function mount(root: Source, mountpoint: string, options: MountOpti
   session.shareArena(arena.u32);
   const unshare = arena.onGrowth((words) => session.shareArena(words));
   adapter.storedServer = session;
+  adapter.snapshotBudget = session;
   const n = OP_NAMES.length;
   const raw = (i: number) => session.statsRaw()[i];
   const counters: FuseCounterReader = {

@@ -109,7 +109,7 @@ export interface FuseHandler {
    * The per-open snapshot that every read of this handle is served from (in C). Files are
    * opened with direct_io and without keep_cache. For write-only opens an empty value is fine.
    */
-  open(ino: number, flags: number): MaybePromise<Buffer | Uint8Array | string | readonly Buffer[] | Errno>;
+  open(ino: number, flags: number, uid: number): MaybePromise<Buffer | Uint8Array | string | readonly Buffer[] | Errno>;
   /**
    * Missing: EPERM. `accepted`: bytes earlier writes on this same open file were answered with (so a
    * handler can tell a continuation of an accepted write from a write on a fresh open).
@@ -194,6 +194,7 @@ interface NativeAddon {
   /** False: the request is gone (unmounted). */
   fillSnapshot(h: NativeHandle, id: number, offset: number, chunk: Buffer): boolean;
   setSnapshotBudget(h: NativeHandle, bytes: number): void;
+  budgetSpent(h: NativeHandle, uid: number, bytes: number): boolean;
   replyOpendir(
     h: NativeHandle, id: number, names: string, inos: Float64Array, modes: Uint32Array,
     sizes: Float64Array | null, mtimesMs: Float64Array | null, meta: Float64Array,
@@ -374,6 +375,14 @@ export class FuseSession {
     return this.live && this.native.serveStored(this.handle, ino, slot, signed, packAttr(attr), this.attrTimeout);
   }
 
+  /**
+   * Whether `bytes` more would take `uid` over its snapshot budget (0: whether it is spent already); a
+   * true answer is counted as a refusal, and the caller answers the open EMFILE.
+   */
+  budgetSpent(uid: number, bytes: number): boolean {
+    return this.live && this.native.budgetSpent(this.handle, uid, bytes);
+  }
+
   /** Drops every registration of serveStored: opens go to the handler again. */
   dropStored(): void {
     if (this.live) this.native.dropStored(this.handle);
@@ -513,7 +522,7 @@ export class FuseSession {
         case EV_OPENDIR:
           return run(id, 'opendir', () => handler.opendir(a as number), (l: DirListing) => this.sendListing(id, a as number, l));
         case EV_OPEN:
-          return run(id, 'open', () => handler.open(a as number, b as number), (v: Buffer | Uint8Array | string | readonly Buffer[]) => {
+          return run(id, 'open', () => handler.open(a as number, b as number, c as number), (v: Buffer | Uint8Array | string | readonly Buffer[]) => {
             if (Array.isArray(v)) return void sendLarge(id, v as readonly Buffer[]);
             let buf: Buffer;
             if (typeof v === 'string') buf = Buffer.from(v);
