@@ -332,11 +332,12 @@ static int budget_spent(session *s, uint32_t uid, uint64_t len) {
 /* Charges `sn` to `uid`: ENOMEM (no memory for the table) or EMFILE (over the
  * budget; counted), else 0. */
 static int snapshot_charge(session *s, snapshot *sn, uint32_t uid) {
+  if (sn->len == 0) return 0;   /* a write-only open's: nothing held */
   int err = 0;
   pthread_mutex_lock(&s->hmu);
   struct budget_use *u = use_of(s, uid);
   uint64_t held = u ? u->bytes : 0;
-  if (s->budget && sn->len > 0 && (sn->len > s->budget || held > s->budget - sn->len)) {
+  if (s->budget && (sn->len > s->budget || held > s->budget - sn->len)) {
     err = EMFILE;
   } else if (!u) {
     if (s->nuses == s->capuses) {
@@ -344,8 +345,13 @@ static int snapshot_charge(session *s, snapshot *sn, uint32_t uid) {
       struct budget_use *nu = realloc(s->uses, cap * sizeof *nu);
       if (nu) { s->uses = nu; s->capuses = cap; }
     }
-    if (s->nuses < s->capuses) u = &s->uses[s->nuses++], u->uid = uid, u->bytes = 0;
-    else err = ENOMEM;
+    if (s->nuses < s->capuses) {
+      u = &s->uses[s->nuses++];
+      u->uid = uid;
+      u->bytes = 0;
+    } else {
+      err = ENOMEM;
+    }
   }
   if (!err) {
     u->bytes += sn->len;
