@@ -10,6 +10,8 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MetricsServer } from '../src/export/http.js';
+import { Schema, Source } from '../src/model/index.js';
 import { ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from './helpers/mount.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -171,5 +173,44 @@ sys.stdin.read()
     await waitFor('the slow scrapes to end', () => sh(`cat ${d.mountpoint}/statsfs/http/in_flight`).stdout === '0\n');
     const again = sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${port}/metrics`);
     expect(again.stdout).toBe('200');
+  });
+});
+
+describe('a /metrics client that takes nothing', { timeout: 60_000 }, () => {
+  it('is dropped after stallMs, counted, and its slot is free again', async () => {
+    // about 12 MB of exposition, as above, in this process
+    const root = Source.root();
+    const schema = new Schema(Array.from({ length: 60 }, (_, i) => ({ name: `v${i}_`.padEnd(90, 'x'), type: 'u64' as const })));
+    const load = new Source('load');
+    root.addSubordinate(load);
+    for (let s = 0; s < 1500; s++) {
+      const src = new Source(`s${s}`);
+      load.addSubordinate(src);
+      src.addValues(schema).set(0, s);
+    }
+    const server = new MetricsServer(root, { host: '127.0.0.1', port: 0, maxScrapes: 1, stallMs: 500 });
+    const { port } = await server.listen();
+    const slow = spawn('python3', ['-c', `
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /metrics HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+print("sent", flush=True)
+sys.stdin.read()
+`, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await once(createInterface({ input: slow.stdout! }), 'line');
+      await waitFor('the stalled scrape to be dropped', () => server.stats.stalled === 1, 30_000);
+      await waitFor('its slot to be free', () => server.stats.inFlight === 0);
+      expect(server.stats.aborted).toBe(1);
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(res.status).toBe(200);
+      expect((await res.text()).length).toBeGreaterThan(10_000_000);
+    } finally {
+      slow.stdin!.end();
+      await once(slow, 'exit');
+      await server.close();
+    }
   });
 });
