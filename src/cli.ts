@@ -90,7 +90,9 @@ export function buildProgram(): Command {
     .option('--statsd-expire <s>', 'remove a StatsD metric not updated for this many seconds (default 0: never)', nonNegative('seconds'))
     .option('--http <host:port>', 'serve /metrics for Prometheus (text or OpenMetrics by Accept) on this address', hostPort)
     .option('--log-level <level>', `one of ${LEVELS.join(', ')}`, 'info')
-    .action(async (mountpoint: string | undefined, flags: MountFlags) => {
+    .option('--snapshot-budget <bytes>', 'bytes of open snapshots one user may hold; beyond, open is EMFILE (0: no limit)', nonNegative('bytes'), 256 << 20)
+    .option('--http-max-scrapes <n>', 'scrapes of /metrics served at once; beyond, 503', nonNegative('scrapes'), 4)
+    .action(async (mountpoint: string | undefined, flags: MountFlags & { snapshotBudget: number }) => {
       if (!LEVELS.includes(flags.logLevel)) throw new UserError(`--log-level must be one of ${LEVELS.join(', ')}`);
       const log = createLogger(flags.logLevel);
       process.exitCode = await runDaemon({
@@ -98,6 +100,7 @@ export function buildProgram(): Command {
         createMountpoint: mountpoint === undefined,
         cacheSeconds: flags.cacheSeconds,
         allowOther: flags.allowOther,
+        snapshotBudget: flags.snapshotBudget,
         log,
         populate: (root) => addCollectors(root, flags, log),
         services: (root) => startServices(root, flags, log),

@@ -17,6 +17,7 @@
 import { chmod, chown, lstat, readFile, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
+import { kernelCachesSettled } from '../fs/adapter.js';
 import { arena, NAME_MAX, Schema, Source, StatsError, validateName, WriteBarrier, type ValueGroup, type ValueSpec } from '../model/index.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
@@ -330,7 +331,10 @@ export class ProducerServer {
       // framing is lost (bad length): say why, then close
       this.fatal(conn, 0, err);
     } finally {
-      socket.uncork();
+      // the replies go out once the kernel has dropped the names they made stale
+      const settled = kernelCachesSettled(this.root);
+      if (settled === null) socket.uncork();
+      else void settled.then(() => socket.uncork());
     }
     if (conn.closing) return;
     // A producer that does not read its replies: stop reading its requests until it does (and do not time
