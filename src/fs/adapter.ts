@@ -23,18 +23,6 @@ export interface Invalidator {
   invalidationsSent?(): Promise<void> | null;
 }
 
-/** The adapter serving each mounted tree, by root (a root has one observer). */
-const adapters = new WeakMap<Source, StatsFsAdapter>();
-
-/**
- * For those who answer a change to the tree under `root` (the producer socket's OK): resolves once the
- * kernel caches the change made stale (the cached name of a removed path) have been dropped, so that
- * nobody who saw the answer can meet the old entry; null when nothing is outstanding (or not mounted).
- */
-export function kernelCachesSettled(root: Source): Promise<void> | null {
-  return adapters.get(root)?.invalidator?.invalidationsSent?.() ?? null;
-}
-
 /**
  * Answers open and getattr of plain stored values without calling the adapter: the native session does,
  * on its own thread, from the shared value arena. The adapter registers a value once it has opened it and
@@ -130,8 +118,12 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     this.nodes.set(ROOT_INO, { ino: ROOT_INO, source: root, group: null, def: null, snapshot: null, nlookup: 1 });
     this.sourceInos.set(root, ROOT_INO);
     root.observe(this);
-    adapters.set(root, this);
     this.barrier = WriteBarrier.of(root);
+  }
+
+  /** TreeObserver: the kernel has dropped the names the changes so far made stale (null: nothing pending). */
+  settled(): Promise<void> | null {
+    return this.invalidator?.invalidationsSent?.() ?? null;
   }
 
   // ---- requests ----

@@ -17,7 +17,6 @@
 import { chmod, chown, lstat, readFile, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
-import { kernelCachesSettled } from '../fs/adapter.js';
 import { arena, NAME_MAX, Schema, Source, StatsError, validateName, WriteBarrier, type ValueGroup, type ValueSpec } from '../model/index.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
@@ -332,7 +331,7 @@ export class ProducerServer {
       this.fatal(conn, 0, err);
     } finally {
       // the replies go out once the kernel has dropped the names they made stale
-      const settled = kernelCachesSettled(this.root);
+      const settled = this.root.changesSettled();
       if (settled === null) socket.uncork();
       else void settled.then(() => socket.uncork());
     }
