@@ -20,10 +20,10 @@ const LONG_TIMES: [number, string][] = [
   [60, 'min'],
 ];
 
-/** Three significant digits, without a trailing ".0" for integers below 1000. */
-function digits(n: number): string {
+/** Three significant digits; `exact` integers below 1000 as they are (a count of 7 is "7", not "7.00"). */
+function digits(n: number, exact = true): string {
   const a = Math.abs(n);
-  if (Number.isInteger(n) && a < 1000) return String(n);
+  if (exact && Number.isInteger(n) && a < 1000) return String(n);
   if (a >= 100) return n.toFixed(0);
   if (a >= 10) return n.toFixed(1);
   if (a >= 1) return n.toFixed(2);
@@ -56,12 +56,12 @@ export function quantity(n: number, unit: string, perSecond = false): string {
   const u = unit.toLowerCase();
   if (BYTE_UNITS.has(u)) {
     const [v, p] = scaled(n, 1024, BINARY);
-    return `${p === 'B' && Number.isInteger(v) ? String(v) : digits(v)} ${p}${suffix}`;
+    return `${digits(v, p === 'B')} ${p}${suffix}`;
   }
   const time = TIME_UNITS[u];
   if (time !== undefined) {
     const s = n * time[0];
-    if (!perSecond) for (const [step, name] of LONG_TIMES) if (Math.abs(s) >= step * 1.5) return `${digits(s / step)} ${name}`;
+    if (!perSecond) for (const [step, name] of LONG_TIMES) if (Math.abs(s) >= step * 1.5) return `${digits(s / step, false)} ${name}`;
     const a = Math.abs(s);
     if (a === 0) return `0 ${time[1]}${suffix}`;
     if (a < 1e-6) return `${digits(s * 1e9)} ns${suffix}`;
@@ -70,7 +70,7 @@ export function quantity(n: number, unit: string, perSecond = false): string {
     return `${digits(s)} s${suffix}`;
   }
   const [v, p] = scaled(n, 1000, SI);
-  return `${digits(v)}${p}${suffix}`;
+  return `${digits(v, p === '')}${p}${suffix}`;
 }
 
 const BLOCKS = ' ▁▂▃▄▅▆▇█';

@@ -114,12 +114,11 @@ function title(view: ViewState, info: FrameInfo, width: number): string {
 
 /** What a row's kind and unit are, for the graph's title. */
 function describe(row: Row): string {
+  if (row.kind === 'source') return `source · ${row.sources} sources, ${row.value} values below · values changed per refresh`;
   const parts: string[] = [row.kind];
-  if (row.kind === 'counter') parts[0] = 'counter, per second';
-  if (row.kind === 'source') parts[0] = `source: ${row.sources} sources and ${row.value} values below; values changed per refresh`;
-  if (row.aggregate) parts.push(`aggregate: ${row.aggregate}`);
+  if (row.aggregate) parts.push(`${row.aggregate} aggregate`);
   if (row.unit !== '' && !hasScaledUnit(row.unit)) parts.push(row.unit);
-  if (row.kind !== 'source') parts.push(`mode ${row.mode.toString(8).padStart(4, '0')}${clearable(row) ? ', c clears' : ''}`);
+  parts.push(`${row.mode.toString(8).padStart(4, '0')}${clearable(row) ? ', c clears' : ''}`);
   return parts.join(' · ');
 }
 
@@ -127,7 +126,7 @@ function graphLines(row: Row, width: number, height: number): string[] {
   const label = (n: number): string => (row.kind === 'source' ? String(n) : quantity(n, row.unit, row.kind === 'counter'));
   const now = CELLS[row.kind](row);
   const head = `─ ${row.name}  ${row.kind === 'counter' ? now.rate : now.value}  (${describe(row)}) `;
-  const lines = [head + '─'.repeat(width)];
+  const lines = [Array.from(head + '─'.repeat(width)).slice(0, width).join('')];
   const axis = 12;
   const g = graph(row.history.toArray(), Math.max(1, width - axis - 1), height - 1);
   g.rows.forEach((line, k) => {
