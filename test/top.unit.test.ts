@@ -308,7 +308,7 @@ describe('frames', () => {
     const lines = renderFrame(initialView(), rows, 1, info, { columns: 80, rows: 24 });
     const text = lines.map(stripAnsi);
     expect(text[0]).toMatch(/^ statsfs top {2}\/run\/statsfs\/net .*120 values · every 1s · sort name {2}12:00:01 $/);
-    expect(text[1]).toMatch(/NAME +AGG +VALUE +RATE HISTORY/);
+    expect(text[1]).toMatch(/NAME +AGG +VALUE +RATE {2}HISTORY/);
     expect(text[2]).toMatch(/^▸ eth0 +24 values +3 changed +▃▅█$/);
     expect(text[3]).toMatch(/^ {2}rx_bytes +Σ +498 MiB +1\.50 MiB\/s +▃▅█$/);
     expect(text[4]).toMatch(/^ {2}temp +max +-5 +▃▅█$/);

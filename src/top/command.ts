@@ -95,6 +95,8 @@ function live(model: TopModel, options: TopOptions): Promise<number> {
   let timer: NodeJS.Timeout | undefined;
   let chain = Promise.resolve();
   let ended = false;
+  /** Keys that came while another source was loading: they are meant for its rows, so they wait for them. */
+  let typeahead: string[] | null = null;
 
   const info = (): FrameInfo => ({
     mount: options.mount,
@@ -175,7 +177,14 @@ function live(model: TopModel, options: TopOptions): Promise<number> {
           return end(0);
         case 'show':
           model.show(action.path);
-          return cycle();
+          typeahead = [];
+          cycle();
+          chain = chain.then(() => {
+            const keys = typeahead ?? [];
+            typeahead = null;
+            if (keys.length > 0) onKeys(keys);
+          });
+          return;
         case 'clear':
           void clear(action.path);
           return;
@@ -190,6 +199,11 @@ function live(model: TopModel, options: TopOptions): Promise<number> {
     const onKeys = (keys: string[]): void => {
       for (const key of keys) {
         if (ended) return;
+        if (typeahead !== null) {
+          if (key === 'q' || key === 'ctrl-c') return end(0);
+          typeahead.push(key);
+          continue;
+        }
         const rows = visibleRows(model.rows(), view);
         const next = handleKey(view, key, { path: model.path, rows, page: layout(terminal.size).table });
         view = next.view;

@@ -78,7 +78,7 @@ interface Columns {
 function columns(width: number): Columns {
   const value = 11;
   const rate = 12;
-  const fixed = 2 + 1 + 3 + 1 + value + 1 + rate + 1; // marker, gaps, aggregate mark
+  const fixed = 2 + 1 + 3 + 1 + value + 1 + rate + 2; // marker, gaps, aggregate mark
   const free = Math.max(0, width - fixed);
   const name = Math.max(8, Math.min(40, free - Math.max(8, Math.floor(free / 2.2))));
   return { name, value, rate, history: Math.max(0, free - name) };
@@ -97,19 +97,22 @@ function rowLine(row: Row, cols: Columns): string {
     fit(cells.value, cols.value, 'right') +
     ' ' +
     fit(cells.rate, cols.rate, 'right') +
-    ' ' +
+    '  ' +
     (cols.history > 0 ? sparkline(row.history.toArray(), cols.history) : '')
   );
 }
 
 function title(view: ViewState, info: FrameInfo, width: number): string {
-  const where = info.path === '' ? info.mount : `${info.mount}/${info.path}`;
   const state = [`${info.values} values`, `every ${info.intervalSeconds}s`, `sort ${view.sort}`];
   if (view.filter !== '' || view.mode === 'filter') state.push(`filter "${view.filter}"`);
   if (view.paused) state.push('PAUSED');
-  const right = `${state.join(' · ')}  ${clock(info.takenAt)} `;
-  const left = ` statsfs top  ${where}`;
-  return fit(left, Math.max(0, width - Array.from(right).length)) + fit(right, Math.min(width, Array.from(right).length), 'right');
+  const right = Array.from(`${state.join(' · ')}  ${clock(info.takenAt)} `);
+  const left = ' statsfs top  ';
+  // a long path loses its beginning: where in the tree the view is, is at its end
+  const where = Array.from(info.path === '' ? info.mount : `${info.mount}/${info.path}`);
+  const room = Math.max(1, width - left.length - right.length - 1);
+  const shown = where.length > room ? '…' + where.slice(where.length - room + 1).join('') : where.join('');
+  return fit(left + shown, Math.max(0, width - right.length)) + fit(right.join(''), Math.min(width, right.length), 'right');
 }
 
 /** What a row's kind and unit are, for the graph's title. */
@@ -165,7 +168,7 @@ export function renderFrame(view: ViewState, rows: readonly Row[], selected: num
   const cols = columns(width);
   const { table, graph: graphHeight } = layout(size);
   const lines: string[] = [REVERSE + title(view, info, width) + RESET];
-  const head = '  ' + fit('NAME', cols.name) + ' ' + fit('AGG', 3, 'right') + ' ' + fit('VALUE', cols.value, 'right') + ' ' + fit('RATE', cols.rate, 'right') + ' ' + fit('HISTORY', cols.history);
+  const head = '  ' + fit('NAME', cols.name) + ' ' + fit('AGG', 3, 'right') + ' ' + fit('VALUE', cols.value, 'right') + ' ' + fit('RATE', cols.rate, 'right') + '  ' + fit('HISTORY', cols.history);
   lines.push(BOLD + fit(head, width) + RESET);
   const body: string[] = [];
   if (view.mode === 'help') {
