@@ -254,7 +254,7 @@ describe('keys', () => {
 
   it('c asks before clearing a writable counter, and refuses sources, levels and read-only counters', () => {
     const asked = press(['j', 'j', 'c']);
-    expect(asked.view).toMatchObject({ mode: 'confirm', confirming: 'web/hits' });
+    expect(asked.view).toMatchObject({ mode: 'confirm', confirming: 'web/hits', message: 'clear web/hits? y clears, any other key keeps it' });
     expect(press(['y'], asked.view).actions[0]).toEqual({ type: 'clear', path: 'web/hits' });
     expect(press(['n'], asked.view)).toMatchObject({ view: { mode: 'browse', message: 'not cleared' }, actions: [{ type: 'none' }] });
     expect(press(['G', 'c']).view.message).toBe('temp cannot be cleared: it is a level');
@@ -322,8 +322,12 @@ describe('frames', () => {
   });
 
   it('the footer asks before a clear, shows the filter being typed, and the help replaces the table', () => {
-    const confirm = renderFrame({ ...initialView(), mode: 'confirm', confirming: 'net/runs' }, rows, 4, info, { columns: 80, rows: 24 }).map(stripAnsi);
-    expect(confirm[23]).toMatch(/clear net\/runs\? y clears/);
+    const keys = { path: 'net', rows, page: 10 };
+    const asked = handleKey(handleKey(initialView(), 'G', keys).view, 'c', keys).view;
+    const confirm = renderFrame(asked, rows, 4, info, { columns: 80, rows: 24 }).map(stripAnsi);
+    expect(confirm[23]).toMatch(/^ clear web\/runs\? y clears, any other key keeps it +$/);
+    const aggregate = handleKey(handleKey(initialView(), 'j', keys).view, 'c', keys).view;
+    expect(aggregate.message).toBe('clear web/rx_bytes and the rx_bytes of every source below it? y clears, any other key keeps them');
     const filter = renderFrame({ ...initialView(), mode: 'filter', filter: 'rx' }, rows.slice(1, 2), 0, info, { columns: 80, rows: 24 }).map(stripAnsi);
     expect(filter[0]).toMatch(/filter "rx"/);
     expect(filter[23]).toMatch(/filter: rx/);

@@ -147,7 +147,6 @@ function helpLines(): string[] {
 }
 
 function footer(view: ViewState, info: FrameInfo): string {
-  if (view.mode === 'confirm') return `clear ${view.confirming}? y clears, any other key keeps it`;
   if (view.mode === 'filter') return `filter: ${view.filter}▏  (Enter keeps it, Esc drops it)`;
   if (view.message !== '') return view.message;
   if (info.error !== null) return info.error;

@@ -17,7 +17,7 @@ export interface ViewState {
   scroll: number;
   mode: 'browse' | 'filter' | 'confirm' | 'help';
   paused: boolean;
-  /** One line for the footer: the outcome of the last key, or an error. */
+  /** One line for the footer: the outcome of the last key, the question being asked, or an error. */
   message: string;
   /** The path a confirmation is about. */
   confirming: string | null;
@@ -167,7 +167,11 @@ function browse(view: ViewState, key: string, ctx: KeyContext): { view: ViewStat
         const why = row.kind === 'level' ? 'a level' : `read-only (mode ${row.mode.toString(8).padStart(4, '0')})`;
         return { view: { ...view, message: `${row.name} cannot be cleared: it is ${why}` }, action: NONE };
       }
-      return { view: { ...view, mode: 'confirm', confirming: row.path }, action: NONE };
+      return {
+        // clearing an aggregate clears that value in every source below it (as in the kernel's statsfs)
+        view: { ...view, mode: 'confirm', confirming: row.path, message: row.aggregate ? `clear ${row.path} and the ${row.name} of every source below it? y clears, any other key keeps them` : `clear ${row.path}? y clears, any other key keeps it` },
+        action: NONE,
+      };
     case 'p':
       return { view: { ...view, paused: !view.paused }, action: { type: 'pause', paused: !view.paused } };
     case '?':
