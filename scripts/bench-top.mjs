@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// What a refresh of `statsfs top` costs over 10,000 values (1,000 sources × 10 u64 values under big/, with
-// big/'s 10 sum aggregates), against the real daemon on a temporary mount, fed by the client library:
+// What a refresh of `statsfs top` costs over 10,000 values (by default 1,000 sources × 10 u64 values under
+// big/, with big/'s 10 sum aggregates), against the real daemon on a temporary mount, fed by the client library:
 //   open   the first capture (open, read and parse the whole file)
 //   refresh  a later capture while the layout holds (open, header and data block, rates for every value)
 //   frame  the rows of big/ sorted and drawn as an 80×24 and a 200×60 frame
 // and the daemon's own figures for the same refreshes (opens counted, longest event loop hold).
-// Run: npm run build && node scripts/bench-top.mjs [rounds]
+// Run: npm run build && node scripts/bench-top.mjs [rounds] [sources] [values per source]
+// (10000 sources of 1 value: big/ as one directory of 10,000 rows)
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,8 @@ const { initialView, visibleRows, selectedIndex } = await import(join(root, 'dis
 const { connect } = await import(join(root, 'dist/src/client/index.js'));
 
 const rounds = Number(process.argv[2] ?? 50);
+const sources = Number(process.argv[3] ?? 1000);
+const perSource = Number(process.argv[4] ?? 10);
 const dir = mkdtempSync(join(tmpdir(), 'bench-top-'));
 const mnt = join(dir, 'mnt');
 mkdirSync(mnt);
@@ -38,12 +41,12 @@ try {
     }
   }
   const client = await connect({ path: sock });
-  const schema = client.define(Array.from({ length: 10 }, (_, k) => ({ name: `v${k}`, type: 'u64', aggr: 'sum' })));
+  const schema = client.define(Array.from({ length: perSource }, (_, k) => ({ name: `v${k}`, type: 'u64', aggr: 'sum' })));
   client.source('big').aggregates(schema);
   const groups = [];
-  for (let i = 0; i < 1000; i++) {
+  for (let i = 0; i < sources; i++) {
     const g = client.source(`big/s${i}`).values(schema);
-    for (let k = 0; k < 10; k++) g.set(`v${k}`, i * 10 + k);
+    for (let k = 0; k < perSource; k++) g.set(`v${k}`, i * perSource + k);
     groups.push(g);
   }
   await client.flush();

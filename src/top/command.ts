@@ -58,8 +58,8 @@ export function registerTopCommand(program: Command, defaultMount: string): void
     .command('top')
     .description('a live view of the tree: counters as rates, sparklines, keys to move, filter, sort and clear')
     .argument('[path]', "the source to show, from the mount's root (default: the root)")
-    .option('--mount <dir>', `the statsfs mount to read (default: ${defaultMount})`, defaultMount)
-    .option('-d, --delay <seconds>', 'seconds between refreshes (default 1)', seconds, 1)
+    .option('--mount <dir>', 'the statsfs mount to read', defaultMount)
+    .option('-d, --delay <seconds>', 'seconds between refreshes', seconds, 1)
     .option('--once', 'print one refresh as text and exit: two captures -d apart, so counters have a rate (also what happens without a terminal)')
     .addHelpText('after', `\nKeys:\n${KEYS.map(([keys, what]) => `  ${keys.padEnd(18)} ${what}`).join('\n')}`)
     .action(async (path: string | undefined, flags: { mount: string; delay: number; once?: boolean }) => {
