@@ -4,10 +4,10 @@
  * send-keys and the screen comes back with capture-pane.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from './helpers/mount.js';
+import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from './helpers/mount.js';
 
 /** What the producer publishes; web/hits counts at RATE per second, on the producer's own clock. */
 const RATE = 1000;
@@ -41,12 +41,15 @@ setInterval(() => {
 process.stdout.write('ready\\n');
 `;
 
-/** A tmux server of our own, one session running an interactive shell in the repository. */
+/**
+ * A tmux server of our own (its socket in this run's temporary folder, removed with it), one session
+ * running an interactive shell in the repository.
+ */
 class Tmux {
-  private readonly server = `statsfs-top-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  private readonly socket = join(tempDir('top-tmux-'), 'tmux.sock');
 
   run(...args: string[]): string {
-    const r = spawnSync('tmux', ['-L', this.server, '-f', '/dev/null', ...args], { encoding: 'utf8', cwd: ROOT });
+    const r = spawnSync('tmux', ['-S', this.socket, '-f', '/dev/null', ...args], { encoding: 'utf8', cwd: ROOT });
     if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   }
@@ -85,7 +88,8 @@ class Tmux {
   }
 
   kill(): void {
-    spawnSync('tmux', ['-L', this.server, 'kill-server']);
+    spawnSync('tmux', ['-S', this.socket, 'kill-server']);
+    rmSync(dirname(this.socket), { recursive: true, force: true });
   }
 }
 
