@@ -131,12 +131,15 @@ function live(model: TopModel, options: TopOptions): Promise<number> {
     }
   };
 
-  /** Refreshes now (unless paused) and schedules the next refresh one interval after this one started. */
+  /**
+   * Refreshes now and schedules the next refresh one interval after this one started; paused, it only
+   * reads a source just opened, once.
+   */
   const cycle = (): void => {
     chain = chain.then(async () => {
       if (ended) return;
       const started = Date.now();
-      if (!view.paused) await refresh();
+      if (!view.paused || !model.loaded) await refresh();
       if (ended) return;
       draw();
       clearTimeout(timer);

@@ -107,6 +107,11 @@ export class TopModel {
     return this.shown;
   }
 
+  /** Whether the shown source has been read since it was chosen. */
+  get loaded(): boolean {
+    return this.file !== null;
+  }
+
   /** Values in the shown subtree at the last refresh. */
   get valueCount(): number {
     return this.slots.length;
