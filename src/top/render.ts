@@ -2,10 +2,12 @@
  * Frames of `statsfs top` as lines of text: the whole screen every time (no diffing: 80×24 is 2 KB), and the
  * plain-text listing printed without a terminal. Pure functions of the rows, the view and the size.
  *
- *   statsfs top  /run/statsfs/net                       every 1s · sort name   12:00:01
- *     NAME                       AGG       VALUE        RATE  HISTORY
- *   ▸ eth0                            24 values       3 chg  ▁▁▂▁▃▁
- *     rx_bytes                    Σ    498.5 MiB  1.50 MiB/s  ▂▃▅▆▇█
+ *    statsfs top  /run/statsfs/net     120 values · every 1s · sort rate  02:58:24
+ *     NAME                       AGG       VALUE         RATE  HISTORY
+ *   ▸ lo                               24 values    4 changed  ███████████
+ *     rx_bytes                     Σ     978 MiB    720 KiB/s  ▇▆▅▄▃▂▂▁▁▂▃
+ *   ─ rx_bytes  720 KiB/s  (counter · sum aggregate · 0644, c clears) ──────
+ *     (the selected row's graph, then the keys or the last message)
  */
 import { fit, graph, hasScaledUnit, quantity, sparkline } from './format.js';
 import type { Row, RowKind } from './model.js';
@@ -116,7 +118,7 @@ function title(view: ViewState, info: FrameInfo, width: number): string {
 }
 
 /** What a row's kind and unit are, for the graph's title. */
-function describe(row: Row): string {
+function about(row: Row): string {
   if (row.kind === 'source') return `source · ${row.sources} sources, ${row.value} values below · values changed per refresh`;
   const parts: string[] = [row.kind];
   if (row.aggregate) parts.push(`${row.aggregate} aggregate`);
@@ -128,7 +130,7 @@ function describe(row: Row): string {
 function graphLines(row: Row, width: number, height: number): string[] {
   const label = (n: number): string => (row.kind === 'source' ? String(n) : quantity(n, row.unit, row.kind === 'counter'));
   const now = CELLS[row.kind](row);
-  const head = `─ ${row.name}  ${row.kind === 'counter' ? now.rate : now.value}  (${describe(row)}) `;
+  const head = `─ ${row.name}  ${row.kind === 'counter' ? now.rate : now.value}  (${about(row)}) `;
   const lines = [Array.from(head + '─'.repeat(width)).slice(0, width).join('')];
   const axis = 12;
   const g = graph(row.history.toArray(), Math.max(1, width - axis - 1), height - 1);
