@@ -217,7 +217,15 @@ describe('keys', () => {
   };
 
   it('decodes what a terminal sends', () => {
-    expect(decodeKeys('\x1b[A\x1b[B\x1bOC\x1b[D\r\x7f\x03/x\x1b[5~\x1b[6~\x1b[1;5A\x1b')).toEqual(['up', 'down', 'right', 'left', 'enter', 'backspace', 'ctrl-c', '/', 'x', 'pageup', 'pagedown', 'up', 'escape']);
+    expect(decodeKeys('\x1b[A\x1b[B\x1bOC\x1b[D\r\x7f\x03/x\x1b[5~\x1b[6~\x1b[1;5A\x1bq')).toEqual({
+      keys: ['up', 'down', 'right', 'left', 'enter', 'backspace', 'ctrl-c', '/', 'x', 'pageup', 'pagedown', 'up', 'escape', 'q'],
+      rest: '',
+    });
+    // a key cut in two by the connection: the start waits for the rest
+    expect(decodeKeys('j\x1b[')).toEqual({ keys: ['j'], rest: '\x1b[' });
+    expect(decodeKeys('\x1b[' + '5')).toEqual({ keys: [], rest: '\x1b[5' });
+    expect(decodeKeys('\x1b[5' + '~')).toEqual({ keys: ['pageup'], rest: '' });
+    expect(decodeKeys('\x1b')).toEqual({ keys: [], rest: '\x1b' });
   });
 
   it('sources come first; s cycles name, value, rate', () => {

@@ -11,21 +11,25 @@ const CSI_KEYS: Record<string, string> = {
 
 /**
  * Splits what the terminal sent into keys: 'up', 'down', 'left', 'right', 'home', 'end', 'pageup',
- * 'pagedown', 'delete', 'enter', 'backspace', 'escape', 'ctrl-c', or the character typed.
+ * 'pagedown', 'delete', 'enter', 'backspace', 'escape', 'ctrl-c', or the character typed. An escape
+ * sequence cut off at the end (over ssh a key can arrive in two reads) is returned as `rest`, to be put
+ * before the next input.
  */
-export function decodeKeys(input: string): string[] {
+export function decodeKeys(input: string): { keys: string[]; rest: string } {
   const keys: string[] = [];
   const chars = Array.from(input);
   for (let i = 0; i < chars.length; i++) {
     const c = chars[i];
     if (c === '\x1b') {
       const next = chars[i + 1];
+      if (next === undefined) return { keys, rest: '\x1b' };
       if (next === '[' || next === 'O') {
         // CSI or SS3: parameters, then one final letter or ~
         let j = i + 2;
         let params = '';
         while (j < chars.length && /[0-9;]/.test(chars[j])) params += chars[j++];
-        const final = chars[j] ?? '';
+        if (j >= chars.length) return { keys, rest: chars.slice(i).join('') };
+        const final = chars[j];
         const key = CSI_KEYS[final === '~' ? `${params.split(';')[0]}~` : final];
         if (key) keys.push(key);
         i = j;
@@ -39,12 +43,17 @@ export function decodeKeys(input: string): string[] {
     else if (c === '\x03') keys.push('ctrl-c');
     else if (c >= ' ') keys.push(c);
   }
-  return keys;
+  return { keys, rest: '' };
 }
+
+/** How long the start of an escape sequence waits for its end before it counts as the Esc key. */
+const ESCAPE_WAIT_MS = 50;
 
 export class Terminal {
   private active = false;
   private onData: ((chunk: string) => void) | null = null;
+  private pending = '';
+  private pendingTimer: NodeJS.Timeout | undefined;
   private onResize: (() => void) | null = null;
 
   constructor(
@@ -62,7 +71,18 @@ export class Terminal {
     this.out.write('\x1b[?1049h\x1b[?25l\x1b[2J');
     this.input.setRawMode(true);
     this.input.setEncoding('utf8');
-    this.onData = (chunk: string) => onKeys(decodeKeys(chunk));
+    this.onData = (chunk: string) => {
+      clearTimeout(this.pendingTimer);
+      const { keys, rest } = decodeKeys(this.pending + chunk);
+      this.pending = rest;
+      if (rest !== '') {
+        this.pendingTimer = setTimeout(() => {
+          this.pending = '';
+          onKeys(['escape']);
+        }, ESCAPE_WAIT_MS);
+      }
+      if (keys.length > 0) onKeys(keys);
+    };
     this.onResize = onResize;
     this.input.on('data', this.onData);
     this.input.resume();
@@ -79,6 +99,7 @@ export class Terminal {
   restore(): void {
     if (!this.active) return;
     this.active = false;
+    clearTimeout(this.pendingTimer);
     this.input.setRawMode(false);
     this.input.off('data', this.onData!);
     this.input.pause();
