@@ -48,6 +48,8 @@ export function explain(err: unknown, mount: string, path: string): string {
     return `${mount} is not a statsfs mount: start one with 'statsfs mount ${mount}', or give --mount <dir>`;
   }
   if (code === 'ENOTCONN') return `the mount at ${mount} has lost its daemon: start it again with 'statsfs mount ${mount}'`;
+  // a daemon that limits snapshot renderings per user refuses one beyond the budget
+  if (code === 'EMFILE') return `the daemon refused a snapshot of ${join(mount, path)} for now (EMFILE: other snapshots of this user are being rendered): try again in a moment`;
   if (code === 'EACCES') return `no permission to read ${join(mount, path)}: the daemon may serve only the user who mounted it (--no-allow-other)`;
   return (err as Error).message ?? String(err);
 }
