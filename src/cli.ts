@@ -10,6 +10,7 @@ import { createLogger, type Logger } from './daemon/logger.js';
 import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
 import { defaultSocketPath } from './producers/protocol.js';
 import { SHELL_COMMANDS, shellCommand } from './producers/shell.js';
+import { registerTopCommand } from './top/command.js';
 import type { Source } from './model/index.js';
 
 /** Root gets a system path; others a private one, so `statsfs mount` works for anyone with no argument. */
@@ -119,6 +120,7 @@ export function buildProgram(): Command {
         process.exitCode = await shellCommand([info.name, ...command.args], flags.socket);
       });
   }
+  registerTopCommand(program, defaultMountpoint());
   return program;
 }
 
