@@ -9,7 +9,9 @@
  *     or queues them to the JS thread. It never waits for JS;
  *   - one notifier thread per mount: sends kernel cache invalidations. They
  *     cannot be sent from the JS thread: the kernel may hold a directory lock
- *     for a lookup that only the JS thread can answer.
+ *     for a lookup that only the JS thread can answer. A mark queued behind
+ *     them tells JS when they have been sent (EV_SENT), so that a reply that
+ *     made a cached name stale can wait until the kernel has dropped it.
  *
  * Requests queued to JS sit in a mutex-protected list; the session thread
  * wakes the JS thread with uv_async_send and the JS thread drains the whole
@@ -55,13 +57,15 @@ enum {
   ST_OPEN_FILES,
   ST_OPEN_DIRS,
   ST_IN_FLIGHT,                 /* requests queued to or held by JS */
+  ST_SNAPSHOT_BYTES,            /* bytes held by open files and by snapshots being filled */
+  ST_OVER_BUDGET,               /* opens refused with EMFILE: the caller's snapshot budget was spent */
   ST_COUNT
 };
 
 /* Events passed to the JS dispatch function (shared with native.ts). */
 enum {
   EV_LOOKUP, EV_GETATTR, EV_SETATTR, EV_OPENDIR, EV_OPEN, EV_WRITE,
-  EV_FORGET, EV_ENDED, EV_LOG
+  EV_FORGET, EV_ENDED, EV_LOG, EV_SENT
 };
 
 /* mount() flags (shared with native.ts). */
@@ -77,12 +81,15 @@ typedef struct item {
   uint8_t ev, kind;
   fuse_ino_t ino;
   struct fuse_file_info fi;     /* open/opendir: returned with fh set */
+  uint32_t uid;                 /* open: the caller, charged for the snapshot */
+  struct snapshot *sn;          /* open: the snapshot being filled (see allocSnapshot) */
   union {
     struct { int valid; uint64_t size; uint32_t mode, uid, gid; } set;
     off_t off;                  /* write */
     int flags;                  /* open */
     int level;                  /* log */
     size_t count;               /* forget: number of (ino, nlookup) pairs */
+    double mark;                /* sent: the mark of invalidationsSent */
   } u;
   size_t len;                   /* bytes in data */
   char data[];                  /* name (NUL-terminated), write data, forget pairs, log text */
@@ -94,6 +101,9 @@ typedef struct hnode { struct hnode *prev, *next; } hnode;
 
 typedef struct snapshot {       /* fi->fh of an open file */
   hnode link;
+  uint64_t written;             /* bytes the writes on this handle were answered with (JS thread) */
+  uint32_t uid;                 /* charged to this user's budget ... */
+  int charged;                  /* ... once charged (until freed) */
   size_t len;
   char data[];
 } snapshot;
@@ -118,6 +128,7 @@ typedef struct dirlist {        /* fi->fh of an open directory */
 typedef struct notif {
   struct notif *next;
   fuse_ino_t ino;
+  double mark;                  /* > 0: no invalidation, tell JS (EV_SENT) that those before it are sent */
   size_t namelen;               /* 0: invalidate the inode, else the entry `name` */
   char name[];
 } notif;
@@ -157,9 +168,12 @@ typedef struct session {
   notif *nhead, *ntail;
   int nstop;
 
-  /* open handles */
+  /* open handles, and the bytes of snapshots each user holds: under hmu */
   pthread_mutex_t hmu;
   hnode files, dirs;
+  uint64_t budget;              /* bytes of snapshots one uid may hold; 0: no limit */
+  struct budget_use { uint32_t uid; uint64_t bytes; } *uses;   /* only users holding bytes */
+  uint32_t nuses, capuses;
 
   /* stored values answered in C: under vmu */
   pthread_mutex_t vmu;
@@ -250,9 +264,13 @@ static void reply_err(session *s, fuse_req_t req, int kind, int err) {
   fuse_reply_err(req, err);
 }
 
-/* A request held by JS has been answered: drop it. */
+static void snapshot_free(session *s, snapshot *sn);
+
+/* A request held by JS has been answered: drop it, and the snapshot it was
+ * filling if it was not handed over. */
 static void finish(session *s, item *it) {
   stat_sub(s, ST_IN_FLIGHT, 1);
+  if (it->sn) snapshot_free(s, it->sn);
   free(it);
 }
 
@@ -277,32 +295,114 @@ static void fail_list(session *s, item *list) {
 static snapshot *snapshot_new(const void *data, size_t len) {
   snapshot *sn = malloc(sizeof *sn + len);
   if (!sn) return NULL;
+  sn->written = 0;
+  sn->uid = 0;
+  sn->charged = 0;
   sn->len = len;
   if (data && len) memcpy(sn->data, data, len);
   return sn;
 }
 
-/* Answer an open/opendir with a handle; frees the handle if the kernel no
- * longer wants it (the opener was interrupted), since release will not come. */
-static void reply_with_handle(session *s, fuse_req_t req, struct fuse_file_info *fi, hnode *list, hnode *h,
-                              int gauge) {
+/* Snapshot budget. "Bytes held" by a user: the whole length of every
+ * snapshot allocated for one of its opens, from the moment it is allocated
+ * (a large one is allocated whole, then filled in pieces) until the handle is
+ * released, the open fails, or the session ends. Open handles are memory the
+ * daemon cannot reclaim while an unprivileged reader keeps them open. */
+
+/* Under hmu: the entry of `uid`, or NULL. */
+static struct budget_use *use_of(session *s, uint32_t uid) {
+  for (uint32_t i = 0; i < s->nuses; i++)
+    if (s->uses[i].uid == uid) return &s->uses[i];
+  return NULL;
+}
+
+/* Whether `len` more bytes would take `uid` over its budget (len 0: whether it
+ * has spent it): an open it makes now is refused before anything is rendered.
+ * Counted. */
+static int budget_spent(session *s, uint32_t uid, uint64_t len) {
+  pthread_mutex_lock(&s->hmu);
+  struct budget_use *u = s->budget ? use_of(s, uid) : NULL;
+  uint64_t held = u ? u->bytes : 0;
+  int spent = s->budget && (held >= s->budget || len > s->budget - held);
+  pthread_mutex_unlock(&s->hmu);
+  if (spent) stat_add(s, ST_OVER_BUDGET, 1);
+  return spent;
+}
+
+/* Charges `sn` to `uid`: ENOMEM (no memory for the table) or EMFILE (over the
+ * budget; counted), else 0. */
+static int snapshot_charge(session *s, snapshot *sn, uint32_t uid) {
+  if (sn->len == 0) return 0;   /* a write-only open's: nothing held */
+  int err = 0;
+  pthread_mutex_lock(&s->hmu);
+  struct budget_use *u = use_of(s, uid);
+  uint64_t held = u ? u->bytes : 0;
+  if (s->budget && (sn->len > s->budget || held > s->budget - sn->len)) {
+    err = EMFILE;
+  } else if (!u) {
+    if (s->nuses == s->capuses) {
+      uint32_t cap = s->capuses ? s->capuses * 2 : 8;
+      struct budget_use *nu = realloc(s->uses, cap * sizeof *nu);
+      if (nu) { s->uses = nu; s->capuses = cap; }
+    }
+    if (s->nuses < s->capuses) {
+      u = &s->uses[s->nuses++];
+      u->uid = uid;
+      u->bytes = 0;
+    } else {
+      err = ENOMEM;
+    }
+  }
+  if (!err) {
+    u->bytes += sn->len;
+    sn->uid = uid;
+    sn->charged = 1;
+  }
+  pthread_mutex_unlock(&s->hmu);
+  if (err == EMFILE) stat_add(s, ST_OVER_BUDGET, 1);
+  if (!err) stat_add(s, ST_SNAPSHOT_BYTES, sn->len);
+  return err;
+}
+
+/* Frees a snapshot and gives its bytes back to its user's budget. */
+static void snapshot_free(session *s, snapshot *sn) {
+  if (sn->charged) {
+    pthread_mutex_lock(&s->hmu);
+    struct budget_use *u = use_of(s, sn->uid);
+    if (u && (u->bytes -= sn->len) == 0) *u = s->uses[--s->nuses];
+    pthread_mutex_unlock(&s->hmu);
+    stat_sub(s, ST_SNAPSHOT_BYTES, sn->len);
+  }
+  free(sn);
+}
+
+/* Answer an open/opendir with a handle. -1 if the kernel no longer wants it
+ * (the opener was interrupted): the caller frees it, since release will not come. */
+static int reply_with_handle(session *s, fuse_req_t req, struct fuse_file_info *fi, hnode *list, hnode *h,
+                             int gauge) {
   fi->fh = (uint64_t)(uintptr_t)h;
   list_add(s, list, h);
   stat_add(s, gauge, 1);
-  if (fuse_reply_open(req, fi) != 0) {
-    list_del(s, h);
-    free(h);
-    stat_sub(s, gauge, 1);
-  }
+  if (fuse_reply_open(req, fi) == 0) return 0;
+  list_del(s, h);
+  stat_sub(s, gauge, 1);
+  return -1;
 }
 
-/* Answer an open with the snapshot every read of it is served from. direct_io:
- * reads go to the snapshot whatever st_size says, so size 0 in attributes is
- * fine and nothing stale is served from the page cache. */
-static void reply_snapshot(session *s, fuse_req_t req, struct fuse_file_info *fi, snapshot *sn) {
+/* Answer an open with the snapshot every read of it is served from, charged to
+ * `uid` unless it already is (EMFILE beyond the budget). direct_io: reads go to
+ * the snapshot whatever st_size says, so size 0 in attributes is fine and
+ * nothing stale is served from the page cache. */
+static void reply_snapshot(session *s, fuse_req_t req, struct fuse_file_info *fi, snapshot *sn, uint32_t uid) {
+  int err = sn->charged ? 0 : snapshot_charge(s, sn, uid);
+  if (err) {
+    free(sn);
+    reply_err(s, req, K_OPEN, err);
+    return;
+  }
   fi->direct_io = 1;
   fi->keep_cache = 0;
-  reply_with_handle(s, req, fi, &s->files, &sn->link, ST_OPEN_FILES);
+  if (reply_with_handle(s, req, fi, &s->files, &sn->link, ST_OPEN_FILES) != 0) snapshot_free(s, sn);
 }
 
 static void ms_to_ts(double ms, struct timespec *ts) {
@@ -435,7 +535,7 @@ static int getattr_stored(session *s, fuse_req_t req, fuse_ino_t ino) {
 
 /* Session thread: answers a read-only open of a registered value; 0 if it
  * is not one (or a write kept overlapping): then JS answers it. */
-static int open_stored(session *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+static int open_stored(session *s, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, uint32_t uid) {
   if ((fi->flags & O_ACCMODE) != O_RDONLY) return 0;
   char text[24];
   int n = 0;
@@ -448,7 +548,7 @@ static int open_stored(session *s, fuse_req_t req, fuse_ino_t ino, struct fuse_f
   pthread_mutex_unlock(&s->vmu);
   snapshot *sn = n > 0 ? snapshot_new(text, (size_t)n) : NULL;
   if (!sn) return 0;
-  reply_snapshot(s, req, fi, sn);
+  reply_snapshot(s, req, fi, sn, uid);
   return 1;
 }
 
@@ -530,10 +630,17 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  stat_add(S(req), ST_REQUESTS + K_OPEN, 1);
-  if (open_stored(S(req), req, ino, fi)) return;
+  session *s = S(req);
+  stat_add(s, ST_REQUESTS + K_OPEN, 1);
+  uint32_t uid = (uint32_t)fuse_req_ctx(req)->uid;
+  /* a reader over its budget costs no rendering (writers get an empty snapshot) */
+  if ((fi->flags & O_ACCMODE) != O_WRONLY && budget_spent(s, uid, 0)) {
+    reply_err(s, req, K_OPEN, EMFILE);
+    return;
+  }
+  if (open_stored(s, req, ino, fi, uid)) return;
   item *it = item_new(req, EV_OPEN, K_OPEN, ino, 0);
-  if (it) { it->fi = *fi; it->u.flags = fi->flags; }
+  if (it) { it->fi = *fi; it->u.flags = fi->flags; it->uid = uid; }
   to_js(req, it, K_OPEN);
 }
 
@@ -555,7 +662,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                      struct fuse_file_info *fi) {
   stat_add(S(req), ST_REQUESTS + K_WRITE, 1);
   item *it = item_new(req, EV_WRITE, K_WRITE, ino, size);
-  if (it) { memcpy(it->data, buf, size); it->u.off = off; }
+  if (it) { memcpy(it->data, buf, size); it->u.off = off; it->fi = *fi; }
   to_js(req, it, K_WRITE);
 }
 
@@ -569,7 +676,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   stat_add(s, ST_REQUESTS + K_RELEASE, 1);
   snapshot *sn = (snapshot *)(uintptr_t)fi->fh;
   list_del(s, &sn->link);
-  free(sn);
+  snapshot_free(s, sn);
   stat_sub(s, ST_OPEN_FILES, 1);
   fuse_reply_err(req, 0);
 }
@@ -760,8 +867,17 @@ static void *notifier_main(void *arg) {
     if (!s->nhead) s->ntail = NULL;
     pthread_mutex_unlock(&s->nmu);
     /* Errors (ENOENT: nothing cached) are expected and ignored. */
-    if (n->namelen) fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, n->namelen);
-    else fuse_lowlevel_notify_inval_inode(s->se, n->ino, 0, 0);
+    if (n->mark > 0) {
+      item *it = item_new(NULL, EV_SENT, K_OTHER, 0, 0);
+      if (it) {
+        it->u.mark = n->mark;
+        if (enqueue(s, it) != 0) free(it);
+      }
+    } else if (n->namelen) {
+      fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, n->namelen);
+    } else {
+      fuse_lowlevel_notify_inval_inode(s->se, n->ino, 0, 0);
+    }
     free(n);
     pthread_mutex_lock(&s->nmu);
   }
@@ -844,7 +960,8 @@ static void dispatch_item(session *s, napi_value fn, item *it) {
     break;
   case EV_OPEN:
     argv[3] = num(env, it->u.flags);
-    argc = 4;
+    argv[4] = num(env, it->uid);
+    argc = 5;
     break;
   case EV_SETATTR:
     argv[3] = num(env, it->u.set.valid);
@@ -857,7 +974,9 @@ static void dispatch_item(session *s, napi_value fn, item *it) {
   case EV_WRITE:
     napi_create_buffer_copy(env, it->len, it->data, NULL, &argv[3]);
     argv[4] = num(env, (double)it->u.off);
-    argc = 5;
+    /* the handle cannot be released while one of its writes is unanswered */
+    argv[5] = num(env, (double)((snapshot *)(uintptr_t)it->fi.fh)->written);
+    argc = 6;
     break;
   case EV_FORGET: {
     void *mem;
@@ -871,6 +990,9 @@ static void dispatch_item(session *s, napi_value fn, item *it) {
     argv[2] = num(env, it->u.level);
     napi_create_string_utf8(env, it->data, it->len, &argv[3]);
     argc = 4;
+    break;
+  case EV_SENT:
+    argv[2] = num(env, it->u.mark);
     break;
   case EV_GETATTR:
   case EV_OPENDIR:
@@ -925,13 +1047,15 @@ static void on_async(uv_async_t *h) {
 
 static void free_handles(session *s, hnode *head, int gauge) {
   hnode *n = head->next;
+  list_init(head);
   while (n != head) {
     hnode *next = n->next;
-    free(n);                      /* hnode is the first member of snapshot and dirlist */
+    /* hnode is the first member of snapshot and dirlist */
+    if (gauge == ST_OPEN_FILES) snapshot_free(s, (snapshot *)n);
+    else free(n);
     stat_sub(s, gauge, 1);
     n = next;
   }
-  list_init(head);
 }
 
 static void on_async_closed(uv_handle_t *h) { free(h); }
@@ -1020,6 +1144,7 @@ static void session_free(session *s) {
   pthread_mutex_destroy(&s->hmu);
   pthread_mutex_destroy(&s->vmu);
   stored_clear(&s->stored);
+  free(s->uses);
   free(s->mountpoint);
   free(s);
 }
@@ -1067,14 +1192,17 @@ static double get_num(napi_env env, napi_value v, double dflt) {
   return napi_get_value_double(env, v, &d) == napi_ok ? d : dflt;
 }
 
-/* Typed array data of the expected type, or NULL (also for null/undefined). */
+/* Typed array data of the expected type, or NULL (also for null/undefined).
+ * An empty array may have no data pointer at all: it still is an array (an
+ * empty directory's columns), so it gets a non-NULL pointer to nothing. */
 static void *get_typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *len) {
+  static uint64_t empty;
   bool is;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
   napi_typedarray_type t;
   void *data;
   if (napi_get_typedarray_info(env, v, &t, len, &data, NULL, NULL) != napi_ok || t != want) return NULL;
-  return data;
+  return data != NULL || *len != 0 ? data : &empty;
 }
 
 #define ARGS(n)                                                                \
@@ -1362,94 +1490,113 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
 
 /* A large snapshot is filled in pieces, between turns of the event loop, before
  * the open is answered: copying hundreds of megabytes at once would hold the
- * JS thread. JS holds it as an External until replyOpen hands it over; if it
- * never does (an error, unmount), the finalizer frees it. */
-typedef struct pending_snapshot {
-  snapshot *sn;                 /* NULL once handed over */
-} pending_snapshot;
+ * JS thread. It belongs to the request until replyOpen hands it over, so it is
+ * freed (and its bytes given back to the budget) however the request ends. */
 
-static void pending_finalize(napi_env env, void *data, void *hint) {
-  pending_snapshot *p = data;
-  free(p->sn);
-  free(p);
+/* The request `id` if it is still waiting for its open reply, without taking it. */
+static item *peek_open(napi_env env, session *s, napi_value idv) {
+  double id = get_num(env, idv, -1);
+  if (!(id >= 0 && id < 4503599627370496.0)) return NULL;
+  uint64_t v = (uint64_t)id;
+  uint32_t idx = (uint32_t)(v % SLOT_SPAN), gen = (uint32_t)(v / SLOT_SPAN);
+  if (idx >= s->nslots || !s->slots[idx] || s->gens[idx] != gen) return NULL;
+  item *it = s->slots[idx];
+  return it->ev == EV_OPEN ? it : NULL;
 }
 
-static pending_snapshot *get_pending(napi_env env, napi_value v) {
-  napi_valuetype t;
-  void *p = NULL;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external) return NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
-  return p;
-}
-
-/* allocSnapshot(len) -> External */
+/* allocSnapshot(h, id, len) -> the request waits for fillSnapshot and replyOpen(h, id, null);
+ * false: the request was answered, EMFILE (over the caller's budget) or ENOMEM. */
 static napi_value js_alloc_snapshot(napi_env env, napi_callback_info info) {
-  ARGS(1);
-  double len = get_num(env, argv[0], -1);
+  ARGS(3);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double len = get_num(env, argv[2], -1);
   if (!(len >= 0 && len <= (double)SIZE_MAX / 2)) return throw_code(env, "EINVAL", "allocSnapshot: bad length");
-  pending_snapshot *p = malloc(sizeof *p);
-  snapshot *sn = p ? snapshot_new(NULL, (size_t)len) : NULL;
-  if (!sn) {
-    free(p);
-    return throw_code(env, "ENOMEM", "allocSnapshot: out of memory");
+  item *it = peek_open(env, s, argv[1]);
+  if (!it) return js_bool(env, false);
+  if (it->sn) return throw_code(env, "EINVAL", "allocSnapshot: this open already has a snapshot");
+  snapshot *sn = snapshot_new(NULL, (size_t)len);
+  int err = sn ? snapshot_charge(s, sn, it->uid) : ENOMEM;
+  if (err) {
+    free(sn);
+    fail_item(s, slot_take(s, get_num(env, argv[1], -1)), err);
+    return js_bool(env, false);
   }
-  p->sn = sn;
-  napi_value ext;
-  if (napi_create_external(env, p, pending_finalize, NULL, &ext) != napi_ok) {
-    pending_finalize(env, p, NULL);
-    return throw_code(env, "ENOMEM", "allocSnapshot: cannot create the handle");
-  }
-  return ext;
+  it->sn = sn;
+  return js_bool(env, true);
 }
 
-/* fillSnapshot(pending, offset, chunk: Buffer) */
+/* fillSnapshot(h, id, offset, chunk: Buffer) -> false once the request is gone (unmount) */
 static napi_value js_fill_snapshot(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  pending_snapshot *p = get_pending(env, argv[0]);
-  double off = get_num(env, argv[1], -1);
+  ARGS(4);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double off = get_num(env, argv[2], -1);
   void *data = NULL;
   size_t len = 0;
   bool isbuf = false;
-  napi_is_buffer(env, argv[2], &isbuf);
-  if (!p || !p->sn || !isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok)
-    return throw_code(env, "EINVAL", "fillSnapshot: expected a pending snapshot and a Buffer");
-  if (!(off >= 0) || (size_t)off > p->sn->len || len > p->sn->len - (size_t)off)
+  napi_is_buffer(env, argv[3], &isbuf);
+  if (!isbuf || napi_get_buffer_info(env, argv[3], &data, &len) != napi_ok)
+    return throw_code(env, "EINVAL", "fillSnapshot: expected a Buffer");
+  item *it = peek_open(env, s, argv[1]);
+  if (!it || !it->sn) return js_bool(env, false);
+  snapshot *sn = it->sn;
+  if (!(off >= 0) || (size_t)off > sn->len || len > sn->len - (size_t)off)
     return throw_code(env, "EINVAL", "fillSnapshot: chunk out of bounds");
-  if (len) memcpy(p->sn->data + (size_t)off, data, len);
-  return NULL;
+  if (len) memcpy(sn->data + (size_t)off, data, len);
+  return js_bool(env, true);
 }
 
-/* replyOpen(h, id, snapshot: Buffer | pending snapshot) */
+/* replyOpen(h, id, snapshot: Buffer | null: the one allocSnapshot made) */
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   ARGS(3);
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
   item *it = take_reply(env, s, argv[1], EV_OPEN, EV_OPEN);
   if (!it) return js_bool(env, false);
-  snapshot *sn;
-  pending_snapshot *p = get_pending(env, argv[2]);
-  if (p) {
-    if (!p->sn) {
-      fail_item(s, it, EIO);
-      return throw_code(env, "EINVAL", "replyOpen: snapshot already handed over");
-    }
-    sn = p->sn;
-    p->sn = NULL;
-  } else {
+  snapshot *sn = it->sn;
+  it->sn = NULL;
+  if (!sn) {
     void *data = NULL;
     size_t len = 0;
     bool isbuf = false;
     napi_is_buffer(env, argv[2], &isbuf);
     if (!isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
       fail_item(s, it, EIO);
-      return throw_code(env, "EINVAL", "replyOpen: snapshot must be a Buffer");
+      return throw_code(env, "EINVAL", "replyOpen: snapshot must be a Buffer, or null after allocSnapshot");
     }
     sn = snapshot_new(data, len);
     if (!sn) { fail_item(s, it, ENOMEM); return js_bool(env, true); }
   }
-  reply_snapshot(s, it->req, &it->fi, sn);
+  reply_snapshot(s, it->req, &it->fi, sn, it->uid);
   finish(s, it);
   return js_bool(env, true);
+}
+
+/* budgetSpent(h, uid, bytes) -> whether `bytes` more would take uid over its
+ * budget; counted as a refusal when true (the caller answers EMFILE). */
+static napi_value js_budget_spent(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double uid = get_num(env, argv[1], -1), bytes = get_num(env, argv[2], 0);
+  if (!(uid >= 0 && uid <= UINT32_MAX) || !(bytes >= 0))
+    return throw_code(env, "EINVAL", "budgetSpent(h, uid, bytes)");
+  return js_bool(env, budget_spent(s, (uint32_t)uid, bytes < 18446744073709551616.0 ? (uint64_t)bytes : UINT64_MAX));
+}
+
+/* setSnapshotBudget(h, bytes): what one uid may hold in snapshots (0: no limit). */
+static napi_value js_set_snapshot_budget(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double bytes = get_num(env, argv[1], -1);
+  if (!(bytes >= 0 && bytes < 18446744073709551616.0))
+    return throw_code(env, "EINVAL", "setSnapshotBudget: bytes must be 0 or more");
+  pthread_mutex_lock(&s->hmu);
+  s->budget = (uint64_t)bytes;
+  pthread_mutex_unlock(&s->hmu);
+  return NULL;
 }
 
 /* replyOpendir(h, id, names: string ('\0'-joined), inos: Float64Array, modes: Uint32Array,
@@ -1510,7 +1657,7 @@ static napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
   d->gid = (uint32_t)meta[3];
   d->entry_timeout = meta[4];
   d->attr_timeout = meta[5];
-  reply_with_handle(s, it->req, &it->fi, &s->dirs, &d->link, ST_OPEN_DIRS);
+  if (reply_with_handle(s, it->req, &it->fi, &s->dirs, &d->link, ST_OPEN_DIRS) != 0) free(d);
   finish(s, it);
   return js_bool(env, true);
 }
@@ -1527,16 +1674,19 @@ static napi_value js_reply_write(napi_env env, napi_callback_info info) {
     fail_item(s, it, EIO);
     return throw_code(env, "EINVAL", "replyWrite: written must be between 0 and the data length");
   }
+  ((snapshot *)(uintptr_t)it->fi.fh)->written += (uint64_t)n;
   fuse_reply_write(it->req, (size_t)n);
   finish(s, it);
   return js_bool(env, true);
 }
 
-static napi_value queue_notif(napi_env env, session *s, fuse_ino_t ino, const char *name, size_t namelen) {
+static napi_value queue_notif(napi_env env, session *s, fuse_ino_t ino, const char *name, size_t namelen,
+                              double mark) {
   notif *n = malloc(sizeof *n + namelen + 1);
   if (!n) return throw_code(env, "ENOMEM", "out of memory");
   n->next = NULL;
   n->ino = ino;
+  n->mark = mark;
   n->namelen = namelen;
   if (namelen) memcpy(n->name, name, namelen + 1);
   bool queued = false;
@@ -1563,7 +1713,7 @@ static napi_value js_invalidate_entry(napi_env env, napi_callback_info info) {
     free(name);
     return throw_code(env, "EINVAL", "invalidateEntry: name must be a non-empty string");
   }
-  napi_value r = queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), name, len);
+  napi_value r = queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), name, len, 0);
   free(name);
   return r;
 }
@@ -1573,7 +1723,18 @@ static napi_value js_invalidate_inode(napi_env env, napi_callback_info info) {
   ARGS(2);
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
-  return queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), NULL, 0);
+  return queue_notif(env, s, (fuse_ino_t)get_num(env, argv[1], 0), NULL, 0, 0);
+}
+
+/* markSent(h, mark) -> queued: once every invalidation queued before it has been
+ * sent to the kernel, EV_SENT(mark) is dispatched. */
+static napi_value js_mark_sent(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  double mark = get_num(env, argv[1], 0);
+  if (!(mark > 0)) return throw_code(env, "EINVAL", "markSent: mark must be a positive number");
+  return queue_notif(env, s, 0, NULL, 0, mark);
 }
 
 /* shareArena(h, words: Uint32Array): the value arena (again after it grew). */
@@ -1699,10 +1860,13 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyOpen", js_reply_open },
     { "allocSnapshot", js_alloc_snapshot },
     { "fillSnapshot", js_fill_snapshot },
+    { "setSnapshotBudget", js_set_snapshot_budget },
+    { "budgetSpent", js_budget_spent },
     { "replyOpendir", js_reply_opendir },
     { "replyWrite", js_reply_write },
     { "invalidateEntry", js_invalidate_entry },
     { "invalidateInode", js_invalidate_inode },
+    { "markSent", js_mark_sent },
     { "stats", js_stats },
     { "shareArena", js_share_arena },
     { "serveStored", js_serve_stored },

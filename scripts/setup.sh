@@ -10,11 +10,14 @@ say() { printf 'statsfs setup: %s\n' "$*" >&2; }
 need_pkgs=()
 command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
 pkg-config --exists fuse3 2>/dev/null || need_pkgs+=(libfuse3-dev pkg-config)
-# The tests also scrape the daemon with a real Prometheus server and check its output with promtool.
+# The tests also scrape the daemon with a real Prometheus server (checking its output with promtool) and drive
+# `statsfs top` in tmux.
 if [ "${1:-}" = "--for-tests" ]; then
   { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_pkgs+=(prometheus)
   command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
   command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+  # `statsfs top` is tested in a real terminal
+  command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
 fi
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

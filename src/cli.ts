@@ -11,6 +11,7 @@ import { createLogger, type Logger } from './daemon/logger.js';
 import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
 import { defaultSocketPath } from './producers/protocol.js';
 import { seeHelp, SHELL_COMMANDS, shellCommand, shellHelp, UsageError } from './producers/shell.js';
+import { registerTopCommand } from './top/command.js';
 import type { Source } from './model/index.js';
 
 /** Root gets a system path; others a private one, so `statsfs mount` works for anyone with no argument. */
@@ -91,6 +92,13 @@ export const MOUNT_OPTIONS: readonly MountOption[] = [
   { flags: '--statsd-socket <path>', help: 'accept StatsD lines on a Unix stream socket too (mode 0600), newline-terminated' },
   { flags: '--statsd-expire <s>', help: 'remove a StatsD metric not updated for <s> seconds (default 0: never)', parse: nonNegative('seconds') },
   { flags: '--http <host:port>', help: 'serve /metrics for Prometheus (text or OpenMetrics) on this address', parse: hostPort },
+  { flags: '--http-max-scrapes <n>', help: 'scrapes of /metrics served at once; beyond, 503 (default 4)', parse: nonNegative('scrapes'), value: () => 4 },
+  {
+    flags: '--snapshot-budget <bytes>',
+    help: 'bytes of open snapshots one user may hold; beyond, open is EMFILE (default 268435456, 256 MiB; 0: none)',
+    parse: nonNegative('bytes'),
+    value: () => 256 << 20,
+  },
   { flags: '--log-level <level>', help: `${LEVELS.join(', ')} (default info)`, parse: logLevel, value: () => 'info' },
 ];
 
@@ -107,14 +115,23 @@ export function mountHelp(): string {
   return `${[...MOUNT_HELP_HEAD, ...MOUNT_OPTIONS.map((o) => `  ${o.flags.padEnd(PAD - 2)} ${o.help}`)].join('\n')}\n`;
 }
 
+/** A command registered elsewhere (top), from its commander definition; defaults are in its own --help. */
+function commandSummary(command: Command): string {
+  const args = command.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`)).join(' ');
+  const lines = [`statsfs ${command.name()} ${args ? `${args} ` : ''}[options]`, `  ${command.description()}`];
+  for (const o of command.options) lines.push(`  ${o.flags.padEnd(PAD - 2)} ${o.description}`);
+  return `${lines.join('\n')}\n`;
+}
+
 /** `statsfs --help`: every command and option; the README's Command line section is this text. */
-export function programHelp(): string {
+export function programHelp(program: Command): string {
   return [
     'statsfs <command> [options]: statistics as a filesystem (directories are sources, files are values)',
     "  statsfs --version, statsfs --help, statsfs <command> --help; exit status 0 done, 1 failed, 2 usage error",
     '',
     mountHelp(),
     ...SHELL_COMMANDS.map((info) => shellHelp(info, PAD)),
+    commandSummary(topCommand(program)),
   ].join('\n');
 }
 
@@ -135,6 +152,7 @@ interface MountFlags extends ServiceFlags {
   cacheSeconds: number;
   /** Undefined unless --allow-other or --no-allow-other was given. */
   allowOther?: boolean;
+  snapshotBudget: number;
   logLevel: string;
   collectors: Collector[] | false;
   hostRoot: string;
@@ -159,11 +177,11 @@ function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
 }
 
 export function buildProgram(): Command {
-  const program = new Command('statsfs')
+  const program: Command = new Command('statsfs')
     .version(`statsfs ${packageVersion()}`, '-V, --version')
     .helpCommand(false)
     .configureOutput({ outputError: () => {} }) // main() prints usage errors as one line
-    .configureHelp({ formatHelp: () => programHelp() })
+    .configureHelp({ formatHelp: () => programHelp(program) })
     .exitOverride(usageError(''));
   const mount = program
     .command('mount')
@@ -177,6 +195,7 @@ export function buildProgram(): Command {
         createMountpoint: mountpoint === undefined,
         cacheSeconds: flags.cacheSeconds,
         allowOther: flags.allowOther,
+        snapshotBudget: flags.snapshotBudget,
         log,
         populate: (root) => addCollectors(root, flags, log),
         services: (root) => startServices(root, flags, log),
@@ -188,7 +207,14 @@ export function buildProgram(): Command {
     if (o.value) option.default(o.value());
     mount.addOption(option);
   }
+  registerTopCommand(program, defaultMountpoint());
+  // top keeps commander's own help (with its keys) and reports its usage errors as one line, like the rest
+  topCommand(program).configureHelp({}).exitOverride(usageError('top'));
   return program;
+}
+
+function topCommand(program: Command): Command {
+  return program.commands.find((c) => c.name() === 'top')!;
 }
 
 /** Commander's errors (help and --version exit 0) become one-line usage errors of `command`. */

@@ -4,12 +4,13 @@
  * a run leaves nothing behind in the system's temp folder, even when a test fails half-way.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export default function setup(): () => void {
   const dir = mkdtempSync(join(tmpdir(), 'statsfs-run-'));
+  chmodSync(dir, 0o755); // tests that drop to another user must reach the mounts below it
   process.env.TMPDIR = dir;
   return () => {
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8')

@@ -3,7 +3,9 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type StatsClientError } from '../src/client/index.js';
 import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from './helpers/mount.js';
 
 async function freeUdpPort(): Promise<number> {
@@ -96,7 +98,7 @@ describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell comm
         '--input-type=module',
         '-e',
         `import { connect } from 'statsfs/client';
-         const c = await connect({ path: ${JSON.stringify(socket)} });
+         const c = await connect({ socket: ${JSON.stringify(socket)} });
          ${body}
          process.stdin.once('data', async () => { await c.close(); process.exit(0); });`,
       ],
@@ -142,6 +144,32 @@ describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell comm
       expect(seen.size).toBeGreaterThan(1); // the producer was moving amounts all along
     } finally {
       producer.kill('SIGKILL'); // also when an expectation failed: never leave it running
+    }
+  });
+
+  it('a clear through the mount survives the producer\'s reconnect (KEEP: the daemon\'s values are adopted)', async () => {
+    const errors: StatsClientError[] = [];
+    const c = await connect({ socket, owner: 'svc', keep: true, reconnect: { minDelayMs: 10, maxDelayMs: 100 }, onError: (e) => errors.push(e) });
+    try {
+      const requests = c.counter('svc/requests');
+      requests.add(5);
+      await c.flush();
+      expect(sh(`cat ${m}/svc/requests`).stdout).toBe('5\n');
+      expect(sh(`echo 0 > ${m}/svc/requests`).status).toBe(0);
+      expect(sh(`cat ${m}/svc/requests`).stdout).toBe('0\n');
+      // the daemon closes the connection (a frame shorter than its header is fatal); the client reconnects
+      const reconnected = new Promise((r) => c.once('connect', r));
+      (c as unknown as { socket: Socket }).socket.write(Buffer.from([1, 0, 0, 0]));
+      await reconnected;
+      await expect(c.flush()).rejects.toMatchObject({ code: 'EPROTO' }); // what the daemon said as it closed
+      requests.add(2);
+      await c.flush();
+      expect(sh(`cat ${m}/svc/requests`).stdout).toBe('2\n'); // not 7
+      expect(requests.value).toBe(2);
+      expect(errors.map((e) => e.code)).toEqual(['EPROTO']);
+      await c.removePath('svc');
+    } finally {
+      await c.close();
     }
   });
 

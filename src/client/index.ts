@@ -3,7 +3,7 @@
  *
  * ```js
  * import { connect } from 'statsfs/client';
- * const client = await connect({ path: '/run/statsfs.sock' });
+ * const client = await connect({ socket: '/run/statsfs.sock' });
  * const schema = client.define([{ name: 'requests', type: 'u64', aggr: 'sum' }, { name: 'queue', type: 'u32', floating: true }]);
  * const web = client.source('myapp/web');
  * const values = web.values(schema);
@@ -17,8 +17,13 @@
  *
  * Definitions, sources and value groups are sent at once and pipelined with the updates (their handles
  * are chosen here, so nothing waits for a reply); their `ready` promise settles when the daemon answers.
- * The client keeps the last value of everything it publishes, so after a lost connection it reconnects,
- * creates everything it owned again and sets every value to what it was (`reconnect`, on by default).
+ *
+ * The client mirrors every value it publishes **as the daemon acknowledged it**: an UPDATE frame the daemon
+ * refuses (it applies a frame all or none) changes no mirror and is reported (flush() rejects, onError). After
+ * a lost connection it reconnects (`reconnect`, on by default) and creates everything it owned again. Where the
+ * daemon kept the values (an owner with `keep`), the daemon's values are adopted as they are (a clear made
+ * through the mount stays); where it dropped them, they are re-created from the mirror. Updates made while
+ * disconnected are sent after that; updates in flight when the connection was lost are applied at most once.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -30,9 +35,12 @@ import {
   UPDATE_ENTRY_BYTES,
   UpdateOp,
   UpdateWriter,
+  PROTOCOL_VERSION,
   decodeHelloOk,
   decodeReply,
+  decodeValuesOk,
   defaultSocketPath,
+  wordValue,
   encodeAttach,
   encodeDefine,
   encodeDetach,
@@ -58,7 +66,9 @@ export interface ClientValueSpec extends Omit<WireValueSpec, 'type'> {
 }
 
 export interface ConnectOptions {
-  /** The daemon's socket (default: defaultSocketPath()). */
+  /** The daemon's socket, as `statsfs mount --socket` (default: defaultSocketPath()). */
+  socket?: string;
+  /** @deprecated the old name of `socket`. */
   path?: string;
   /** Owner name: connections with the same name share (and may adopt) what it owns. Default: anonymous. */
   owner?: string;
@@ -74,6 +84,22 @@ export interface ConnectOptions {
   reconnect?: boolean | { minDelayMs?: number; maxDelayMs?: number };
   /** Errors the daemon reports for requests nobody awaited (the next flush() rejects with them too). */
   onError?: (err: StatsClientError) => void;
+}
+
+const OPTIONS: ReadonlySet<string> = new Set(['socket', 'path', 'owner', 'keep', 'flushIntervalMs', 'maxBatch', 'batch', 'reconnect', 'onError']);
+
+/** The socket path of `options`; TypeError for an unknown option or two different socket paths. */
+function checkOptions(options: ConnectOptions): string {
+  if (typeof options !== 'object' || options === null) throw new TypeError('connect(): options must be an object');
+  for (const key of Object.keys(options)) {
+    if (!OPTIONS.has(key)) throw new TypeError(`connect(): unknown option "${key}" (known: ${[...OPTIONS].join(', ')})`);
+  }
+  if (options.socket !== undefined && options.path !== undefined && options.socket !== options.path) {
+    throw new TypeError('connect(): give the socket once, as `socket` (`path` is its deprecated alias)');
+  }
+  const socket = options.socket ?? options.path;
+  if (socket !== undefined && typeof socket !== 'string') throw new TypeError('connect(): `socket` must be a path');
+  return socket ?? defaultSocketPath();
 }
 
 /** An error reply from the daemon (code is an errno name such as EPERM), or ENOTCONN/ECONNRESET. */
@@ -94,9 +120,29 @@ interface Waiter {
   reject(err: StatsClientError): void;
   what: string;
   onPayload?: (payload: Buffer) => void;
+  /** An UPDATE frame: applied to the mirrors when the daemon acknowledges it. */
+  updates?: Buffer;
 }
 
 type Value = number | bigint;
+
+/** Updates to one value not yet sent, folded into one: SET v (then ADDs folded in) or ADD d. */
+interface Op {
+  set: boolean;
+  v: bigint;
+}
+
+function fold(a: Op | undefined, set: boolean, v: bigint): Op {
+  if (set) return { set: true, v };
+  if (a === undefined) return { set: false, v };
+  return { set: a.set, v: BigInt.asIntN(64, a.v + v) };
+}
+
+function asValue(v: bigint): Value {
+  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
+const BITS: Record<string, number> = { u8: 8, s8: 8, u16: 16, s16: 16, u32: 32, s32: 32, u64: 64, s64: 64, bool: 1 };
 
 const SIGNED = new Set(['s8', 's16', 's32', 's64']);
 
@@ -207,6 +253,8 @@ export class AggregatesHandle {
   ready: Promise<void> = Promise.resolve();
   /** @internal */
   removed = false;
+  /** @internal the daemon refused to add the group */
+  failed: StatsClientError | null = null;
 
   /** @internal */
   constructor(
@@ -225,37 +273,42 @@ export class AggregatesHandle {
 
 /** Simple values of one definition in one source: set and add by name or index. */
 export class ValuesHandle extends AggregatesHandle {
-  /** @internal last value of each definition, as this client set it: replayed after a reconnect */
-  readonly mirror: Value[];
+  /** @internal each value as the daemon holds it, as far as this client knows (what it acknowledged) */
+  mirror: Value[];
+  /** @internal updates not sent yet (made while not connected, or before the group's VALUES reply on reconnect) */
+  pending: (Op | undefined)[] | null = null;
+  /** @internal updates sent on a connection that was lost before they were acknowledged */
+  inflight: (Op | undefined)[] | null = null;
   private readonly signed: boolean[];
+  private readonly bits: number[];
 
   /** @internal */
   constructor(client: StatsClient, handle: number, source: SourceHandle, schema: SchemaHandle, hidden: boolean) {
     super(client, handle, source, schema, hidden, false);
     this.mirror = schema.specs.map(() => 0);
     this.signed = schema.specs.map((s) => SIGNED.has(s.type ?? 'u64'));
+    this.bits = schema.specs.map((s) => BITS[s.type ?? 'u64'] ?? 64);
   }
 
   set(name: string | number, value: Value | boolean): void {
     const i = this.schema.index(name);
     const v = typeof value === 'boolean' ? (value ? 1 : 0) : checkValue(value);
-    this.mirror[i] = v;
-    this.client._update(this.handle, i, UpdateOp.SET, v);
+    this.usable();
+    this.client._update(this, i, UpdateOp.SET, v);
   }
 
   add(name: string | number, delta: Value = 1): void {
     const i = this.schema.index(name);
     const d = checkValue(delta);
-    const v = this.mirror[i];
-    if (typeof v === 'number' && typeof d === 'number' && Number.isSafeInteger(v + d)) this.mirror[i] = v + d;
-    else {
-      const sum = BigInt(v) + BigInt(d);
-      this.mirror[i] = this.signed[i] ? BigInt.asIntN(64, sum) : BigInt.asUintN(64, sum);
-    }
-    this.client._update(this.handle, i, UpdateOp.ADD, d);
+    this.usable();
+    this.client._update(this, i, UpdateOp.ADD, d);
   }
 
-  /** The value as this client last set it (the daemon may narrow it to the type, or a reader may clear it). */
+  /**
+   * The value as the daemon holds it, as far as this client knows: every update of this client the daemon
+   * acknowledged (after `await flush()`, all of them), or the daemon's value when the group was adopted. A
+   * clear through the mount is seen at the next adoption. A number when it is a safe integer, else a bigint.
+   */
   get(name: string | number): Value {
     return this.mirror[this.schema.index(name)];
   }
@@ -266,6 +319,47 @@ export class ValuesHandle extends AggregatesHandle {
 
   gauge(name: string | number): Gauge {
     return new Gauge(this, this.schema.index(name));
+  }
+
+  private usable(): void {
+    if (this.removed) throw new StatsClientError('ENOENT', `the values of "${this.source.path}" were removed`);
+    if (this.failed !== null) throw new StatsClientError(this.failed.code, `the daemon refused the values of "${this.source.path}": ${this.failed.message}`);
+  }
+
+  /**
+   * @internal the value as its type stores it (the C type's wrap-around; bool is 0 or 1): a number when it is
+   * a safe integer, else a bigint. Numbers take the fast path (ToInt32 is exact modulo 2^32 for safe integers).
+   */
+  narrow(i: number, v: Value): Value {
+    const bits = this.bits[i];
+    if (bits === 1) return v === 0 || v === 0n ? 0 : 1;
+    if (typeof v === 'number') {
+      const signed = this.signed[i];
+      switch (bits) {
+        case 8:
+          return signed ? (v << 24) >> 24 : v & 0xff;
+        case 16:
+          return signed ? (v << 16) >> 16 : v & 0xffff;
+        case 32:
+          return signed ? v | 0 : v >>> 0;
+        default:
+          if (signed || v >= 0) return v; // a safe integer is in range of s64, and of u64 when not negative
+      }
+    }
+    return asValue(this.signed[i] ? BigInt.asIntN(bits, BigInt(v)) : BigInt.asUintN(bits, BigInt(v)));
+  }
+
+  /** @internal an acknowledged update */
+  apply(i: number, op: number, v: Value): void {
+    if (i >= this.mirror.length) return;
+    let next: Value;
+    if (op === UpdateOp.SET) next = v;
+    else {
+      const cur = this.mirror[i];
+      if (typeof cur === 'number' && typeof v === 'number' && Number.isSafeInteger(cur + v)) next = cur + v;
+      else next = BigInt(cur) + BigInt(v);
+    }
+    this.mirror[i] = this.narrow(i, next);
   }
 }
 
@@ -313,6 +407,14 @@ export class Gauge {
 
 type Registered = SchemaHandle | SourceHandle | AggregatesHandle;
 
+/** Calls `each(group, index, op, value)` for every entry of an UPDATE frame (the value as wordValue gives it). */
+function forEachUpdate(frame: Buffer, each: (group: number, index: number, op: number, value: Value) => void): void {
+  const count = frame.readUInt32LE(HEADER_BYTES);
+  for (let k = 0, at = HEADER_BYTES + 4; k < count; k++, at += UPDATE_ENTRY_BYTES) {
+    each(frame.readUInt32LE(at), frame.readUInt16LE(at + 4), frame[at + 6], wordValue(frame.readUInt32LE(at + 8), frame.readUInt32LE(at + 12)));
+  }
+}
+
 /**
  * A connection to the daemon. Events: 'connect' (after every successful (re)connection and re-creation),
  * 'disconnect' (err), 'close'.
@@ -320,13 +422,21 @@ type Registered = SchemaHandle | SourceHandle | AggregatesHandle;
 export class StatsClient extends EventEmitter {
   private socket: net.Socket | null = null;
   private reader: FrameReader | null = null;
+  /** HELLO was answered on `socket`: requests may be sent. */
+  private sessionUp = false;
+  /** ... and everything registered was re-created: updates go straight into batches. */
   private connectedFlag = false;
   private closed = false;
   private nextHandle = 1;
+  /** Handles whose removal the daemon acknowledged: given out again before new numbers. */
+  private readonly freeHandles: number[] = [];
   private nextId = 1;
   private readonly waiters = new Map<number, Waiter>();
   private errors: StatsClientError[] = [];
   private readonly registry = new Set<Registered>();
+  private readonly groupsByHandle = new Map<number, ValuesHandle>();
+  /** The error the daemon sent with id 0 before closing this connection (EBUSY, ETIMEDOUT, …). */
+  private connError: StatsClientError | null = null;
   private batch: UpdateWriter;
   private timer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -345,7 +455,7 @@ export class StatsClient extends EventEmitter {
   /** @internal use connect() */
   constructor(private readonly options: ConnectOptions) {
     super();
-    this.path = options.path ?? defaultSocketPath();
+    this.path = checkOptions(options);
     this.flushIntervalMs = Math.max(options.flushIntervalMs ?? 10, 0);
     this.batching = options.batch ?? true;
     this.maxBatch = this.batching ? Math.max(1, Math.floor(options.maxBatch ?? 4096)) : 1;
@@ -359,12 +469,21 @@ export class StatsClient extends EventEmitter {
     return this.connectedFlag;
   }
 
+  /** The daemon's socket this client connects to. */
+  get socketPath(): string {
+    return this.path;
+  }
+
   // --- definitions and sources ---------------------------------------------------------------------------
+
+  private handle(): number {
+    return this.freeHandles.pop() ?? this.nextHandle++;
+  }
 
   /** A definition of values; send it once, use it for any number of sources. */
   define(specs: readonly ClientValueSpec[]): SchemaHandle {
     if (specs.length === 0) throw new StatsClientError('EINVAL', 'a definition needs at least one value');
-    const schema = new SchemaHandle(this, this.nextHandle++, specs.map((s) => ({ ...s, type: s.type ?? 'u64' })));
+    const schema = new SchemaHandle(this, this.handle(), specs.map((s) => ({ ...s, type: s.type ?? 'u64' })));
     this.registry.add(schema);
     schema.ready = this.sendDefine(schema);
     return schema;
@@ -376,7 +495,7 @@ export class StatsClient extends EventEmitter {
    */
   source(path: string, options: { hidden?: boolean; parent?: SourceHandle; detached?: boolean } = {}): SourceHandle {
     if (options.parent?.removed) throw new StatsClientError('ENOENT', `source "${options.parent.path}" was removed`);
-    const src = new SourceHandle(this, this.nextHandle++, options.detached ? null : (options.parent ?? null), path, options.hidden ?? false, options.detached ?? false);
+    const src = new SourceHandle(this, this.handle(), options.detached ? null : (options.parent ?? null), path, options.hidden ?? false, options.detached ?? false);
     this.registry.add(src);
     src.ready = this.sendSource(src);
     return src;
@@ -403,24 +522,27 @@ export class StatsClient extends EventEmitter {
   async removePath(path: string): Promise<void> {
     this.requireOpen();
     await this.request(encodeRemovePath(this.id(), path), `REMOVE_PATH ${path}`);
+    const freed: number[] = [];
     for (const r of [...this.registry]) {
-      if (r instanceof SourceHandle && !r.detached && (r.path === path || r.path.startsWith(path + '/'))) this.forgetSource(r);
-      if (r instanceof AggregatesHandle && !r.source.detached) {
+      if (r instanceof SourceHandle && !r.detached && !r.removed && (r.path === path || r.path.startsWith(path + '/'))) freed.push(...this.forgetSource(r));
+      if (r instanceof AggregatesHandle && !r.removed && !r.source.detached) {
         const src = r.source.path;
         if (path.startsWith(src + '/') && !path.slice(src.length + 1).includes('/') && r.schema.names.includes(path.slice(src.length + 1))) {
-          r.removed = true;
-          this.registry.delete(r);
+          this.forgetGroup(r);
+          if (r.failed === null) freed.push(r.handle);
         }
       }
     }
+    this.freeHandles.push(...freed);
   }
 
   /** @internal */
   _group(source: SourceHandle, schema: SchemaHandle, hidden: boolean, aggregate: boolean): AggregatesHandle {
     if (source.removed) throw new StatsClientError('ENOENT', `source "${source.path}" was removed`);
-    const handle = this.nextHandle++;
+    const handle = this.handle();
     const g = aggregate ? new AggregatesHandle(this, handle, source, schema, hidden, true) : new ValuesHandle(this, handle, source, schema, hidden);
     this.registry.add(g);
+    if (g instanceof ValuesHandle) this.groupsByHandle.set(handle, g);
     g.ready = this.sendGroup(g);
     return g;
   }
@@ -431,7 +553,7 @@ export class StatsClient extends EventEmitter {
     child.detached = false;
     child.parent = parent;
     child.rel = child.name;
-    if (this.connectedFlag) await this.request(encodeAttach(this.id(), parent.handle, child.handle), `ATTACH ${child.name}`);
+    if (this.sessionUp) await this.request(encodeAttach(this.id(), parent.handle, child.handle), `ATTACH ${child.name}`);
   }
 
   /** @internal */
@@ -440,48 +562,63 @@ export class StatsClient extends EventEmitter {
     src.rel = src.name;
     src.detached = true;
     src.parent = null;
-    if (this.connectedFlag) await this.request(encodeDetach(this.id(), src.handle), `DETACH ${src.name}`);
+    if (this.sessionUp) await this.request(encodeDetach(this.id(), src.handle), `DETACH ${src.name}`);
   }
 
   /** @internal */
   async _removeSource(src: SourceHandle): Promise<void> {
     const path = src.path;
-    this.forgetSource(src);
-    if (this.connectedFlag) await this.request(encodeRemove(this.id(), RemoveKind.SOURCE, src.handle), `REMOVE ${path}`);
+    const freed = this.forgetSource(src);
+    // the handles are given out again once the daemon has freed them (it frees those below the source too)
+    if (this.sessionUp) await this.request(encodeRemove(this.id(), RemoveKind.SOURCE, src.handle), `REMOVE ${path}`);
+    this.freeHandles.push(...freed);
   }
 
   /** @internal */
   async _removeGroup(g: AggregatesHandle): Promise<void> {
-    g.removed = true;
-    this.registry.delete(g);
-    if (this.connectedFlag) await this.request(encodeRemove(this.id(), RemoveKind.GROUP, g.handle), `REMOVE group of ${g.source.path}`);
+    this.forgetGroup(g);
+    if (this.sessionUp) await this.request(encodeRemove(this.id(), RemoveKind.GROUP, g.handle), `REMOVE group of ${g.source.path}`);
+    this.freeHandles.push(g.handle);
   }
 
   /** @internal */
   async _removeSchema(s: SchemaHandle): Promise<void> {
     this.registry.delete(s);
-    if (this.connectedFlag) await this.request(encodeRemove(this.id(), RemoveKind.SCHEMA, s.handle), 'REMOVE definition');
+    if (this.sessionUp) await this.request(encodeRemove(this.id(), RemoveKind.SCHEMA, s.handle), 'REMOVE definition');
+    this.freeHandles.push(s.handle);
   }
 
-  /** Drops a source, the sources below it and their groups from what is re-created after a reconnect. */
-  private forgetSource(src: SourceHandle): void {
+  private forgetGroup(g: AggregatesHandle): void {
+    g.removed = true;
+    this.registry.delete(g);
+    if (this.groupsByHandle.get(g.handle) === g) this.groupsByHandle.delete(g.handle);
+  }
+
+  /**
+   * Drops a source, the sources below it and their groups from what is re-created after a reconnect; returns
+   * their handles.
+   */
+  private forgetSource(src: SourceHandle): number[] {
     const below = (s: SourceHandle): boolean => {
       for (let p: SourceHandle | null = s; p !== null; p = p.parent) if (p === src) return true;
       return false;
     };
     const prefix = src.path + '/';
+    const handles: number[] = [];
     for (const r of [...this.registry]) {
       if (r instanceof SourceHandle && (below(r) || (!r.detached && !src.detached && r.path.startsWith(prefix)))) {
         r.removed = true;
         this.registry.delete(r);
+        handles.push(r.handle);
       }
     }
     for (const r of [...this.registry]) {
       if (r instanceof AggregatesHandle && r.source.removed) {
-        r.removed = true;
-        this.registry.delete(r);
+        this.forgetGroup(r);
+        if (r.failed === null) handles.push(r.handle);
       }
     }
+    return handles;
   }
 
   // --- sending ---------------------------------------------------------------------------------------------
@@ -509,29 +646,80 @@ export class StatsClient extends EventEmitter {
 
   private sendDefine(schema: SchemaHandle): Promise<void> {
     this.requireOpen();
-    if (!this.connectedFlag) return Promise.resolve();
+    if (!this.sessionUp) return Promise.resolve();
     return this.request(encodeDefine(this.id(), schema.handle, schema.specs.map((s) => ({ ...s, type: s.type ?? 'u64' }))), `DEFINE ${schema.names.join(',')}`);
   }
 
   private sendSource(src: SourceHandle): Promise<void> {
     this.requireOpen();
-    if (!this.connectedFlag) return Promise.resolve();
+    if (!this.sessionUp) return Promise.resolve();
     const frame = encodeSource(this.id(), src.handle, src.detached || src.parent === null ? 0 : src.parent.handle, src.rel, { hidden: src.hidden, detached: src.detached });
     return this.request(frame, `SOURCE ${src.path}`);
   }
 
   private sendGroup(g: AggregatesHandle): Promise<void> {
     this.requireOpen();
-    if (!this.connectedFlag) return Promise.resolve();
-    return this.request(encodeValues(this.id(), g.handle, g.source.handle, g.schema.handle, { hidden: g.hidden, aggregate: g.aggregate }), `VALUES ${g.source.path}`);
+    if (!this.sessionUp) return Promise.resolve();
+    const frame = encodeValues(this.id(), g.handle, g.source.handle, g.schema.handle, { hidden: g.hidden, aggregate: g.aggregate });
+    const p = this.request(frame, `VALUES ${g.source.path}`, (payload) => this.valuesAnswered(g, payload));
+    p.catch((err: StatsClientError) => {
+      if (err.code === 'ECONNRESET' || err.code === 'ENOTCONN' || !(g instanceof ValuesHandle)) return;
+      // refused: the daemon holds nothing of it; its updates are refused at once from now on
+      g.failed = err;
+      g.pending = null;
+      g.inflight = null;
+    });
+    return p;
+  }
+
+  /**
+   * The daemon added or adopted the group. Adopted: the daemon's values are the truth (a clear made through the
+   * mount stays). Created: it holds zeros, so what the mirror held, and what was in flight when an earlier
+   * connection was lost, is added again. Then what was made meanwhile follows.
+   */
+  private valuesAnswered(g: AggregatesHandle, payload: Buffer): void {
+    if (!(g instanceof ValuesHandle)) return;
+    g.failed = null;
+    const reply = decodeValuesOk(payload);
+    const ops: (Op | undefined)[] = [];
+    if (reply.adopted && reply.values.length === g.mirror.length) {
+      g.mirror = reply.values.map((v, i) => g.narrow(i, asValue(v)));
+    } else {
+      for (let i = 0; i < g.mirror.length; i++) {
+        const old = BigInt(g.mirror[i]);
+        if (old !== 0n) ops[i] = { set: false, v: old };
+        const f = g.inflight?.[i];
+        if (f !== undefined) ops[i] = fold(ops[i], f.set, f.v);
+      }
+      g.mirror = g.mirror.map(() => 0);
+    }
+    g.inflight = null;
+    const pending = g.pending;
+    g.pending = null;
+    if (pending !== null) for (let i = 0; i < pending.length; i++) if (pending[i] !== undefined) ops[i] = fold(ops[i], pending[i]!.set, pending[i]!.v);
+    this.sendOps(g, ops);
+  }
+
+  private sendOps(g: ValuesHandle, ops: (Op | undefined)[]): void {
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i];
+      if (op !== undefined) this.push(g.handle, i, op.set ? UpdateOp.SET : UpdateOp.ADD, op.v);
+    }
   }
 
   /** @internal the hot path: one 16-byte entry into the current batch */
-  _update(group: number, index: number, op: number, value: Value): void {
+  _update(g: ValuesHandle, index: number, op: number, value: Value): void {
     if (!this.connectedFlag) {
       if (this.closed) throw new StatsClientError('ENOTCONN', 'the client is closed');
-      return; // the mirror has it; a reconnect sets it
+      // sent once the connection is back and the group re-created
+      const pending = (g.pending ??= []);
+      pending[index] = fold(pending[index], op === UpdateOp.SET, BigInt(value));
+      return;
     }
+    this.push(g.handle, index, op, value);
+  }
+
+  private push(group: number, index: number, op: number, value: Value): void {
     const batch = this.batch;
     batch.push(group, index, op, value);
     if (batch.count >= this.maxBatch || batch.full) {
@@ -552,14 +740,32 @@ export class StatsClient extends EventEmitter {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    const frame = this.batch.finish(this.id());
-    if (frame !== null && this.socket !== null) this.socket.write(frame);
+    if (this.batch.count === 0 || this.socket === null) return;
+    const count = this.batch.count;
+    const frame = this.batch.finish(this.id())!;
+    // acknowledged: applied to the mirrors; refused: reported (onData), and the mirrors do not change
+    const what = `UPDATE of ${count} update${count === 1 ? '' : 's'}, none applied`;
+    this.waiters.set(frame.readUInt32LE(8), { resolve: noop, reject: noop, what, updates: frame });
+    this.socket.write(frame);
+  }
+
+  /** Applies an acknowledged UPDATE frame to the mirrors. */
+  private applied(frame: Buffer): void {
+    let lastHandle = -1;
+    let g: ValuesHandle | undefined;
+    forEachUpdate(frame, (handle, index, op, value) => {
+      if (handle !== lastHandle) {
+        g = this.groupsByHandle.get(handle);
+        lastHandle = handle;
+      }
+      g?.apply(index, op, value);
+    });
   }
 
   /**
    * Sends what is batched and resolves when the daemon has applied everything sent so far. Rejects with the
-   * first error the daemon reported since the last flush (the others go to onError). While reconnecting it
-   * waits for the connection to come back.
+   * first error the daemon reported since the last flush (the others go to onError), a refused UPDATE batch
+   * included. While reconnecting it waits for the connection to come back.
    */
   async flush(): Promise<void> {
     this.requireOpen();
@@ -599,6 +805,7 @@ export class StatsClient extends EventEmitter {
       });
     }
     this.socket = null;
+    this.sessionUp = false;
     this.connectedFlag = false;
     this.emit('close');
   }
@@ -620,24 +827,33 @@ export class StatsClient extends EventEmitter {
       socket.once('error', reject);
     });
     this.socket = socket;
+    this.connError = null;
     this.reader = new FrameReader(1 << 24);
     socket.on('data', (chunk: Buffer) => this.onData(socket, chunk));
     socket.on('error', () => undefined); // 'close' follows
     socket.on('close', () => this.onClose(socket));
     socket.on('drain', this.onDrain);
-    const hello = this.request(encodeHello(this.id(), { owner: this.options.owner, keep: this.options.keep }), 'HELLO', (payload) => {
+    const hello = encodeHello(this.id(), { owner: this.options.owner, keep: this.options.keep, minVersion: PROTOCOL_VERSION, maxVersion: PROTOCOL_VERSION });
+    await this.request(hello, 'HELLO', (payload) => {
       this.server = decodeHelloOk(payload);
     });
-    await hello;
     this.batch = new UpdateWriter(this.frameCapacity(this.server!.maxFrameBytes));
+    this.sessionUp = true;
+    await Promise.allSettled(this.replay());
+    if (this.socket !== socket) throw this.connError ?? new StatsClientError('ECONNRESET', 'the connection to the daemon was lost');
     this.connectedFlag = true;
-    this.replay();
+    // what was made while the groups were being re-created
+    for (const g of this.groupsByHandle.values()) {
+      const pending = g.pending;
+      g.pending = null;
+      if (pending !== null && g.failed === null) this.sendOps(g, pending);
+    }
     this.reconnectDelay = this.reconnect?.minDelayMs ?? 0;
     this.emit('connect');
   }
 
-  /** Sends every registered definition, source and group again, then every value as last set. */
-  private replay(): void {
+  /** Sends every registered definition, source and group again; returns the groups' replies. */
+  private replay(): Promise<void>[] {
     const schemas: SchemaHandle[] = [];
     const sources: SourceHandle[] = [];
     const groups: AggregatesHandle[] = [];
@@ -661,15 +877,7 @@ export class StatsClient extends EventEmitter {
       if (next.length === pending.length) break;
       pending = next;
     }
-    for (const g of groups) {
-      g.ready = this.sendGroup(g);
-      if (g instanceof ValuesHandle) {
-        for (let i = 0; i < g.mirror.length; i++) {
-          const v = g.mirror[i];
-          if (v !== 0 && v !== 0n) this._update(g.handle, i, UpdateOp.SET, v);
-        }
-      }
-    }
+    return groups.map((g) => (g.ready = this.sendGroup(g)));
   }
 
   private onData(socket: net.Socket, chunk: Buffer): void {
@@ -680,11 +888,17 @@ export class StatsClient extends EventEmitter {
         const waiter = this.waiters.get(reply.id);
         if (waiter !== undefined) this.waiters.delete(reply.id);
         if (reply.ok) {
+          if (waiter?.updates !== undefined) this.applied(waiter.updates);
           waiter?.onPayload?.(reply.payload);
           waiter?.resolve();
           return;
         }
-        const err = new StatsClientError(reply.code, reply.message, waiter?.what ?? (reply.id === 0 ? 'connection' : 'UPDATE'));
+        let err: StatsClientError;
+        if (reply.id === 0) {
+          // about the connection, which the daemon closes now (EBUSY: at its connection cap; ETIMEDOUT; …)
+          const why = reply.code === 'EBUSY' ? `the daemon at ${this.path} refused the connection: ${reply.message}` : reply.message;
+          err = this.connError = new StatsClientError(reply.code, why, 'connection');
+        } else err = new StatsClientError(reply.code, reply.message, waiter?.what ?? 'UPDATE');
         if (waiter !== undefined) waiter.reject(err);
         this.errors.push(err);
         this.options.onError?.(err);
@@ -699,18 +913,47 @@ export class StatsClient extends EventEmitter {
     if (socket !== this.socket) return;
     const wasConnected = this.connectedFlag;
     this.socket = null;
+    this.sessionUp = false;
     this.connectedFlag = false;
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    this.batch.finish(0); // dropped: the mirrors hold the values
-    const lost = new StatsClientError('ECONNRESET', 'the connection to the daemon was lost');
+    // Updates sent but not acknowledged may or may not have been applied: they are added again only if the
+    // daemon re-creates the group (it dropped it, and them with it). Those not sent are sent in any case.
+    for (const w of this.waiters.values()) {
+      if (w.updates !== undefined) this.fold(w.updates, (g) => (g.inflight ??= []));
+    }
+    const unsent = this.batch.finish(0);
+    if (unsent !== null) {
+      const later = new Map<ValuesHandle, (Op | undefined)[] | null>();
+      for (const g of this.groupsByHandle.values()) {
+        later.set(g, g.pending);
+        g.pending = null;
+      }
+      this.fold(unsent, (g) => (g.pending ??= []));
+      for (const [g, ops] of later) {
+        if (ops === null) continue;
+        const pending = (g.pending ??= []);
+        for (let i = 0; i < ops.length; i++) if (ops[i] !== undefined) pending[i] = fold(pending[i], ops[i]!.set, ops[i]!.v);
+      }
+    }
+    const lost = this.connError ?? new StatsClientError('ECONNRESET', 'the connection to the daemon was lost');
     for (const w of this.waiters.values()) w.reject(new StatsClientError(lost.code, lost.message, w.what));
     this.waiters.clear();
     if (this.closed) return;
     if (wasConnected) this.emit('disconnect', lost);
     this.scheduleReconnect();
+  }
+
+  /** Folds the entries of an UPDATE frame into each group's list chosen by `into`. */
+  private fold(frame: Buffer, into: (g: ValuesHandle) => (Op | undefined)[]): void {
+    forEachUpdate(frame, (handle, index, op, value) => {
+      const g = this.groupsByHandle.get(handle);
+      if (g === undefined || g.failed !== null) return;
+      const ops = into(g);
+      ops[index] = fold(ops[index], op === UpdateOp.SET, BigInt(value));
+    });
   }
 
   private scheduleReconnect(): void {
@@ -723,13 +966,19 @@ export class StatsClient extends EventEmitter {
       this._open().catch(() => {
         this.socket?.destroy();
         this.socket = null;
+        this.sessionUp = false;
         this.scheduleReconnect();
       });
     }, delay);
   }
 }
 
-/** Connects to the daemon's producer socket and says HELLO; rejects if the daemon cannot be reached. */
+function noop(): void {}
+
+/**
+ * Connects to the daemon's producer socket and says HELLO; rejects if the daemon cannot be reached (code
+ * EBUSY when it refused the connection at its connection cap). Unknown options are a TypeError.
+ */
 export async function connect(options: ConnectOptions = {}): Promise<StatsClient> {
   const client = new StatsClient(options);
   try {
@@ -738,8 +987,7 @@ export async function connect(options: ConnectOptions = {}): Promise<StatsClient
     await client.close().catch(() => undefined);
     if (err instanceof StatsClientError) throw err;
     const e = err as NodeJS.ErrnoException;
-    throw new StatsClientError(e.code ?? 'EIO', `cannot connect to ${options.path ?? defaultSocketPath()}: ${e.message}`);
+    throw new StatsClientError(e.code ?? 'EIO', `cannot connect to ${client.socketPath}: ${e.message}`);
   }
   return client;
 }
-

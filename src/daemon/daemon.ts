@@ -24,6 +24,8 @@ export interface DaemonOptions {
    * otherwise only the mounting user, with a warning.
    */
   allowOther?: boolean;
+  /** Bytes of snapshots one user may hold open (see MountOptions.snapshotBudget). */
+  snapshotBudget?: number;
   log: Logger;
   /** Adds producers and collectors to the tree before it is mounted. */
   populate?: (root: Source) => void;
@@ -135,6 +137,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const mounted = await mount(root, mountpoint, {
     cacheSeconds: options.cacheSeconds,
     allowOther: allowOther === true,
+    snapshotBudget: options.snapshotBudget,
     onError: (op, err) => log.error({ op, err }, 'a request failed inside the daemon and was answered EIO'),
   }).catch((err: unknown) => {
     throw mountFailure(err, mountpoint);

@@ -19,6 +19,8 @@ export interface FuseCounterReader {
   openFiles(): bigint;
   openDirs(): bigint;
   inFlight(): bigint;
+  snapshotBytes(): bigint;
+  overBudget(): bigint;
   inodes(): number;
 }
 
@@ -33,6 +35,8 @@ const fuseSchema = new Schema([
   { name: 'open_dirs', type: gaugeType, floating: true, description: 'directories open now', unit: 'directories' },
   { name: 'in_flight', type: gaugeType, floating: true, description: 'requests waiting for the daemon now', unit: 'requests' },
   { name: 'inodes', type: gaugeType, floating: true, description: 'inode numbers the kernel holds', unit: 'inodes' },
+  { name: 'snapshot_bytes', type: gaugeType, floating: true, description: 'bytes held by open files and snapshots being filled', unit: 'bytes' },
+  { name: 'snapshot_refusals', type: counterType, description: 'opens refused with EMFILE: the user had spent its snapshot budget', unit: 'opens' },
 ]);
 
 const processSchema = new Schema([
@@ -105,6 +109,10 @@ function fuseSource(fuse: FuseCounterReader): Source {
           return fuse.openDirs();
         case 'in_flight':
           return fuse.inFlight();
+        case 'snapshot_bytes':
+          return fuse.snapshotBytes();
+        case 'snapshot_refusals':
+          return fuse.overBudget();
         default:
           return fuse.inodes();
       }

@@ -25,6 +25,8 @@ export interface ServiceFlags {
   statsdExpire?: number;
   /** Serve /metrics (Prometheus text or OpenMetrics) here. */
   http?: { host: string; port: number };
+  /** Scrapes of /metrics served at once (beyond: 503). */
+  httpMaxScrapes?: number;
 }
 
 /** Parses host:port (IPv6 as [::1]:8125) for commander. */
@@ -107,8 +109,9 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
       });
     }
     if (flags.http) {
-      const metrics = new MetricsServer(root, { ...flags.http, log: log.child({ service: 'http' }) });
+      const metrics = new MetricsServer(root, { ...flags.http, maxScrapes: flags.httpMaxScrapes, log: log.child({ service: 'http' }) });
       services.push(metrics);
+      root.subordinate('statsfs')?.addSubordinate(metrics.selfStats());
       await listen('--http', address(flags.http), () => metrics.listen());
     }
   } catch (err) {

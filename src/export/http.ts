@@ -2,14 +2,21 @@
  * GET /metrics over node:http: one atomic capture of the tree, then the exposition streamed in slices of
  * at most ~10 ms of work, each followed by a turn of the event loop (or by 'drain' when the client reads
  * slower than we render), so a million-value export neither blocks the daemon nor is held in memory whole.
+ *
+ * What a scrape holds until its response ends is its capture and at most BUFFERED_MAX rendered bytes the
+ * client has not taken yet. At most maxScrapes are served at once (beyond: 503 with Retry-After, counted),
+ * and a client that takes nothing for stallMs is dropped, so slow or idle clients hold bounded memory and
+ * cannot keep the slots.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
 import type { Logger } from '../daemon/logger.js';
+import { counterType, gaugeType, LiveValues } from '../model/live.js';
+import { Schema } from '../model/schema.js';
 import { captureSnapshotSliced } from '../model/snapshot.js';
-import type { Source } from '../model/source.js';
+import { Source } from '../model/source.js';
 import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, renderPrometheus, TEXT_CONTENT_TYPE } from './prometheus.js';
 
 export type MetricsLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
@@ -25,7 +32,13 @@ export interface MetricsServerOptions {
   openMetrics?: boolean;
   /** Longest stretch of rendering between two turns of the event loop, in ms (default 10). */
   sliceMs?: number;
+  /** Scrapes served at once; more are answered 503 (default DEFAULT_MAX_SCRAPES). */
+  maxScrapes?: number;
+  /** A scrape whose client takes no bytes for this long is dropped, in ms (default 30,000). */
+  stallMs?: number;
 }
+
+export const DEFAULT_MAX_SCRAPES = 4;
 
 /** What the server has done, for tests and the daemon's own statistics. */
 export interface MetricsServerStats {
@@ -33,13 +46,27 @@ export interface MetricsServerStats {
   openMetrics: number;
   text: number;
   gzip: number;
-  /** Scrapes that ended before the whole exposition was written (client gone, or an error). */
+  /** Scrapes that ended before the whole exposition was written (client gone, stalled, or an error). */
   aborted: number;
+  /** Scrapes answered 503 because maxScrapes were being served. */
+  refused: number;
+  /** Scrapes dropped because the client took nothing for stallMs. */
+  stalled: number;
+  /** Scrapes being served now. */
+  inFlight: number;
   lastCaptureMs: number;
   lastValues: number;
   /** Longest synchronous stretch of rendering and writing in any scrape so far (the capture excluded). */
   maxSliceMs: number;
 }
+
+const selfSchema = new Schema([
+  { name: 'scrapes', type: counterType, description: 'GET /metrics served', unit: 'requests' },
+  { name: 'aborted', type: counterType, description: 'scrapes that ended before the whole exposition was sent', unit: 'requests' },
+  { name: 'refused', type: counterType, description: 'scrapes answered 503: the most allowed at once were being served', unit: 'requests' },
+  { name: 'stalled', type: counterType, description: 'scrapes dropped: the client took nothing for too long', unit: 'requests' },
+  { name: 'in_flight', type: gaugeType, floating: true, description: 'scrapes being served now', unit: 'requests' },
+]);
 
 const PATH = '/metrics';
 /** Rendered bytes queued for a slow client before rendering waits for it ('drain'). */
@@ -52,6 +79,9 @@ export class MetricsServer {
     text: 0,
     gzip: 0,
     aborted: 0,
+    refused: 0,
+    stalled: 0,
+    inFlight: 0,
     lastCaptureMs: 0,
     lastValues: 0,
     maxSliceMs: 0,
@@ -62,6 +92,14 @@ export class MetricsServer {
     private readonly root: Source,
     private readonly options: MetricsServerOptions,
   ) {}
+
+  /** The server's own statistics as a source named `http`, for the daemon's statsfs/ directory. */
+  selfStats(): Source {
+    const src = new Source('http');
+    const stats = this.stats as unknown as Record<string, number>;
+    src.addValues(selfSchema, { base: new LiveValues((name) => stats[name === 'in_flight' ? 'inFlight' : name]) });
+    return src;
+  }
 
   listen(): Promise<{ host: string; port: number }> {
     if (this.server !== null) return Promise.reject(new Error('MetricsServer is already listening'));
@@ -105,6 +143,12 @@ export class MetricsServer {
       send(res, 405, `method ${req.method} not allowed: use GET or HEAD\n`);
       return;
     }
+    if (req.method === 'GET' && this.stats.inFlight >= (this.options.maxScrapes ?? DEFAULT_MAX_SCRAPES)) {
+      this.stats.refused++;
+      res.setHeader('Retry-After', '1');
+      send(res, 503, `too many scrapes at once (${this.stats.inFlight}): retry later\n`);
+      return;
+    }
     const openMetrics = (this.options.openMetrics ?? true) && negotiateFormat(req.headers.accept) === 'openmetrics';
     const gzip = acceptsGzip(req.headers['accept-encoding']);
     res.statusCode = 200;
@@ -120,6 +164,13 @@ export class MetricsServer {
     if (openMetrics) this.stats.openMetrics++;
     else this.stats.text++;
     if (gzip) this.stats.gzip++;
+    // in flight until the response is over, sent or not: its capture and buffers are held until then
+    this.stats.inFlight++;
+    res.once('close', () => this.stats.inFlight--);
+    res.setTimeout(this.options.stallMs ?? 30_000, () => {
+      this.stats.stalled++;
+      res.destroy();
+    });
     this.stream(res, openMetrics, gzip).catch((err: unknown) => {
       this.stats.aborted++;
       this.options.log?.error({ err }, 'metrics export failed');

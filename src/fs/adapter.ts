@@ -19,6 +19,8 @@ export const ROOT_INO = 1;
 /** Kernel-side caches to drop when the tree changes (the native session queues these safely). */
 export interface Invalidator {
   invalidateEntry(parentIno: number, name: string): void;
+  /** Resolves once what was queued has reached the kernel; null when nothing is outstanding. */
+  invalidationsSent?(): Promise<void> | null;
 }
 
 /**
@@ -30,6 +32,12 @@ export interface StoredValueServer {
   /** Opens of `ino` read the arena word at `slot`; its getattr answers `attr`. False: not registered. */
   serveStored(ino: number, slot: number, signed: boolean, attr: Attr): boolean;
   dropStored(): void;
+}
+
+/** The binding's per-user budget for what open files hold (see MountOptions.snapshotBudget). */
+export interface SnapshotBudget {
+  /** Whether `bytes` more would take `uid` over its budget; true is counted as a refusal. */
+  budgetSpent(uid: number, bytes: number): boolean;
 }
 
 export interface AdapterOptions {
@@ -61,6 +69,8 @@ interface Node {
   def: ValueDef | null;
   /** For snapshot files: the file name, a key of options.snapshots. */
   snapshot: string | null;
+  /** For snapshot files: bytes of the last rendering, what the next one is expected to take. */
+  renderedBytes?: number;
   nlookup: number;
 }
 
@@ -84,6 +94,12 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   private readonly barrier: WriteBarrier;
   invalidator: Invalidator | null = null;
   storedServer: StoredValueServer | null = null;
+  snapshotBudget: SnapshotBudget | null = null;
+  /**
+   * Snapshot renderings run one at a time per user, each only if the user's budget can take it: a
+   * user opening many at once holds one rendering in JS, not one per open.
+   */
+  private readonly renderQueues = new Map<number, Promise<unknown>>();
   /** Registrations with storedServer since it last dropped them all. */
   private storedCount = 0;
   /**
@@ -103,6 +119,11 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     this.sourceInos.set(root, ROOT_INO);
     root.observe(this);
     this.barrier = WriteBarrier.of(root);
+  }
+
+  /** TreeObserver: the kernel has dropped the names the changes so far made stale (null: nothing pending). */
+  settled(): Promise<void> | null {
+    return this.invalidator?.invalidationsSent?.() ?? null;
   }
 
   // ---- requests ----
@@ -207,12 +228,12 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** The per-open snapshot: the value is computed once, here, and every read of this open file sees it. */
-  open(ino: number, flags: number): Result<string> | Promise<Result<Buffer | string | readonly Buffer[]>> {
+  open(ino: number, flags: number, uid = 0): Result<string> | Promise<Result<Buffer | string | readonly Buffer[]>> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (isDir(node)) return E.EISDIR;
     const access = flags & O_ACCMODE;
-    if (node.snapshot !== null) return access !== 0 ? E.EACCES : this.renderSnapshot(node.source, node.snapshot);
+    if (node.snapshot !== null) return access !== 0 ? E.EACCES : this.queueSnapshot(node, uid);
     const def = node.def!;
     if (access !== 0 && (def.mode & 0o222) === 0) return E.EACCES;
     if (access === O_WRONLY) return '';
@@ -225,13 +246,18 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     }
   }
 
-  /** "0" or "0\n" at offset 0 clears; anything else is EINVAL and changes nothing. */
-  write(ino: number, data: Buffer, offset: number): number | undefined | Promise<number | undefined> {
+  /**
+   * "0" or "0\n" at offset 0 clears; on an open file that has already cleared, whitespace is accepted and
+   * changes nothing (`write("0")` then `write("\n")`); anything else is EINVAL and changes nothing.
+   */
+  write(ino: number, data: Buffer, offset: number, accepted = 0): number | undefined | Promise<number | undefined> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (isDir(node)) return E.EISDIR;
     if (node.snapshot !== null) return E.EACCES;
     const text = data.toString('latin1');
+    // only a clear is ever accepted first, so accepted bytes on this open file mean it has cleared
+    if (accepted > 0 && /^[ \t\r\n]+$/.test(text)) return undefined;
     if (offset !== 0 || (text !== '0' && text !== '0\n')) return E.EINVAL;
     return then(this.clear(node), (err) => (err !== 0 ? err : undefined));
   }
@@ -296,10 +322,25 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     if (ino !== undefined) this.invalidator?.invalidateEntry(ino, name);
   }
 
+  /** Renders after the user's earlier renderings, if its budget can take what this file took last time. */
+  private queueSnapshot(node: Node, uid: number): Promise<Result<Buffer | string | readonly Buffer[]>> {
+    const rendered = (this.renderQueues.get(uid) ?? Promise.resolve()).then(() =>
+      this.snapshotBudget?.budgetSpent(uid, node.renderedBytes ?? 0) ? E.EMFILE : this.renderSnapshot(node),
+    );
+    const done = rendered.then(() => undefined, () => undefined);
+    this.renderQueues.set(uid, done);
+    void done.then(() => {
+      if (this.renderQueues.get(uid) === done) this.renderQueues.delete(uid);
+    });
+    return rendered;
+  }
+
   /** Captures now (atomically, in slices behind the write barrier when large), renders in slices. */
-  private async renderSnapshot(source: Source, name: string): Promise<Result<Buffer | string | readonly Buffer[]>> {
+  private async renderSnapshot(node: Node): Promise<Result<Buffer | string | readonly Buffer[]>> {
     try {
-      return await this.options.snapshots![name](await captureSnapshotSliced(source));
+      const out = await this.options.snapshots![node.snapshot!](await captureSnapshotSliced(node.source));
+      node.renderedBytes = typeof out === 'string' ? Buffer.byteLength(out) : Buffer.isBuffer(out) ? out.length : out.reduce((n, b) => n + b.length, 0);
+      return out;
     } catch (err) {
       return this.failed('open', err);
     }

@@ -22,6 +22,8 @@ export interface MountOptions {
   onError?: (op: string, err: unknown) => void;
   /** Hidden snapshot files in every directory, by name (default: SNAPSHOT_FILES). */
   snapshots?: Readonly<Record<string, SnapshotRenderer>>;
+  /** Bytes of open files' contents one user may hold (default 256 MiB, 0: no limit); beyond, open is EMFILE. */
+  snapshotBudget?: number;
 }
 
 /**
@@ -50,12 +52,17 @@ export interface MountedStatsFs {
  */
 export async function mount(root: Source, mountpoint: string, options: MountOptions = {}): Promise<MountedStatsFs> {
   const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError, snapshots: options.snapshots ?? SNAPSHOT_FILES });
-  const session = mountSession(mountpoint, adapter, { allowOther: options.allowOther, attrTimeout: options.cacheSeconds ?? 1 });
+  const session = mountSession(mountpoint, adapter, {
+    allowOther: options.allowOther,
+    attrTimeout: options.cacheSeconds ?? 1,
+    snapshotBudget: options.snapshotBudget,
+  });
   adapter.invalidator = session;
   // opens of plain stored values are answered by the session thread, from the arena itself
   session.shareArena(arena.u32);
   const unshare = arena.onGrowth((words) => session.shareArena(words));
   adapter.storedServer = session;
+  adapter.snapshotBudget = session;
   const n = OP_NAMES.length;
   const raw = (i: number) => session.statsRaw()[i];
   const counters: FuseCounterReader = {
@@ -66,6 +73,8 @@ export async function mount(root: Source, mountpoint: string, options: MountOpti
     openFiles: () => raw(2 * n + 1),
     openDirs: () => raw(2 * n + 2),
     inFlight: () => raw(2 * n + 3),
+    snapshotBytes: () => raw(2 * n + 4),
+    overBudget: () => raw(2 * n + 5),
     inodes: () => adapter.inodeCount,
   };
   return {

@@ -109,9 +109,12 @@ export interface FuseHandler {
    * The per-open snapshot that every read of this handle is served from (in C). Files are
    * opened with direct_io and without keep_cache. For write-only opens an empty value is fine.
    */
-  open(ino: number, flags: number): MaybePromise<Buffer | Uint8Array | string | readonly Buffer[] | Errno>;
-  /** Missing: EPERM. */
-  write?(ino: number, data: Buffer, offset: number): MaybePromise<WriteResult>;
+  open(ino: number, flags: number, uid: number): MaybePromise<Buffer | Uint8Array | string | readonly Buffer[] | Errno>;
+  /**
+   * Missing: EPERM. `accepted`: bytes earlier writes on this same open file were answered with (so a
+   * handler can tell a continuation of an accepted write from a write on a fresh open).
+   */
+  write?(ino: number, data: Buffer, offset: number, accepted: number): MaybePromise<WriteResult>;
   /**
    * The kernel dropped `nlookup` references to `ino`. Every successful lookup reply and every
    * readdirplus entry other than "." and ".." counts as one reference.
@@ -138,7 +141,16 @@ export interface MountOptions {
   extraOptions?: readonly string[];
   /** Receives libfuse's debug log (every request) when given. */
   debug?: ((line: string) => void) | false;
+  /**
+   * Bytes of snapshots (the per-open contents of files) one user may hold at once, by the uid of the
+   * opening process: the whole length of each, from when it is allocated until its file is released.
+   * An open beyond it answers EMFILE. Default DEFAULT_SNAPSHOT_BUDGET; 0 for no limit.
+   */
+  snapshotBudget?: number;
 }
+
+/** 256 MiB: about eight .snapshot.json of the whole tree at 200,000 values. */
+export const DEFAULT_SNAPSHOT_BUDGET = 256 << 20;
 
 export interface SessionStats {
   /** Requests received, by kind. */
@@ -150,6 +162,10 @@ export interface SessionStats {
   openDirs: bigint;
   /** Requests queued to or being handled by JS right now. */
   inFlight: bigint;
+  /** Bytes held by open files' snapshots and by snapshots being filled (see MountOptions.snapshotBudget). */
+  snapshotBytes: bigint;
+  /** Opens refused with EMFILE because the caller had spent its snapshot budget. */
+  overBudget: bigint;
 }
 
 /** A mount error: `code` is an errno name (ENOENT, ENOTDIR, EACCES, EPERM, EBUSY, ENOTCONN, EINVAL ...)
@@ -160,8 +176,6 @@ export interface FuseError extends Error {
 
 type NativeHandle = object & { readonly __brand?: 'statsfs_fuse' };
 type Dispatch = (ev: number, id: number, ...args: unknown[]) => void;
-/** Snapshot memory of the binding being filled before an open is answered. */
-type PendingSnapshot = object & { readonly __brand?: 'statsfs_snapshot' };
 
 /** Snapshots at least this large are copied into the binding in pieces of this size, a turn of the loop apart. */
 const FILL_STEP = 8 << 20;
@@ -173,9 +187,14 @@ interface NativeAddon {
   replyErr(h: NativeHandle, id: number, errno: number): boolean;
   replyEntry(h: NativeHandle, id: number, attr: Float64Array, entryTimeout: number, attrTimeout: number): boolean;
   replyAttr(h: NativeHandle, id: number, attr: Float64Array, attrTimeout: number): boolean;
-  replyOpen(h: NativeHandle, id: number, snapshot: Buffer | PendingSnapshot): boolean;
-  allocSnapshot(length: number): PendingSnapshot;
-  fillSnapshot(pending: PendingSnapshot, offset: number, chunk: Buffer): void;
+  /** null: the snapshot allocSnapshot made for this request. */
+  replyOpen(h: NativeHandle, id: number, snapshot: Buffer | null): boolean;
+  /** False: the request was answered (EMFILE over the caller's budget, ENOMEM) or is gone. */
+  allocSnapshot(h: NativeHandle, id: number, length: number): boolean;
+  /** False: the request is gone (unmounted). */
+  fillSnapshot(h: NativeHandle, id: number, offset: number, chunk: Buffer): boolean;
+  setSnapshotBudget(h: NativeHandle, bytes: number): void;
+  budgetSpent(h: NativeHandle, uid: number, bytes: number): boolean;
   replyOpendir(
     h: NativeHandle, id: number, names: string, inos: Float64Array, modes: Uint32Array,
     sizes: Float64Array | null, mtimesMs: Float64Array | null, meta: Float64Array,
@@ -183,6 +202,7 @@ interface NativeAddon {
   replyWrite(h: NativeHandle, id: number, written: number): boolean;
   invalidateEntry(h: NativeHandle, parent: number, name: string): boolean;
   invalidateInode(h: NativeHandle, ino: number): boolean;
+  markSent(h: NativeHandle, mark: number): boolean;
   stats(h: NativeHandle): BigUint64Array;
   shareArena(h: NativeHandle, words: Uint32Array): void;
   serveStored(h: NativeHandle, ino: number, slot: number, signed: boolean, attr: Float64Array, attrTimeout: number): boolean;
@@ -193,7 +213,7 @@ interface NativeAddon {
 
 // Events and flags shared with native/statsfs_fuse.c.
 const EV_LOOKUP = 0, EV_GETATTR = 1, EV_SETATTR = 2, EV_OPENDIR = 3, EV_OPEN = 4, EV_WRITE = 5,
-  EV_FORGET = 6, EV_ENDED = 7, EV_LOG = 8;
+  EV_FORGET = 6, EV_ENDED = 7, EV_LOG = 8, EV_SENT = 9;
 const MF_DEBUG = 1, MF_FORGET = 2;
 const SET_MODE = 1 << 0, SET_UID = 1 << 1, SET_GID = 1 << 2, SET_SIZE = 1 << 3, SET_ATIME = 1 << 4,
   SET_MTIME = 1 << 5, SET_ATIME_NOW = 1 << 7, SET_MTIME_NOW = 1 << 8;
@@ -218,7 +238,7 @@ function loadAddon(): NativeAddon {
     throw err;
   }
   addon = createRequire(import.meta.url)(found) as NativeAddon;
-  if (addon.STATS_LENGTH !== 2 * OP_NAMES.length + 4) throw new Error('statsfs_fuse.node does not match native.ts');
+  if (addon.STATS_LENGTH !== 2 * OP_NAMES.length + 6) throw new Error('statsfs_fuse.node does not match native.ts');
   return addon;
 }
 
@@ -264,6 +284,12 @@ export class FuseSession {
   private readonly handle: NativeHandle;
   private live = true;
   private readonly attrTimeout: number;
+  /** Invalidations were queued since the last mark (see invalidationsSent). */
+  private unmarked = false;
+  private lastMark = 0;
+  /** Resolvers of the marks not yet reached by the notifier, oldest first. */
+  private readonly marks: { mark: number; resolve: () => void }[] = [];
+  private lastSent: Promise<void> | null = null;
 
   /** @internal use {@link mount} */
   constructor(
@@ -286,6 +312,7 @@ export class FuseSession {
     const debug = options.debug || undefined;
     const flags = (debug ? MF_DEBUG : 0) | (handler.forget ? MF_FORGET : 0);
     this.handle = this.native.mount(mountpoint, opts.join(','), this.dispatcher(debug), flags);
+    this.native.setSnapshotBudget(this.handle, options.snapshotBudget ?? DEFAULT_SNAPSHOT_BUDGET);
   }
 
   get mounted(): boolean {
@@ -294,12 +321,39 @@ export class FuseSession {
 
   /** Drop the kernel's cached name -> inode entry (queued to the notifier thread; never blocks). */
   invalidateEntry(parent: number, name: string): boolean {
-    return this.live && this.native.invalidateEntry(this.handle, parent, name);
+    const queued = this.live && this.native.invalidateEntry(this.handle, parent, name);
+    if (queued) this.unmarked = true;
+    return queued;
   }
 
   /** Drop the kernel's cached attributes and data of an inode (queued; never blocks). */
   invalidateInode(ino: number): boolean {
-    return this.live && this.native.invalidateInode(this.handle, ino);
+    const queued = this.live && this.native.invalidateInode(this.handle, ino);
+    if (queued) this.unmarked = true;
+    return queued;
+  }
+
+  /**
+   * Resolves once every invalidation queued so far has been sent to the kernel (or the session has
+   * ended); null when none is outstanding. Whoever answers a change that made a cached name stale
+   * (a producer's OK) waits for it, so that the kernel never serves the old entry after the answer.
+   */
+  invalidationsSent(): Promise<void> | null {
+    if (!this.live) return null;
+    if (this.unmarked) {
+      this.unmarked = false;
+      const mark = ++this.lastMark;
+      const sent = new Promise<void>((resolve) => this.marks.push({ mark, resolve }));
+      this.lastSent = sent;
+      if (!this.native.markSent(this.handle, mark)) this.settleMarks(mark);
+    }
+    return this.lastSent;
+  }
+
+  /** Marks up to `mark` were reached: the invalidations before them are sent. */
+  private settleMarks(mark: number): void {
+    while (this.marks.length > 0 && this.marks[0].mark <= mark) this.marks.shift()!.resolve();
+    if (this.marks.length === 0) this.lastSent = null;
   }
 
   /**
@@ -321,13 +375,21 @@ export class FuseSession {
     return this.live && this.native.serveStored(this.handle, ino, slot, signed, packAttr(attr), this.attrTimeout);
   }
 
+  /**
+   * Whether `bytes` more would take `uid` over its snapshot budget (0: whether it is spent already); a
+   * true answer is counted as a refusal, and the caller answers the open EMFILE.
+   */
+  budgetSpent(uid: number, bytes: number): boolean {
+    return this.live && this.native.budgetSpent(this.handle, uid, bytes);
+  }
+
   /** Drops every registration of serveStored: opens go to the handler again. */
   dropStored(): void {
     if (this.live) this.native.dropStored(this.handle);
   }
 
   /** The raw counters: requests by kind (OP_NAMES order), errors by kind, bytesRead,
-   * openFiles, openDirs, inFlight. Still readable after unmount. */
+   * openFiles, openDirs, inFlight, snapshotBytes, overBudget. Still readable after unmount. */
   statsRaw(): BigUint64Array {
     return this.native.stats(this.handle);
   }
@@ -341,7 +403,10 @@ export class FuseSession {
       requests[name] = raw[i];
       errors[name] = raw[n + i];
     });
-    return { requests, errors, bytesRead: raw[2 * n], openFiles: raw[2 * n + 1], openDirs: raw[2 * n + 2], inFlight: raw[2 * n + 3] };
+    return {
+      requests, errors, bytesRead: raw[2 * n], openFiles: raw[2 * n + 1], openDirs: raw[2 * n + 2], inFlight: raw[2 * n + 3],
+      snapshotBytes: raw[2 * n + 4], overBudget: raw[2 * n + 5],
+    };
   }
 
   /** Stop serving, unmount (lazily), join the addon's threads, answer whatever JS still held
@@ -351,6 +416,7 @@ export class FuseSession {
       this.live = false;
       served.delete(this.mountpoint);
       this.native.unmount(this.handle);
+      this.settleMarks(Infinity);
     }
     return Promise.resolve();
   }
@@ -408,6 +474,7 @@ export class FuseSession {
       }
     };
     // A large snapshot goes into the binding's memory a piece at a time, so no copy holds the loop for long.
+    // It is allocated whole first, and charged whole to the opener's budget from then on.
     const sendLarge = async (id: number, chunks: readonly Buffer[]): Promise<void> => {
       try {
         let total = 0;
@@ -415,23 +482,23 @@ export class FuseSession {
           if (!Buffer.isBuffer(chunk)) throw new ReplyError('expected an array of Buffers');
           total += chunk.length;
         }
-        const pending = native.allocSnapshot(total);
+        if (!native.allocSnapshot(h(), id, total)) return; // answered: over the opener's budget, or no memory
         let at = 0;
         let sinceTurn = 0;
         for (const chunk of chunks) {
           for (let from = 0; from < chunk.length; from += FILL_STEP) {
             const piece = chunk.subarray(from, from + FILL_STEP);
-            native.fillSnapshot(pending, at, piece);
+            // false: unmounted meanwhile; the request is gone and its snapshot freed with it
+            if (!native.fillSnapshot(h(), id, at, piece)) return;
             at += piece.length;
             sinceTurn += piece.length;
             if (sinceTurn >= FILL_STEP) {
               sinceTurn = 0;
               await new Promise<void>((resolve) => setImmediate(resolve));
-              if (!this.live) return; // unmounted meanwhile: the request is gone, the memory is freed with `pending`
             }
           }
         }
-        native.replyOpen(h(), id, pending);
+        native.replyOpen(h(), id, null);
       } catch (err) {
         fail(id, 'open', err);
       }
@@ -455,7 +522,7 @@ export class FuseSession {
         case EV_OPENDIR:
           return run(id, 'opendir', () => handler.opendir(a as number), (l: DirListing) => this.sendListing(id, a as number, l));
         case EV_OPEN:
-          return run(id, 'open', () => handler.open(a as number, b as number), (v: Buffer | Uint8Array | string | readonly Buffer[]) => {
+          return run(id, 'open', () => handler.open(a as number, b as number, c as number), (v: Buffer | Uint8Array | string | readonly Buffer[]) => {
             if (Array.isArray(v)) return void sendLarge(id, v as readonly Buffer[]);
             let buf: Buffer;
             if (typeof v === 'string') buf = Buffer.from(v);
@@ -467,7 +534,7 @@ export class FuseSession {
           });
         case EV_WRITE: {
           const data = b as Buffer;
-          return run(id, 'write', () => (handler.write ? handler.write(a as number, data, c as number) : EPERM),
+          return run(id, 'write', () => (handler.write ? handler.write(a as number, data, c as number, d as number) : EPERM),
             (r: void | { written: number }) => native.replyWrite(h(), id, r === undefined ? data.length : r.written));
         }
         case EV_FORGET: {
@@ -489,6 +556,8 @@ export class FuseSession {
             fail(0, 'onUnmounted', err);
           }
           return;
+        case EV_SENT:
+          return this.settleMarks(a as number);
         case EV_LOG:
           try {
             debug?.(b as string);

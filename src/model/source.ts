@@ -20,6 +20,11 @@ export interface TreeObserver {
    * and revocation are reported just before the storage is released, while the group is already unlisted.
    */
   valuesChanged?(source: Source, group: ValueGroup | null, change: 'added' | 'removed' | 'revoked'): void;
+  /**
+   * Resolves once the changes reported so far have reached every viewer (a mount's kernel caches: a removed
+   * name is forgotten); null when nothing is pending. Who answers for a change (a producer's OK) waits on it.
+   */
+  settled?(): Promise<void> | null;
 }
 
 export interface AddValuesOptions {
@@ -367,6 +372,11 @@ export class Source {
 
   observe(observer: TreeObserver | null): void {
     this.observer = observer;
+  }
+
+  /** See TreeObserver.settled: null when the tree's observer has nothing pending (or there is none). */
+  changesSettled(): Promise<void> | null {
+    return this.treeObserver()?.settled?.() ?? null;
   }
 
   private treeObserver(): TreeObserver | null {

@@ -22,8 +22,11 @@
  *   ...           payload
  */
 
-/** The version this implementation speaks. HELLO offers a range; the server picks the highest common one. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The version this implementation speaks. HELLO offers a range; the server picks the highest common one.
+ * Version 2 adds the VALUES reply's payload (whether the group was adopted, and its current values).
+ */
+export const PROTOCOL_VERSION = 2;
 export const MIN_PROTOCOL_VERSION = 1;
 
 export const HEADER_BYTES = 12;
@@ -771,6 +774,29 @@ export function decodeReply(frame: Frame): DecodedReply {
     return { id: frame.id, ok: false, code, message, payload: EMPTY };
   }
   throw new ProtocolError('EPROTO', `unexpected reply opcode 0x${frame.op.toString(16)}`, true);
+}
+
+/** The VALUES reply (version 2): whether an existing group was adopted, and then its current values. */
+export interface ValuesReply {
+  adopted: boolean;
+  /** The stored values of an adopted group of values, in definition order (empty otherwise). */
+  values: bigint[];
+}
+
+export function encodeValuesOk(id: number, reply: ValuesReply, version = PROTOCOL_VERSION): Buffer {
+  const w = new PayloadWriter().u8(reply.adopted ? 1 : 0).u16(reply.values.length);
+  for (const v of reply.values) w.i64(v);
+  return w.frame(Reply.OK, id, version);
+}
+
+export function decodeValuesOk(payload: Buffer): ValuesReply {
+  const r = new PayloadReader(payload, 0, payload.length);
+  const adopted = r.u8('adopted') !== 0;
+  const count = r.u16('value count');
+  const values: bigint[] = [];
+  for (let i = 0; i < count; i++) values.push(r.i64());
+  r.done('VALUES reply');
+  return { adopted, values };
 }
 
 export function decodeHelloOk(payload: Buffer): HelloReply {

@@ -34,6 +34,7 @@ import {
   decodeRequest,
   encodeError,
   encodeHelloOk,
+  encodeValuesOk,
   wordValue,
   type DefineRequest,
   type Frame,
@@ -69,13 +70,20 @@ export interface ProducerServerOptions {
   maxHandlesPerConnection?: number;
   /** Stored values one owner may have (default 1,000,000: 8 MB of storage). */
   maxValuesPerConnection?: number;
-  /** Simultaneous connections (default 1024). */
+  /** Simultaneous connections (default 1024); more are refused with EBUSY and closed. */
   maxConnections?: number;
   /**
    * Another keeper of nodes in the same tree (the daemon's StatsD receiver): REMOVE_PATH offers it the
    * path first; it removes what it keeps there and returns true, else false and the path is looked up here.
    */
   removeKept?: (path: string) => boolean;
+  /** A connection that has not completed HELLO this long after it was accepted is closed with ETIMEDOUT (default 10,000 ms). */
+  helloTimeoutMs?: number;
+  /**
+   * A frame started but not completed this long is closed with ETIMEDOUT (default 10,000 ms). A producer idle
+   * between frames is never timed out; neither is one whose reading the server paused (replies not read).
+   */
+  frameTimeoutMs?: number;
   log?: ProducerLog;
 }
 
@@ -100,6 +108,11 @@ class Connection {
   readonly sources = new Map<number, Source>();
   readonly schemas = new Map<number, Schema>();
   readonly groups = new Map<number, ValueGroup>();
+  /** The handles bound to each source and group, so those of removed nodes are freed with them. */
+  readonly sourceHandles = new Map<Source, number[]>();
+  readonly groupHandles = new Map<ValueGroup, number[]>();
+  /** The HELLO timeout, then the timeout of the frame being received (null: none pending). */
+  timer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly id: number,
@@ -114,14 +127,48 @@ class Connection {
 
 /** Counters of the server's own activity (for the daemon's statistics and tests). */
 export interface ProducerServerStats {
+  /** Connections open now (refused ones are not counted). */
   connections: number;
+  /** Connections accepted by the socket since the start, refused ones included. */
   accepted: number;
+  /** Connections refused at the connection cap (EBUSY). */
+  refused: number;
+  /** Connections closed because HELLO or a frame was not completed in time (ETIMEDOUT). */
+  timedOut: number;
   frames: number;
   updates: number;
   errors: number;
   closedForProtocolErrors: number;
-  refused: number;
-  timedOut: number;
+}
+
+/** How long a connection the server is closing may take to read its last reply before it is destroyed. */
+const CLOSE_GRACE_MS = 1000;
+
+/** Binds `handle` to `target` in `map`, recording it in `back` (target -> its handles). */
+function bindHandle<T>(map: Map<number, T>, back: Map<T, number[]>, handle: number, target: T): void {
+  const old = map.get(handle);
+  if (old !== undefined) unbindHandle(map, back, handle, old);
+  map.set(handle, target);
+  const handles = back.get(target);
+  if (handles === undefined) back.set(target, [handle]);
+  else handles.push(handle);
+}
+
+function unbindHandle<T>(map: Map<number, T>, back: Map<T, number[]>, handle: number, target: T): void {
+  map.delete(handle);
+  const handles = back.get(target);
+  if (handles === undefined) return;
+  const i = handles.indexOf(handle);
+  if (i >= 0) handles.splice(i, 1);
+  if (handles.length === 0) back.delete(target);
+}
+
+/** Frees every handle bound to `target` (it was removed). */
+function unbindTarget<T>(map: Map<number, T>, back: Map<T, number[]>, target: T): void {
+  const handles = back.get(target);
+  if (handles === undefined) return;
+  back.delete(target);
+  for (const h of handles) map.delete(h);
 }
 
 function errorCode(err: unknown): string {
@@ -155,7 +202,9 @@ export class ProducerServer {
   private readonly maxHandles: number;
   private readonly maxValues: number;
   private readonly maxConnections: number;
-  readonly stats: ProducerServerStats = { connections: 0, accepted: 0, frames: 0, updates: 0, errors: 0, closedForProtocolErrors: 0, refused: 0, timedOut: 0 };
+  private readonly helloTimeoutMs: number;
+  private readonly frameTimeoutMs: number;
+  readonly stats: ProducerServerStats = { connections: 0, accepted: 0, refused: 0, timedOut: 0, frames: 0, updates: 0, errors: 0, closedForProtocolErrors: 0 };
 
   private readonly barrier: WriteBarrier;
 
@@ -170,6 +219,8 @@ export class ProducerServer {
     this.maxHandles = options.maxHandlesPerConnection ?? 262_144;
     this.maxValues = options.maxValuesPerConnection ?? 1_000_000;
     this.maxConnections = options.maxConnections ?? 1024;
+    this.helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+    this.frameTimeoutMs = options.frameTimeoutMs ?? 10_000;
   }
 
   get path(): string {
@@ -228,8 +279,10 @@ export class ProducerServer {
     const conn = new Connection(this.nextConnId++, socket, new FrameReader(this.maxFrameBytes));
     this.stats.accepted++;
     if (this.conns.size >= this.maxConnections) {
-      socket.end(encodeError(0, 'EBUSY', `too many producer connections (${this.maxConnections})`));
+      this.stats.refused++;
+      this.options.log?.debug({ connection: conn.id }, 'producer connection refused: too many connections');
       socket.on('error', () => undefined);
+      endSoon(socket, encodeError(0, 'EBUSY', `too many producer connections (the daemon's cap is ${this.maxConnections})`));
       return;
     }
     this.conns.add(conn);
@@ -239,11 +292,37 @@ export class ProducerServer {
     socket.on('data', (chunk: Buffer) => this.barrier.defer(() => this.onData(conn, chunk)));
     socket.on('error', (err) => this.options.log?.debug({ connection: conn.id, err: err.message }, 'producer socket error'));
     socket.on('close', () => this.barrier.defer(() => this.disconnect(conn)));
+    this.arm(conn, this.helloTimeoutMs, 'HELLO');
+  }
+
+  /** Closes `conn` with ETIMEDOUT after `ms` unless disarmed; the check runs in order with its frames. */
+  private arm(conn: Connection, ms: number, what: 'HELLO' | 'frame'): void {
+    if (conn.timer !== null) clearTimeout(conn.timer);
+    conn.timer = setTimeout(() => {
+      conn.timer = null;
+      this.barrier.defer(() => {
+        if (conn.closing || conn.timer !== null) return; // closed or re-armed meanwhile
+        if (what === 'HELLO' ? conn.owner !== null : conn.reader.buffered === 0) return;
+        this.stats.timedOut++;
+        const message = what === 'HELLO' ? `no HELLO within ${ms} ms` : `a frame was left unfinished for ${ms} ms`;
+        this.options.log?.warn({ connection: conn.id, err: message }, 'closing producer connection: timed out');
+        conn.closing = true;
+        endSoon(conn.socket, encodeError(0, 'ETIMEDOUT', message, conn.version || PROTOCOL_VERSION));
+      });
+    }, ms);
+    conn.timer.unref();
+  }
+
+  private disarm(conn: Connection): void {
+    if (conn.timer === null) return;
+    clearTimeout(conn.timer);
+    conn.timer = null;
   }
 
   private onData(conn: Connection, chunk: Buffer): void {
     if (conn.closing) return;
     const socket = conn.socket;
+    const framesBefore = this.stats.frames;
     socket.cork();
     try {
       conn.reader.push(chunk, (frame) => this.onFrame(conn, frame));
@@ -251,15 +330,29 @@ export class ProducerServer {
       // framing is lost (bad length): say why, then close
       this.fatal(conn, 0, err);
     } finally {
-      socket.uncork();
+      // the replies go out once the kernel has dropped the names they made stale
+      const settled = this.root.changesSettled();
+      if (settled === null) socket.uncork();
+      else void settled.then(() => socket.uncork());
     }
-    // A producer that does not read its replies: stop reading its requests until it does.
-    if (!conn.closing && socket.writableLength > this.maxBuffered && !socket.isPaused()) {
+    if (conn.closing) return;
+    // A producer that does not read its replies: stop reading its requests until it does (and do not time
+    // out the frame it may have started meanwhile: the server is the one not reading).
+    if (socket.writableLength > this.maxBuffered && !socket.isPaused()) {
       socket.pause();
+      if (conn.owner !== null) this.disarm(conn);
       socket.once('drain', () => {
-        if (!conn.closing) socket.resume();
+        if (conn.closing) return;
+        socket.resume();
+        if (conn.owner !== null && conn.reader.buffered > 0) this.arm(conn, this.frameTimeoutMs, 'frame');
       });
+      return;
     }
+    // Before HELLO the HELLO timeout runs on. After it, a frame left partial must be completed in time (a new
+    // one begun after a complete frame gets the full time); an idle producer has nothing pending.
+    if (conn.owner === null) return;
+    if (conn.reader.buffered === 0) this.disarm(conn);
+    else if (conn.timer === null || this.stats.frames !== framesBefore) this.arm(conn, this.frameTimeoutMs, 'frame');
   }
 
   private fatal(conn: Connection, id: number, err: unknown): void {
@@ -268,9 +361,8 @@ export class ProducerServer {
     const message = err instanceof Error ? err.message : String(err);
     this.options.log?.warn({ connection: conn.id, code: errorCode(err), err: message }, 'closing producer connection after a protocol error');
     conn.closing = true;
-    conn.socket.end(encodeError(id, errorCode(err), message, conn.version || PROTOCOL_VERSION));
-    // a peer that never closes its side must not hold the connection open
-    setTimeout(() => conn.socket.destroy(), 1000).unref();
+    this.disarm(conn);
+    endSoon(conn.socket, encodeError(id, errorCode(err), message, conn.version || PROTOCOL_VERSION));
   }
 
   private onFrame(conn: Connection, frame: Frame): void {
@@ -280,13 +372,13 @@ export class ProducerServer {
     try {
       if (conn.owner === null) {
         if (frame.op !== Op.HELLO) throw new ProtocolError('EPROTO', 'the first frame must be HELLO', true);
+        if (frame.flags !== 0) throw new ProtocolError('EINVAL', `header flags must be 0 (HELLO has ${frame.flags})`, true);
         const req = decodeRequest(frame) as HelloRequest;
         reply = this.hello(conn, req, frame.id);
       } else {
         if (frame.version !== conn.version) throw new ProtocolError('EPROTO', `frame version ${frame.version}, the connection negotiated ${conn.version}`);
         if (frame.flags !== 0) throw new ProtocolError('EINVAL', `header flags must be 0 in version ${conn.version}`);
-        this.apply(conn, frame);
-        reply = okReply(frame.id, conn.version);
+        reply = this.apply(conn, frame) ?? okReply(frame.id, conn.version);
       }
     } catch (err) {
       if (err instanceof ProtocolError && err.fatal) {
@@ -320,52 +412,58 @@ export class ProducerServer {
     }
     owner.conns.add(conn);
     conn.owner = owner;
+    this.disarm(conn);
     conn.keep = req.keep || (this.options.keepOnDisconnect ?? false);
     conn.version = version;
     this.options.log?.debug({ connection: conn.id, owner: owner.name, keep: conn.keep }, 'producer hello');
     return encodeHelloOk(id, { version, maxFrameBytes: this.maxFrameBytes, maxSources: this.maxSources, maxHandles: this.maxHandles, connection: conn.id });
   }
 
-  private apply(conn: Connection, frame: Frame): void {
+  /** Applies a request; returns the OK reply when it has a payload (else null: an empty OK). */
+  private apply(conn: Connection, frame: Frame): Buffer | null {
     const req = decodeRequest(frame);
     switch (req.op) {
       case Op.HELLO:
         throw new ProtocolError('EPROTO', 'HELLO was already received on this connection');
       case Op.UPDATE:
         this.update(conn, req.buf, req.offset, req.count);
-        return;
+        return null;
       case Op.DEFINE:
         this.define(conn, req);
-        return;
+        return null;
       case Op.SOURCE:
         this.createSource(conn, req);
-        return;
+        return null;
       case Op.ATTACH: {
         const parent = this.parentSource(conn, req.parent);
         const child = this.ownSource(conn, req.child);
         if (child.parent !== null) throw new StatsError('EEXIST', `source "${child.path}" is attached: detach it first`);
         if (child.hidden) this.checkHiddenName(parent, child.name);
         parent.addSubordinate(child);
-        return;
+        return null;
       }
       case Op.DETACH: {
         const src = this.ownSource(conn, req.handle);
         const parent = src.parent;
         if (parent === null) throw new StatsError('ENOENT', `source "${src.name}" is not attached`);
         parent.removeSubordinate(src);
-        return;
+        return null;
       }
-      case Op.VALUES:
-        this.addValues(conn, req);
-        return;
+      case Op.VALUES: {
+        const adopted = this.addValues(conn, req);
+        if (conn.version < 2) return null;
+        // version 2: say whether the group was adopted and, for values, what they hold now
+        const values = adopted !== null && !adopted.isAggregate ? adopted.schema.defs.map((d) => adopted.get(d.index)) : [];
+        return encodeValuesOk(frame.id, { adopted: adopted !== null, values }, conn.version);
+      }
       case Op.REMOVE:
         this.remove(conn, req.kind, req.handle);
-        return;
+        return null;
       case Op.REMOVE_PATH:
         this.removePath(conn, req.path);
-        return;
+        return null;
       case Op.PING:
-        return;
+        return null;
     }
   }
 
@@ -450,7 +548,7 @@ export class ProducerServer {
       this.checkSourceCap(owner, 1);
       const src = new Source(parts[0], { hidden: req.hidden });
       this.own(owner, src);
-      conn.sources.set(req.handle, src);
+      bindHandle(conn.sources, conn.sourceHandles, req.handle, src);
       return;
     }
     const parent = this.parentSource(conn, req.parent);
@@ -485,7 +583,7 @@ export class ProducerServer {
       }
       cur = next;
     }
-    conn.sources.set(req.handle, cur);
+    bindHandle(conn.sources, conn.sourceHandles, req.handle, cur);
   }
 
   private checkSourceCap(owner: Owner, more: number): void {
@@ -506,7 +604,8 @@ export class ProducerServer {
 
   // --- VALUES ----------------------------------------------------------------------------------------------
 
-  private addValues(conn: Connection, req: ValuesRequest): void {
+  /** Adds (or adopts) a value group; returns the adopted group, or null when a new one was made. */
+  private addValues(conn: Connection, req: ValuesRequest): ValueGroup | null {
     const owner = conn.owner!;
     this.bindable(conn, conn.groups, req.group, 'group', (g) => owner.groups.has(g));
     const src = this.ownSource(conn, req.source);
@@ -517,8 +616,8 @@ export class ProducerServer {
       if (g.schema === schema) {
         if (g.isAggregate !== req.aggregate) continue;
         if (!owner.groups.has(g) || g.hidden !== req.hidden) throw new StatsError('EEXIST', `"${src.path}" already has these ${req.aggregate ? 'aggregates' : 'values'}`);
-        conn.groups.set(req.group, g); // adopted: the same definition added again by its owner
-        return;
+        bindHandle(conn.groups, conn.groupHandles, req.group, g); // adopted: the same definition added again by its owner
+        return g;
       }
       for (const def of schema.defs) {
         if (g.schema.find(def.name)) throw new StatsError('EEXIST', `"${src.path}/${def.name}" exists with another definition`);
@@ -530,7 +629,8 @@ export class ProducerServer {
     const group = req.aggregate ? src.addAggregates(schema, { hidden: req.hidden }) : src.addValues(schema, { hidden: req.hidden });
     owner.groups.add(group);
     if (!req.aggregate) owner.valueSlots += schema.size;
-    conn.groups.set(req.group, group);
+    bindHandle(conn.groups, conn.groupHandles, req.group, group);
+    return null;
   }
 
   // --- UPDATE: the hot path ----------------------------------------------------------------------------------
@@ -579,13 +679,11 @@ export class ProducerServer {
     const owner = conn.owner!;
     if (kind === RemoveKind.SOURCE) {
       const src = this.ownSource(conn, handle);
-      this.removeTree(owner, src);
-      conn.sources.delete(handle);
+      this.removeTree(owner, src); // frees its handles, and those of everything below it
     } else if (kind === RemoveKind.GROUP) {
       const g = conn.groups.get(handle);
       if (g === undefined || !owner.groups.has(g)) throw new StatsError('ENOENT', `no group handle ${handle}`);
       this.removeGroup(owner, g);
-      conn.groups.delete(handle);
     } else {
       if (!conn.schemas.delete(handle)) throw new StatsError('ENOENT', `no schema handle ${handle}`);
     }
@@ -618,6 +716,7 @@ export class ProducerServer {
   private removeGroup(owner: Owner, g: ValueGroup): void {
     g.source.removeValues(g);
     owner.groups.delete(g);
+    for (const c of owner.conns) unbindTarget(c.groups, c.groupHandles, g);
     if (!g.isAggregate) owner.valueSlots -= g.schema.size;
   }
 
@@ -631,6 +730,7 @@ export class ProducerServer {
     for (const sub of [...src.subordinates]) if (owner.sources.has(sub)) this.release(owner, sub);
     for (const g of [...src.valueGroups]) if (owner.groups.has(g)) this.removeGroup(owner, g);
     owner.sources.delete(src);
+    for (const c of owner.conns) unbindTarget(c.sources, c.sourceHandles, src);
   }
 
   // --- disconnect ------------------------------------------------------------------------------------------
@@ -638,6 +738,7 @@ export class ProducerServer {
   private disconnect(conn: Connection): void {
     if (!this.conns.delete(conn)) return;
     conn.closing = true;
+    this.disarm(conn);
     this.stats.connections = this.conns.size;
     const owner = conn.owner;
     this.options.log?.debug({ connection: conn.id, owner: owner?.name }, 'producer disconnected');
@@ -650,6 +751,18 @@ export class ProducerServer {
     for (const src of tops) if (!conn.keep || src.parent === null) this.removeTree(owner, src);
     if (owner.sources.size === 0 && owner.name !== null) this.owners.delete(owner.name);
   }
+}
+
+/**
+ * Ends `socket` with a last frame and makes sure its descriptor goes: what the peer still sends is read and
+ * dropped (so its end is seen), and a peer that never closes its side is cut off after a short grace.
+ */
+function endSoon(socket: net.Socket, last: Buffer): void {
+  socket.end(last);
+  socket.resume();
+  const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 function toValueSpec(v: WireValueSpec): ValueSpec {

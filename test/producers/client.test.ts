@@ -14,7 +14,7 @@ let server: ProducerServer;
 const clients: StatsClient[] = [];
 
 async function client(options: Parameters<typeof connect>[0] = {}): Promise<StatsClient> {
-  const c = await connect({ path: sock, ...options });
+  const c = await connect({ socket: sock, ...options });
   clients.push(c);
   return c;
 }
@@ -223,7 +223,93 @@ describe('client library', () => {
   });
 
   it('fails to connect with the socket path in the message', async () => {
-    await expect(connect({ path: join(dir, 'none.sock') })).rejects.toMatchObject({ code: 'ENOENT', message: expect.stringContaining('none.sock') });
+    await expect(connect({ socket: join(dir, 'none.sock') })).rejects.toMatchObject({ code: 'ENOENT', message: expect.stringContaining('none.sock') });
+  });
+
+  it('takes the socket as `socket` (`path` is a deprecated alias) and refuses unknown options', async () => {
+    const c = await client({ socket: sock });
+    c.counter('opt/n').add(1);
+    await c.flush();
+    expect(at('opt')!.getValue('n')).toBe(1n);
+    const old = await client({ path: sock, owner: 'old' });
+    await old.flush();
+    await expect(connect({ sokcet: sock } as never)).rejects.toThrow(TypeError);
+    await expect(connect({ sokcet: sock } as never)).rejects.toThrow(/unknown option "sokcet"/);
+    await expect(connect({ socket: sock, path: join(dir, 'other.sock') })).rejects.toThrow(TypeError);
+  });
+
+  it('says EBUSY, naming the cap, when the daemon refuses the connection', async () => {
+    await server.close();
+    server = new ProducerServer((root = Source.root()), { path: sock, maxConnections: 1 });
+    await server.listen();
+    await client();
+    const refused = connect({ socket: sock, reconnect: false });
+    await expect(refused).rejects.toMatchObject({ code: 'EBUSY' });
+    await expect(refused).rejects.toThrow(/too many producer connections.*cap is 1/);
+    await expect(refused).rejects.not.toThrow(/lost/);
+  });
+
+  it('keeps working while far more sources than the handles cap are created and removed', async () => {
+    await server.close();
+    server = new ProducerServer((root = Source.root()), { path: sock, maxHandlesPerConnection: 20 });
+    await server.listen();
+    const errors: StatsClientError[] = [];
+    const c = await client({ onError: (e) => errors.push(e) });
+    const schema = c.define([{ name: 'n' }]);
+    for (let i = 0; i < 400; i++) {
+      const src = c.source(`churn/s${i}`);
+      src.source('below').values(schema).add('n', 1);
+      src.values(schema).add('n', i);
+      await c.flush();
+      expect(at(`churn/s${i}`)!.getValue('n')).toBe(BigInt(i));
+      if (i % 2 === 0) await src.remove();
+      else await c.removePath(`churn/s${i}`);
+    }
+    await c.flush();
+    expect(errors).toEqual([]);
+    expect(at('churn')!.subordinates).toHaveLength(0);
+  });
+
+  it('reports a batch the daemon refused, and its mirror holds only what the daemon applied', async () => {
+    const other = await client({ owner: 'other' });
+    other.source('taken');
+    await other.flush();
+    const errors: StatsClientError[] = [];
+    const c = await client({ onError: (e) => errors.push(e) });
+    const schema = c.define([{ name: 'n', type: 'u8' }]);
+    const good = c.source('mine').values(schema);
+    const bad = c.source('taken').values(schema); // refused: the source is another producer's
+    good.add('n', 5);
+    bad.add('n', 1); // in the same batch: the daemon refuses the whole batch
+    await expect(c.flush()).rejects.toMatchObject({ code: 'EPERM' });
+    expect(at('mine')!.getValue('n')).toBe(0n);
+    expect(good.get('n')).toBe(0); // not 5: the daemon did not apply it
+    expect(errors.map((e) => e.request.split(' ')[0])).toEqual(['SOURCE', 'VALUES', 'UPDATE']);
+    expect(errors[2].message).toMatch(/none applied/);
+    expect(() => bad.add('n', 1)).toThrow(StatsClientError); // its values were refused: no more batches spoilt
+    good.add('n', 300); // u8: the mirror wraps like the daemon's value
+    good.add('n', 1);
+    await c.flush();
+    expect(at('mine')!.getValue('n')).toBe(45n);
+    expect(good.get('n')).toBe(45);
+  });
+
+  it('adopts what the daemon kept on reconnect, so a clear made meanwhile stays cleared', async () => {
+    const c = await client({ owner: 'app', keep: true, reconnect: { minDelayMs: 10, maxDelayMs: 50 } });
+    const requests = c.counter('svc/requests');
+    const level = c.gauge('svc/level', { type: 's32' });
+    requests.add(5);
+    level.set(-7);
+    await c.flush();
+    at('svc')!.findValue('requests')!.group.clear('requests'); // as `echo 0 > svc/requests` does
+    const reconnected = new Promise((r) => c.once('connect', r));
+    (c as unknown as { socket: import('node:net').Socket }).socket.destroy(); // the connection is lost
+    await reconnected;
+    requests.add(2);
+    await c.flush();
+    expect(at('svc')!.getValue('requests')).toBe(2n); // not 7: the clear survived
+    expect(requests.value).toBe(2);
+    expect(at('svc')!.getValue('level')).toBe(-7n);
   });
 });
 

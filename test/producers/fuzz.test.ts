@@ -144,7 +144,7 @@ it(`survives ${FRAMES} random and mutated frames while another producer works (s
   try {
     // --- the good producer: publishes continuously, the test keeps its own account
     const goodErrors: Error[] = [];
-    const good = await connect({ path: sock, owner: 'good', flushIntervalMs: 1, onError: (e) => goodErrors.push(e) });
+    const good = await connect({ socket: sock, owner: 'good', flushIntervalMs: 1, onError: (e) => goodErrors.push(e) });
     const schema = good.define([{ name: 'requests', aggr: 'sum' }, { name: 'level', type: 's64', floating: true }, { name: 'small', type: 'u8' }]);
     const top = good.source('good');
     top.aggregates(schema);
@@ -251,7 +251,7 @@ it(`survives ${FRAMES} random and mutated frames while another producer works (s
     expect(root.subordinate('good')!.getValue('requests')).toBe(expected.reduce((s, e) => s + e.requests, 0n));
     fz.end();
     await new Promise<void>((resolve) => (fuzzClosed ? resolve() : fz.once('close', () => resolve())));
-    const late = await connect({ path: sock });
+    const late = await connect({ socket: sock });
     late.counter('late/n').add(1);
     await late.flush();
     await late.close();

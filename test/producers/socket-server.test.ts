@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import {
   UpdateOp,
   decodeHelloOk,
   decodeReply,
+  decodeValuesOk,
   encodeAttach,
   encodeDefine,
   encodeDetach,
@@ -175,17 +176,24 @@ describe('handshake and errors', () => {
     await a.closed;
 
     const b = await Raw.connect(sock);
-    const bad = await b.call((id) => encodeHello(id, { minVersion: 2, maxVersion: 9 }));
+    const bad = await b.call((id) => encodeHello(id, { minVersion: 3, maxVersion: 9 }));
     expect(bad).toMatchObject({ ok: false, code: 'EPROTONOSUPPORT' });
     await b.closed;
 
     const c = await Raw.connect(sock);
     const good = await c.call((id) => encodeHello(id, { minVersion: 1, maxVersion: 9 }));
     expect(good.ok).toBe(true);
-    expect(decodeHelloOk(good.payload)).toMatchObject({ version: 1, maxFrameBytes: 4096, maxSources: 7 });
+    expect(decodeHelloOk(good.payload)).toMatchObject({ version: 2, maxFrameBytes: 4096, maxSources: 7 });
     await c.fails((id) => encodeHello(id), 'EPROTO'); // only once
     await c.ok((id) => encodePing(id));
     await c.close();
+
+    // header flags must be 0 in HELLO too: EINVAL, and a refused HELLO closes the connection
+    const d = await Raw.connect(sock);
+    const flagged = encodeHello(d.nextId() + 1);
+    flagged.writeUInt16LE(1, 6);
+    expect(await d.call(() => flagged)).toMatchObject({ ok: false, code: 'EINVAL' });
+    await d.closed;
   });
 
   it('answers bad requests with an error and keeps the connection usable', async () => {
@@ -459,6 +467,40 @@ describe('ownership', () => {
     expect(root.subordinate('jobs')).toBeUndefined();
   });
 
+  it('tells a version 2 producer whether VALUES adopted a group, with its current values; version 1 gets an empty OK', async () => {
+    await start();
+    const p = await Raw.open(sock, { owner: 'app', keep: true });
+    await p.ok((id) => encodeDefine(id, 1, SPECS));
+    await p.ok((id) => encodeSource(id, 2, 0, 'kept'));
+    const made = await p.call((id) => encodeValues(id, 3, 2, 1));
+    expect(decodeValuesOk(made.payload)).toEqual({ adopted: false, values: [] });
+    await p.ok((id) => encodeUpdate(id, [{ group: 3, index: 0, op: UpdateOp.SET, value: 2n ** 64n - 1n }, { group: 3, index: 1, op: UpdateOp.SET, value: -5 }]));
+    await p.close();
+    await settle();
+    const q = await Raw.open(sock, { owner: 'app' });
+    await q.ok((id) => encodeDefine(id, 1, SPECS));
+    await q.ok((id) => encodeSource(id, 2, 0, 'kept'));
+    const adopted = await q.call((id) => encodeValues(id, 3, 2, 1));
+    // i64 bit patterns, as in UPDATE: 2^64−1 reads as −1 until the producer applies the type
+    expect(decodeValuesOk(adopted.payload)).toEqual({ adopted: true, values: [-1n, -5n, 0n] });
+    await q.close();
+
+    const v1 = await Raw.connect(sock);
+    const hello = await v1.call((id) => encodeHello(id, { minVersion: 1, maxVersion: 1 }));
+    expect(decodeHelloOk(hello.payload).version).toBe(1);
+    const frame = (op: number, id: number, payload: Buffer): Buffer => {
+      const f = encodeFrame(op, id, payload);
+      f[4] = 1; // version 1 in the header
+      return f;
+    };
+    const define = encodeDefine(0, 1, SPECS);
+    await v1.ok((id) => frame(Op.DEFINE, id, define.subarray(12)));
+    await v1.ok((id) => frame(Op.SOURCE, id, encodeSource(0, 2, 0, 'old').subarray(12)));
+    const r = await v1.call((id) => frame(Op.VALUES, id, encodeValues(0, 3, 2, 1).subarray(12)));
+    expect(r).toMatchObject({ ok: true, payload: Buffer.alloc(0) });
+    await v1.close();
+  });
+
   it('keeps everything with keepOnDisconnect', async () => {
     await start({ keepOnDisconnect: true });
     const p = await Raw.open(sock);
@@ -531,6 +573,147 @@ describe('atomic batches', () => {
     expect(pair.getValue('b')).toBe(100_000n);
     expect(samples).toBeGreaterThan(10);
     expect(torn).toBe(0);
+    await p.close();
+  });
+});
+
+/** File descriptors this process holds (the server runs in it; the peers below run in another process). */
+function fdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/**
+ * A separate process (python3) that, once go() is called, opens `n` connections to `path` and then never reads
+ * and never closes them until it is killed (as a hostile or hung peer does).
+ */
+async function holder(path: string, n: number): Promise<{ child: ChildProcess; go(): Promise<void> }> {
+  const child = spawn('python3', [
+    '-c',
+    `import socket, sys
+print('up', flush=True)
+sys.stdin.readline()
+conns = []
+for i in range(${n}):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    conns.append(s)
+print('ready', flush=True)
+sys.stdin.read()`,
+    path,
+  ]);
+  let out = '';
+  const line = (text: string): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const onData = (x: Buffer): void => {
+        out += x.toString();
+        if (out.includes(text)) {
+          child.stdout!.off('data', onData);
+          resolve();
+        }
+      };
+      child.stdout!.on('data', onData);
+      child.once('exit', (code) => reject(new Error(`python exited ${code}`)));
+    });
+  await line('up');
+  return {
+    child,
+    go: () => {
+      child.stdin!.write('go\n');
+      return line('ready');
+    },
+  };
+}
+
+async function holdConnections(path: string, n: number): Promise<ChildProcess> {
+  const h = await holder(path, n);
+  await h.go();
+  return h.child;
+}
+
+async function waitUntil(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`${what}: not in ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('denial of service', () => {
+  it('releases the descriptor of every connection refused at the cap, even from a peer that never closes', async () => {
+    await start({ maxConnections: 2 });
+    const a = await Raw.open(sock);
+    const b = await Raw.open(sock);
+    const { child: peer, go } = await holder(sock, 300);
+    const baseline = fdCount();
+    try {
+      await go();
+      await waitUntil('300 refusals', () => server.stats.refused === 300);
+      // the refused peers are told EBUSY, then their connection is closed after a short grace
+      await waitUntil(`the refused connections' descriptors to be released (baseline ${baseline}, now ${fdCount()})`, () => fdCount() <= baseline);
+      expect(server.stats.accepted).toBe(302);
+      expect(server.stats.connections).toBe(2);
+    } finally {
+      peer.kill('SIGKILL');
+    }
+    // the accepted producers were not disturbed
+    await a.ok((id) => encodePing(id));
+    await b.ok((id) => encodePing(id));
+    const c = await Raw.connect(sock);
+    expect(await c.closed.then(() => c.unsolicited)).toMatchObject([{ ok: false, code: 'EBUSY', id: 0 }]);
+    await a.close();
+    await b.close();
+  });
+
+  it('closes a connection that says no HELLO or leaves a frame unfinished, not an idle producer; counts them', async () => {
+    await start({ helloTimeoutMs: 300, frameTimeoutMs: 300, maxConnections: 3 });
+    // three peers that never say HELLO take every slot: a producer is refused until they time out
+    const idle = await holdConnections(sock, 3);
+    try {
+      await waitUntil('3 connections', () => server.stats.connections === 3);
+      const refused = await Raw.connect(sock);
+      await refused.closed;
+      expect(refused.unsolicited).toMatchObject([{ ok: false, code: 'EBUSY' }]);
+      await waitUntil('the idle connections to time out', () => server.stats.connections === 0);
+      expect(server.stats.timedOut).toBe(3);
+    } finally {
+      idle.kill('SIGKILL');
+    }
+    // an established producer idle between frames stays connected
+    const producer = await Raw.open(sock);
+    await new Promise((r) => setTimeout(r, 900));
+    await producer.ok((id) => encodePing(id));
+    // a frame started but never finished: closed with ETIMEDOUT
+    const ping = encodePing(producer.nextId());
+    producer.socket.write(ping.subarray(0, 7));
+    await producer.closed;
+    expect(producer.unsolicited).toMatchObject([{ ok: false, code: 'ETIMEDOUT', id: 0 }]);
+    // half a HELLO
+    const half = await Raw.connect(sock);
+    half.socket.write(encodeHello(1).subarray(0, 10));
+    await half.closed;
+    expect(half.unsolicited).toMatchObject([{ ok: false, code: 'ETIMEDOUT' }]);
+    expect(server.stats.timedOut).toBe(5);
+    expect(server.stats.refused).toBe(1);
+  });
+
+  it('frees the handles of removed sources and groups: a connection can create and remove sources forever', async () => {
+    await start({ maxHandlesPerConnection: 10 });
+    const p = await Raw.open(sock);
+    await p.ok((id) => encodeDefine(id, 1, [{ name: 'v', type: 'u64' }]));
+    for (let i = 0; i < 300; i++) {
+      const h = 1000 + i * 10; // fresh handle numbers every round
+      await p.ok((id) => encodeSource(id, h, 0, `churn${i}/a`));
+      await p.ok((id) => encodeValues(id, h + 1, h, 1));
+      await p.ok((id) => encodeSource(id, h + 2, h, 'below'));
+      await p.ok((id) => encodeValues(id, h + 3, h + 2, 1));
+      await p.ok((id) => encodeUpdate(id, [{ group: h + 3, index: 0, op: UpdateOp.ADD, value: 1 }]));
+      if (i % 2 === 0) await p.ok((id) => encodeRemovePath(id, `churn${i}`));
+      else await p.ok((id) => encodeRemove(id, RemoveKind.SOURCE, h));
+      // what went below the removed source is gone for this connection too
+      await p.fails((id) => encodeUpdate(id, [{ group: h + 3, index: 0, op: UpdateOp.ADD, value: 1 }]), 'ENOENT');
+      if (i % 2 === 1) await p.ok((id) => encodeRemovePath(id, `churn${i}`)); // the intermediate source
+    }
+    expect(root.subordinates).toHaveLength(0);
     await p.close();
   });
 });
