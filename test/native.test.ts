@@ -33,15 +33,17 @@ function newMountpoint(): string {
   return mp;
 }
 
-/** Compile the wrapper to plain JS next to a `build` symlink, so it finds the addon as in dist/. */
+/** Compile the wrapper (and the contract it checks) to plain JS next to a `build` symlink, so it finds the addon as in dist/. */
 function buildWrapper(): string {
   const out = join(work, 'pkg/src/fs/native.js');
   mkdirSync(dirname(out), { recursive: true });
   symlinkSync(join(root, 'build'), join(work, 'pkg/build'));
-  const js = ts.transpileModule(readFileSync(join(root, 'src/fs/native.ts'), 'utf8'), {
-    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-  });
-  writeFileSync(out, js.outputText);
+  for (const name of ['native', 'native-contract']) {
+    const js = ts.transpileModule(readFileSync(join(root, `src/fs/${name}.ts`), 'utf8'), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    });
+    writeFileSync(join(dirname(out), `${name}.js`), js.outputText);
+  }
   return out;
 }
 
