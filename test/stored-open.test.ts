@@ -1,6 +1,6 @@
 /**
  * Opens of plain stored values are answered by the native session thread, from the value arena, without
- * the JS thread (src/fs/adapter.ts StoredValueServer, native/statsfs_fuse.c "Stored values"). Checked
+ * the JS thread (src/fs/adapter.ts StoredValueServer, native/ops.c "Stored values"). Checked
  * through a real mount served by a library program (test/fixtures/stored-tree.mjs), with cat, echo and a
  * second Node process.
  */
