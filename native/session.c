@@ -335,6 +335,10 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
   return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Shutdown                                                            */
+
+/* Frees the handles the kernel never released (the connection is gone). */
 static void free_handles(session *s, hnode *head, int gauge) {
   hnode *n = head->next;
   list_init(head);

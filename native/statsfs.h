@@ -161,7 +161,7 @@ typedef struct session {
   /* stored values answered in C: under vmu */
   pthread_mutex_t vmu;
   stored_table stored;          /* ino -> slot and mode (stored_table.h) */
-  double stored_attr[A_COUNT];      /* the attributes every registered value shares (ino, mode apart) */
+  double stored_attr[A_COUNT];  /* the attributes every registered value shares (ino, mode apart) */
   double stored_timeout;
   int stored_attr_set;
   const uint32_t *arena;        /* the SlotArena words; word 0 is its write sequence */
