@@ -10,9 +10,9 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MetricsServer } from '../src/export/http.js';
-import { Schema, Source } from '../src/model/index.js';
-import { ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from './helpers/mount.js';
+import { MetricsServer } from '../../src/export/http.js';
+import { Schema, Source } from '../../src/model/index.js';
+import { ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from '../helpers/mount.js';
 
 const isRoot = process.getuid?.() === 0;
 /** Runs a shell command as nobody when we are root (another user of the mount), else as ourselves. */

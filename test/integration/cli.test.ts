@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, isMounted, ROOT, sh, skipWithoutFuse, startDaemon, tempDir, type Daemon } from './helpers/mount.js';
+import { BIN, isMounted, ROOT, sh, skipWithoutFuse, startDaemon, tempDir, type Daemon } from '../helpers/mount.js';
 
 const statsfs = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20000 });
 

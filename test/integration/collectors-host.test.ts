@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sh, skipWithoutFuse, startDaemon, type Daemon } from './helpers/mount.js';
+import { sh, skipWithoutFuse, startDaemon, type Daemon } from '../helpers/mount.js';
 
 const read = (path: string) => readFileSync(path, 'utf8');
 const big = (text: string) => BigInt(text.trim());

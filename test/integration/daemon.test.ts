@@ -7,7 +7,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, isMounted, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from './helpers/mount.js';
+import { BIN, isMounted, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from '../helpers/mount.js';
 
 const num = (text: string): bigint => {
   expect(text).toMatch(/^\d+\n$/);

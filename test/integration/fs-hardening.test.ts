@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, sh, skipWithoutFuse, startDaemon, type Daemon } from './helpers/mount.js';
+import { ROOT, sh, skipWithoutFuse, startDaemon, type Daemon } from '../helpers/mount.js';
 
 describe.skipIf(skipWithoutFuse)('empty sources and split writes through the real daemon', { timeout: 60_000 }, () => {
   let d: Daemon;

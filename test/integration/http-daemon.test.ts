@@ -3,7 +3,7 @@
  */
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sh, skipWithoutFuse, startDaemon, type Daemon } from './helpers/mount.js';
+import { sh, skipWithoutFuse, startDaemon, type Daemon } from '../helpers/mount.js';
 
 async function freeTcpPort(): Promise<number> {
   const server = createServer();

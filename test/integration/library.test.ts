@@ -6,8 +6,8 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFixture, type Fixture } from './helpers/fixture.js';
-import { isMounted, sh, skipWithoutFuse, waitFor } from './helpers/mount.js';
+import { startFixture, type Fixture } from '../helpers/fixture.js';
+import { isMounted, sh, skipWithoutFuse, waitFor } from '../helpers/mount.js';
 
 const U64_MAX = 2n ** 64n - 1n;
 

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BIN, skipWithoutFuse, tempDir } from './helpers/mount.js';
+import { BIN, skipWithoutFuse, tempDir } from '../helpers/mount.js';
 
 const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;

@@ -10,9 +10,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isMounted, lazyUnmount, mount, OP_NAMES, type FuseError } from '../src/fs/native.js';
+import { isMounted, lazyUnmount, mount, OP_NAMES, type FuseError } from '../../src/fs/native.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const fixture = join(root, 'test/fixtures/native-fs.mjs');
 const inCI = process.env.CI === 'true';
 // Outside CI the suite may only be skipped when the machine has no FUSE device at all.

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { forceUnmount, isMounted, ROOT, skipWithoutFuse, tempDir, waitFor } from './helpers/mount.js';
+import { forceUnmount, isMounted, ROOT, skipWithoutFuse, tempDir, waitFor } from '../helpers/mount.js';
 
 const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readStatus(pid));
 function readStatus(pid: number): string {

@@ -5,8 +5,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type StatsClientError } from '../src/client/index.js';
-import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from './helpers/mount.js';
+import { connect, type StatsClientError } from '../../src/client/index.js';
+import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from '../helpers/mount.js';
 
 async function freeUdpPort(): Promise<number> {
   const socket = createSocket('udp4');
@@ -32,7 +32,7 @@ describe.skipIf(skipWithoutFuse)('StatsD into the real daemon', { timeout: 60_00
     const r = spawnSync(
       process.execPath,
       ['--input-type=module', '-e', `import StatsD from 'hot-shots'; const c = new StatsD({ host: '127.0.0.1', port: ${port} }); ${code}; c.close();`],
-      { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname },
+      { encoding: 'utf8', cwd: new URL('../..', import.meta.url).pathname },
     );
     expect(r.stderr).toBe('');
   };

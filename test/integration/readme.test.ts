@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { forceUnmount, isMounted, ROOT, sh, skipWithoutFuse, tempDir, waitFor } from './helpers/mount.js';
+import { forceUnmount, isMounted, ROOT, sh, skipWithoutFuse, tempDir, waitFor } from '../helpers/mount.js';
 
 function readmeBlock(after: string): string {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');

@@ -3,7 +3,7 @@
  * value called .snapshot would otherwise shadow the snapshot file of its directory.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, sh, skipWithoutFuse, startDaemon, type Daemon } from './helpers/mount.js';
+import { BIN, sh, skipWithoutFuse, startDaemon, type Daemon } from '../helpers/mount.js';
 
 describe.skipIf(skipWithoutFuse)('reserved names through the real daemon', { timeout: 60_000 }, () => {
   let d: Daemon;

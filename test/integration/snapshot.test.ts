@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseBinarySnapshot } from '../src/client/snapshot-reader.js';
-import { forceUnmount, isMounted, ROOT, sh, skipWithoutFuse, tempDir, waitFor } from './helpers/mount.js';
+import { parseBinarySnapshot } from '../../src/client/snapshot-reader.js';
+import { forceUnmount, isMounted, ROOT, sh, skipWithoutFuse, tempDir, waitFor } from '../helpers/mount.js';
 
 describe.skipIf(skipWithoutFuse)('atomic snapshots through the mount', { timeout: 60_000 }, () => {
   let child: ChildProcess;

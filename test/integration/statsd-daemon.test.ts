@@ -8,7 +8,7 @@ import { get } from 'node:http';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from './helpers/mount.js';
+import { BIN, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from '../helpers/mount.js';
 
 async function freePort(kind: 'udp' | 'tcp'): Promise<number> {
   if (kind === 'udp') {

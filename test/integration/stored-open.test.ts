@@ -7,8 +7,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFixture, type Fixture } from './helpers/fixture.js';
-import { sh, skipWithoutFuse } from './helpers/mount.js';
+import { startFixture, type Fixture } from '../helpers/fixture.js';
+import { sh, skipWithoutFuse } from '../helpers/mount.js';
 
 const S64_MIN = -(2n ** 63n);
 

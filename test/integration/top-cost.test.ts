@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TopModel } from '../src/top/model.js';
-import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from './helpers/mount.js';
+import { TopModel } from '../../src/top/model.js';
+import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from '../helpers/mount.js';
 
 const SOURCES = 1000;
 const PER_SOURCE = 10;

@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from './helpers/mount.js';
+import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from '../helpers/mount.js';
 
 /** What the producer publishes; web/hits counts at RATE per second, on the producer's own clock. */
 const RATE = 1000;

@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { connect, StatsClientError, type StatsClient } from '../../src/client/index.js';
-import { Source } from '../../src/model/index.js';
-import { SHELL_COMMANDS, parseInteger, shellCommand } from '../../src/producers/shell.js';
-import { ProducerServer } from '../../src/producers/socket-server.js';
+import { connect, StatsClientError, type StatsClient } from '../../../src/client/index.js';
+import { Source } from '../../../src/model/index.js';
+import { SHELL_COMMANDS, parseInteger, shellCommand } from '../../../src/producers/shell.js';
+import { ProducerServer } from '../../../src/producers/socket-server.js';
 
 let dir: string;
 let sock: string;

@@ -7,9 +7,9 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BLOCK_FIELD_NAMES, blockCollector } from '../../src/collectors/block.js';
-import { collectorOptions, type CollectorOptions } from '../../src/collectors/common.js';
-import { Source, StatsError } from '../../src/model/index.js';
+import { BLOCK_FIELD_NAMES, blockCollector } from '../../../src/collectors/block.js';
+import { collectorOptions, type CollectorOptions } from '../../../src/collectors/common.js';
+import { Source, StatsError } from '../../../src/model/index.js';
 
 /** 17 values, distinct per device and per field, so that a wrong column shows. */
 function fieldsFor(seed: number): bigint[] {

@@ -8,9 +8,9 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cgroupCollector, findCgroup2Root } from '../../src/collectors/cgroup.js';
-import { collectorOptions, type CollectorOptions } from '../../src/collectors/common.js';
-import { Source, StatsError } from '../../src/model/index.js';
+import { cgroupCollector, findCgroup2Root } from '../../../src/collectors/cgroup.js';
+import { collectorOptions, type CollectorOptions } from '../../../src/collectors/common.js';
+import { Source, StatsError } from '../../../src/model/index.js';
 
 const FRESH = 250;
 const BIG = 2n ** 53n + 1n; // not representable as a double

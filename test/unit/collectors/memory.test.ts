@@ -7,9 +7,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { collectorOptions, type CollectorOptions } from '../../src/collectors/common.js';
-import { memoryCollector, parseMeminfo } from '../../src/collectors/memory.js';
-import { StatsError, type Source } from '../../src/model/index.js';
+import { collectorOptions, type CollectorOptions } from '../../../src/collectors/common.js';
+import { memoryCollector, parseMeminfo } from '../../../src/collectors/memory.js';
+import { StatsError, type Source } from '../../../src/model/index.js';
 
 const FRESH = 250;
 

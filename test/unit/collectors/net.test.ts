@@ -6,9 +6,9 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { collectorOptions, type CollectorOptions } from '../../src/collectors/common.js';
-import { NET_COUNTER_NAMES, netCollector } from '../../src/collectors/net.js';
-import { Source, StatsError } from '../../src/model/index.js';
+import { collectorOptions, type CollectorOptions } from '../../../src/collectors/common.js';
+import { NET_COUNTER_NAMES, netCollector } from '../../../src/collectors/net.js';
+import { Source, StatsError } from '../../../src/model/index.js';
 
 type Counters = Record<string, bigint>;
 

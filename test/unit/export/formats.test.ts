@@ -8,12 +8,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { captureSnapshot, Schema, Source, type CustomType, type Snapshot, type ValueGroup } from '../../src/model/index.js';
-import { renderText, renderTextChunks } from '../../src/export/text.js';
-import { renderJson, renderJsonChunks } from '../../src/export/json.js';
-import { renderBinary, renderBinaryAsync, HEADER_SIZE } from '../../src/export/binary.js';
-import { unescapeText } from '../../src/export/common.js';
-import { openBinarySnapshot, parseBinarySnapshot, parseHeader, readValues, BinarySnapshotFormatError } from '../../src/client/snapshot-reader.js';
+import { captureSnapshot, Schema, Source, type CustomType, type Snapshot, type ValueGroup } from '../../../src/model/index.js';
+import { renderText, renderTextChunks } from '../../../src/export/text.js';
+import { renderJson, renderJsonChunks } from '../../../src/export/json.js';
+import { renderBinary, renderBinaryAsync, HEADER_SIZE } from '../../../src/export/binary.js';
+import { unescapeText } from '../../../src/export/common.js';
+import { openBinarySnapshot, parseBinarySnapshot, parseHeader, readValues, BinarySnapshotFormatError } from '../../../src/client/snapshot-reader.js';
 
 const U64_MAX = 2n ** 64n - 1n;
 const S64_MIN = -(2n ** 63n);

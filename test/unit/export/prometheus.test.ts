@@ -8,9 +8,9 @@ import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COLLECTORS, collectorOptions } from '../../src/collectors/index.js';
-import { createSelfStats, type FuseCounterReader } from '../../src/daemon/self-stats.js';
-import { MetricsServer } from '../../src/export/http.js';
+import { COLLECTORS, collectorOptions } from '../../../src/collectors/index.js';
+import { createSelfStats, type FuseCounterReader } from '../../../src/daemon/self-stats.js';
+import { MetricsServer } from '../../../src/export/http.js';
 import {
   escapeHelp,
   escapeLabelValue,
@@ -22,8 +22,8 @@ import {
   sanitizeLabelName,
   sanitizeMetricName,
   TEXT_CONTENT_TYPE,
-} from '../../src/export/prometheus.js';
-import { captureSnapshot, Schema, Source, type ValueSpec } from '../../src/model/index.js';
+} from '../../../src/export/prometheus.js';
+import { captureSnapshot, Schema, Source, type ValueSpec } from '../../../src/model/index.js';
 
 function child(parent: Source, name: string): Source {
   const s = new Source(name);

@@ -4,9 +4,9 @@
  * opendir still counts its entries as looked up.
  */
 import { describe, expect, it } from 'vitest';
-import { StatsFsAdapter } from '../src/fs/adapter.js';
-import type { DirListing } from '../src/fs/native.js';
-import { Schema, Source } from '../src/model/index.js';
+import { StatsFsAdapter } from '../../../src/fs/adapter.js';
+import type { DirListing } from '../../../src/fs/native.js';
+import { Schema, Source } from '../../../src/model/index.js';
 
 const N = 300; // above the size from which listings are kept
 

@@ -5,9 +5,9 @@
  */
 import { constants } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { StatsFsAdapter, type StoredValueServer } from '../src/fs/adapter.js';
-import type { Attr } from '../src/fs/native.js';
-import { arena, Schema, Source } from '../src/model/index.js';
+import { StatsFsAdapter, type StoredValueServer } from '../../../src/fs/adapter.js';
+import type { Attr } from '../../../src/fs/native.js';
+import { arena, Schema, Source } from '../../../src/model/index.js';
 
 const E = constants.errno;
 const O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2;

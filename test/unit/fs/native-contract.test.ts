@@ -7,12 +7,12 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SEQ, SlotArena } from '../src/model/arena.js';
+import { SEQ, SlotArena } from '../../../src/model/arena.js';
 import {
   ARENA_LAYOUT, ATTR_FIELDS, checkContract, ContractError, DIR_META_FIELDS, EVENT_ARGS, GAUGE_NAMES, MOUNT_FLAGS,
   OP_NAMES, SETATTR_BITS,
-} from '../src/fs/native-contract.js';
-import { ROOT } from './helpers/mount.js';
+} from '../../../src/fs/native-contract.js';
+import { ROOT } from '../../helpers/mount.js';
 
 const addonPath = join(ROOT, 'build/Release/statsfs_fuse.node');
 

@@ -3,8 +3,8 @@
  * WriteBarrier wait for it, and the result is the same instant a synchronous capture would have seen.
  */
 import { describe, expect, it } from 'vitest';
-import { renderText } from '../src/export/text.js';
-import { captureSnapshot, captureSnapshotSliced, Schema, Source, WriteBarrier, type Snapshot, type ValueGroup } from '../src/model/index.js';
+import { renderText } from '../../../src/export/text.js';
+import { captureSnapshot, captureSnapshotSliced, Schema, Source, WriteBarrier, type Snapshot, type ValueGroup } from '../../../src/model/index.js';
 
 const schema = new Schema([
   { name: 'n', type: 'u64', aggr: 'sum' },

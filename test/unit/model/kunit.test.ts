@@ -15,7 +15,7 @@
  * - stats_fs_source_put() has no equivalent: sources are garbage collected.
  */
 import { describe, expect, it } from 'vitest';
-import { Schema, Source, StatsError, type StatsErrorCode, type ValueGroup } from '../src/model/index.js';
+import { Schema, Source, StatsError, type StatsErrorCode, type ValueGroup } from '../../../src/model/index.js';
 
 // --- limits of <linux/limits.h> as the types read them back ---------------------------------------------
 const S16_MAX = 32767n;

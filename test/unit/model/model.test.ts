@@ -19,9 +19,9 @@ import {
   type StatsErrorCode,
   type TreeObserver,
   type ValueGroup,
-} from '../src/model/index.js';
-import { Accumulator } from '../src/model/aggregate.js';
-import { SNAPSHOT_FILES } from '../src/fs/mount.js';
+} from '../../../src/model/index.js';
+import { Accumulator } from '../../../src/model/aggregate.js';
+import { SNAPSHOT_FILES } from '../../../src/fs/mount.js';
 
 const U64_MAX = 2n ** 64n - 1n;
 const S64_MAX = 2n ** 63n - 1n;

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT, tempDir } from './helpers/mount.js';
+import { ROOT, tempDir } from '../../helpers/mount.js';
 
 describe('native stored-value registry', () => {
   it('finds what was put, forgets what was removed, through growth and backward-shift deletion', () => {

@@ -8,8 +8,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { connect } from '../../src/client/index.js';
-import { Source } from '../../src/model/index.js';
+import { connect } from '../../../src/client/index.js';
+import { Source } from '../../../src/model/index.js';
 import {
   FrameReader,
   HEADER_BYTES,
@@ -27,8 +27,8 @@ import {
   encodeUpdate,
   encodeValues,
   type WireValueSpec,
-} from '../../src/producers/protocol.js';
-import { ProducerServer } from '../../src/producers/socket-server.js';
+} from '../../../src/producers/protocol.js';
+import { ProducerServer } from '../../../src/producers/socket-server.js';
 
 const FRAMES = 110_000;
 const GARBAGE_CONNECTIONS = 300;

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Source } from '../../src/model/index.js';
+import { Source } from '../../../src/model/index.js';
 import {
   FrameReader,
   Op,
@@ -27,8 +27,8 @@ import {
   encodeValues,
   type DecodedReply,
   type WireValueSpec,
-} from '../../src/producers/protocol.js';
-import { ProducerServer, type ProducerServerOptions } from '../../src/producers/socket-server.js';
+} from '../../../src/producers/protocol.js';
+import { ProducerServer, type ProducerServerOptions } from '../../../src/producers/socket-server.js';
 
 /** A producer speaking the raw protocol: send frames, await replies by request id. */
 class Raw {

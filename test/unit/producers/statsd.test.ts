@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import StatsD from 'hot-shots';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { captureSnapshot, Source, StatsError } from '../../src/model/index.js';
-import { renderPrometheusText } from '../../src/export/prometheus.js';
-import { createLogger } from '../../src/daemon/logger.js';
+import { captureSnapshot, Source, StatsError } from '../../../src/model/index.js';
+import { renderPrometheusText } from '../../../src/export/prometheus.js';
+import { createLogger } from '../../../src/daemon/logger.js';
 import {
   parseDecimal,
   parsePacket,
@@ -24,7 +24,7 @@ import {
   type StatsdLog,
   type StatsdMetric,
   type StatsdParse,
-} from '../../src/producers/statsd.js';
+} from '../../../src/producers/statsd.js';
 
 function ok(line: string): StatsdMetric {
   const r = parseStatsdLine(line);

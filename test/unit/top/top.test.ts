@@ -7,15 +7,15 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { renderBinary } from '../src/export/binary.js';
-import { captureSnapshot, Schema, Source, type ValueGroup } from '../src/model/index.js';
-import { fit, graph, quantity, sparkline } from '../src/top/format.js';
-import { TopModel, type Row } from '../src/top/model.js';
-import { counterStep, History, perSecond } from '../src/top/rates.js';
-import { layout, renderFrame, renderPlain, stripAnsi, type FrameInfo } from '../src/top/render.js';
-import { decodeKeys } from '../src/top/terminal.js';
-import { sourcePath } from '../src/top/command.js';
-import { handleKey, initialView, keepInView, visibleRows, type ViewState } from '../src/top/view.js';
+import { renderBinary } from '../../../src/export/binary.js';
+import { captureSnapshot, Schema, Source, type ValueGroup } from '../../../src/model/index.js';
+import { fit, graph, quantity, sparkline } from '../../../src/top/format.js';
+import { TopModel, type Row } from '../../../src/top/model.js';
+import { counterStep, History, perSecond } from '../../../src/top/rates.js';
+import { layout, renderFrame, renderPlain, stripAnsi, type FrameInfo } from '../../../src/top/render.js';
+import { decodeKeys } from '../../../src/top/terminal.js';
+import { sourcePath } from '../../../src/top/command.js';
+import { handleKey, initialView, keepInView, visibleRows, type ViewState } from '../../../src/top/view.js';
 
 describe('counter rates', () => {
   it('a step is the increase; a decrease (clear, wrap, restart) is no step at all', () => {
