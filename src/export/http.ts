@@ -147,7 +147,7 @@ export class MetricsServer {
       out.on('error', (err) => res.destroy(err));
       out.pipe(res);
     }
-    const chunks = renderPrometheus(snapshot, { openMetrics, includeAggregates: this.options.includeAggregates });
+    const chunks = renderPrometheus(snapshot, { openMetrics, includeAggregates: this.options.includeAggregates, selfMetrics: true });
     // the capture already held the loop: let others run before the first slice
     await nextTurn();
     for (;;) {

@@ -6,3 +6,4 @@ export { arena, SEQ, SlotArena } from './arena.js';
 export { LiveValues, counterType, gaugeType } from './live.js';
 export { Snapshot, captureSnapshot, captureSnapshotSliced, CAPTURE_SLICE_MS } from './snapshot.js';
 export { WriteBarrier } from './barrier.js';
+export type { Exposure, Scale, SourceExposure } from './exposure.js';

@@ -1,6 +1,7 @@
 import { Accumulator } from './aggregate.js';
 import { WriteBarrier } from './barrier.js';
 import { arena } from './arena.js';
+import type { SourceExposure } from './exposure.js';
 import type { Schema, ValueDef } from './schema.js';
 import { loadContributor, type Source, type ValueGroup } from './source.js';
 import { formatWord, joinSigned, joinUnsigned, splitBigInt, word } from './word.js';
@@ -28,9 +29,10 @@ export class Snapshot {
   private readonly defTable: ValueDef[] = [];
   /** Number of a schema's first definition in defTable (its others follow). */
   private readonly defBase = new Map<readonly ValueDef[], number>();
-  private dirCount = 0;
+  private nDirs = 0;
   private dirParent = new Int32Array(256);
   private readonly dirNames: string[] = [];
+  private readonly dirExpose: (SourceExposure | null)[] = [];
   private dirPaths: string[] | null = null;
 
   constructor(expected = 1024) {
@@ -44,8 +46,8 @@ export class Snapshot {
   /** Directory of each captured source, relative to the top ('' for the top itself); joined on first use. */
   get dirs(): readonly string[] {
     if (this.dirPaths === null) {
-      const paths = new Array<string>(this.dirCount);
-      for (let n = 0; n < this.dirCount; n++) {
+      const paths = new Array<string>(this.nDirs);
+      for (let n = 0; n < this.nDirs; n++) {
         const parent = this.dirParent[n];
         const parentPath = parent < 0 ? '' : paths[parent]; // a parent is always numbered before its children
         paths[n] = parent < 0 ? this.dirNames[n] : parentPath === '' ? this.dirNames[n] : `${parentPath}/${this.dirNames[n]}`;
@@ -55,17 +57,38 @@ export class Snapshot {
     return this.dirPaths;
   }
 
+  /** Number of captured directories; the top is 0 and a parent is numbered before its subordinates. */
+  get dirCount(): number {
+    return this.nDirs;
+  }
+
+  /** Parent number of directory n (-1 for the top). */
+  dirParentOf(n: number): number {
+    return this.dirParent[n];
+  }
+
+  /** Name of directory n ('' for the top). */
+  dirNameOf(n: number): string {
+    return this.dirNames[n];
+  }
+
+  /** What the source of directory n declared for exports, or null. */
+  dirExposeOf(n: number): SourceExposure | null {
+    return this.dirExpose[n];
+  }
+
   /** Numbers a captured directory: `name` below directory `parent` (-1 and '' for the top). @internal */
-  addDir(parent: number, name: string): number {
-    if (this.dirCount === this.dirParent.length) {
-      const grown = new Int32Array(this.dirCount * 4);
+  addDir(parent: number, name: string, expose: SourceExposure | null = null): number {
+    if (this.nDirs === this.dirParent.length) {
+      const grown = new Int32Array(this.nDirs * 4);
       grown.set(this.dirParent);
       this.dirParent = grown;
     }
-    this.dirParent[this.dirCount] = parent;
+    this.dirParent[this.nDirs] = parent;
     this.dirNames.push(name);
+    this.dirExpose.push(expose);
     this.dirPaths = null;
-    return this.dirCount++;
+    return this.nDirs++;
   }
 
   /** Path of directory n, joined without materialising every directory (failures, single lookups). @internal */
@@ -286,7 +309,7 @@ class Capture {
     let opened: OpenAggregate[] | null = null;
     let dirNo = -1;
     if (visible) {
-      dirNo = snapshot.addDir(parent, parent < 0 ? '' : source.name);
+      dirNo = snapshot.addDir(parent, parent < 0 ? '' : source.name, source.expose);
       if (groups !== null) {
         for (const group of groups) {
           if (!group.isAggregate || group.hidden) continue;
