@@ -4,7 +4,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { join } from 'node:path';
-import { collectorOptions, COLLECTORS, findCollector, type Collector } from './collectors/index.js';
+import { addFilter, collectorOptions, COLLECTORS, findCollector, NODE_EXPORTER_FILTERS, type Collector, type CollectorFilters } from './collectors/index.js';
 import { runDaemon, UserError } from './daemon/daemon.js';
 import { createLogger, type Logger } from './daemon/logger.js';
 import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
@@ -47,6 +47,8 @@ interface MountFlags extends ServiceFlags {
   collectors: Collector[] | false;
   hostRoot: string;
   freshnessMs: number;
+  collectorInclude: string[];
+  collectorExclude: string[];
 }
 
 /** Adds the enabled host collectors under the root; one that cannot start is logged and left out. */
@@ -56,6 +58,8 @@ function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
     procRoot: join(flags.hostRoot, 'proc'),
     sysRoot: join(flags.hostRoot, 'sys'),
     freshnessMs: flags.freshnessMs,
+    filters: collectorFilters(flags),
+    rootFs: flags.hostRoot,
   });
   for (const collector of flags.collectors) {
     try {
@@ -64,6 +68,26 @@ function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
       log.error({ err, collector: collector.name }, 'collector left out: it could not start');
     }
   }
+}
+
+/** A repeatable <kind>=<regex>, checked as it is parsed. */
+function filterArg(which: 'include' | 'exclude'): (text: string, list: string[]) => string[] {
+  return (text, list) => {
+    try {
+      addFilter({}, which, text);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+    return [...list, text];
+  };
+}
+
+/** node_exporter's defaults, with what the command line adds or replaces. */
+function collectorFilters(flags: MountFlags): CollectorFilters {
+  let filters: CollectorFilters = { ...NODE_EXPORTER_FILTERS };
+  for (const text of flags.collectorInclude) filters = addFilter(filters, 'include', text);
+  for (const text of flags.collectorExclude) filters = addFilter(filters, 'exclude', text);
+  return filters;
 }
 
 export function buildProgram(): Command {
@@ -79,6 +103,8 @@ export function buildProgram(): Command {
     .option('--no-allow-other', 'serve only the user who mounted (default: every user, as /sys does)')
     .option('--collectors <list>', `host collectors to show, comma-separated (default: ${COLLECTORS.map((c) => c.name).join(',')})`, collectorList, [...COLLECTORS])
     .option('--no-collectors', 'show no host statistics, only the daemon\'s own')
+    .option('--collector-include <kind=regex>', 'show only these devices, interfaces, mountpoints, fstypes or cgroups (repeatable)', filterArg('include'), [])
+    .option('--collector-exclude <kind=regex>', "leave these out (default: node_exporter's, e.g. devices=^(ram|loop|fd)\\d+$ and partitions)", filterArg('exclude'), [])
     .option('--host-root <dir>', 'read the kernel\'s files under <dir>/proc and <dir>/sys (a fixture tree, or a host mounted in a container)', '/')
     .option('--freshness-ms <ms>', 'one read of a kernel file serves every value read within this many milliseconds', nonNegative('milliseconds'), 100)
     .option('--socket <path>', `the producer socket (default: ${defaultSocketPath()})`, defaultSocketPath())
