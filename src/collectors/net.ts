@@ -78,7 +78,10 @@ const COUNTERS: readonly Counter[] = [
   { name: 'rx_compressed', unit: 'packets', description: 'compressed packets received (CSLIP, PPP)', from: { proc: 6 } },
   { name: 'tx_compressed', unit: 'packets', description: 'compressed packets transmitted (CSLIP, PPP)', from: { proc: 15 } },
   { name: 'rx_nohandler', unit: 'packets', description: 'packets received and dropped for want of a protocol handler', from: sys },
-  // /proc/net/dev's own combined columns (net/core/net-procfs.c), which node_exporter exports
+];
+
+/** /proc/net/dev's own combined columns (net/core/net-procfs.c), which node_exporter exports. */
+const COMBINED: readonly Counter[] = [
   { name: 'rx_drop', unit: 'packets', description: '/proc/net/dev "drop": rx_dropped + rx_missed_errors', from: { proc: 3 } },
   { name: 'rx_frame', unit: 'packets', description: '/proc/net/dev "frame": rx_length_errors + rx_over_errors + rx_crc_errors + rx_frame_errors', from: { proc: 5 } },
   { name: 'tx_carrier', unit: 'packets', description: '/proc/net/dev "carrier": tx_carrier_errors + tx_aborted_errors + tx_window_errors + tx_heartbeat_errors', from: { proc: 14 } },
@@ -113,13 +116,16 @@ function exposure(name: string): ValueSpec['expose'] {
   return exposed === undefined ? false : { name: `node_network_${exposed}_total`, type: 'counter', help: `Network device statistic ${exposed}.` };
 }
 
+/** The 24 rtnl_link_stats64 counters. */
 export const NET_COUNTER_NAMES: readonly string[] = COUNTERS.map((c) => c.name);
+/** Every value of an interface: the 24, then /proc/net/dev's combined drop, frame and carrier columns. */
+export const NET_VALUE_NAMES: readonly string[] = [...COUNTERS, ...COMBINED].map((c) => c.name);
 
-const BY_NAME = new Map(COUNTERS.map((c) => [c.name, c]));
+const BY_NAME = new Map([...COUNTERS, ...COMBINED].map((c) => [c.name, c]));
 
 /** One schema for every interface, so that net/'s aggregates cover them all. */
 export const netSchema = new Schema(
-  COUNTERS.map((c): ValueSpec => ({ name: c.name, type: counterType, aggr: 'sum', unit: c.unit, description: c.description, expose: exposure(c.name) })),
+  [...COUNTERS, ...COMBINED].map((c): ValueSpec => ({ name: c.name, type: counterType, aggr: 'sum', unit: c.unit, description: c.description, expose: exposure(c.name) })),
 );
 
 /** The 16 columns of one interface's /proc/net/dev line, kept as text until a value is read. */

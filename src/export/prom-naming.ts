@@ -82,7 +82,8 @@ export function baseUnitOf(unit: string): BaseUnit | null {
 
 /**
  * An inferred name with its unit as a base-unit suffix: `event_loop_delay_max_us` (µs) becomes
- * `event_loop_delay_max_seconds`, scaled by 10^-6; `rx_bytes` (bytes) stays. `_total` stays last.
+ * `event_loop_delay_max_seconds`, scaled by 10^-6; `rx_bytes` and `bytes_read` (bytes) stay, `rss` (bytes)
+ * becomes `rss_bytes`. `_total` stays last.
  */
 export function withUnit(name: string, unit: string): { name: string; unit: string; scale: Scale | null } {
   const base = baseUnitOf(unit);
@@ -91,8 +92,9 @@ export function withUnit(name: string, unit: string): { name: string; unit: stri
   const total = stem.endsWith('_total');
   if (total) stem = stem.slice(0, -'_total'.length);
   const ending = base.endings.find((e) => stem.toLowerCase().endsWith('_' + e));
-  if (ending !== undefined) stem = stem.slice(0, -(ending.length + 1));
-  stem += '_' + base.suffix;
+  if (ending !== undefined) stem = stem.slice(0, -(ending.length + 1)) + '_' + base.suffix;
+  // the unit already named as a word of its own (bytes_read) stays where it is
+  else if (!stem.split('_').includes(base.suffix)) stem += '_' + base.suffix;
   return { name: total ? stem + '_total' : stem, unit: base.suffix, scale: base.exp10 === 0 ? null : { exp10: base.exp10 } };
 }
 
