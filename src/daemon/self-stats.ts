@@ -88,17 +88,27 @@ const loopSchema = new Schema([
 export function createSelfStats(fuse: FuseCounterReader | null, startedAt = Date.now()): Source {
   const self = new Source('statsfs');
   const proc = new Source('process');
+  // one process.memoryUsage() (a system call for the RSS each time) serves the three values of one read
+  let usage = process.memoryUsage();
+  let usageAt = performance.now();
+  const memory = () => {
+    if (performance.now() - usageAt > 100) {
+      usage = process.memoryUsage();
+      usageAt = performance.now();
+    }
+    return usage;
+  };
   proc.addValues(processSchema, {
     base: new LiveValues((name) => {
       switch (name) {
         case 'uptime_seconds':
           return Math.floor((Date.now() - startedAt) / 1000);
         case 'rss_bytes':
-          return process.memoryUsage.rss();
+          return memory().rss;
         case 'heap_used_bytes':
-          return process.memoryUsage().heapUsed;
+          return memory().heapUsed;
         case 'external_bytes':
-          return process.memoryUsage().external;
+          return memory().external;
         default:
           return arena.usage.used;
       }

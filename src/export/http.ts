@@ -10,7 +10,7 @@ import { constants as zlibConstants, createGzip } from 'node:zlib';
 import type { Logger } from '../daemon/logger.js';
 import { captureSnapshotSliced } from '../model/snapshot.js';
 import type { Source } from '../model/source.js';
-import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, renderPrometheus, TEXT_CONTENT_TYPE } from './prometheus.js';
+import { exportFilter, negotiateFormat, OPENMETRICS_CONTENT_TYPE, renderPrometheus, TEXT_CONTENT_TYPE } from './prometheus.js';
 
 export type MetricsLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
@@ -130,7 +130,8 @@ export class MetricsServer {
   private async stream(res: ServerResponse, openMetrics: boolean, gzip: boolean): Promise<void> {
     const started = performance.now();
     const sliceMs = this.options.sliceMs ?? 10;
-    const snapshot = await captureSnapshotSliced(this.root, sliceMs); // one instant, in slices
+    // one instant, in slices, of what the exposition shows
+    const snapshot = await captureSnapshotSliced(this.root, sliceMs, exportFilter({ includeAggregates: this.options.includeAggregates }));
     const captureMs = performance.now() - started;
     this.stats.lastCaptureMs = captureMs;
     this.stats.lastValues = snapshot.count;

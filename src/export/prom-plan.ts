@@ -342,10 +342,14 @@ class FamilyTable {
       const names = wanted.type === 'counter' ? [name, `${name}_total`, `${name}_created`] : [name];
       if (names.some((x) => this.byName.has(x))) continue;
       const family: Family = {
-        ...wanted,
         base: name,
         sample: wanted.type === 'counter' ? `${name}_total` : name,
+        type: wanted.type,
+        help: wanted.help,
         unit: wanted.unit !== '' && name.endsWith('_' + wanted.unit) ? wanted.unit : '',
+        scale: wanted.scale,
+        extra: wanted.extra,
+        declared: wanted.declared,
         count: 0,
         start: 0,
         index: this.families.length,
@@ -435,20 +439,36 @@ function* assignFamilies(
   return familiesOfDir;
 }
 
+type Labels = Readonly<Record<string, string>>;
+const NO_LABELS: Labels = Object.freeze({});
+
+/**
+ * Label texts of declared series, kept across scrapes: by the one label set of the sources above (the
+ * usual case: a device, a CPU) and the definition. Entries go with the sources' and definitions' objects.
+ */
+const labelTexts = new WeakMap<Labels, WeakMap<ValueDef, string>>();
+
 /** Labels of a declared series: the sources' from the top down (inner ones win), then the definition's. */
-function declaredLabels(snapshot: Snapshot, d: number, def: ValueDef, cache: Map<number, Record<string, string>>): string {
-  let dirLabels = cache.get(d);
-  if (dirLabels === undefined) {
-    const chain: Readonly<Record<string, string>>[] = [];
+function declaredLabels(snapshot: Snapshot, d: number, def: ValueDef, cache: Map<number, Labels[]>): string {
+  let chain = cache.get(d);
+  if (chain === undefined) {
+    chain = [];
     for (let a = d; a >= 0; a = snapshot.dirParentOf(a)) {
       const labels = snapshot.dirExposeOf(a)?.labels;
       if (labels !== undefined) chain.push(labels);
     }
-    dirLabels = Object.assign({}, ...chain.reverse()) as Record<string, string>;
-    cache.set(d, dirLabels);
+    chain.reverse();
+    cache.set(d, chain);
   }
   const own = def.expose ? def.expose.labels : undefined;
-  return labelText(own === undefined ? dirLabels : { ...dirLabels, ...own });
+  const merged = (): string => labelText(Object.assign({}, ...chain, own ?? NO_LABELS) as Labels);
+  if (chain.length > 1) return merged();
+  const key = chain.length === 1 ? chain[0] : NO_LABELS;
+  let byDef = labelTexts.get(key);
+  if (byDef === undefined) labelTexts.set(key, (byDef = new WeakMap()));
+  let text = byDef.get(def);
+  if (text === undefined) byDef.set(def, (text = merged()));
+  return text;
 }
 
 /** Values grouped by family (a counting sort); repeats within a family told apart or, if declared, dropped. */
@@ -464,7 +484,7 @@ function* sortValues(
   const families = table.families;
   const famOf = new Int32Array(n);
   const declaredSeen = new Map<number, Set<string>>();
-  const cache = new Map<number, Record<string, string>>();
+  const cache = new Map<number, Labels[]>();
   for (let i = 0; i < n; i++) {
     const d = snapshot.dirNumber(i);
     let f = familiesOfDir[d]![posOf[i]];

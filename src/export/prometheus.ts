@@ -7,7 +7,7 @@
  * (src/export/prom-plan.ts). Planning and writing are generators over the shared ByteWriter, so a caller
  * that runs them in time slices never holds the event loop for long.
  */
-import type { Snapshot } from '../model/snapshot.js';
+import type { CaptureFilter, Snapshot } from '../model/snapshot.js';
 import { ByteWriter, runSync } from './common.js';
 import { buildPlan, type Family, type Plan, type PlanOptions } from './prom-plan.js';
 import { processFamilies, scrapeFamilies, type PrebuiltFamily } from './prom-self.js';
@@ -51,6 +51,18 @@ export function negotiateFormat(accept: string | undefined): 'openmetrics' | 'te
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * What a capture for this exposition needs to read: no value whose definition is left out of exports, and
+ * no aggregate unless includeAggregates asks for inferred ones (Prometheus sums the members itself).
+ */
+export function exportFilter(options: PlanOptions = {}): CaptureFilter {
+  const aggregates = options.includeAggregates ?? false;
+  return (def, aggregate) => {
+    if (def.expose === false) return false;
+    return !aggregate || (aggregates && (def.expose === null || def.expose.name === undefined));
+  };
+}
 
 /**
  * The exposition of a snapshot as UTF-8 chunks written straight into buffers (no string per line); empty

@@ -247,6 +247,13 @@ interface OpenAggregate {
   failure: unknown;
 }
 
+/**
+ * Which values a capture takes (an exporter's): a value, or an aggregate, is read only when `keep` says so.
+ * The default takes every visible value. Leaving out what will not be shown saves reading it, and an
+ * aggregate left out costs nothing, where it would otherwise read every value below it.
+ */
+export type CaptureFilter = (def: ValueDef, aggregate: boolean) => boolean;
+
 /** Size of the last capture of each top, so the next one allocates its columns once. */
 const lastCount = new WeakMap<Source, number>();
 
@@ -270,7 +277,10 @@ class Capture {
   private readonly open = new Map<Schema, OpenAggregate[]>();
   private readonly stack: Frame[] = [];
 
-  constructor(private readonly top: Source) {
+  constructor(
+    private readonly top: Source,
+    private readonly keep: CaptureFilter | null = null,
+  ) {
     this.snapshot = new Snapshot(Math.ceil((lastCount.get(top) ?? 1000) * 1.05));
     this.enter(top, -1, true);
   }
@@ -314,6 +324,7 @@ class Capture {
         for (const group of groups) {
           if (!group.isAggregate || group.hidden) continue;
           const defs = group.schema.defs;
+          if (this.keep !== null && !defs.some((def) => this.keep!(def, true))) continue;
           const agg: OpenAggregate = { group, accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)), slots: new Int32Array(defs.length).fill(-1), failure: undefined };
           (opened ??= []).push(agg);
           const list = open.get(group.schema);
@@ -325,9 +336,13 @@ class Capture {
       if (only !== null && !only.hidden && only.slotRun >= 0 && !only.schema.hasDuplicateNames && !source.shadowsValues) {
         snapshot.pushRun(dirNo, only.schema.defs, only.slotRun);
       } else if (groups !== null) {
+        const keep = this.keep;
         source.forEachVisibleValue((group, def) => {
+          if (keep !== null && !keep(def, group.isAggregate)) return;
           if (group.isAggregate) {
-            opened!.find((agg) => agg.group === group)!.slots[def.index] = snapshot.count;
+            const agg = opened?.find((a) => a.group === group);
+            if (agg === undefined) return; // its schema has nothing to keep
+            agg.slots[def.index] = snapshot.count;
             word.lo = 0;
             word.hi = 0;
             snapshot.push(dirNo, group.schema.defs, def.index, true); // filled in once the subtree has been walked
@@ -348,9 +363,9 @@ class Capture {
   }
 }
 
-/** Captures every visible value below `top` in one synchronous walk: atomic by construction. */
-export function captureSnapshot(top: Source): Snapshot {
-  const capture = new Capture(top);
+/** Captures every visible value below `top` (or those `keep` takes) in one synchronous walk: atomic by construction. */
+export function captureSnapshot(top: Source, keep: CaptureFilter | null = null): Snapshot {
+  const capture = new Capture(top, keep);
   capture.step(Infinity);
   return capture.finish();
 }
@@ -363,10 +378,10 @@ export const CAPTURE_SLICE_MS = 10;
  * A capture that fits in one slice is taken as it is; a longer one holds the tree's WriteBarrier from the
  * end of its first slice to its last, so the daemon's writers wait and the snapshot is still one instant.
  */
-export async function captureSnapshotSliced(top: Source, sliceMs = CAPTURE_SLICE_MS): Promise<Snapshot> {
+export async function captureSnapshotSliced(top: Source, sliceMs = CAPTURE_SLICE_MS, keep: CaptureFilter | null = null): Promise<Snapshot> {
   const barrier = WriteBarrier.of(top);
   if (barrier.waiting > 0) await barrier.drained(); // writers first: back-to-back captures must not starve them
-  const capture = new Capture(top);
+  const capture = new Capture(top, keep);
   if (capture.step(performance.now() + sliceMs)) return capture.finish();
   barrier.hold();
   try {
