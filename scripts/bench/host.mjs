@@ -62,8 +62,8 @@ export async function run({ full, scope }) {
   const node = await scope.start('node_exporter', NODE_EXPORTER, [`--web.listen-address=127.0.0.1:${nodePort}`, ...UPSTREAM], { ready: listening });
   const same = await scope.start('node_exporter (same collectors)', NODE_EXPORTER, [`--web.listen-address=127.0.0.1:${samePort}`, '--collector.disable-defaults', ...SAME_COLLECTORS, ...UPSTREAM], { ready: listening });
 
-  // idle: nobody scrapes or reads
-  await sleep(3000);
+  // idle: nobody scrapes or reads (after 10 s for start-up work: the first listings, JIT, collections)
+  await sleep(10_000);
   const pids = { statsfs: daemon.child.pid, node: node.child.pid, same: same.child.pid };
   const idle0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
   say(`idle for ${idleSeconds} s`);
@@ -120,7 +120,7 @@ export async function run({ full, scope }) {
   ];
   const notes = [
     `Prometheus ${PROMETHEUS} scraped the three targets every second for ${scrapeSeconds} s (after 5 s of warm-up); each row's samples are every scrape_duration_seconds of its job in that window. Samples per scrape: ${samples}.`,
-    `Idle: ${idleSeconds} s with no scrape and no read, before Prometheus started; CPU from /proc/<pid>/stat (10 ms ticks, so below 0.33 ms/s over 30 s reads as 0).`,
+    `Idle: ${idleSeconds} s with no scrape and no read, from 10 s after start until Prometheus started; CPU from /proc/<pid>/stat (10 ms ticks, so below 0.33 ms/s over 30 s reads as 0).`,
     'node_exporter runs with upstream 1.5.0 defaults where Debian differs (lo and /run are shown), as statsfs does; "the collectors statsfs has" adds --collector.disable-defaults and cpu, meminfo, netdev, diskstats, filesystem, loadavg, stat, uname, pressure, time.',
   ];
   return { rows, notes };

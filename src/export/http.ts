@@ -10,7 +10,7 @@ import { constants as zlibConstants, createGzip } from 'node:zlib';
 import type { Logger } from '../daemon/logger.js';
 import { captureSnapshotSliced } from '../model/snapshot.js';
 import type { Source } from '../model/source.js';
-import { exportFilter, negotiateFormat, OPENMETRICS_CONTENT_TYPE, renderPrometheus, TEXT_CONTENT_TYPE } from './prometheus.js';
+import { exportFilter, negotiateFormat, OPENMETRICS_CONTENT_TYPE, PlanCache, renderPrometheus, TEXT_CONTENT_TYPE } from './prometheus.js';
 
 export type MetricsLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
@@ -57,6 +57,7 @@ export class MetricsServer {
     maxSliceMs: 0,
   };
   private server: Server | null = null;
+  private readonly plans = new PlanCache();
 
   constructor(
     private readonly root: Source,
@@ -148,7 +149,7 @@ export class MetricsServer {
       out.on('error', (err) => res.destroy(err));
       out.pipe(res);
     }
-    const chunks = renderPrometheus(snapshot, { openMetrics, includeAggregates: this.options.includeAggregates, selfMetrics: true });
+    const chunks = renderPrometheus(snapshot, { openMetrics, includeAggregates: this.options.includeAggregates, selfMetrics: true, cache: this.plans });
     // the capture already held the loop: let others run before the first slice
     await nextTurn();
     for (;;) {

@@ -7,6 +7,8 @@
  * (src/export/prom-plan.ts). Planning and writing are generators over the shared ByteWriter, so a caller
  * that runs them in time slices never holds the event loop for long.
  */
+import type { SourceExposure } from '../model/exposure.js';
+import type { ValueDef } from '../model/schema.js';
 import type { CaptureFilter, Snapshot } from '../model/snapshot.js';
 import { ByteWriter, runSync } from './common.js';
 import { buildPlan, type Family, type Plan, type PlanOptions } from './prom-plan.js';
@@ -22,6 +24,53 @@ export interface RenderOptions extends PlanOptions {
   openMetrics: boolean;
   /** Also the process_* metrics of this process and the scrape's per-source success; default false. */
   selfMetrics?: boolean;
+  /** Keeps the plan between renders of one tree (a scrape server's), reused while the tree keeps its shape. */
+  cache?: PlanCache;
+}
+
+/**
+ * The plan of the last snapshot of a tree and that snapshot's shape: which directories (parent, name,
+ * exposure) and which values (directory, definition, aggregate?) in which order. A plan depends on nothing
+ * else, so a snapshot of the same shape (host metrics between two scrapes, as a rule) reuses it and is only
+ * written. Kept for snapshots of up to MAX_VALUES values: comparing is linear, planning a large tree is
+ * sliced anyway.
+ */
+export class PlanCache {
+  static readonly MAX_VALUES = 65536;
+  private plan: Plan | null = null;
+  private key = '';
+  private dirParent = new Int32Array(0);
+  private dirName: string[] = [];
+  private dirExpose: (SourceExposure | null)[] = [];
+  private valueDir = new Uint32Array(0);
+  private valueDef: ValueDef[] = [];
+  private valueAggregate = new Uint8Array(0);
+
+  get(snapshot: Snapshot, key: string): Plan | null {
+    if (this.plan === null || key !== this.key || snapshot.count !== this.valueDef.length || snapshot.dirCount !== this.dirName.length) return null;
+    for (let d = 0; d < snapshot.dirCount; d++) {
+      if (snapshot.dirParentOf(d) !== this.dirParent[d] || snapshot.dirNameOf(d) !== this.dirName[d] || snapshot.dirExposeOf(d) !== this.dirExpose[d]) return null;
+    }
+    for (let i = 0; i < snapshot.count; i++) {
+      if (snapshot.dirNumber(i) !== this.valueDir[i] || snapshot.def(i) !== this.valueDef[i] || (snapshot.isAggregate(i) ? 1 : 0) !== this.valueAggregate[i]) return null;
+    }
+    return this.plan;
+  }
+
+  set(snapshot: Snapshot, key: string, plan: Plan): void {
+    if (snapshot.count > PlanCache.MAX_VALUES) {
+      this.plan = null;
+      return;
+    }
+    this.plan = plan;
+    this.key = key;
+    this.dirParent = Int32Array.from({ length: snapshot.dirCount }, (_, d) => snapshot.dirParentOf(d));
+    this.dirName = Array.from({ length: snapshot.dirCount }, (_, d) => snapshot.dirNameOf(d));
+    this.dirExpose = Array.from({ length: snapshot.dirCount }, (_, d) => snapshot.dirExposeOf(d));
+    this.valueDir = Uint32Array.from({ length: snapshot.count }, (_, i) => snapshot.dirNumber(i));
+    this.valueDef = Array.from({ length: snapshot.count }, (_, i) => snapshot.def(i));
+    this.valueAggregate = Uint8Array.from({ length: snapshot.count }, (_, i) => (snapshot.isAggregate(i) ? 1 : 0));
+  }
 }
 
 export const TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -82,11 +131,17 @@ export function* renderPrometheus(snapshot: Snapshot, options: RenderOptions): G
   }
 }
 
-function* planChunks(snapshot: Snapshot, options: PlanOptions): Generator<Buffer, Plan> {
+function* planChunks(snapshot: Snapshot, options: RenderOptions): Generator<Buffer, Plan> {
+  const key = `${options.includeAggregates ?? false}\u0000${options.prefix ?? ''}`;
+  const known = options.cache?.get(snapshot, key);
+  if (known) return known;
   const steps = buildPlan(snapshot, options);
   for (;;) {
     const step = steps.next();
-    if (step.done) return step.value;
+    if (step.done) {
+      options.cache?.set(snapshot, key, step.value);
+      return step.value;
+    }
     yield EMPTY;
   }
 }
