@@ -618,7 +618,7 @@ describe('a 1,000,000-value export', () => {
     const r = await scrape({});
     expect(r.samples).toBe(SOURCES * PER_SOURCE);
     expect(r.last).toBe(`statsfs_dev_value_9_total{dev="d${SOURCES - 1}"} ${BigInt(SOURCES - 1) * 4294967311n + 9n}`);
-    expect(server.stats.lastValues).toBe(SOURCES * PER_SOURCE + PER_SOURCE);
+    expect(server.stats.lastValues).toBe(SOURCES * PER_SOURCE); // the aggregates are not even captured: Prometheus sums
     console.log(
       `1M-value export: ${(r.bytes / 1e6).toFixed(1)} MB; capture ${server.stats.lastCaptureMs.toFixed(0)} ms (one synchronous walk); ` +
         `longest render slice ${server.stats.maxSliceMs.toFixed(1)} ms; longest event-loop gap seen by the client ${r.maxGapMs.toFixed(0)} ms`,
