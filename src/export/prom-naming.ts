@@ -8,6 +8,13 @@ import { joinSigned, joinUnsigned } from '../model/word.js';
 
 export type MetricType = 'counter' | 'gauge';
 
+/** Label added to aggregates (with includeAggregates). */
+export const AGGREGATION_LABEL = 'aggregation';
+/** Label added to directories whose name and labels would repeat another's. */
+export const DIR_LABEL = 'statsfs_dir';
+/** Label name for instances directly below the exported top, which has no name of its own. */
+export const TOP_FAMILY_LABEL = 'source';
+
 /** Characters outside [a-zA-Z0-9_] become '_' (colons are reserved for recording rules); no leading digit. */
 export function sanitizeMetricName(name: string): string {
   const s = name.replace(/[^a-zA-Z0-9_]/g, '_');
