@@ -404,6 +404,54 @@ describe('mapping', () => {
     expect(new Set(types).size).toBe(types.length);
   });
 
+  it('turns units into base-unit suffixes with exact scaling, extremes and levels into gauges, signed counts into counters', () => {
+    const timing = new Schema([
+      { name: 'count', type: 'u64', description: 'samples' },
+      { name: 'sum_us', type: 's64', unit: 'microseconds', description: 'sum of the samples' },
+      { name: 'max_us', type: 's64', unit: 'microseconds', floating: true, description: 'largest sample' },
+      { name: 'wait_ms', type: 'u64', unit: 'ms' },
+      { name: 'rss', type: 'u64', unit: 'bytes', floating: true },
+      { name: 'peak_depth', type: 'u32' },
+      { name: 'hits', type: 's64', unit: 'requests' },
+    ]);
+    const root = Source.root();
+    const app = child(root, 'app');
+    const a = child(app, 'latency').addValues(timing);
+    child(app, 'other').addValues(timing);
+    a.set('sum_us', -(2n ** 63n));
+    a.set('max_us', 1500);
+    a.set('wait_ms', 2n ** 64n - 1n);
+    a.set('hits', -3);
+    const text = renderPrometheusText(captureSnapshot(root), { openMetrics: false }).split('\n');
+    expect(text).toContain('# TYPE statsfs_app_count_total counter');
+    expect(text).toContain('# TYPE statsfs_app_sum_seconds_total counter');
+    expect(text).toContain('statsfs_app_sum_seconds_total{app="latency"} -9223372036854.775808');
+    expect(text).toContain('# TYPE statsfs_app_max_seconds gauge');
+    expect(text).toContain('statsfs_app_max_seconds{app="latency"} 0.0015');
+    expect(text).toContain('statsfs_app_wait_seconds_total{app="latency"} 18446744073709551.615');
+    expect(text).toContain('# TYPE statsfs_app_rss_bytes gauge');
+    expect(text).toContain('# TYPE statsfs_app_peak_depth gauge'); // an extreme, not a count
+    expect(text).toContain('statsfs_app_hits_total{app="latency"} -3'); // signed and cumulative: a counter
+    const om = renderPrometheusText(captureSnapshot(root), { openMetrics: true });
+    expect(om).toContain('# TYPE statsfs_app_sum_seconds counter\n# UNIT statsfs_app_sum_seconds seconds\n');
+    expect(om).not.toMatch(/# UNIT \S+ (requests|microseconds)/);
+    // a declared instance label, and the daemon's own directory not repeated in the prefix
+    const daemon = Source.root();
+    const fuse = child(child(daemon, 'statsfs'), 'fuse');
+    const ops = new Schema([{ name: 'requests', type: 'u64', aggr: 'sum' }]);
+    fuse.addAggregates(ops);
+    const labelled = new Source('write', {});
+    fuse.addSubordinate(labelled);
+    labelled.addValues(ops);
+    const named = Source.root();
+    const dir = new Source('fuse', { expose: { instanceLabel: 'op' } });
+    child(named, 'statsfs').addSubordinate(dir);
+    dir.addAggregates(ops);
+    child(dir, 'open').addValues(ops);
+    expect(mapSeries(captureSnapshot(daemon))[0]).toMatchObject({ name: 'statsfs_fuse_requests_total', labels: { fuse: 'write' } });
+    expect(mapSeries(captureSnapshot(named))[0]).toMatchObject({ name: 'statsfs_fuse_requests_total', labels: { op: 'open' } });
+  });
+
   it('maps the real collectors and the daemon statistics as documented', () => {
     const root = Source.root();
     for (const c of COLLECTORS) root.addSubordinate(c.create(collectorOptions({})));
