@@ -4,7 +4,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { join } from 'node:path';
-import { addFilter, collectorOptions, COLLECTORS, findCollector, NODE_EXPORTER_FILTERS, type Collector, type CollectorFilters } from './collectors/index.js';
+import { addFilter, collectorOptions, COLLECTORS, filtersFrom, findCollector, type Collector } from './collectors/index.js';
 import { runDaemon, UserError } from './daemon/daemon.js';
 import { createLogger, type Logger } from './daemon/logger.js';
 import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
@@ -58,7 +58,7 @@ function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
     procRoot: join(flags.hostRoot, 'proc'),
     sysRoot: join(flags.hostRoot, 'sys'),
     freshnessMs: flags.freshnessMs,
-    filters: collectorFilters(flags),
+    filters: filtersFrom(flags.collectorInclude, flags.collectorExclude),
     rootFs: flags.hostRoot,
   });
   for (const collector of flags.collectors) {
@@ -70,25 +70,15 @@ function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
   }
 }
 
-/** A repeatable <kind>=<regex>, checked as it is parsed. */
-function filterArg(which: 'include' | 'exclude'): (text: string, list: string[]) => string[] {
-  return (text, list) => {
-    try {
-      addFilter({}, which, text);
-    } catch (err) {
-      throw new InvalidArgumentError((err as Error).message);
-    }
-    return [...list, text];
-  };
-}
-
-/** node_exporter's defaults, with what the command line adds or replaces. */
-function collectorFilters(flags: MountFlags): CollectorFilters {
-  let filters: CollectorFilters = { ...NODE_EXPORTER_FILTERS };
-  for (const text of flags.collectorInclude) filters = addFilter(filters, 'include', text);
-  for (const text of flags.collectorExclude) filters = addFilter(filters, 'exclude', text);
-  return filters;
-}
+/** A repeatable <kind>=<regex> (collectors/filters.ts), checked as it is parsed. */
+const filterArg = (which: 'include' | 'exclude') => (text: string, list: string[]) => {
+  try {
+    addFilter({}, which, text);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return [...list, text];
+};
 
 export function buildProgram(): Command {
   const program = new Command('statsfs')

@@ -59,3 +59,11 @@ export function addFilter(filters: CollectorFilters, which: 'include' | 'exclude
   }
   return { ...filters, [kind]: { ...filters[kind], [which]: re } };
 }
+
+/** node_exporter's defaults with the command line's patterns added ("devices=^sd", in order; a later one replaces). */
+export function filtersFrom(include: readonly string[], exclude: readonly string[]): CollectorFilters {
+  let filters: CollectorFilters = { ...NODE_EXPORTER_FILTERS };
+  for (const text of include) filters = addFilter(filters, 'include', text);
+  for (const text of exclude) filters = addFilter(filters, 'exclude', text);
+  return filters;
+}

@@ -10,7 +10,7 @@ import { pressureCollector } from './pressure.js';
 import { systemCollector } from './system.js';
 
 export { collectorOptions, type Collector, type CollectorOptions } from './common.js';
-export { addFilter, NODE_EXPORTER_FILTERS, type CollectorFilters, type Filter } from './filters.js';
+export { addFilter, filtersFrom, NODE_EXPORTER_FILTERS, type CollectorFilters, type Filter } from './filters.js';
 
 export const COLLECTORS: readonly Collector[] = [
   netCollector,
