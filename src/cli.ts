@@ -47,8 +47,8 @@ interface MountFlags extends ServiceFlags {
   collectors: Collector[] | false;
   hostRoot: string;
   freshnessMs: number;
-  collectorInclude: string[];
-  collectorExclude: string[];
+  collectorInclude?: string[];
+  collectorExclude?: string[];
 }
 
 /** Adds the enabled host collectors under the root; one that cannot start is logged and left out. */
@@ -58,7 +58,7 @@ function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
     procRoot: join(flags.hostRoot, 'proc'),
     sysRoot: join(flags.hostRoot, 'sys'),
     freshnessMs: flags.freshnessMs,
-    filters: filtersFrom(flags.collectorInclude, flags.collectorExclude),
+    filters: filtersFrom(flags.collectorInclude ?? [], flags.collectorExclude ?? []),
     rootFs: flags.hostRoot,
   });
   for (const collector of flags.collectors) {
@@ -71,13 +71,13 @@ function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
 }
 
 /** A repeatable <kind>=<regex> (collectors/filters.ts), checked as it is parsed. */
-const filterArg = (which: 'include' | 'exclude') => (text: string, list: string[]) => {
+const filterArg = (which: 'include' | 'exclude') => (text: string, list: string[] | undefined) => {
   try {
     addFilter({}, which, text);
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
-  return [...list, text];
+  return [...(list ?? []), text];
 };
 
 export function buildProgram(): Command {
@@ -93,8 +93,8 @@ export function buildProgram(): Command {
     .option('--no-allow-other', 'serve only the user who mounted (default: every user, as /sys does)')
     .option('--collectors <list>', `host collectors to show, comma-separated (default: ${COLLECTORS.map((c) => c.name).join(',')})`, collectorList, [...COLLECTORS])
     .option('--no-collectors', 'show no host statistics, only the daemon\'s own')
-    .option('--collector-include <kind=regex>', 'show only these devices, interfaces, mountpoints, fstypes or cgroups (repeatable)', filterArg('include'), [])
-    .option('--collector-exclude <kind=regex>', "leave these out (default: node_exporter's, e.g. devices=^(ram|loop|fd)\\d+$ and partitions)", filterArg('exclude'), [])
+    .option('--collector-include <kind=regex>', 'show only these devices, interfaces, mountpoints, fstypes or cgroups (repeatable)', filterArg('include'))
+    .option('--collector-exclude <kind=regex>', "leave these out (default: node_exporter's, e.g. devices=^(ram|loop|fd)\\d+$ and partitions)", filterArg('exclude'))
     .option('--host-root <dir>', 'read the kernel\'s files under <dir>/proc and <dir>/sys (a fixture tree, or a host mounted in a container)', '/')
     .option('--freshness-ms <ms>', 'one read of a kernel file serves every value read within this many milliseconds', nonNegative('milliseconds'), 100)
     .option('--socket <path>', `the producer socket (default: ${defaultSocketPath()})`, defaultSocketPath())
