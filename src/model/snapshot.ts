@@ -248,9 +248,10 @@ interface OpenAggregate {
 }
 
 /**
- * Which values a capture takes (an exporter's): a value, or an aggregate, is read only when `keep` says so.
- * The default takes every visible value. Leaving out what will not be shown saves reading it, and an
- * aggregate left out costs nothing, where it would otherwise read every value below it.
+ * Which values a capture takes (an exporter's): a value read through its getter, or an aggregate, is
+ * read only when `keep` says so (a source's values in slot storage are copied as a run all the same: they
+ * cost nothing to read, and a renderer leaves out what it does not show). The default takes every visible
+ * value. An aggregate left out costs nothing, where it would otherwise read every value below it.
  */
 export type CaptureFilter = (def: ValueDef, aggregate: boolean) => boolean;
 
