@@ -17,9 +17,32 @@ function header(base: string, sample: string, type: string, help: string, unit: 
   return text;
 }
 
+/** The bytes a plan writes whatever the values: headers, sample names, '{labels}' of each directory. */
+interface Fixed {
+  headers: Buffer[];
+  samples: Buffer[];
+  pool: { bytes: Buffer; starts: Uint32Array };
+  /** 'name{labels} ' of the values whose labels are their own (declared series, aggregates, repeats). */
+  own: Map<number, Buffer>;
+}
+
+/** Kept with the plan, which a scrape server reuses while the tree keeps its shape; per format. */
+const fixedOf = new WeakMap<Plan, [Fixed | null, Fixed | null]>();
+
+function fixed(plan: Plan, om: boolean): Fixed {
+  let both = fixedOf.get(plan);
+  if (both === undefined) fixedOf.set(plan, (both = [null, null]));
+  const at = om ? 1 : 0;
+  return (both[at] ??= {
+    headers: plan.families.map((f) => Buffer.from(header(f.base, f.sample, f.type, f.help, f.unit, om), 'utf8')),
+    samples: plan.families.map((f) => Buffer.from(f.sample, 'latin1')), // [a-zA-Z0-9_] only
+    pool: encodeStrings(plan.dirLabels.map((t) => (t === '' ? '' : `{${t}}`))),
+    own: new Map(),
+  });
+}
+
 /** The lines of one family: its directories' label text from the pool, the value exact or exactly scaled. */
-function* familyLines(snapshot: Snapshot, plan: Plan, f: Family, pool: { bytes: Buffer; starts: Uint32Array }, out: ByteWriter): Generator<void, void> {
-  const sample = Buffer.from(f.sample, 'latin1'); // [a-zA-Z0-9_] only
+function* familyLines(snapshot: Snapshot, plan: Plan, f: Family, sample: Buffer, { pool, own: ownLines }: Fixed, out: ByteWriter): Generator<void, void> {
   const { bytes, starts } = pool;
   const end = f.start + f.count;
   for (let k = f.start; k < end; k++) {
@@ -27,8 +50,13 @@ function* familyLines(snapshot: Snapshot, plan: Plan, f: Family, pool: { bytes: 
     const d = snapshot.dirNumber(i);
     const own = f.extra !== '' || plan.override.size > 0 ? plan.override.get(i) : undefined;
     if (own !== undefined || f.extra !== '') {
-      const text = [own ?? plan.dirLabels[d], f.extra].filter((t) => t !== '').join(',');
-      out.string(`${f.sample}${text === '' ? '' : `{${text}}`} `);
+      let line = ownLines.get(i);
+      if (line === undefined) {
+        const text = [own ?? plan.dirLabels[d], f.extra].filter((t) => t !== '').join(',');
+        ownLines.set(i, (line = Buffer.from(`${f.sample}${text === '' ? '' : `{${text}}`} `, 'utf8')));
+      }
+      out.ensure(line.length);
+      out.bytes(line);
     } else {
       out.ensure(sample.length + starts[d + 1] - starts[d] + 1);
       out.bytes(sample);
@@ -47,13 +75,15 @@ function* familyLines(snapshot: Snapshot, plan: Plan, f: Family, pool: { bytes: 
 }
 
 export function* writeExposition(snapshot: Snapshot, plan: Plan, extra: readonly PrebuiltFamily[], om: boolean, out: ByteWriter): Generator<void, void> {
-  // '{labels}' of each directory, encoded once
-  const pool = encodeStrings(plan.dirLabels.map((t) => (t === '' ? '' : `{${t}}`)));
+  const fixedBytes = fixed(plan, om);
+  const { headers, samples } = fixedBytes;
   yield;
   for (const f of plan.families) {
     if (f.count === 0) continue;
-    out.string(header(f.base, f.sample, f.type, f.help, f.unit, om));
-    yield* familyLines(snapshot, plan, f, pool, out);
+    const h = headers[f.index];
+    out.ensure(h.length);
+    out.bytes(h);
+    yield* familyLines(snapshot, plan, f, samples[f.index], fixedBytes, out);
   }
   for (const f of extra) {
     const sample = f.type === 'counter' ? `${f.base}_total` : f.base;
