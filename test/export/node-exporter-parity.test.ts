@@ -86,6 +86,10 @@ const CHECKS: Check[] = [
   { what: 'context switches rate', promql: 'rate(node_context_switches_total[10s])', absolute: 20000, relative: 0.5 },
   { what: 'processes running and blocked', promql: '{__name__=~"node_procs_running|node_procs_blocked"}', absolute: 20 },
   { what: 'uname', promql: 'node_uname_info', absolute: 0 },
+  // the standard process metrics: the same series, of two different processes (values not compared)
+  ...['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_virtual_memory_bytes', 'process_start_time_seconds', 'process_open_fds', 'process_max_fds'].map(
+    (name): Check => ({ what: name, promql: name, absolute: Infinity }),
+  ),
 ];
 
 suite('statsfs beside node_exporter, scraped by a real Prometheus', () => {
