@@ -46,7 +46,7 @@ const gauge = (name: string, unit: string, description: string, exposed: string,
   expose: { name: exposed, type: 'gauge', help },
 });
 
-export const filesystemSchema = new Schema([
+const filesystemSchema = new Schema([
   gauge('size', 'bytes', 'size of the filesystem (f_blocks × f_bsize)', 'node_filesystem_size_bytes', 'Filesystem size in bytes.'),
   gauge('free', 'bytes', 'free space, the root reserve included (f_bfree × f_bsize)', 'node_filesystem_free_bytes', 'Filesystem free space in bytes.'),
   gauge('avail', 'bytes', 'space available to unprivileged users (f_bavail × f_bsize)', 'node_filesystem_avail_bytes', 'Filesystem space available to non-root users in bytes.'),

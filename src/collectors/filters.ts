@@ -25,7 +25,7 @@ export interface CollectorFilters {
 }
 
 export type FilterKind = keyof CollectorFilters;
-export const FILTER_KINDS: readonly FilterKind[] = ['devices', 'interfaces', 'mountpoints', 'fstypes', 'cgroups'];
+const FILTER_KINDS: readonly FilterKind[] = ['devices', 'interfaces', 'mountpoints', 'fstypes', 'cgroups'];
 
 /** node_exporter 1.5.0's compiled-in defaults (upstream; Debian's build also leaves out /run, /mnt, /media and lo). */
 export const NODE_EXPORTER_FILTERS: Readonly<CollectorFilters> = Object.freeze({

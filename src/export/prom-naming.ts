@@ -82,7 +82,7 @@ const BASE_UNITS: readonly BaseUnit[] = [
 ];
 
 /** The base unit a definition's unit converts to (ms and µs to seconds), or null for other units. */
-export function baseUnitOf(unit: string): BaseUnit | null {
+function baseUnitOf(unit: string): BaseUnit | null {
   const u = unit.trim().toLowerCase();
   return BASE_UNITS.find((b) => b.units.includes(u)) ?? null;
 }
