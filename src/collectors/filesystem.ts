@@ -12,6 +12,7 @@
  *
  * statfs() is called at most once per mount per freshness window; the mount list is re-read under the same rule.
  */
+import { createHash } from 'node:crypto';
 import { statfsSync, type BigIntStatsFs } from 'node:fs';
 import { join } from 'node:path';
 import { gaugeType, LiveValues, Schema, Source, validateName, type ValueSpec } from '../model/index.js';
@@ -56,15 +57,26 @@ const filesystemSchema = new Schema([
   gauge('device_error', 'flag', '1 when statfs() of the mount point fails', 'node_filesystem_device_error', 'Whether an error occurred while getting statistics for the given device.'),
 ]);
 
-/** "/" -> "-", "/boot/efi" -> "boot-efi"; null when the model cannot take the name. */
-function sourceName(mountpoint: string): string | null {
-  const name = mountpoint === '/' ? '-' : mountpoint.replace(/^\/+/, '').replaceAll('/', '-');
+const valid = (name: string): boolean => {
   try {
     validateName(name, 'source');
-    return name;
+    return true;
   } catch {
-    return null;
+    return false;
   }
+};
+
+/**
+ * "/" -> "-", "/boot/efi" -> "boot-efi". A name the model cannot take (longer than 99 characters, as
+ * Kubernetes volume mounts are, or with control characters) is shortened and made unique with a hash of
+ * the mount point; the labels keep the mount point whole. Null only if even that fails.
+ */
+function sourceName(mountpoint: string): string | null {
+  const name = mountpoint === '/' ? '-' : mountpoint.replace(/^\/+/, '').replaceAll('/', '-');
+  if (valid(name)) return name;
+  const hash = createHash('sha256').update(mountpoint, 'utf8').digest('hex').slice(0, 16);
+  const short = `${name.replace(/[\u0000-\u001f\u007f]/g, '_').slice(0, 80)}~${hash}`;
+  return valid(short) ? short : null;
 }
 
 export const filesystemCollector: Collector = {

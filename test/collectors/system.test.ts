@@ -95,6 +95,15 @@ describe('filesystem collector', () => {
     expect(noTmpfs.visibleSubordinates().map((s) => s.name)).toEqual(['-', 'home']);
     expect(parseMounts('a\\011b /x\\134y ext4 ro 0 0')).toEqual([{ device: 'a\tb', mountpoint: '/x\\y', fstype: 'ext4', readonly: true }]);
   });
+
+  it('shows a mount point too long for a source name (Kubernetes volumes) under a shortened name, labelled whole', () => {
+    const long = `/var/lib/kubelet/pods/${'0123456789abcdef'.repeat(3)}/volumes/kubernetes.io~projected/kube-api-access-x`;
+    write('proc/1/mounts', `tmpfs ${long} tmpfs rw 0 0\ntmpfs ${long}2 tmpfs rw 0 0\n`);
+    const subs = filesystemCollector.create(options).visibleSubordinates();
+    expect(subs).toHaveLength(2);
+    for (const sub of subs) expect(sub.name).toMatch(/^var-lib-kubelet-pods-.{59}~[0-9a-f]{16}$/); // 80 + ~ + 16 characters
+    expect(subs.map((s) => s.expose?.labels?.mountpoint).sort()).toEqual([long, `${long}2`]);
+  });
 });
 
 describe('pressure collector', () => {
