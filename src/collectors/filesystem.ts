@@ -2,15 +2,18 @@
  * filesystem/<mount>/: statfs() of every mounted filesystem, as df shows it, in bytes and inodes. The mounts
  * are those of <procRoot>/1/mounts (the host's namespace; <procRoot>/mounts when PID 1's is hidden), as
  * node_exporter reads them; pseudo filesystems (proc, sysfs, cgroup, …) and /dev, /proc, /sys are left out
- * by default with node_exporter's patterns (filters.ts), and statsfs mounts always (see the refresher). A source is named after its mount point with '/'
- * as '-' ("-" is /, "boot-efi" is /boot/efi), and carries device, fstype and mountpoint as labels.
+ * by default with node_exporter's patterns (filters.ts), and statsfs mounts always (see the refresher).
+ * A source is named after its mount point with '/' as '-' ("-" is /, "boot-efi" is /boot/efi; one too long
+ * for a name is shortened and hashed), and carries device, fstype and mountpoint as labels. A mount point
+ * listed twice (mounted over) keeps its first entry.
  *
  *   size, free, avail   bytes: f_blocks, f_bfree (root's reserve included), f_bavail (what users may use) × f_bsize
  *   files, files_free   inodes: f_files, f_ffree
  *   readonly            1 when mounted read-only ("ro" in the mount options)
  *   device_error        1 when statfs() fails (the other values then fail too, and the scrape says so)
  *
- * statfs() is called at most once per mount per freshness window; the mount list is re-read under the same rule.
+ * statfs() is called at most once per mount per freshness window; the mount list is re-read under the same
+ * rule. It is synchronous: a hung network mount holds the daemon (node_exporter times such a mount out).
  */
 import { createHash } from 'node:crypto';
 import { statfsSync, type BigIntStatsFs } from 'node:fs';
