@@ -1,4 +1,5 @@
 import { StatsError, validateName } from './errors.js';
+import type { Exposure } from './exposure.js';
 import { customType, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 
 export type Aggregation = 'none' | 'sum' | 'min' | 'max' | 'count_zero' | 'avg';
@@ -20,6 +21,8 @@ export interface ValueSpec {
   description?: string;
   /** Property of an object base that holds this value (default: the name), the original's offset. */
   field?: string;
+  /** How exports name it (src/model/exposure.ts); false leaves it out of them. Default: inferred. */
+  expose?: Exposure | false;
 }
 
 /** One value definition. Identity matters: an aggregate combines exactly the values of its own definition. */
@@ -33,6 +36,7 @@ export class ValueDef {
   readonly unit: string;
   readonly description: string;
   readonly field: string;
+  readonly expose: Exposure | false | null;
 
   constructor(
     spec: ValueSpec,
@@ -55,6 +59,7 @@ export class ValueDef {
     this.unit = spec.unit ?? '';
     this.description = spec.description ?? '';
     this.field = spec.field ?? spec.name;
+    this.expose = spec.expose ?? null;
     this.mode = spec.mode ?? (this.clearable ? 0o644 : 0o444);
     Object.freeze(this);
   }

@@ -34,7 +34,7 @@ describe('statsfs command line: help, version, usage errors', () => {
     expect(r.status).toBe(0);
     const help = r.stdout;
     expect(help).not.toMatch(/[[{]"/); // no JSON dump of the collectors
-    expect(help).toMatch(/--collectors <list> +.*\(default net,cpu,block,memory,cgroup\)/);
+    expect(help).toMatch(/--collectors <list> +.*\(default net,cpu,block,memory,cgroup,system,filesystem,pressure\)/);
     expect(help.match(/--socket <path> .*/)![0].match(/default/g)).toHaveLength(1);
     for (const flag of ['--cache-seconds', '--allow-other', '--no-allow-other', '--collectors', '--socket', '--http', '--statsd', '--log-level']) {
       expect(help.split('\n').filter((line) => line.trimStart().startsWith(`${flag} `))).toHaveLength(1);

@@ -45,6 +45,7 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon (real mount, separate process)'
   it('the longest event-loop delay is a clearable value: echo 0 > restarts the measurement', async () => {
     const f = `${m}/statsfs/process/event_loop_delay_max_us`;
     expect(sh(`stat -c %a ${f}`).stdout).toBe('644\n');
+    sh(`cat ${f}`); // sampling starts at the first read (an idle daemon samples nothing)
     await new Promise((resolve) => setTimeout(resolve, 50)); // a few 10 ms samples
     expect(num(sh(`cat ${f}`).stdout)).toBeGreaterThan(0n);
     expect(sh(`echo 0 > ${f}`).status).toBe(0);

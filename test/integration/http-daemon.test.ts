@@ -27,10 +27,10 @@ describe.skipIf(skipWithoutFuse)('statsfs mount --http', { timeout: 60_000 }, ()
     sh(`cat ${d.mountpoint}/statsfs/fuse/open/requests`);
     const r = sh(`curl -sS -D - ${url}`);
     expect(r.stdout).toMatch(/Content-Type: text\/plain; version=0\.0\.4/i);
-    expect(r.stdout).toMatch(/^# TYPE statsfs_cpu_user_total counter$/m);
-    expect(r.stdout).toMatch(/^statsfs_cpu_user_total\{cpu="cpu0"\} \d+$/m);
-    expect(r.stdout).toMatch(/^# TYPE statsfs_memory_MemTotal gauge$/m);
-    expect(r.stdout).toMatch(/^statsfs_statsfs_fuse_requests_total\{fuse="open"\} [1-9]\d*$/m);
+    expect(r.stdout).toMatch(/^# TYPE node_cpu_seconds_total counter$/m);
+    expect(r.stdout).toMatch(/^node_cpu_seconds_total\{cpu="0",mode="user"\} \d+(\.\d+)?$/m);
+    expect(r.stdout).toMatch(/^# TYPE node_memory_MemTotal_bytes gauge$/m);
+    expect(r.stdout).toMatch(/^statsfs_fuse_requests_total\{op="open"\} [1-9]\d*$/m);
   });
 
   it('negotiates OpenMetrics', () => {

@@ -121,8 +121,8 @@ describe.skipIf(skipWithoutFuse)('StatsD and producer statistics in the real dae
     });
     expect(text).toContain('# TYPE statsfs_app_hits_total counter\nstatsfs_app_hits_total 3\n');
     expect(text).toContain('# TYPE statsfs_app_level gauge\nstatsfs_app_level -2\n');
-    expect(text).toMatch(/^statsfs_statsfs_statsd_bad_lines_total \d+$/m);
-    expect(text).toMatch(/^statsfs_statsfs_producers_accepted_total \d+$/m);
+    expect(text).toMatch(/^statsfs_statsd_bad_lines_total \d+$/m);
+    expect(text).toMatch(/^statsfs_producers_accepted_total \d+$/m);
   });
 
   it('statsfs rm removes a StatsD metric or prefix and frees its place under the 100,000-metric cap', async () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { collectorOptions, type CollectorOptions } from '../../../src/collectors/common.js';
-import { NET_COUNTER_NAMES, netCollector } from '../../../src/collectors/net.js';
+import { NET_COUNTER_NAMES, NET_VALUE_NAMES, netCollector } from '../../../src/collectors/net.js';
 import { Source, StatsError } from '../../../src/model/index.js';
 
 type Counters = Record<string, bigint>;
@@ -113,7 +113,7 @@ function expectEnoent(fn: () => unknown): void {
 }
 
 describe('net collector', () => {
-  it('shows the 24 counters of every interface under their sysfs names, each from the right column or file', () => {
+  it('shows the 24 counters of every interface under their sysfs names, each from the right column or file, and the combined columns', () => {
     fx.add('lo', countersFor(1));
     fx.add('eth0', countersFor(2));
     fx.writeNetDev();
@@ -122,8 +122,13 @@ describe('net collector', () => {
     expect(names(net)).toEqual(['eth0', 'lo']);
     for (const [name, counters] of fx.ifaces) {
       const src = net.subordinate(name)!;
-      expect(src.visibleValues().map((v) => v.def.name).sort()).toEqual([...NET_COUNTER_NAMES].sort());
+      expect(src.visibleValues().map((v) => v.def.name).sort()).toEqual([...NET_VALUE_NAMES].sort());
       for (const counter of NET_COUNTER_NAMES) expect(src.getValue(counter), `${name}/${counter}`).toBe(counters[counter]);
+      // /proc/net/dev's drop, frame and carrier columns, as node_exporter exports them
+      const c = counters;
+      expect(src.getValue('rx_drop')).toBe(c.rx_dropped + c.rx_missed_errors);
+      expect(src.getValue('rx_frame')).toBe(c.rx_length_errors + c.rx_over_errors + c.rx_crc_errors + c.rx_frame_errors);
+      expect(src.getValue('tx_carrier')).toBe(c.tx_carrier_errors + c.tx_aborted_errors + c.tx_window_errors + c.tx_heartbeat_errors);
     }
     // the names, in rtnl_link_stats64 order
     expect(NET_COUNTER_NAMES).toEqual([
