@@ -4,6 +4,7 @@
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { SNAPSHOT_FILES } from '../export/snapshot-files.js';
 import { lazyUnmount, mount, type MountedStatsFs } from '../fs/mount.js';
 import { Source } from '../model/index.js';
 import type { Logger } from './logger.js';
@@ -138,6 +139,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     cacheSeconds: options.cacheSeconds,
     allowOther: allowOther === true,
     snapshotBudget: options.snapshotBudget,
+    snapshots: SNAPSHOT_FILES,
     onError: (op, err) => log.error({ op, err }, 'a request failed inside the daemon and was answered EIO'),
   }).catch((err: unknown) => {
     throw mountFailure(err, mountpoint);

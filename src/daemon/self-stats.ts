@@ -7,22 +7,9 @@
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { counterType, gaugeType, LiveValues } from '../model/live.js';
 import { arena, Schema, Source, type CustomType, type ValueSpec } from '../model/index.js';
+import type { FuseCounterReader } from '../fs/mount.js';
 import type { ProducerServerStats } from '../producers/socket-server.js';
 import type { StatsdStats } from '../producers/statsd.js';
-
-/** What the filesystem session counts; read at the moment a value is read. */
-export interface FuseCounterReader {
-  readonly ops: readonly string[];
-  requests(op: number): bigint;
-  errors(op: number): bigint;
-  bytesRead(): bigint;
-  openFiles(): bigint;
-  openDirs(): bigint;
-  inFlight(): bigint;
-  snapshotBytes(): bigint;
-  overBudget(): bigint;
-  inodes(): number;
-}
 
 const opSchema = new Schema([
   { name: 'requests', type: counterType, aggr: 'sum', description: 'FUSE requests served', unit: 'requests' },

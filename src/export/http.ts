@@ -12,20 +12,18 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { constants as zlibConstants, createGzip, gzipSync } from 'node:zlib';
-import type { Logger } from '../daemon/logger.js';
+import type { Log } from '../log.js';
 import { counterType, gaugeType, LiveValues } from '../model/live.js';
 import { Schema } from '../model/schema.js';
 import { captureSnapshotSliced } from '../model/snapshot.js';
 import { Source } from '../model/source.js';
 import { exportFilter, negotiateFormat, OPENMETRICS_CONTENT_TYPE, PlanCache, renderPrometheus, TEXT_CONTENT_TYPE } from './prometheus.js';
 
-export type MetricsLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
-
 export interface MetricsServerOptions {
   host: string;
   /** 0 for an ephemeral port (listen() tells which). */
   port: number;
-  log?: MetricsLog;
+  log?: Log;
   /** Export aggregates too (see docs/prometheus.md); default false. */
   includeAggregates?: boolean;
   /** Offer OpenMetrics when the client asks for it (default true); false always serves the text format. */

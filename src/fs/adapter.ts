@@ -6,7 +6,7 @@
  * to "gone" (ENOENT), never to another node. A mapping is dropped when the kernel forgets the inode.
  */
 import { constants } from 'node:os';
-import { captureSnapshotSliced, StatsError, WriteBarrier, type Snapshot, type Source, type TreeObserver, type ValueDef, type ValueGroup } from '../model/index.js';
+import { captureSnapshotSliced, StatsError, WriteBarrier, type SnapshotRenderer, type Source, type TreeObserver, type ValueDef, type ValueGroup } from '../model/index.js';
 import type { Attr, DirListing, EntryResult, FuseHandler, SetAttrRequest } from './native.js';
 
 const E = constants.errno;
@@ -55,7 +55,6 @@ export interface AdapterOptions {
 }
 
 /** A snapshot file's contents: one Buffer or string, or chunks in order (large renders are not joined). */
-export type SnapshotRenderer = (snapshot: Snapshot) => Buffer | string | readonly Buffer[] | Promise<Buffer | string | readonly Buffer[]>;
 
 /**
  * A node an inode number stands for: a source (directory), one value of one of its groups (file), or one

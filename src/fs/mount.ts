@@ -1,14 +1,9 @@
 /**
- * Mounting a tree: joins the adapter to a native FUSE session. This is the library entry point a Node
- * program uses to serve its own tree in-process, and what the daemon uses.
+ * Mounting a tree: joins the adapter to a native FUSE session. The library's mount (src/index.ts) and the
+ * daemon call it with the snapshot files of src/export/snapshot-files.ts.
  */
-import type { FuseCounterReader } from '../daemon/self-stats.js';
-import { renderBinaryAsync } from '../export/binary.js';
-import { gatherChunks } from '../export/common.js';
-import { renderJsonChunks } from '../export/json.js';
-import { renderTextChunks } from '../export/text.js';
-import { arena, type Source } from '../model/index.js';
-import { StatsFsAdapter, type SnapshotRenderer } from './adapter.js';
+import { arena, type SnapshotRenderer, type Source } from '../model/index.js';
+import { StatsFsAdapter } from './adapter.js';
 import { lazyUnmount, mount as mountSession, OP_NAMES, type FuseSession } from './native.js';
 
 export { lazyUnmount };
@@ -20,22 +15,25 @@ export interface MountOptions {
   allowOther?: boolean;
   /** Called with every error a getter or handler threw; the request was answered EIO. */
   onError?: (op: string, err: unknown) => void;
-  /** Hidden snapshot files in every directory, by name (default: SNAPSHOT_FILES). */
+  /** Hidden snapshot files in every directory, by name (default: none; the library's and the daemon's mount give SNAPSHOT_FILES). */
   snapshots?: Readonly<Record<string, SnapshotRenderer>>;
   /** Bytes of open files' contents one user may hold (default 256 MiB, 0: no limit); beyond, open is EMFILE. */
   snapshotBudget?: number;
 }
 
-/**
- * In every directory, hidden from ls: the subtree captured at one instant when the file is opened, as
- * "path value" lines, as self-describing JSON, or in the binary layout of docs/snapshot-formats.md.
- */
-export const SNAPSHOT_FILES: Readonly<Record<string, SnapshotRenderer>> = Object.freeze({
-  // chunks, not joined: the binding copies them in pieces, so even 200 MB of JSON holds the loop briefly
-  '.snapshot': (snapshot) => gatherChunks(renderTextChunks(snapshot)),
-  '.snapshot.json': (snapshot) => gatherChunks(renderJsonChunks(snapshot)),
-  '.snapshot.bin': renderBinaryAsync,
-});
+/** What the filesystem session counts; read at the moment a value is read. */
+export interface FuseCounterReader {
+  readonly ops: readonly string[];
+  requests(op: number): bigint;
+  errors(op: number): bigint;
+  bytesRead(): bigint;
+  openFiles(): bigint;
+  openDirs(): bigint;
+  inFlight(): bigint;
+  snapshotBytes(): bigint;
+  overBudget(): bigint;
+  inodes(): number;
+}
 
 export interface MountedStatsFs {
   readonly mountpoint: string;
@@ -51,7 +49,7 @@ export interface MountedStatsFs {
  * synchronously from this same process: the thread that would answer is the one waiting.
  */
 export async function mount(root: Source, mountpoint: string, options: MountOptions = {}): Promise<MountedStatsFs> {
-  const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError, snapshots: options.snapshots ?? SNAPSHOT_FILES });
+  const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError, snapshots: options.snapshots ?? {} });
   const session = mountSession(mountpoint, adapter, {
     allowOther: options.allowOther,
     attrTimeout: options.cacheSeconds ?? 1,

@@ -19,7 +19,7 @@ export class StatsError extends Error {
 export const NAME_MAX = 99;
 
 /**
- * Names every source's directory already shows: its snapshot files (fs/mount.ts SNAPSHOT_FILES). A source or
+ * Names every source's directory already shows: its snapshot files (SNAPSHOT_FILES, src/export/snapshot-files.ts). A source or
  * value of such a name would shadow the file, so it is refused wherever a name is made.
  */
 export const RESERVED_NAMES: ReadonlySet<string> = new Set(['.snapshot', '.snapshot.json', '.snapshot.bin']);

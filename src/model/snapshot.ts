@@ -6,6 +6,9 @@ import type { Schema, ValueDef } from './schema.js';
 import { loadContributor, type Source, type ValueGroup } from './source.js';
 import { formatWord, joinSigned, joinUnsigned, splitBigInt, word } from './word.js';
 
+/** Renders a snapshot as a file's contents (the snapshot files every directory shows: src/export/snapshot-files.ts). */
+export type SnapshotRenderer = (snapshot: Snapshot) => Buffer | string | readonly Buffer[] | Promise<Buffer | string | readonly Buffer[]>;
+
 /**
  * Every visible value of a subtree, aggregates included, captured at one instant.
  *

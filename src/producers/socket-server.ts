@@ -14,6 +14,7 @@
  * on the same event loop) ever sees part of a frame: an UPDATE batch is validated as a whole first and only
  * then applied, all of it or none.
  */
+import type { Log } from '../log.js';
 import { chmod, chown, lstat, readFile, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
@@ -43,13 +44,6 @@ import {
   type ValuesRequest,
   type WireValueSpec,
 } from './protocol.js';
-
-export interface ProducerLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-  debug(obj: object, msg: string): void;
-}
 
 export interface ProducerServerOptions {
   /** Path of the Unix domain socket. */
@@ -84,7 +78,7 @@ export interface ProducerServerOptions {
    * between frames is never timed out; neither is one whose reading the server paused (replies not read).
    */
   frameTimeoutMs?: number;
-  log?: ProducerLog;
+  log?: Log;
 }
 
 /** What a named producer (or an anonymous connection) owns. */

@@ -14,6 +14,7 @@
  * newline-terminated lines. A metric lives until it is removed (removePath, which the producer socket's
  * REMOVE_PATH reaches) or, with `expireSeconds`, until it has not been updated for that long.
  */
+import { SILENT_LOG, type Log } from '../log.js';
 import dgram from 'node:dgram';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
@@ -290,13 +291,6 @@ export const TIMING_SCHEMA = timingSchema('_us', 'microseconds');
 /** |h and |d: the value's own unit, rounded to an integer. */
 export const HISTOGRAM_SCHEMA = timingSchema('', '');
 
-export interface StatsdLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-  debug(obj: object, msg: string): void;
-}
-
 export interface StatsdOptions {
   udp?: { host: string; port: number };
   /** A Unix stream socket (Node has no Unix datagram sockets) carrying newline-terminated lines. */
@@ -309,7 +303,7 @@ export interface StatsdOptions {
   maxPerSource?: number;
   /** Removes a metric not updated for this many seconds, and counts it (default 0: never). */
   expireSeconds?: number;
-  log?: StatsdLog;
+  log?: Log;
 }
 
 export interface StatsdStats {
@@ -369,7 +363,6 @@ interface Conn {
   discarding: boolean;
 }
 
-const silent: StatsdLog = { info() {}, warn() {}, error() {}, debug() {} };
 
 /**
  * Receives StatsD lines and keeps them under `root`. Metrics live until removed or expired; closing stops
@@ -402,7 +395,7 @@ export class StatsdServer {
   private sourcesCreated = 0;
   /** Entries (values and sources) this server added to each source it added to. */
   private readonly entries = new Map<Source, number>();
-  private readonly log: StatsdLog;
+  private readonly log: Log;
   private readonly metrics = new Map<string, Metric>();
   /** Sources this server created for name prefixes, by dotted prefix ('' is the root). */
   private readonly dirs = new Map<string, Source>();
@@ -430,7 +423,7 @@ export class StatsdServer {
     this.maxMetrics = options.maxMetrics ?? STATSD_DEFAULT_MAX_METRICS;
     this.maxPerSource = options.maxPerSource ?? STATSD_DEFAULT_MAX_PER_SOURCE;
     this.maxSources = options.maxSources ?? STATSD_DEFAULT_MAX_METRICS;
-    this.log = options.log ?? silent;
+    this.log = options.log ?? SILENT_LOG;
     this.dirs.set('', root);
     this.expireMs = Math.max(0, (options.expireSeconds ?? 0) * 1000);
     if (this.expireMs > 0) {

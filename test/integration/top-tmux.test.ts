@@ -151,16 +151,16 @@ describe.skipIf(skipWithoutFuse)('statsfs top in tmux against the real daemon', 
     tmux.keys('j', 'Right'); // web, opened with →
     screen = await tmux.waitFor('web', (s) => /\/mnt\/app\/web /.test(s.split('\n')[0]) && rowOf(s, 'hits') !== null);
     const rates: number[] = [];
-    for (let k = 0; k < 3; k++) {
+    for (let k = 0; k < 5; k++) {
       await new Promise((r) => setTimeout(r, 1100));
       const cells = rowOf(tmux.screen(), 'hits')!;
       expect(cells[0]).toBe('hits');
       rates.push(perSecond(cells[2]));
     }
-    // the rate of three refreshes in a row: their median within 10% of the producer's (one refresh may
+    // the rate of five refreshes in a row: their median within 10% of the producer's (a refresh or two may
     // catch a producer that the shared machine stalled for a moment), none negative
-    const median = [...rates].sort((x, y) => x - y)[1];
-    expect(Math.abs(median - RATE) / RATE).toBeLessThanOrEqual(0.1);
+    const median = [...rates].sort((x, y) => x - y)[2];
+    expect(Math.abs(median - RATE) / RATE, `rates ${rates.join(', ')}`).toBeLessThanOrEqual(0.1);
     for (const rate of rates) expect(rate).toBeGreaterThanOrEqual(0);
     expect(rowOf(tmux.screen(), 'queue')!.slice(0, 2)).toEqual(['queue', '17']);
 

@@ -9,7 +9,8 @@ import { request } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COLLECTORS, collectorOptions } from '../../../src/collectors/index.js';
-import { createSelfStats, type FuseCounterReader } from '../../../src/daemon/self-stats.js';
+import { createSelfStats } from '../../../src/daemon/self-stats.js';
+import type { FuseCounterReader } from '../../../src/fs/mount.js';
 import { MetricsServer } from '../../../src/export/http.js';
 import {
   escapeHelp,

@@ -21,7 +21,7 @@ import {
   type ValueGroup,
 } from '../../../src/model/index.js';
 import { Accumulator } from '../../../src/model/aggregate.js';
-import { SNAPSHOT_FILES } from '../../../src/fs/mount.js';
+import { SNAPSHOT_FILES } from '../../../src/export/snapshot-files.js';
 
 const U64_MAX = 2n ** 64n - 1n;
 const S64_MAX = 2n ** 63n - 1n;

@@ -3,6 +3,7 @@
  * real thing: hot-shots (a StatsD client from npm) sending over UDP on 127.0.0.1 and over the Unix socket
  * to an in-process StatsdServer, checked through the model.
  */
+import type { Log } from '../../../src/log.js';
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
@@ -21,7 +22,6 @@ import {
   roundHalfAway,
   StatsdServer,
   STATSD_NAME_MAX,
-  type StatsdLog,
   type StatsdMetric,
   type StatsdParse,
 } from '../../../src/producers/statsd.js';
@@ -400,8 +400,8 @@ describe('StatsdServer mapping onto the model (ingest, no sockets)', () => {
     expect(log.error).not.toHaveBeenCalled();
   });
 
-  it('the daemon logger fits StatsdLog', () => {
-    const log: StatsdLog = createLogger('silent');
+  it('the daemon logger fits the Log every server takes', () => {
+    const log: Log = createLogger('silent');
     expect(new StatsdServer(root, { log }).metricCount).toBe(0);
   });
 
