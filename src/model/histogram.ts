@@ -202,7 +202,7 @@ export class Histogram {
    * An estimate of the q-quantile (0 < q <= 1) by nearest rank: the smallest observed value v such that at
    * least ceil(q × count) observations are <= v. It lies in the bucket holding that rank, so the bucket's
    * log-midpoint is within relativeError(scale) of it; clamped to [min, max], which only brings it closer.
-   * 0 when empty. Ranks beyond 2^53 observations are rounded as doubles.
+   * The first and last ranks are min and max, exact. 0 when empty. Ranks beyond 2^53 observations are rounded as doubles.
    */
   quantile(q: number): number {
     const n = this.countHi * TWO32 + this.countLo;
@@ -210,6 +210,9 @@ export class Histogram {
     // q × n rounded up, forgiving the double's error (0.99 × 100 is 99.00000000000001)
     const exact = q * n;
     const rank = Math.max(1, Math.ceil(exact - exact * 1e-12));
+    // the extreme ranks are the extremes, which are kept exactly
+    if (rank >= n) return this.max;
+    if (rank === 1) return this.min;
     let seen = this.zeroHi * TWO32 + this.zeroLo;
     if (seen >= rank) return 0;
     const counts = this.counts;
@@ -295,4 +298,53 @@ export class Histogram {
 /** Bucket index of a positive value: the i with 2^(i/2^scale) < value <= 2^((i+1)/2^scale). */
 export function indexOf(value: number, scale: number): number {
   return Math.ceil(Math.log2(value) * 2 ** scale) - 1;
+}
+
+/**
+ * The files a histogram value shows as a directory, in listing order: `count` (writable to clear, with
+ * the definition's mode), the rest read-only.
+ */
+export const HISTOGRAM_FILES = ['count', 'sum', 'min', 'max', 'avg', 'p50', 'p90', 'p99', 'p999', 'buckets'] as const;
+export type HistogramFile = (typeof HISTOGRAM_FILES)[number];
+
+const QUANTILE_OF: Readonly<Record<string, number>> = Object.fromEntries(HISTOGRAM_QUANTILES);
+
+/**
+ * A number as the histogram files show it: the shortest decimal that reads back as the same double
+ * (sum, min, max, avg are exact as stored). Percentiles are estimates within about 1 %: six significant
+ * digits, not seventeen that would pretend otherwise.
+ */
+export function formatHistogramNumber(v: number, estimate = false): string {
+  return String(estimate ? Number(v.toPrecision(6)) : v);
+}
+
+/**
+ * What reading one file of a histogram shows, without the trailing newline. An empty histogram reads 0
+ * everywhere (count says it is empty). `buckets` is one `upper_bound count` line per non-empty bucket,
+ * in increasing order, each bucket's own count (not cumulative); the zero bucket, when it has
+ * observations, is the line `0 count`. Bucket `upper_bound` holds (upper_bound / 2^(2^-scale), upper_bound].
+ */
+export function histogramFileText(h: Histogram, file: HistogramFile): string {
+  const empty = h.countLo === 0 && h.countHi === 0;
+  switch (file) {
+    case 'count':
+      return h.count.toString();
+    case 'sum':
+      return formatHistogramNumber(h.sum);
+    case 'min':
+      return empty ? '0' : formatHistogramNumber(h.min);
+    case 'max':
+      return empty ? '0' : formatHistogramNumber(h.max);
+    case 'avg':
+      return formatHistogramNumber(h.mean);
+    case 'buckets': {
+      const lines: string[] = [];
+      const zero = h.zeroCount;
+      if (zero !== 0n) lines.push(`0 ${zero}`);
+      h.forEachBucket((i, lo, hi) => lines.push(`${bucketUpperBound(i, h.scale)} ${hi === 0 ? lo : (BigInt(hi) << 32n) | BigInt(lo)}`));
+      return lines.join('\n');
+    }
+    default:
+      return formatHistogramNumber(h.quantile(QUANTILE_OF[file]), true);
+  }
 }

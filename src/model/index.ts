@@ -1,5 +1,16 @@
 export { StatsError, NAME_MAX, RESERVED_NAMES, validateName, type StatsErrorCode } from './errors.js';
-export { Histogram, HISTOGRAM_SCALE, HISTOGRAM_MAX_BUCKETS, HISTOGRAM_QUANTILES, bucketUpperBound, relativeError } from './histogram.js';
+export {
+  Histogram,
+  HISTOGRAM_FILES,
+  HISTOGRAM_MAX_BUCKETS,
+  HISTOGRAM_QUANTILES,
+  HISTOGRAM_SCALE,
+  bucketUpperBound,
+  formatHistogramNumber,
+  histogramFileText,
+  relativeError,
+  type HistogramFile,
+} from './histogram.js';
 export { HISTOGRAM_TYPE, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from './schema.js';
 export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';
