@@ -29,6 +29,7 @@ import {
   ProtocolError,
   RemoveKind,
   UNIT_MAX,
+  HISTOGRAM_PROTOCOL_VERSION,
   UPDATE_ENTRY_BYTES,
   UpdateOp,
   decodeRequest,
@@ -517,6 +518,11 @@ export class ProducerServer {
         noControl(e, `value "${v.name}": enum name`, NAME_MAX);
       }
     }
+    for (const v of req.values) {
+      if (v.type !== 'histogram') continue;
+      if (conn.version < HISTOGRAM_PROTOCOL_VERSION) throw new ProtocolError('EINVAL', `value "${v.name}": histograms need protocol version ${HISTOGRAM_PROTOCOL_VERSION}`);
+      if (v.enum && v.enum.length > 0) throw new ProtocolError('EINVAL', `histogram "${v.name}" cannot have enum names`);
+    }
     const key = JSON.stringify(req.values.map((v) => [v.name, v.type, v.aggr ?? 'none', v.floating ?? false, v.mode ?? null, v.unit ?? '', v.description ?? '', v.enum ?? []]));
     let schema = this.schemas.get(key)?.deref();
     if (schema === undefined) {
@@ -639,6 +645,7 @@ export class ProducerServer {
     const owned = conn.owner!.groups;
     const groups = conn.groups;
     const end = offset + count * UPDATE_ENTRY_BYTES;
+    const maxOp = conn.version >= HISTOGRAM_PROTOCOL_VERSION ? UpdateOp.WEIGHT : UpdateOp.ADD;
     // Validate everything first: after this loop nothing below can throw, so the batch is all or nothing.
     let lastHandle = -1;
     let last: ValueGroup | undefined;
@@ -654,19 +661,48 @@ export class ProducerServer {
       const index = buf.readUInt16LE(at + 4);
       if (index >= last!.schema.size) throw new StatsError('ENOENT', `update ${i}: group handle ${handle} has no value ${index}`);
       const op = buf[at + 6];
-      if (op > UpdateOp.ADD || buf[at + 7] !== 0) throw new ProtocolError('EINVAL', `update ${i}: unknown operation ${op}/${buf[at + 7]}`);
+      if (op > maxOp || buf[at + 7] !== 0) throw new ProtocolError('EINVAL', `update ${i}: unknown operation ${op}/${buf[at + 7]}`);
+      const def = last!.schema.defs[index];
+      if (op <= UpdateOp.ADD) {
+        if (def.histogram) throw new ProtocolError('EINVAL', `update ${i}: "${def.name}" is a histogram: OBSERVE it`);
+        continue;
+      }
+      if (!def.histogram) throw new ProtocolError('EINVAL', `update ${i}: "${def.name}" is not a histogram: SET or ADD it`);
+      if (op === UpdateOp.WEIGHT) {
+        const next = at + UPDATE_ENTRY_BYTES;
+        if (next >= end || buf[next + 6] !== UpdateOp.OBSERVE || buf.readUInt32LE(next) !== handle || buf.readUInt16LE(next + 4) !== index) {
+          throw new ProtocolError('EINVAL', `update ${i}: a WEIGHT must be followed by an OBSERVE of the same value`);
+        }
+        continue;
+      }
+      const value = buf.readDoubleLE(at + 8);
+      if (!(value >= 0) || value === Infinity) throw new ProtocolError('EINVAL', `update ${i}: a histogram takes finite values >= 0, not ${value}`);
     }
     lastHandle = -1;
     // one write for readers on other threads (the FUSE session thread), not one per update
     arena.batch(() => {
+      let weightLo = 1;
+      let weightHi = 0;
       for (let at = offset; at < end; at += UPDATE_ENTRY_BYTES) {
         const handle = buf.readUInt32LE(at);
         if (handle !== lastHandle) {
           last = groups.get(handle);
           lastHandle = handle;
         }
+        const op = buf[at + 6];
+        if (op === UpdateOp.OBSERVE) {
+          last!.ownHistogram(last!.schema.defs[buf.readUInt16LE(at + 4)]).observeWeighted(buf.readDoubleLE(at + 8), weightLo, weightHi);
+          weightLo = 1;
+          weightHi = 0;
+          continue;
+        }
+        if (op === UpdateOp.WEIGHT) {
+          weightLo = buf.readUInt32LE(at + 8);
+          weightHi = buf.readUInt32LE(at + 12);
+          continue;
+        }
         const value = wordValue(buf.readUInt32LE(at + 8), buf.readUInt32LE(at + 12));
-        if (buf[at + 6] === UpdateOp.SET) last!.set(buf.readUInt16LE(at + 4), value);
+        if (op === UpdateOp.SET) last!.set(buf.readUInt16LE(at + 4), value);
         else last!.add(buf.readUInt16LE(at + 4), value);
       }
     });
