@@ -5,8 +5,10 @@
  *   a.b.c:1|c      counter   source a/b, value c: u64, cumulative (0644, clearable); adds round(value / rate),
  *                            which may not be negative (a counter only counts up, as Prometheus requires)
  *   a.b.c:21|g     gauge     source a/b, value c: s64, floating (0444); "+n" / "-n" adjust, a plain value sets
- *   a.b.t:5|ms     timing    source a/b/t: count, sum_us, min_us, max_us, avg_us (milliseconds kept as µs)
- *   a.b.h:5|h (|d) histogram source a/b/h: count, sum, min, max, avg (the value's own unit)
+ *   a.b.t:5|ms     timing    source a/b/t: count, sum_us, min_us, max_us, avg_us, p50_us, p90_us, p99_us,
+ *                            p999_us (milliseconds kept as µs) from a histogram (model/histogram.ts)
+ *   a.b.h:5|h (|d) histogram source a/b/h: count, sum, min, max, avg, p50, p90, p99, p999 (the value's own unit)
+ *                            Timing and histogram values may not be negative, nor above 2^53.
  *
  * Every number is parsed as an exact decimal (BigInt), rounded once, half away from zero; nothing goes
  * through a double. Malformed lines, bad names, type conflicts and metrics beyond the cap are counted in
@@ -18,7 +20,7 @@ import dgram from 'node:dgram';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
-import { arena, Schema, Source, StatsError, validateName, WriteBarrier, type CustomType, type ValueGroup } from '../model/index.js';
+import { arena, Histogram, HISTOGRAM_QUANTILES, Schema, Source, StatsError, validateName, WriteBarrier, type CustomType, type ValueGroup } from '../model/index.js';
 
 /** Longest metric name (all parts with their dots); each part is also a model name (≤ 99 characters). */
 export const STATSD_NAME_MAX = 255;
@@ -43,6 +45,8 @@ const WEIGHT_MAX = 2n ** 32n;
 const S64_MIN = -(2n ** 63n);
 const S64_MAX = 2n ** 63n - 1n;
 const U64_MAX = 2n ** 64n - 1n;
+/** Largest timing or histogram sample: a histogram keeps samples as doubles, exact up to 2^53. */
+const SAMPLE_MAX = 2n ** 53n;
 /** Metrics an expiry sweep removes per slice of the event loop: about 10 ms beside 10,000 siblings (each removal scans them). */
 const EXPIRE_SLICE = 250;
 
@@ -195,7 +199,8 @@ export function parseStatsdLine(line: string): StatsdParse {
     }
     default: {
       const value = roundHalfAway(kind === 'timing' ? num * 1000n : num, abs.den);
-      if (!inS64(value)) return bad('range', `${kind} value outside the s64 range`);
+      if (value < 0n) return bad('negative', `a ${kind} sample cannot be negative: its histogram holds durations and sizes`);
+      if (value > SAMPLE_MAX) return bad('range', `${kind} value above 2^53`);
       const weight = rate === null ? 1n : roundHalfAway(rate.den, rate.num);
       if (weight > WEIGHT_MAX) return bad('rate', 'sample rate below 1/2^32');
       return { ok: true, metric: { kind, name, parts, value, weight } };
@@ -224,55 +229,37 @@ function forEachLine(text: string, fn: (line: string) => void): void {
 }
 
 /**
- * The state of one timing or histogram. Clearing count or sum (echo 0 >) starts a new window: count, sum,
- * min and max all restart. With no sample, min, max and avg read 0.
+ * A timing or histogram is a Histogram (base-2 exponential buckets, percentiles within 1.09 %) shown as
+ * integer values: count, sum, min, max, avg (truncated) and the percentiles (rounded). Clearing count or
+ * sum (echo 0 >) starts a new window: everything restarts. With no sample, every value reads 0.
  */
-export class TimingState {
-  count = 0n;
-  sum = 0n;
-  min = 0n;
-  max = 0n;
-
-  record(value: bigint, weight: bigint): void {
-    if (this.count === 0n) {
-      this.min = value;
-      this.max = value;
-    } else {
-      if (value < this.min) this.min = value;
-      if (value > this.max) this.max = value;
-    }
-    this.count = BigInt.asUintN(64, this.count + weight);
-    this.sum = BigInt.asIntN(64, this.sum + value * weight);
-  }
-
-  read(name: string): bigint {
-    if (name === 'count') return this.count;
-    if (name.startsWith('sum')) return this.sum;
-    if (name.startsWith('min')) return this.min;
-    if (name.startsWith('max')) return this.max;
-    return this.count === 0n ? 0n : this.sum / this.count; // BigInt division truncates toward zero, like C
-  }
-
-  reset(): void {
-    this.count = 0n;
-    this.sum = 0n;
-    this.min = 0n;
-    this.max = 0n;
-  }
+function readTiming(h: Histogram, name: string): bigint | number {
+  if (name === 'count') return h.count;
+  const empty = h.countLo === 0 && h.countHi === 0;
+  if (empty) return 0;
+  // the sum is a double: exact below 2^53, BigInt() keeps what the double holds beyond
+  if (name.startsWith('sum')) return BigInt(Math.round(h.sum));
+  if (name.startsWith('min')) return h.min;
+  if (name.startsWith('max')) return h.max;
+  if (name.startsWith('avg')) return BigInt(Math.trunc(h.mean));
+  const q = QUANTILES.get(name.split('_')[0])!;
+  return Math.round(h.quantile(q));
 }
 
-const timingCountType: CustomType<TimingState> = Object.freeze({
+const QUANTILES = new Map(HISTOGRAM_QUANTILES);
+
+const timingCountType: CustomType<Histogram> = Object.freeze({
   name: 'statsd_count',
   signed: false,
-  get: (base: TimingState) => base.count,
-  clear: (base: TimingState) => base.reset(),
+  get: (base: Histogram) => base.count,
+  clear: (base: Histogram) => base.clear(),
 });
 
-const timingStatType: CustomType<TimingState> = Object.freeze({
+const timingStatType: CustomType<Histogram> = Object.freeze({
   name: 'statsd_stat',
   signed: true,
-  get: (base: TimingState, name: string) => base.read(name),
-  clear: (base: TimingState) => base.reset(),
+  get: readTiming,
+  clear: (base: Histogram) => base.clear(),
 });
 
 function timingSchema(suffix: string, unit: string): Schema {
@@ -282,6 +269,13 @@ function timingSchema(suffix: string, unit: string): Schema {
     { name: `min${suffix}`, type: timingStatType, unit, floating: true, description: 'smallest sample' },
     { name: `max${suffix}`, type: timingStatType, unit, floating: true, description: 'largest sample' },
     { name: `avg${suffix}`, type: timingStatType, unit, floating: true, description: 'sum / count, truncated' },
+    ...HISTOGRAM_QUANTILES.map(([name, q]) => ({
+      name: `${name}${suffix}`,
+      type: timingStatType,
+      unit,
+      floating: true,
+      description: `${q * 100}th percentile (nearest rank, within 1.09 %)`,
+    })),
   ]);
 }
 
@@ -359,7 +353,7 @@ interface Metric {
   group: ValueGroup | null;
   /** A timing's or histogram's own source, and its state. */
   source: Source | null;
-  timing: TimingState | null;
+  timing: Histogram | null;
   /** When a line last updated it (ms since the epoch). */
   touched: number;
 }
@@ -658,7 +652,7 @@ export class StatsdServer {
         else m.group!.add(0, metric.value);
         break;
       default:
-        m.timing!.record(metric.value, metric.weight);
+        m.timing!.observe(Number(metric.value), metric.weight);
     }
     m.touched = this.now;
     this.stats.applied++;
@@ -712,7 +706,7 @@ export class StatsdServer {
       if (parent === this.root) this.rootGroups++;
     } else {
       m.source = new Source(leaf);
-      m.timing = new TimingState();
+      m.timing = new Histogram();
       m.group = m.source.addValues(metric.kind === 'timing' ? TIMING_SCHEMA : HISTOGRAM_SCHEMA, { base: m.timing });
       parent.addSubordinate(m.source);
     }

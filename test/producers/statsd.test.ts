@@ -132,10 +132,11 @@ describe('parseStatsdLine', () => {
     expect(ok('t:0.0004|ms')).toMatchObject({ value: 0n });
     expect(ok('t:0.0005|ms')).toMatchObject({ value: 1n });
     expect(ok('t:1.2345e-1|ms')).toMatchObject({ value: 123n });
-    expect(ok('t:-2|ms')).toMatchObject({ value: -2000n });
+    expect(reason('t:-2|ms')).toBe('negative'); // a histogram holds durations and sizes
+    expect(ok('t:-0.0004|ms')).toMatchObject({ value: 0n });
     expect(ok('c:1.5|c')).toMatchObject({ delta: 2n });
     expect(ok('c:2.5|c')).toMatchObject({ delta: 3n });
-    expect(ok('h:-2.5|h')).toMatchObject({ value: -3n });
+    expect(reason('h:-2.5|h')).toBe('negative');
     expect(ok('c:-0.4|c')).toMatchObject({ delta: 0n }); // rounds to 0: not a decrement
     expect(ok('g:0.49|g')).toMatchObject({ value: 0n });
     expect(ok('g:-0.5|g')).toMatchObject({ op: 'add', value: -1n });
@@ -154,6 +155,8 @@ describe('parseStatsdLine', () => {
     expect(reason('c:2e19|c')).toBe('range');
     expect(reason('c:9223372036854775808|c|@0.5')).toBe('range');
     expect(reason('t:9223372036854775807|ms')).toBe('range');
+    expect(ok('h:9007199254740992|h')).toMatchObject({ value: 2n ** 53n });
+    expect(reason('h:9007199254740993|h')).toBe('range'); // a histogram sample is a double
     expect(reason('c:1e999|c')).toBe('range');
   });
 
@@ -307,7 +310,7 @@ describe('StatsdServer mapping onto the model (ingest, no sockets)', () => {
     expect(value(root, 'x.g')).toBe(9007199254740993n);
   });
 
-  it('timings are a source with count, sum_us, min_us, max_us, avg_us', () => {
+  it('timings are a source with count, sum_us, min_us, max_us, avg_us and the percentiles', () => {
     server.ingest('a.b.t:5|ms\na.b.t:1.5|ms\na.b.t:10|ms|@0.5');
     const t = at(root, 'a.b.t');
     expect(t.getValue('count')).toBe(4n);
@@ -316,22 +319,36 @@ describe('StatsdServer mapping onto the model (ingest, no sockets)', () => {
     expect(t.getValue('max_us')).toBe(10000n);
     expect(t.getValue('avg_us')).toBe(26500n / 4n);
     const modes = Object.fromEntries(t.visibleValues().map(({ def }) => [def.name, def.mode]));
-    expect(modes).toEqual({ count: 0o644, sum_us: 0o644, min_us: 0o444, max_us: 0o444, avg_us: 0o444 });
+    expect(modes).toEqual({
+      count: 0o644,
+      sum_us: 0o644,
+      min_us: 0o444,
+      max_us: 0o444,
+      avg_us: 0o444,
+      p50_us: 0o444,
+      p90_us: 0o444,
+      p99_us: 0o444,
+      p999_us: 0o444,
+    });
+    // samples 1500, 5000, 10000 (twice): nearest ranks 2 (p50) and 4 (the rest, the max itself)
+    expect(t.getValue('p50_us')).toBe(5032n); // 5000 within 1.09 %
+    for (const p of ['p90_us', 'p99_us', 'p999_us']) expect(t.getValue(p), p).toBe(10000n);
     expect(t.findValue('sum_us')!.def.unit).toBe('microseconds');
     // clearing count (or sum) starts a new window
     t.clear('count');
-    for (const n of ['count', 'sum_us', 'min_us', 'max_us', 'avg_us']) expect(t.getValue(n), n).toBe(0n);
+    for (const n of ['count', 'sum_us', 'min_us', 'max_us', 'avg_us', 'p50_us', 'p99_us']) expect(t.getValue(n), n).toBe(0n);
     server.ingest('a.b.t:3|ms');
     expect([t.getValue('count'), t.getValue('min_us'), t.getValue('max_us')]).toEqual([1n, 3000n, 3000n]);
     expect(() => t.clear('min_us')).toThrow(StatsError);
   });
 
-  it('histograms keep their own unit; avg truncates toward zero', () => {
-    server.ingest('h:1|h\nh:2|h\nh:2|d\nneg:-1|h\nneg:-2|h');
+  it('histograms keep their own unit; avg truncates; negative samples are refused', () => {
+    server.ingest('h:1|h\nh:2|h\nh:2|d\nneg:-1|h');
     const h = at(root, 'h');
     expect([h.getValue('count'), h.getValue('sum'), h.getValue('min'), h.getValue('max'), h.getValue('avg')]).toEqual([3n, 5n, 1n, 2n, 1n]);
-    expect(at(root, 'neg').getValue('avg')).toBe(-1n); // -3 / 2
-    expect(at(root, 'neg').findValue('avg')!.group.render('avg')).toBe('-1\n');
+    expect([h.getValue('p50'), h.getValue('p999')]).toEqual([2n, 2n]);
+    expect(root.subordinate('neg')).toBeUndefined();
+    expect(server.stats.badLines).toBe(1);
   });
 
   it('a name keeps its first type; the second is refused and counted', () => {
