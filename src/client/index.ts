@@ -322,8 +322,8 @@ export class ValuesHandle extends AggregatesHandle {
     const i = this.schema.index(name);
     if (!this.histograms[i]) throw new StatsClientError('EINVAL', `"${this.schema.specs[i].name}" is not a histogram: set() or add() it`);
     if (typeof value !== 'number' || !(value >= 0) || value === Infinity) throw new RangeError(`a histogram takes finite values >= 0, not ${value}`);
-    const n = checkValue(count);
-    if (n < 0 || BigInt(n) >= 1n << 64n) throw new RangeError(`an observation's count must be in [0, 2^64), not ${n}`);
+    const n = count === 1 ? 1 : checkValue(count);
+    if (n < 0 || (typeof n === 'bigint' && n >= 1n << 64n)) throw new RangeError(`an observation's count must be in [0, 2^64), not ${n}`);
     this.usable();
     this.client._observe(this, i, value, n);
   }

@@ -49,6 +49,8 @@ const EMPTY = new Uint32Array(0);
  */
 export class Histogram {
   scale = HISTOGRAM_SCALE;
+  /** Buckets per power of two, 2^scale (indexOf() without a power per observation). */
+  private perOctave = 2 ** HISTOGRAM_SCALE;
   /** Bucket index of pair 0 of `counts`. */
   private start = 0;
   private counts: Uint32Array = EMPTY;
@@ -99,7 +101,7 @@ export class Histogram {
       this.zeroLo = lo >>> 0;
       return;
     }
-    const at = this.slotFor(indexOf(value, this.scale)) * 2;
+    const at = this.slotFor(Math.ceil(Math.log2(value) * this.perOctave) - 1) * 2;
     const counts = this.counts;
     lo = counts[at] + wlo;
     counts[at + 1] = counts[at + 1] + whi + (lo >= TWO32 ? 1 : 0);
@@ -149,6 +151,7 @@ export class Histogram {
 
   clear(): void {
     this.scale = HISTOGRAM_SCALE;
+    this.perOctave = 2 ** HISTOGRAM_SCALE;
     this.start = 0;
     this.counts = EMPTY;
     this.lowest = 1;
@@ -245,9 +248,10 @@ export class Histogram {
       high >>= shift;
       if (index >= this.start && index < this.start + this.counts.length / 2) return this.slotFor(index);
     }
-    // room for twice the span (at least 64 buckets), centred on what is used, within the maximum
+    // room for half as much again as the span (at least 32 buckets), centred on what is used, within the
+    // maximum: growth stays geometric while a typical latency histogram (~300 buckets) holds ~3.5 KiB
     const span = high - low + 1;
-    const width = Math.min(HISTOGRAM_MAX_BUCKETS, Math.max(64, 2 ** Math.ceil(Math.log2(span * 2))));
+    const width = Math.min(HISTOGRAM_MAX_BUCKETS, Math.max(32, Math.ceil(span * 1.5)));
     const start = low - Math.floor((width - span) / 2);
     this.relocate(start, width);
     this.include(index);
@@ -274,6 +278,7 @@ export class Histogram {
   /** Halves the resolution `shift` times: bucket i becomes bucket i >> shift, counts added. */
   private downscale(shift: number): void {
     this.scale -= shift;
+    this.perOctave = 2 ** this.scale;
     if (this.lowest > this.highest) return;
     const low = this.lowest >> shift;
     const high = this.highest >> shift;
