@@ -383,13 +383,15 @@ export class ValuesHandle extends AggregatesHandle {
   apply(i: number, op: number, v: Value): void {
     if (i >= this.mirror.length) return;
     if (op === UpdateOp.WEIGHT) {
-      this.nextWeight = BigInt.asUintN(64, BigInt(v));
+      this.nextWeight = asValue(BigInt.asUintN(64, BigInt(v)));
       return;
     }
     let next: Value;
     if (op === UpdateOp.OBSERVE) {
       // a histogram's mirror is its count
-      next = BigInt(this.mirror[i]) + BigInt(this.nextWeight);
+      const cur = this.mirror[i];
+      const w = this.nextWeight;
+      next = typeof cur === 'number' && typeof w === 'number' && cur + w <= Number.MAX_SAFE_INTEGER ? cur + w : BigInt(cur) + BigInt(w);
       this.nextWeight = 1;
     } else if (op === UpdateOp.SET) next = v;
     else {
@@ -446,11 +448,15 @@ export class Gauge {
 type Registered = SchemaHandle | SourceHandle | AggregatesHandle;
 
 /** Calls `each(group, index, op, value)` for every entry of an UPDATE frame (the value as wordValue gives it). */
-/** Calls `each` per entry of an UPDATE frame: the i64 field as a value, and as a double (OBSERVE's). */
-function forEachUpdate(frame: Buffer, each: (group: number, index: number, op: number, value: Value, double: number) => void): void {
+/**
+ * Calls `each` per entry of an UPDATE frame with its i64 field as a value (0 for OBSERVE, whose field is a
+ * double: read it at `at + 8`).
+ */
+function forEachUpdate(frame: Buffer, each: (group: number, index: number, op: number, value: Value, at: number) => void): void {
   const count = frame.readUInt32LE(HEADER_BYTES);
   for (let k = 0, at = HEADER_BYTES + 4; k < count; k++, at += UPDATE_ENTRY_BYTES) {
-    each(frame.readUInt32LE(at), frame.readUInt16LE(at + 4), frame[at + 6], wordValue(frame.readUInt32LE(at + 8), frame.readUInt32LE(at + 12)), frame.readDoubleLE(at + 8));
+    const op = frame[at + 6];
+    each(frame.readUInt32LE(at), frame.readUInt16LE(at + 4), op, op === UpdateOp.OBSERVE ? 0 : wordValue(frame.readUInt32LE(at + 8), frame.readUInt32LE(at + 12)), at);
   }
 }
 
@@ -1023,12 +1029,12 @@ export class StatsClient extends EventEmitter {
    */
   private fold(frame: Buffer, into: (g: ValuesHandle) => (Op | undefined)[], observations: boolean): void {
     let weight: Value = 1;
-    forEachUpdate(frame, (handle, index, op, value, bits) => {
+    forEachUpdate(frame, (handle, index, op, value, at) => {
       const g = this.groupsByHandle.get(handle);
       if (g === undefined || g.failed !== null) return;
-      if (op === UpdateOp.WEIGHT) weight = BigInt.asUintN(64, BigInt(value));
+      if (op === UpdateOp.WEIGHT) weight = asValue(BigInt.asUintN(64, BigInt(value)));
       if (op === UpdateOp.OBSERVE) {
-        if (observations) (g.pendingObservations ??= []).push([index, bits, asValue(BigInt(weight))]);
+        if (observations) (g.pendingObservations ??= []).push([index, frame.readDoubleLE(at + 8), weight]);
         weight = 1;
       }
       if (op > UpdateOp.ADD) return;

@@ -646,6 +646,8 @@ export class ProducerServer {
     const groups = conn.groups;
     const end = offset + count * UPDATE_ENTRY_BYTES;
     const maxOp = conn.version >= HISTOGRAM_PROTOCOL_VERSION ? UpdateOp.WEIGHT : UpdateOp.ADD;
+    // observed doubles through a view: Buffer.readDoubleLE checks its arguments on every call
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     // Validate everything first: after this loop nothing below can throw, so the batch is all or nothing.
     let lastHandle = -1;
     let last: ValueGroup | undefined;
@@ -675,7 +677,7 @@ export class ProducerServer {
         }
         continue;
       }
-      const value = buf.readDoubleLE(at + 8);
+      const value = view.getFloat64(at + 8, true);
       if (!(value >= 0) || value === Infinity) throw new ProtocolError('EINVAL', `update ${i}: a histogram takes finite values >= 0, not ${value}`);
     }
     lastHandle = -1;
@@ -691,7 +693,7 @@ export class ProducerServer {
         }
         const op = buf[at + 6];
         if (op === UpdateOp.OBSERVE) {
-          last!.ownHistogram(last!.schema.defs[buf.readUInt16LE(at + 4)]).observeWeighted(buf.readDoubleLE(at + 8), weightLo, weightHi);
+          last!.ownHistogram(last!.schema.defs[buf.readUInt16LE(at + 4)]).observeWeighted(view.getFloat64(at + 8, true), weightLo, weightHi);
           weightLo = 1;
           weightHi = 0;
           continue;
