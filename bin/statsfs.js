@@ -8,4 +8,7 @@ if (!existsSync(cli)) {
   process.exit(1);
 }
 const { main } = await import(cli.href);
-process.exitCode = await main(process.argv);
+const code = await main(process.argv);
+// Done (a daemon has unmounted and closed its services): a peer still holding a connection open must not
+// keep the process alive. stdout and stderr are synchronous for files, pipes and terminals on Linux.
+process.exit(code);

@@ -1251,6 +1251,58 @@ static int get_attr(napi_env env, napi_value v, struct stat *st) {
 /* ------------------------------------------------------------------ */
 /* Exported functions                                                  */
 
+/* fusermount3, which libfuse runs to mount for a user who is not root, says why it refused only on its
+ * stderr. Node's fd 2 is close-on-exec, so that line never reached anyone and the caller read "unknown
+ * error". For the length of the mount call fd 2 is a pipe (inherited by fusermount3), read afterwards:
+ * a failure reports it, and what a success printed is passed on to the real stderr. */
+typedef struct {
+  int saved;        /* the real fd 2, or -1 when nothing is captured */
+  int saved_flags;
+  int rd;
+} stderr_capture;
+
+static void capture_stderr(stderr_capture *c) {
+  int p[2];
+  c->saved = -1;
+  c->rd = -1;
+  if (pipe2(p, O_CLOEXEC) != 0) return;
+  c->saved_flags = fcntl(2, F_GETFD);
+  c->saved = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (c->saved < 0 || dup2(p[1], 2) < 0) {   /* dup2 leaves fd 2 inheritable */
+    if (c->saved >= 0) close(c->saved);
+    c->saved = -1;
+    close(p[0]);
+    close(p[1]);
+    return;
+  }
+  close(p[1]);
+  c->rd = p[0];
+  fcntl(c->rd, F_SETFL, O_NONBLOCK);
+}
+
+/* Restores fd 2; returns what was written meanwhile as one line ("; " between lines), empty if nothing. */
+static void release_stderr(stderr_capture *c, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = 0;
+  if (c->saved < 0) return;
+  dup2(c->saved, 2);                         /* closes our write end: reads below end at EOF */
+  if (c->saved_flags >= 0) fcntl(2, F_SETFD, c->saved_flags);
+  close(c->saved);
+  char chunk[512];
+  ssize_t r;
+  while ((r = read(c->rd, chunk, sizeof chunk)) > 0) {
+    for (ssize_t i = 0; i < r && n + 3 < cap; i++) {
+      char ch = chunk[i];
+      if (ch == '\n') {
+        if (n > 0 && out[n - 1] != ' ') { out[n++] = ';'; out[n++] = ' '; }
+      } else if (ch != '\r') out[n++] = ch;
+    }
+  }
+  close(c->rd);
+  while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == ';')) n--;
+  out[n] = 0;
+}
+
 /* mount(mountpoint, options: string, dispatch: Function, flags) -> handle */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   ARGS(4);
@@ -1284,7 +1336,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   int probe = open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (probe < 0) {
-    throw_code(env, "ENOFUSE", "FUSE is unusable: cannot open /dev/fuse: %s", strerror(errno));
+    /* Present but not ours to open: libfuse would fail the same way (it opens it as the caller). */
+    int e = errno;
+    if (e == EACCES || e == EPERM)
+      throw_code(env, "EACCES", "cannot open /dev/fuse: %s", strerror(e));
+    else
+      throw_code(env, "ENOFUSE", "FUSE is unusable: cannot open /dev/fuse: %s", strerror(e));
     goto out;
   }
   close(probe);
@@ -1312,12 +1369,23 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
                g_last_log[0] ? g_last_log : "unknown error");
     goto fail;
   }
-  if (fuse_session_mount(s->se, mnt) != 0) {
+  stderr_capture cap;
+  char said[512];
+  capture_stderr(&cap);
+  int mounted = fuse_session_mount(s->se, mnt);
+  release_stderr(&cap, said, sizeof said);
+  if (mounted != 0) {
     const char *code = errno_code(g_last_errno ? g_last_errno : EIO);
-    if (strstr(g_last_log, "fusermount") || strstr(g_last_log, "/dev/fuse")) code = "ENOFUSE";
-    throw_code(env, code, "mount on %s failed: %s", mnt, g_last_log[0] ? g_last_log : "unknown error");
+    if (said[0]) {
+      /* fusermount3 refused: allow_other without user_allow_other, a mountpoint the user cannot write */
+      code = strstr(said, "allow_other") || strstr(said, "access") || strstr(said, "permitted") ? "EPERM" : "EIO";
+    } else if (strstr(g_last_log, "fusermount") || strstr(g_last_log, "/dev/fuse")) {
+      code = "ENOFUSE";
+    }
+    throw_code(env, code, "mount on %s failed: %s", mnt, said[0] ? said : g_last_log[0] ? g_last_log : "unknown error");
     goto fail;
   }
+  if (said[0]) fprintf(stderr, "%s\n", said);
   int fd = fuse_session_fd(s->se);
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 

@@ -2,14 +2,15 @@
  * The command line: a thin layer over the daemon and the library. Every command has --help; failures the
  * user can fix print one line that says what to do.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { collectorOptions, COLLECTORS, findCollector, type Collector } from './collectors/index.js';
 import { runDaemon, UserError } from './daemon/daemon.js';
 import { createLogger, type Logger } from './daemon/logger.js';
 import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
 import { defaultSocketPath } from './producers/protocol.js';
-import { SHELL_COMMANDS, shellCommand } from './producers/shell.js';
+import { seeHelp, SHELL_COMMANDS, shellCommand, shellHelp, UsageError } from './producers/shell.js';
 import { registerTopCommand } from './top/command.js';
 import type { Source } from './model/index.js';
 
@@ -30,6 +31,11 @@ function nonNegative(unit: string): (text: string) => number {
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+function logLevel(text: string): string {
+  if (!LEVELS.includes(text)) throw new InvalidArgumentError(`expected one of ${LEVELS.join(', ')}`);
+  return text;
+}
+
 function collectorList(text: string): Collector[] {
   return text
     .split(',')
@@ -41,9 +47,112 @@ function collectorList(text: string): Collector[] {
     });
 }
 
+/**
+ * One option of `statsfs mount`: this table drives the parser, `--help` and the README's Command line
+ * section (a test checks that the README shows exactly `statsfs --help`). `help` says the default in words;
+ * `value` is the default itself, `parse` checks and converts the argument.
+ */
+interface MountOption {
+  flags: string;
+  help: string;
+  parse?: (text: string) => unknown;
+  value?: () => unknown;
+}
+
+export const MOUNT_OPTIONS: readonly MountOption[] = [
+  { flags: '--cache-seconds <s>', help: 'how long the kernel may cache names and attributes (default 1)', parse: nonNegative('seconds'), value: () => 1 },
+  {
+    flags: '--allow-other',
+    help: 'serve every user, as /sys does (default when root or /etc/fuse.conf has user_allow_other)',
+  },
+  { flags: '--no-allow-other', help: 'serve only the user who mounted (the default otherwise, with a warning)' },
+  {
+    flags: '--collectors <list>',
+    help: `host collectors to show, comma-separated (default ${COLLECTORS.map((c) => c.name).join(',')})`,
+    parse: collectorList,
+    value: () => [...COLLECTORS],
+  },
+  { flags: '--no-collectors', help: "show no host statistics, only the daemon's own" },
+  { flags: '--host-root <dir>', help: "read the kernel's files under <dir>/proc and <dir>/sys (default /)", value: () => '/' },
+  {
+    flags: '--freshness-ms <ms>',
+    help: 'one read of a kernel file serves every value read within this window (default 100)',
+    parse: nonNegative('milliseconds'),
+    value: () => 100,
+  },
+  {
+    flags: '--socket <path>',
+    help: 'the producer socket (default /run/statsfs.sock, non-root: $XDG_RUNTIME_DIR/statsfs-$UID.sock)',
+    value: () => defaultSocketPath(),
+  },
+  { flags: '--no-socket', help: 'accept no producers over the Unix socket' },
+  { flags: '--socket-group <group>', help: 'let this group publish too (socket mode 0660 instead of 0600)' },
+  { flags: '--keep-on-disconnect', help: 'keep what a producer created after it disconnects (default: removed with it)' },
+  { flags: '--statsd <host:port>', help: 'accept the StatsD line protocol on UDP (e.g. 127.0.0.1:8125)', parse: hostPort },
+  { flags: '--statsd-socket <path>', help: 'accept StatsD lines on a Unix stream socket too (mode 0600), newline-terminated' },
+  { flags: '--statsd-expire <s>', help: 'remove a StatsD metric not updated for <s> seconds (default 0: never)', parse: nonNegative('seconds') },
+  { flags: '--http <host:port>', help: 'serve /metrics for Prometheus (text or OpenMetrics) on this address', parse: hostPort },
+  { flags: '--http-max-scrapes <n>', help: 'scrapes of /metrics served at once; beyond, 503 (default 4)', parse: nonNegative('scrapes'), value: () => 4 },
+  {
+    flags: '--snapshot-budget <bytes>',
+    help: 'bytes of open snapshots one user may hold; beyond, open is EMFILE (default 268435456, 256 MiB; 0: none)',
+    parse: nonNegative('bytes'),
+    value: () => 256 << 20,
+  },
+  { flags: '--log-level <level>', help: `${LEVELS.join(', ')} (default info)`, parse: logLevel, value: () => 'info' },
+];
+
+/** Column where option descriptions start, in every help text. */
+const PAD = 28;
+
+const MOUNT_HELP_HEAD = [
+  'statsfs mount [mountpoint] [options]',
+  '  mount the statistics tree and serve it in the foreground until SIGINT or SIGTERM; the default mountpoint',
+  '  is /run/statsfs for root, else $XDG_RUNTIME_DIR/statsfs-$UID (or /tmp/statsfs-$UID), created if missing',
+];
+
+export function mountHelp(): string {
+  return `${[...MOUNT_HELP_HEAD, ...MOUNT_OPTIONS.map((o) => `  ${o.flags.padEnd(PAD - 2)} ${o.help}`)].join('\n')}\n`;
+}
+
+/** A command registered elsewhere (top), from its commander definition; defaults are in its own --help. */
+function commandSummary(command: Command): string {
+  const args = command.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`)).join(' ');
+  const lines = [`statsfs ${command.name()} ${args ? `${args} ` : ''}[options]`, `  ${command.description()}`];
+  for (const o of command.options) lines.push(`  ${o.flags.padEnd(PAD - 2)} ${o.description}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** `statsfs --help`: every command and option; the README's Command line section is this text. */
+export function programHelp(program: Command): string {
+  return [
+    'statsfs <command> [options]: statistics as a filesystem (directories are sources, files are values)',
+    "  statsfs --version, statsfs --help, statsfs <command> --help; exit status 0 done, 1 failed, 2 usage error",
+    '',
+    mountHelp(),
+    ...SHELL_COMMANDS.map((info) => shellHelp(info, PAD)),
+    commandSummary(topCommand(program)),
+  ].join('\n');
+}
+
+/** The version in package.json (one directory up from src/, two from dist/src/). */
+function packageVersion(): string {
+  for (const up of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'statsfs' && pkg.version) return pkg.version;
+    } catch {
+      // not at this level
+    }
+  }
+  return 'unknown';
+}
+
 interface MountFlags extends ServiceFlags {
   cacheSeconds: number;
-  allowOther: boolean;
+  /** Undefined unless --allow-other or --no-allow-other was given. */
+  allowOther?: boolean;
+  snapshotBudget: number;
   logLevel: string;
   collectors: Collector[] | false;
   hostRoot: string;
@@ -68,33 +177,18 @@ function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
 }
 
 export function buildProgram(): Command {
-  const program = new Command('statsfs')
-    .description('Statistics as a filesystem: directories are sources, files are values, reads aggregate.')
-    .showHelpAfterError()
-    .exitOverride();
-  program
+  const program: Command = new Command('statsfs')
+    .version(`statsfs ${packageVersion()}`, '-V, --version')
+    .helpCommand(false)
+    .configureOutput({ outputError: () => {} }) // main() prints usage errors as one line
+    .configureHelp({ formatHelp: () => programHelp(program) })
+    .exitOverride(usageError(''));
+  const mount = program
     .command('mount')
-    .description('mount the statistics tree and serve it in the foreground until SIGINT or SIGTERM')
-    .argument('[mountpoint]', `where to mount (default: ${defaultMountpoint()}, created if missing)`)
-    .option('--cache-seconds <s>', 'how long the kernel may cache names and attributes', nonNegative('seconds'), 1)
-    .option('--no-allow-other', 'serve only the user who mounted (default: every user, as /sys does)')
-    .option('--collectors <list>', `host collectors to show, comma-separated (default: ${COLLECTORS.map((c) => c.name).join(',')})`, collectorList, [...COLLECTORS])
-    .option('--no-collectors', 'show no host statistics, only the daemon\'s own')
-    .option('--host-root <dir>', 'read the kernel\'s files under <dir>/proc and <dir>/sys (a fixture tree, or a host mounted in a container)', '/')
-    .option('--freshness-ms <ms>', 'one read of a kernel file serves every value read within this many milliseconds', nonNegative('milliseconds'), 100)
-    .option('--socket <path>', `the producer socket (default: ${defaultSocketPath()})`, defaultSocketPath())
-    .option('--no-socket', 'accept no producers over the Unix socket')
-    .option('--socket-group <group>', 'let this group publish too (socket mode 0660 instead of 0600)')
-    .option('--keep-on-disconnect', 'keep what a producer created after it disconnects (default: removed with it)')
-    .option('--statsd <host:port>', 'listen for the StatsD line protocol on UDP (e.g. 127.0.0.1:8125)', hostPort)
-    .option('--statsd-socket <path>', 'also accept StatsD lines on a Unix stream socket, newline-terminated')
-    .option('--statsd-expire <s>', 'remove a StatsD metric not updated for this many seconds (default 0: never)', nonNegative('seconds'))
-    .option('--http <host:port>', 'serve /metrics for Prometheus (text or OpenMetrics by Accept) on this address', hostPort)
-    .option('--log-level <level>', `one of ${LEVELS.join(', ')}`, 'info')
-    .option('--snapshot-budget <bytes>', 'bytes of open snapshots one user may hold; beyond, open is EMFILE (0: no limit)', nonNegative('bytes'), 256 << 20)
-    .option('--http-max-scrapes <n>', 'scrapes of /metrics served at once; beyond, 503', nonNegative('scrapes'), 4)
-    .action(async (mountpoint: string | undefined, flags: MountFlags & { snapshotBudget: number }) => {
-      if (!LEVELS.includes(flags.logLevel)) throw new UserError(`--log-level must be one of ${LEVELS.join(', ')}`);
+    .argument('[mountpoint]')
+    .configureHelp({ formatHelp: () => mountHelp() })
+    .exitOverride(usageError('mount'))
+    .action(async (mountpoint: string | undefined, flags: MountFlags) => {
       const log = createLogger(flags.logLevel);
       process.exitCode = await runDaemon({
         mountpoint: mountpoint ?? defaultMountpoint(),
@@ -107,32 +201,47 @@ export function buildProgram(): Command {
         services: (root) => startServices(root, flags, log),
       });
     });
-  for (const info of SHELL_COMMANDS) {
-    program
-      .command(info.name)
-      .description(info.description)
-      .usage(`${info.args} [options]`)
-      .option('--socket <path>', 'the daemon\'s producer socket', defaultSocketPath())
-      .allowUnknownOption()
-      .allowExcessArguments()
-      .addHelpText('after', `\nOptions of ${info.name}:\n${info.options.map((o) => `  ${o.flags.padEnd(22)} ${o.description}`).join('\n')}`)
-      .action(async (flags: { socket: string }, command: Command) => {
-        process.exitCode = await shellCommand([info.name, ...command.args], flags.socket);
-      });
+  for (const o of MOUNT_OPTIONS) {
+    const option = new Option(o.flags, o.help);
+    if (o.parse) option.argParser(o.parse);
+    if (o.value) option.default(o.value());
+    mount.addOption(option);
   }
   registerTopCommand(program, defaultMountpoint());
+  // top keeps commander's own help (with its keys) and reports its usage errors as one line, like the rest
+  topCommand(program).configureHelp({}).exitOverride(usageError('top'));
   return program;
 }
 
-/** Runs the CLI; returns the exit status. */
+function topCommand(program: Command): Command {
+  return program.commands.find((c) => c.name() === 'top')!;
+}
+
+/** Commander's errors (help and --version exit 0) become one-line usage errors of `command`. */
+function usageError(command: string): (err: CommanderError) => never {
+  return (err) => {
+    if (err.exitCode === 0) throw err;
+    throw new UsageError(err.message.replace(/^error: /, '').replace(/\.$/, ''), command);
+  };
+}
+
+/** Runs the CLI; returns the exit status (0 done, 1 failed, 2 usage error). */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const [command, ...rest] = argv.slice(2);
+  // set, add and rm parse their own arguments: a negative number is a number there, not an option
+  const shell = SHELL_COMMANDS.find((c) => c.name === command);
+  if (shell) return shellCommand([shell.name, ...rest], defaultSocketPath(), () => shellHelp(shell, PAD));
   try {
-    await program.parseAsync(argv);
+    if (command === undefined) throw new UsageError('give a command: mount, set, add or rm');
+    await buildProgram().parseAsync(argv);
     return Number(process.exitCode ?? 0);
   } catch (err) {
-    const e = err as { code?: string; exitCode?: number; message?: string };
-    if (typeof e.code === 'string' && e.code.startsWith('commander.')) return e.exitCode ?? 1; // commander printed it
+    if (err instanceof CommanderError) return err.exitCode; // help or version, printed
+    if (err instanceof UsageError) {
+      process.stderr.write(`statsfs: ${err.message} ${seeHelp(err.command)}\n`);
+      return 2;
+    }
+    const e = err as { message?: string };
     process.stderr.write(`statsfs: ${err instanceof UserError ? err.message : (e.message ?? String(err))}\n`);
     return 1;
   }

@@ -3,10 +3,11 @@
  * and a second Node process. Asserts outputs, errnos, modes, clean shutdown and stale-mount recovery.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, isMounted, sh, skipWithoutFuse, startDaemon, tempDir, type Daemon } from './helpers/mount.js';
+import { BIN, isMounted, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from './helpers/mount.js';
 
 const num = (text: string): bigint => {
   expect(text).toMatch(/^\d+\n$/);
@@ -140,6 +141,51 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon start-up and failures', { timeo
     }
   });
 
+  it('logs each service start once', async () => {
+    const dir = tempDir();
+    const d = await startDaemon(['--no-collectors', '--statsd', '127.0.0.1:0', '--statsd-socket', join(dir, 'statsd.sock'), '--http', '127.0.0.1:0']);
+    try {
+      const lines = d.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string });
+      const count = (re: RegExp) => lines.filter((l) => re.test(l.msg)).length;
+      expect(count(/producer socket listening/i)).toBe(1);
+      expect(count(/statsd listening/i)).toBe(2); // once for UDP, once for the Unix socket
+      expect(count(/statsd listening on UDP/i)).toBe(1);
+      expect(count(/\/metrics/)).toBe(1);
+      expect((await d.stop()).code).toBe(0);
+    } finally {
+      d.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('SIGTERM stops the daemon and unmounts even while producers hold connections open, refused ones too', async () => {
+    const d = await startDaemon(['--no-collectors']);
+    const held: Socket[] = [];
+    try {
+      // fill the connection cap, then hold 64 refused connections open as well: these peers never read, so
+      // they never see the daemon's end of the connection and never close theirs
+      const stat = (name: string) => BigInt(sh(`cat ${d.mountpoint}/statsfs/producers/${name}`).stdout.trim() || '0');
+      const refused = () => stat('accepted') - stat('connections'); // accepted counts the refused ones too
+      while (refused() < 64n && held.length < 5000) {
+        for (let i = 0; i < 64; i++) {
+          const s = netConnect(join(d.mountpoint, '..', 'producers.sock'));
+          s.on('error', () => {});
+          held.push(s);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(refused()).toBeGreaterThanOrEqual(64n);
+      let exit: { code: number | null } | undefined;
+      void d.stop().then((e) => (exit = e));
+      await waitFor('the daemon to exit after SIGTERM', () => exit !== undefined, 15_000);
+      expect(exit!.code).toBe(0);
+      expect(isMounted(d.mountpoint)).toBe(false);
+    } finally {
+      for (const s of held) s.destroy();
+      d.cleanup();
+    }
+  });
+
   const fail = (args: string[]) => spawnSync(process.execPath, [BIN, 'mount', ...args], { encoding: 'utf8', timeout: 20000 });
 
   it('a missing mountpoint or a file gives one line that says what to do, and exit 1', () => {
@@ -168,13 +214,13 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon start-up and failures', { timeo
     }
   });
 
-  it('bad options are refused with a message and exit 1; --help works on every command', () => {
-    expect(spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' }).stdout).toMatch(/Usage: statsfs/);
+  it('bad options are refused with a message and exit 2 (a usage error); --help works on every command', () => {
+    expect(spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' }).stdout).toMatch(/^statsfs <command> \[options\]/);
     expect(spawnSync(process.execPath, [BIN, 'mount', '--help'], { encoding: 'utf8' }).stdout).toMatch(/--cache-seconds/);
     const dir = tempDir();
     mkdirSync(join(dir, 'm'));
     const bad = fail([join(dir, 'm'), '--cache-seconds', 'soon']);
-    expect(bad.status).toBe(1);
+    expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/cache-seconds/);
   });
 });

@@ -2,7 +2,7 @@
  * The daemon: prepares the mountpoint (recovering a stale mount left by a killed daemon), mounts the tree,
  * serves until SIGINT/SIGTERM, then unmounts and exits 0 with no mount left behind.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { lazyUnmount, mount, type MountedStatsFs } from '../fs/mount.js';
 import { Source } from '../model/index.js';
@@ -19,7 +19,11 @@ export interface DaemonOptions {
   /** The default mountpoint is created when missing; one the user names must exist. */
   createMountpoint: boolean;
   cacheSeconds: number;
-  allowOther: boolean;
+  /**
+   * Serve every user (allow_other). Undefined: yes when root or when /etc/fuse.conf lets users ask for it,
+   * otherwise only the mounting user, with a warning.
+   */
+  allowOther?: boolean;
   /** Bytes of snapshots one user may hold open (see MountOptions.snapshotBudget). */
   snapshotBudget?: number;
   log: Logger;
@@ -64,10 +68,48 @@ export async function prepareMountpoint(mountpoint: string, create: boolean, log
   if (!isDir) throw new UserError(`mountpoint ${mountpoint} is not a directory: give an empty directory`);
 }
 
+/** fusermount3 lets a user who is not root ask for allow_other only when /etc/fuse.conf says user_allow_other. */
+export function fuseConfAllowsOther(path = '/etc/fuse.conf'): boolean {
+  try {
+    return readFileSync(path, 'utf8')
+      .split('\n')
+      .some((line) => line.trim() === 'user_allow_other');
+  } catch {
+    return false;
+  }
+}
+
+const ALLOW_OTHER_HINT = "add the line 'user_allow_other' to /etc/fuse.conf (as root), or run as root";
+
+/**
+ * Whether to serve every user. Root always may; another user only with user_allow_other in /etc/fuse.conf:
+ * without it, --allow-other is an error that says so, and the default serves only that user ('fallback').
+ */
+function resolveAllowOther(asked: boolean | undefined): boolean | 'fallback' {
+  if (asked === false) return false;
+  if (process.getuid?.() === 0 || fuseConfAllowsOther()) return true;
+  if (asked === true) throw new UserError(`--allow-other needs 'user_allow_other' in /etc/fuse.conf when not run as root: ${ALLOW_OTHER_HINT}; or leave out --allow-other to serve only yourself`);
+  return 'fallback';
+}
+
 /** Turns the binding's mount errors into one line that says what to do. */
 function mountFailure(err: unknown, mountpoint: string): Error {
   const e = err as { code?: string; message?: string };
   const why = String(e.message ?? err).replace(/\s*\n\s*/g, '; ');
+  if (/user_allow_other/.test(why)) return new UserError(`cannot serve every user on ${mountpoint} (${why}): ${ALLOW_OTHER_HINT}; or use --no-allow-other`);
+  if (/no write access to mountpoint/.test(why)) {
+    return new UserError(`no write permission on mountpoint ${mountpoint} (${why}): a user who is not root can mount only on a directory they can write to: choose one you own (the default, $XDG_RUNTIME_DIR/statsfs-$UID, is), or run as root`);
+  }
+  if (e.code === 'EACCES' && /\/dev\/fuse/.test(why)) {
+    let mode = '';
+    try {
+      const st = statSync('/dev/fuse');
+      mode = `, mode ${(st.mode & 0o777).toString(8).padStart(4, '0')} owner uid ${st.uid}`;
+    } catch {
+      // described without it
+    }
+    return new UserError(`cannot open /dev/fuse: permission denied${mode}: run as root, or have root make it usable by every user with 'chmod 0666 /dev/fuse' (its usual mode)`);
+  }
   switch (e.code) {
     case 'EBUSY':
       return new UserError(`mountpoint ${mountpoint} is busy (${why}): stop the daemon that serves it or unmount it with 'fusermount3 -u ${mountpoint}', or choose another directory`);
@@ -81,21 +123,31 @@ function mountFailure(err: unknown, mountpoint: string): Error {
   }
 }
 
+/** How long a stop waits for the services to close before it unmounts all the same. */
+const SERVICES_CLOSE_MS = 2000;
+
 /** Mounts and serves; the returned promise settles once the filesystem is up. */
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { log } = options;
   const mountpoint = resolve(options.mountpoint);
   await prepareMountpoint(mountpoint, options.createMountpoint, log);
+  const allowOther = resolveAllowOther(options.allowOther);
   const root = Source.root();
   options.populate?.(root);
   const mounted = await mount(root, mountpoint, {
     cacheSeconds: options.cacheSeconds,
-    allowOther: options.allowOther,
+    allowOther: allowOther === true,
     snapshotBudget: options.snapshotBudget,
     onError: (op, err) => log.error({ op, err }, 'a request failed inside the daemon and was answered EIO'),
   }).catch((err: unknown) => {
     throw mountFailure(err, mountpoint);
   });
+  if (allowOther === 'fallback') {
+    log.warn(
+      { uid: process.getuid?.() },
+      "serving only the user who mounted: serving every user needs 'user_allow_other' in /etc/fuse.conf when not root (add that line as root; --no-allow-other silences this)",
+    );
+  }
   root.addSubordinate(createSelfStats(mounted.counters));
   let services: Service[] = [];
   try {
@@ -123,7 +175,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       }, 5000);
       deadline.unref();
       try {
-        await Promise.allSettled(services.map((service) => service.close()));
+        // A server's close waits for its peers to end their connections; one that never does must not
+        // hold up the unmount (the process exits once unmounted, connections or not).
+        const closed = Promise.allSettled(services.map((service) => service.close())).then(() => true);
+        const waited = new Promise<false>((r) => setTimeout(r, SERVICES_CLOSE_MS, false).unref());
+        if (!(await Promise.race([closed, waited]))) log.warn({ afterMs: SERVICES_CLOSE_MS }, 'services still closing (peers hold connections open): unmounting anyway');
         await mounted.unmount();
         log.info({ mountpoint }, 'unmounted');
         resolveDone(0);

@@ -1,13 +1,16 @@
 /**
  * The services a daemon runs beside the mount, chosen on the command line: producers that feed the tree
- * (StatsD) and exporters that serve it. Each is closed when the daemon stops.
+ * (StatsD) and exporters that serve it. Each is closed when the daemon stops. One that cannot start ends the
+ * start with one line naming its option and address.
  */
 import { InvalidArgumentError } from 'commander';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Source } from '../model/index.js';
 import { MetricsServer } from '../export/http.js';
 import { ProducerServer } from '../producers/socket-server.js';
 import { StatsdServer } from '../producers/statsd.js';
-import type { Service } from './daemon.js';
+import { UserError, type Service } from './daemon.js';
 import type { Logger } from './logger.js';
 import { producerServerSource, statsdSource } from './self-stats.js';
 
@@ -34,12 +37,49 @@ export function hostPort(text: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
+const address = (at: { host: string; port: number }): string => (at.host.includes(':') ? `[${at.host}]:${at.port}` : `${at.host}:${at.port}`);
+
+/** A socket path whose directory is missing cannot be bound: say so (the kernel's errno does not). */
+function checkSocketDir(option: string, path: string): void {
+  const dir = dirname(resolve(path));
+  if (!existsSync(dir)) throw new UserError(`${option} ${path}: the directory ${dir} does not exist: create it or choose another path`);
+}
+
+/** Turns a listen error into one line that names the option and the address it was given. */
+function listenFailure(err: unknown, option: string, at: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'EADDRINUSE':
+      return new UserError(`${option} ${at} is in use: stop what listens there, or choose another ${option.includes('socket') ? 'path' : 'port'}`);
+    case 'EADDRNOTAVAIL':
+      return new UserError(`${option} ${at}: no such address on this machine`);
+    case 'EACCES':
+    case 'EPERM':
+      return new UserError(
+        `${option} ${at}: permission denied${option.includes('socket') ? ` (on ${dirname(resolve(at))})` : ' (ports below 1024 need root)'}`,
+      );
+    default:
+      return new UserError(`${option} ${at}: ${(err as Error).message}`);
+  }
+}
+
+/** Listens, naming the option and the address in what an error says. */
+async function listen<T>(option: string, at: string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    throw listenFailure(err, option, at);
+  }
+}
+
 /** Each service's statistics go under statsfs/ (the daemon's own, made before the services start). */
 export async function startServices(root: Source, flags: ServiceFlags, log: Logger): Promise<Service[]> {
   const services: Service[] = [];
   const self = root.subordinate('statsfs');
   let statsd: StatsdServer | null = null;
   try {
+    if (flags.socket !== false) checkSocketDir('--socket', flags.socket);
+    if (flags.statsdSocket !== undefined) checkSocketDir('--statsd-socket', flags.statsdSocket);
     if (flags.socket !== false) {
       const producers = new ProducerServer(root, {
         path: flags.socket,
@@ -50,9 +90,8 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         log: log.child({ service: 'producers' }),
       });
       self?.addSubordinate(producerServerSource(producers.stats));
-      await producers.listen();
       services.push(producers);
-      log.info({ socket: flags.socket }, 'producer socket listening');
+      await listen('--socket', flags.socket, () => producers.listen()); // each server logs its own start
     }
     if (flags.statsd || flags.statsdSocket) {
       statsd = new StatsdServer(root, {
@@ -63,15 +102,17 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
       });
       self?.addSubordinate(statsdSource(statsd));
       services.push(statsd);
-      const at = await statsd.listen();
-      log.info({ ...at, socket: flags.statsdSocket }, 'StatsD listening');
+      await statsd.listen().catch((err: unknown) => {
+        // one server, two listeners: the UDP bind fails in 'bind', the Unix socket in 'listen'
+        const udp = (err as NodeJS.ErrnoException).syscall === 'bind' && flags.statsd;
+        throw udp ? listenFailure(err, '--statsd', address(udp)) : listenFailure(err, '--statsd-socket', flags.statsdSocket ?? '');
+      });
     }
     if (flags.http) {
       const metrics = new MetricsServer(root, { ...flags.http, maxScrapes: flags.httpMaxScrapes, log: log.child({ service: 'http' }) });
       services.push(metrics);
       root.subordinate('statsfs')?.addSubordinate(metrics.selfStats());
-      const at = await metrics.listen();
-      log.info(at, 'serving /metrics');
+      await listen('--http', address(flags.http), () => metrics.listen());
     }
   } catch (err) {
     await Promise.allSettled(services.map((s) => s.close()));
