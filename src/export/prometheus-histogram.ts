@@ -1,0 +1,78 @@
+/**
+ * A histogram value as a Prometheus histogram: `_bucket{le=…}` (cumulative), `_sum` and `_count`.
+ *
+ * Prometheus classic histograms need one set of `le` bounds per family, the same for every series, or
+ * `sum by (le)` and `histogram_quantile` across series mean nothing; and every bound is a series, so there
+ * must be few. The bounds are therefore derived from the exponential buckets themselves: the bucket bounds
+ * of the finest scale at which the family's whole observed range fits in PROMETHEUS_MAX_LE buckets. Each
+ * `le` is then a bound of the native buckets, so the cumulative counts are exact (every native bucket falls
+ * wholly below or above it), and histogram_quantile's estimate stays within the `le` bucket that holds the
+ * true quantile. Typical latencies (ten powers of two) get scale 2: bounds 2^(1/4) = 1.19 apart.
+ */
+import type { Histogram } from '../model/histogram.js';
+
+/** Most finite `le` bounds a histogram family is exported with (plus `+Inf`). */
+export const PROMETHEUS_MAX_LE = 40;
+
+/** The `le` bounds of one family: bucket indices low … high at `scale` (the bounds are their upper bounds). */
+export interface LeLadder {
+  scale: number;
+  low: number;
+  high: number;
+}
+
+/** The ladder for a family's histograms; null when none has a non-zero observation (only `+Inf`). */
+export function leLadder(histograms: Iterable<Histogram>, maxLe = PROMETHEUS_MAX_LE): LeLadder | null {
+  let scale = Infinity;
+  const ranges: [number, number, number][] = [];
+  for (const h of histograms) {
+    const { offset, counts } = h.bucketRange();
+    if (counts.length === 0) continue;
+    ranges.push([h.scale, offset, offset + counts.length / 2 - 1]);
+    scale = Math.min(scale, h.scale);
+  }
+  if (ranges.length === 0) return null;
+  let low = Infinity;
+  let high = -Infinity;
+  for (const [s, from, to] of ranges) {
+    low = Math.min(low, from >> (s - scale));
+    high = Math.max(high, to >> (s - scale));
+  }
+  while (high - low + 1 > maxLe) {
+    scale--;
+    low >>= 1;
+    high >>= 1;
+  }
+  return { scale, low, high };
+}
+
+/** The text of an `le` label value: the bound as the shortest decimal that reads back as it. */
+export function leText(index: number, scale: number): string {
+  return String(2 ** ((index + 1) * 2 ** -scale));
+}
+
+/**
+ * The sample lines of one histogram series: `name_bucket{labels,le="…"} n` for every bound of the ladder
+ * and `+Inf`, then `name_sum` and `name_count`. `labels` is the label text without braces ('' for none).
+ */
+export function histogramLines(name: string, labels: string, h: Histogram, ladder: LeLadder | null): string {
+  const sep = labels === '' ? '' : ',';
+  const out: string[] = [];
+  const count = h.count.toString();
+  if (ladder !== null) {
+    const cumulative = new Float64Array(ladder.high - ladder.low + 1);
+    const shift = h.scale - ladder.scale;
+    h.forEachBucket((i, lo, hi) => {
+      cumulative[(i >> shift) - ladder.low] += hi * 4294967296 + lo;
+    });
+    let running = Number(h.zeroCount); // 0 is below every bound
+    for (let k = 0; k < cumulative.length; k++) {
+      running += cumulative[k];
+      out.push(`${name}_bucket{${labels}${sep}le="${leText(ladder.low + k, ladder.scale)}"} ${running}`);
+    }
+  }
+  out.push(`${name}_bucket{${labels}${sep}le="+Inf"} ${count}`);
+  const braced = labels === '' ? '' : `{${labels}}`;
+  out.push(`${name}_sum${braced} ${h.sum}`, `${name}_count${braced} ${count}`);
+  return out.join('\n') + '\n';
+}
