@@ -1,12 +1,14 @@
 /**
  * Histograms through the real daemon and a real mount: two producer processes observe into two sources
  * and `cat` of the parent's aggregate matches the merged samples; StatsD timings from a real client give
- * the right percentiles. The bound is the histogram's: 1.09 % (scale 5), plus the 6-digit rounding of the
- * percentile files.
+ * the right percentiles; the daemon's /metrics passes promtool and a real Prometheus (Debian's package)
+ * computes histogram_quantile within the `le` bucket of the true quantile. The bound of the files is the
+ * histogram's: 1.09 % (scale 5), plus the 6-digit rounding of the percentile files.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relativeError } from '../src/model/index.js';
@@ -42,19 +44,36 @@ async function freeUdpPort(): Promise<number> {
   return port;
 }
 
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const PROMETHEUS = ['/usr/bin/prometheus', '/usr/local/bin/prometheus'].find((p) => existsSync(p)) ?? null;
+const PROMTOOL = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((p) => existsSync(p)) ?? null;
+
 describe.skipIf(skipWithoutFuse)('histograms in the real daemon', { timeout: 90_000 }, () => {
   let d: Daemon;
   let m: string;
   let port: number;
+  let metrics: string;
   beforeAll(async () => {
     port = await freeUdpPort();
-    d = await startDaemon(['--no-collectors', '--statsd', `127.0.0.1:${port}`]);
+    const http = await freeTcpPort();
+    metrics = `http://127.0.0.1:${http}/metrics`;
+    d = await startDaemon(['--no-collectors', '--statsd', `127.0.0.1:${port}`, '--http', `127.0.0.1:${http}`]);
     m = d.mountpoint;
   });
   afterAll(() => d?.cleanup());
 
-  /** A producer process (owner "web", KEEP) that observes `samples` into api/<name> and exits. */
-  function produce(name: string, samples: number[]): Promise<void> {
+  /** A producer process (owner "web", KEEP) that observes `samples` into <top>/<name> and exits. */
+  function produce(name: string, samples: number[], top = 'api'): Promise<void> {
     const file = join(tempDir('statsfs-samples-'), 'samples.json');
     writeFileSync(file, JSON.stringify(samples));
     const child = spawn(
@@ -66,8 +85,8 @@ describe.skipIf(skipWithoutFuse)('histograms in the real daemon', { timeout: 90_
          import { connect } from 'statsfs/client';
          const c = await connect({ socket: ${JSON.stringify(join(m, '..', 'producers.sock'))}, owner: 'web', keep: true });
          const schema = c.define([{ name: 'latency', type: 'histogram', unit: 'ms', aggr: 'sum' }]);
-         c.source('api').aggregates(schema);
-         const v = c.source('api/${name}').values(schema);
+         c.source('${top}').aggregates(schema);
+         const v = c.source('${top}/${name}').values(schema);
          for (const x of JSON.parse(readFileSync(${JSON.stringify(file)}, 'utf8'))) v.observe('latency', x);
          await c.close();`,
       ],
@@ -141,6 +160,90 @@ describe.skipIf(skipWithoutFuse)('histograms in the real daemon', { timeout: 90_
       const shown = Number(cat(`app/db/query/${file}`));
       // whole microseconds: the rounding adds half of one
       expect(Math.abs(shown - exact), `${file}: ${shown} vs ${exact}`).toBeLessThanOrEqual(exact * relativeError(5) + 0.5);
+    }
+  });
+
+  it('/metrics: a Prometheus histogram that passes promtool; a real Prometheus computes histogram_quantile(0.99, …) within its le bucket', async () => {
+    if (PROMETHEUS === null || PROMTOOL === null) throw new Error('prometheus and promtool are needed (Debian: apt-get install -y prometheus)');
+    const rand = rng(99);
+    const a = Array.from({ length: 3_000 }, () => logNormal(rand, 1, 0.7));
+    const b = Array.from({ length: 1_000 }, () => logNormal(rand, 4, 0.5));
+    await Promise.all([produce('a', a, 'rpc'), produce('b', b, 'rpc')]);
+    const text = await (await fetch(metrics)).text();
+    const promtool = (input: string) => spawnSync(PROMTOOL, ['check', 'metrics'], { input, encoding: 'utf8' });
+    // the whole exposition parses (3: lint remarks only, about names that are not this feature's)
+    expect([0, 3]).toContain(promtool(text).status);
+
+    // the family of rpc/*/latency, its le ladder, and the series of each source
+    const family = /^# TYPE (\S*rpc\S*latency\S*) histogram$/m.exec(text)?.[1];
+    expect(family, text.slice(0, 2000)).toBeDefined();
+    const lines = text.split('\n').filter((l) => l.startsWith(`${family}_`));
+    const block = text.split('\n').filter((l) => l.startsWith(`${family}_`) || l.startsWith(`# HELP ${family} `) || l.startsWith(`# TYPE ${family} `));
+    const check = promtool(block.join('\n') + '\n');
+    expect(check.stdout + check.stderr).toBe('');
+    expect(check.status).toBe(0);
+    const les = [...new Set(lines.filter((l) => l.includes('_bucket{')).map((l) => /le="([^"]+)"/.exec(l)![1]))].map((x) => (x === '+Inf' ? Infinity : Number(x)));
+    expect(les.length).toBeLessThanOrEqual(41); // bounded: at most 40 and +Inf
+    expect(les.at(-1)).toBe(Infinity);
+    expect(lines.filter((l) => l.startsWith(`${family}_count{`)).map((l) => Number(l.split(' ').at(-1))).sort((x, y) => x - y)).toEqual([1000, 3000]);
+    /** The finite le bucket (lower, upper] holding v. */
+    const bucketOf = (v: number): [number, number] => {
+      const k = les.findIndex((le) => v <= le);
+      return [k === 0 ? 0 : les[k - 1], les[k]];
+    };
+
+    const dir = tempDir('statsfs-prometheus-');
+    const promPort = await freeTcpPort();
+    const target = new URL(metrics).host;
+    writeFileSync(join(dir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: statsfs\n    static_configs:\n      - targets: ['${target}']\n`);
+    let log = '';
+    const prometheus: ChildProcess = spawn(
+      PROMETHEUS,
+      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    prometheus.stdout!.on('data', (x: Buffer) => (log += x.toString()));
+    prometheus.stderr!.on('data', (x: Buffer) => (log += x.toString()));
+    try {
+      const query = async (promql: string): Promise<number | null> => {
+        try {
+          const res = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(promql)}`);
+          const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
+          return body.data.result.length === 1 ? Number(body.data.result[0].value[1]) : null;
+        } catch {
+          return null; // not listening yet
+        }
+      };
+      const quantile = async (q: number, selector: string): Promise<number> => {
+        const promql = `histogram_quantile(${q}, sum by (le) (${family}_bucket${selector}))`;
+        const deadline = Date.now() + 40_000;
+        for (;;) {
+          const v = await query(promql);
+          if (v !== null && Number.isFinite(v)) return v;
+          if (prometheus.exitCode !== null || Date.now() > deadline) throw new Error(`no answer to ${promql}; prometheus log: ${log}`);
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      };
+      const all = [...a, ...b].sort((x, y) => x - y);
+      for (const q of [0.5, 0.9, 0.99]) {
+        const exact = exactQuantile(all, q);
+        const [lower, upper] = bucketOf(exact);
+        const estimate = await quantile(q, '');
+        expect(estimate, `q=${q}: exact ${exact} in (${lower}, ${upper}]`).toBeGreaterThanOrEqual(lower);
+        expect(estimate).toBeLessThanOrEqual(upper);
+      }
+      // the aggregate's own file agrees with Prometheus to within that bucket too
+      const p99 = Number(cat('rpc/latency/p99'));
+      const [lower, upper] = bucketOf(exactQuantile(all, 0.99));
+      expect(p99).toBeGreaterThanOrEqual(lower);
+      expect(p99).toBeLessThanOrEqual(upper);
+    } finally {
+      if (prometheus.exitCode === null && prometheus.signalCode === null) {
+        const exited = new Promise((resolve) => prometheus.once('exit', resolve));
+        prometheus.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

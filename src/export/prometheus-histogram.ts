@@ -2,17 +2,21 @@
  * A histogram value as a Prometheus histogram: `_bucket{le=…}` (cumulative), `_sum` and `_count`.
  *
  * Prometheus classic histograms need one set of `le` bounds per family, the same for every series, or
- * `sum by (le)` and `histogram_quantile` across series mean nothing; and every bound is a series, so there
- * must be few. The bounds are therefore derived from the exponential buckets themselves: the bucket bounds
- * of the finest scale at which the family's whole observed range fits in PROMETHEUS_MAX_LE buckets. Each
- * `le` is then a bound of the native buckets, so the cumulative counts are exact (every native bucket falls
- * wholly below or above it), and histogram_quantile's estimate stays within the `le` bucket that holds the
- * true quantile. Typical latencies (ten powers of two) get scale 2: bounds 2^(1/4) = 1.19 apart.
+ * `sum by (le)` and `histogram_quantile` across series mean nothing; the bounds should not move from one
+ * scrape to the next, or every series is new; and every bound is a series, so there must be few. The
+ * bounds are therefore the exponential buckets' own bounds at a coarse scale, PROMETHEUS_SCALE (2: four
+ * per power of two, 2^(1/4) = 1.19 apart), over the family's observed range, at most PROMETHEUS_MAX_LE of
+ * them: a family whose range grows only gains bounds at its ends, until it spans more than 2^10 and halves
+ * the scale (2^(1/2) apart) to stay within the limit. Each `le` is a bound of the native buckets, so the
+ * cumulative counts are exact (every native bucket falls wholly below or above it), and histogram_quantile's
+ * estimate stays within the `le` bucket that holds the true quantile.
  */
 import type { Histogram } from '../model/histogram.js';
 
 /** Most finite `le` bounds a histogram family is exported with (plus `+Inf`). */
 export const PROMETHEUS_MAX_LE = 40;
+/** Scale of the `le` bounds while the family's range fits (see the top of this file). */
+export const PROMETHEUS_SCALE = 2;
 
 /** The `le` bounds of one family: bucket indices low … high at `scale` (the bounds are their upper bounds). */
 export interface LeLadder {
@@ -23,7 +27,7 @@ export interface LeLadder {
 
 /** The ladder for a family's histograms; null when none has a non-zero observation (only `+Inf`). */
 export function leLadder(histograms: Iterable<Histogram>, maxLe = PROMETHEUS_MAX_LE): LeLadder | null {
-  let scale = Infinity;
+  let scale = PROMETHEUS_SCALE;
   const ranges: [number, number, number][] = [];
   for (const h of histograms) {
     const { offset, counts } = h.bucketRange();

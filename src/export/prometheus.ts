@@ -18,6 +18,7 @@
  * it in time slices never holds the event loop for long.
  */
 import type { ValueDef } from '../model/schema.js';
+import { histogramLines, leLadder, type LeLadder } from './prometheus-histogram.js';
 import type { Snapshot } from '../model/snapshot.js';
 import { formatWord } from '../model/word.js';
 
@@ -33,7 +34,7 @@ export interface RenderOptions {
 export const TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
-export type MetricType = 'counter' | 'gauge';
+export type MetricType = 'counter' | 'gauge' | 'histogram';
 
 /** Label added to aggregates (with includeAggregates) and to directories whose name and labels collide. */
 export const AGGREGATION_LABEL = 'aggregation';
@@ -69,11 +70,13 @@ export function escapeHelp(text: string, openMetrics: boolean): string {
  * counter can neither be negative nor a flag: signed and bool cumulative values are gauges.
  */
 export function metricType(def: ValueDef): MetricType {
+  if (def.histogram) return 'histogram';
   return !def.floating && !def.type.signed && def.type.bits !== 1 ? 'counter' : 'gauge';
 }
 
 /** The type an exported aggregate has: a sum of counters is a counter, anything else a gauge. */
 function aggregateType(def: ValueDef): MetricType {
+  if (def.histogram) return 'histogram';
   return def.aggr === 'sum' && metricType(def) === 'counter' ? 'counter' : 'gauge';
 }
 
@@ -597,8 +600,14 @@ class Plan {
         }
         continue;
       }
-      // OpenMetrics reserves <counter>_total and <counter>_created; the text format needs distinct samples.
-      const names = type === 'counter' ? [name, `${name}_total`, `${name}_created`] : [name];
+      // OpenMetrics reserves <counter>_total and <counter>_created, and a histogram's samples; the text
+      // format needs distinct samples.
+      const names =
+        type === 'counter'
+          ? [name, `${name}_total`, `${name}_created`]
+          : type === 'histogram'
+            ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`, `${name}_created`]
+            : [name];
       if (names.some((x) => this.byName.has(x))) continue;
       const family: Family = {
         base: name,
@@ -783,7 +792,8 @@ class Writer {
         this.sample = Buffer.from(f.sample, 'latin1'); // [a-zA-Z0-9_] only
         this.k = f.start;
       }
-      if (f.extra === '' && this.plan.override.size === 0) this.plainLines(f);
+      if (f.type === 'histogram') this.histogramLines(f);
+      else if (f.extra === '' && this.plan.override.size === 0) this.plainLines(f);
       else this.otherLines(f);
       if (this.k < f.start + f.count) return this.buf.subarray(0, this.pos);
       this.fi++;
@@ -832,6 +842,32 @@ class Writer {
     }
     this.pos = pos;
     this.k = k;
+  }
+
+  /** The `le` ladder of the histogram family being written (one for all its series). */
+  private ladder: { family: Family; ladder: LeLadder | null } | null = null;
+
+  /** The series of a histogram family: buckets, sum and count each (prometheus-histogram.ts). */
+  private histogramLines(f: Family): void {
+    const plan = this.plan;
+    const end = f.start + f.count;
+    if (this.ladder?.family !== f) {
+      const histograms = [];
+      for (let k = f.start; k < end; k++) histograms.push(this.snapshot.histogram(plan.order[k])!);
+      this.ladder = { family: f, ladder: leLadder(histograms) };
+    }
+    for (; this.k < end; this.k++) {
+      const i = plan.order[this.k];
+      let t = plan.override.get(i) ?? plan.labelTexts[plan.dirOf[i]];
+      if (f.extra !== '') t = t === '' ? f.extra : `${t},${f.extra}`;
+      const lines = histogramLines(f.sample, t, this.snapshot.histogram(i)!, this.ladder.ladder);
+      const need = Buffer.byteLength(lines);
+      if (this.pos + need > this.buf.length) {
+        if (this.pos > 0) return;
+        this.buf = Buffer.allocUnsafe(need);
+      }
+      this.pos += this.buf.write(lines, this.pos, 'utf8');
+    }
   }
 
   /** Lines with an extra label (aggregates) or in a family where a repeated series was told apart. */

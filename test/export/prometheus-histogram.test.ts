@@ -39,6 +39,19 @@ describe('Prometheus histogram export', () => {
     expect(Number(lb.at(-2)![0])).toBeGreaterThanOrEqual(2000);
   });
 
+  it('bounds stay put from scrape to scrape: a growing range only adds bounds at its ends', () => {
+    const h = filled([5, 6, 7]);
+    const before = buckets(histogramLines('x', '', h, leLadder([h]))).map(([le]) => le);
+    h.observe(0.5);
+    h.observe(400); // a range of 2^9.6: still scale 2
+    const after = buckets(histogramLines('x', '', h, leLadder([h]))).map(([le]) => le);
+    for (const le of before) expect(after).toContain(le);
+    expect(after.length).toBeLessThanOrEqual(PROMETHEUS_MAX_LE + 1);
+    h.observe(1e6); // past 2^10: coarser, still bounded
+    expect(leLadder([h])!.scale).toBeLessThan(2);
+    expect(buckets(histogramLines('x', '', h, leLadder([h]))).length).toBeLessThanOrEqual(PROMETHEUS_MAX_LE + 1);
+  });
+
   it('sum and count lines; an empty family has only +Inf', () => {
     const h = filled([1.5, 2.5]);
     expect(histogramLines('m', '', h, leLadder([h])).split('\n').slice(-3)).toEqual(['m_sum 4', 'm_count 2', '']);
