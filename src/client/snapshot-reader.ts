@@ -399,14 +399,12 @@ export class BinarySnapshot {
 function parseHistograms(section: Uint8Array | null, numDesc: number): Map<number, SnapshotHistogram> {
   const out = new Map<number, SnapshotHistogram>();
   if (section === null) return out;
-  const buf = section;
-  const start = 0;
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (start + HISTOGRAMS_HEADER_SIZE > buf.length) fail('histograms section is outside the file');
-  const count = view.getUint32(start, true);
-  const end = start + u64(view, start + 8);
-  if (end > buf.length) fail('histograms section is outside the file');
-  let at = start + HISTOGRAMS_HEADER_SIZE;
+  const view = new DataView(section.buffer, section.byteOffset, section.byteLength);
+  if (HISTOGRAMS_HEADER_SIZE > section.length) fail('histograms section is outside the file');
+  const count = view.getUint32(0, true);
+  const end = u64(view, 8);
+  if (end > section.length) fail('histograms section is outside the file');
+  let at = HISTOGRAMS_HEADER_SIZE;
   for (let r = 0; r < count; r++) {
     if (at + HISTOGRAM_RECORD_SIZE > end) fail(`histogram ${r} is outside its section`);
     const value = view.getUint32(at, true);

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { renderBinary, HEADER_FLAG_HISTOGRAMS, H } from '../../src/export/binary.js';
 import { renderJson } from '../../src/export/json.js';
 import { renderText } from '../../src/export/text.js';
-import { histogramQuantile, openBinarySnapshot, parseBinarySnapshot } from '../../src/client/snapshot-reader.js';
+import { BinarySnapshotFormatError, histogramQuantile, openBinarySnapshot, parseBinarySnapshot } from '../../src/client/snapshot-reader.js';
 import { captureSnapshot, HISTOGRAM_QUANTILES, Schema, Source } from '../../src/model/index.js';
 
 function tree() {
@@ -82,6 +82,12 @@ describe('histograms in snapshots', () => {
     for (const [, q] of HISTOGRAM_QUANTILES) expect(histogramQuantile(h, q)).toBe(model.quantile(q));
     expect(snap.histogram(at('latency'))!.count).toBe(203n + 2n ** 40n);
     expect(snap.histogram(at('requests'))).toBeNull();
+    // a section cut short, or claiming more than the file holds, is refused
+    expect(() => parseBinarySnapshot(file.subarray(0, file.length - 8))).toThrow(BinarySnapshotFormatError);
+    const lying = Buffer.from(file);
+    const section = Number(lying.readBigUInt64LE(H.histogramsOffset));
+    lying.writeBigUInt64LE(BigInt(lying.length), section + 8);
+    expect(() => parseBinarySnapshot(lying)).toThrow(BinarySnapshotFormatError);
 
     // a later rendering of the same shape: the refresh reads the data block and the histograms again
     const dir = mkdtempSync(join(tmpdir(), 'statsfs-hbin-'));
