@@ -9,6 +9,8 @@ import { constants } from 'node:os';
 import {
   captureSnapshotSliced,
   HISTOGRAM_FILES,
+  histogramFileName,
+  histogramFileOf,
   histogramFileText,
   StatsError,
   WriteBarrier,
@@ -216,10 +218,10 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
 
   /** A histogram value's directory: its files, each counted as looked up (see opendir). */
   private histogramListing(node: Node): DirListing {
-    const parts = HISTOGRAM_FILES.map((part) => this.partNode(node, part)!);
+    const parts = HISTOGRAM_FILES.map((part) => this.valueNode(node.source, node.group!, node.def!, part));
     for (const child of parts) child.nlookup++;
     return {
-      names: HISTOGRAM_FILES.join('\0'),
+      names: HISTOGRAM_FILES.map((file) => histogramFileName(file, node.def!.suffix)).join('\0'),
       inos: Float64Array.from(parts, (child) => child.ino),
       modes: Uint32Array.from(parts, (child) => S_IFREG | fileMode(node.def!, child.part)),
       mtimesMs: new Float64Array(parts.length).fill(this.bornMs),
@@ -458,8 +460,8 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
 
   /** The file `name` of the histogram value `dir` stands for; null when it has no such file. */
   private partNode(dir: Node, name: string): Node | null {
-    const part = HISTOGRAM_FILES.find((file) => file === name);
-    return part === undefined ? null : this.valueNode(dir.source, dir.group!, dir.def!, part);
+    const part = histogramFileOf(name, dir.def!.suffix);
+    return part === null ? null : this.valueNode(dir.source, dir.group!, dir.def!, part);
   }
 
   /** The node, if it is still in the mounted tree and its name still means the same value; else ENOENT. */

@@ -314,6 +314,16 @@ export type HistogramFile = (typeof HISTOGRAM_FILES)[number];
 
 const QUANTILE_OF: Readonly<Record<string, number>> = Object.fromEntries(HISTOGRAM_QUANTILES);
 
+/** The name `file` has in the directory of a histogram with this suffix (ValueSpec.suffix): `sum_us`. */
+export function histogramFileName(file: HistogramFile, suffix: string): string {
+  return suffix === '' || file === 'count' || file === 'buckets' ? file : file + suffix;
+}
+
+/** The file a name stands for in the directory of a histogram with this suffix, or null. */
+export function histogramFileOf(name: string, suffix: string): HistogramFile | null {
+  return HISTOGRAM_FILES.find((file) => histogramFileName(file, suffix) === name) ?? null;
+}
+
 /**
  * A number as the histogram files show it: the shortest decimal that reads back as the same double
  * (sum, min, max, avg are exact as stored). Percentiles are estimates within about 1 %: six significant

@@ -7,6 +7,8 @@ export {
   HISTOGRAM_SCALE,
   bucketUpperBound,
   formatHistogramNumber,
+  histogramFileName,
+  histogramFileOf,
   histogramFileText,
   relativeError,
   type HistogramFile,

@@ -24,6 +24,11 @@ export interface ValueSpec {
   description?: string;
   /** Property of an object base that holds this value (default: the name), the original's offset. */
   field?: string;
+  /**
+   * Histograms only: appended to the names of the files that carry the unit (sum, min, max, avg and the
+   * percentiles), as StatsD timings' `sum_us`; count and buckets keep their names. Default ''.
+   */
+  suffix?: string;
 }
 
 /** One value definition. Identity matters: an aggregate combines exactly the values of its own definition. */
@@ -39,6 +44,8 @@ export class ValueDef {
   readonly field: string;
   /** A distribution (type 'histogram'): observed, not set; a directory of files in the filesystem. */
   readonly histogram: boolean;
+  /** Histograms: the suffix of the file names that carry the unit (see ValueSpec.suffix). */
+  readonly suffix: string;
 
   constructor(
     spec: ValueSpec,
@@ -58,7 +65,8 @@ export class ValueDef {
     if (this.histogram) {
       if (aggr !== 'none' && aggr !== 'sum') throw new StatsError('EINVAL', `histogram "${spec.name}": aggregation must be 'sum' (merge) or 'none', not ${aggr}`);
       if (spec.floating || spec.show) throw new StatsError('EINVAL', `histogram "${spec.name}" cannot be floating or have show()`);
-    }
+      if (spec.suffix) validateName(`p999${spec.suffix}`, 'histogram file');
+    } else if (spec.suffix) throw new StatsError('EINVAL', `value "${spec.name}": only a histogram has a file suffix`);
     this.name = spec.name;
     this.type = type;
     this.aggr = aggr;
@@ -67,6 +75,7 @@ export class ValueDef {
     this.unit = spec.unit ?? '';
     this.description = spec.description ?? '';
     this.field = spec.field ?? spec.name;
+    this.suffix = spec.suffix ?? '';
     this.mode = spec.mode ?? (this.clearable ? 0o644 : 0o444);
     Object.freeze(this);
   }
