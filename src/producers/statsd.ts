@@ -608,7 +608,7 @@ export class StatsdServer {
         else m.group.add(0, metric.value);
         break;
       default:
-        m.group.observe(0, metric.value, metric.weight);
+        m.group.observe(0, metric.value, Number(metric.weight)); // at most 2^32: exact as a number
     }
     m.touched = this.now;
     this.stats.applied++;
