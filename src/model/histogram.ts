@@ -82,12 +82,12 @@ export class Histogram {
       wlo = Number(count & 0xffffffffn);
       whi = Number(count >> 32n);
     }
-    if (wlo === 0 && whi === 0) return;
     this.observeWeighted(value, wlo, whi);
   }
 
   /** observe() without checks, the weight as a u64 word (the producer protocol has validated both). @internal */
   observeWeighted(value: number, wlo: number, whi: number): void {
+    if (wlo === 0 && whi === 0) return; // observed no times: not even min and max change
     const weight = whi === 0 ? wlo : whi * TWO32 + wlo;
     this.sum += value * weight;
     if (value < this.min) this.min = value;

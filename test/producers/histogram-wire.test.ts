@@ -111,7 +111,14 @@ describe('histograms over the producer socket', () => {
       encodeUpdate(8, [entry(UpdateOp.WEIGHT, 3n), entry(UpdateOp.OBSERVE, f64(1), 0)]),
       encodeUpdate(9, [entry(UpdateOp.ADD, 1n)]),
       encodeUpdate(10, [entry(UpdateOp.OBSERVE, f64(1), 0)]),
-      encodeUpdate(11, [entry(UpdateOp.ADD, 2n, 0), entry(UpdateOp.WEIGHT, 3n), entry(UpdateOp.OBSERVE, f64(2.5)), entry(UpdateOp.OBSERVE, f64(0))]),
+      encodeUpdate(11, [
+        entry(UpdateOp.ADD, 2n, 0),
+        entry(UpdateOp.WEIGHT, 3n),
+        entry(UpdateOp.OBSERVE, f64(2.5)),
+        entry(UpdateOp.OBSERVE, f64(0)),
+        entry(UpdateOp.WEIGHT, 0n), // observed no times: changes nothing, max included
+        entry(UpdateOp.OBSERVE, f64(1e9)),
+      ]),
     ]);
     expect(replies.slice(0, 4).every((r) => r.ok)).toBe(true);
     expect(replies.slice(4, 10).map((r) => r.code)).toEqual(['EINVAL', 'EINVAL', 'EINVAL', 'EINVAL', 'EINVAL', 'EINVAL']);
