@@ -69,7 +69,10 @@ export interface ProducerServerOptions {
   maxBufferedBytes?: number;
   /** Handles (sources, schemas, groups) one connection may bind (default 262,144). */
   maxHandlesPerConnection?: number;
-  /** Stored values one owner may have (default 1,000,000: 8 MB of storage). */
+  /**
+   * Stored values one owner may have (default 1,000,000: 8 MB of storage); a histogram counts as
+   * HISTOGRAM_VALUE_COST of them.
+   */
   maxValuesPerConnection?: number;
   /** Simultaneous connections (default 1024); more are refused with EBUSY and closed. */
   maxConnections?: number;
@@ -629,12 +632,12 @@ export class ProducerServer {
         if (g.schema.find(def.name)) throw new StatsError('EEXIST', `"${src.path}/${def.name}" exists with another definition`);
       }
     }
-    if (!req.aggregate && owner.valueSlots + schema.size > this.maxValues) {
-      throw new ProtocolError('EDQUOT', `${owner.label} would have more than ${this.maxValues} values`);
+    if (!req.aggregate && owner.valueSlots + valueCost(schema) > this.maxValues) {
+      throw new ProtocolError('EDQUOT', `${owner.label} would have more than ${this.maxValues} values (a histogram counts as ${HISTOGRAM_VALUE_COST})`);
     }
     const group = req.aggregate ? src.addAggregates(schema, { hidden: req.hidden }) : src.addValues(schema, { hidden: req.hidden });
     owner.groups.add(group);
-    if (!req.aggregate) owner.valueSlots += schema.size;
+    if (!req.aggregate) owner.valueSlots += valueCost(schema);
     bindHandle(conn.groups, conn.groupHandles, req.group, group);
     return null;
   }
@@ -755,7 +758,7 @@ export class ProducerServer {
     g.source.removeValues(g);
     owner.groups.delete(g);
     for (const c of owner.conns) unbindTarget(c.groups, c.groupHandles, g);
-    if (!g.isAggregate) owner.valueSlots -= g.schema.size;
+    if (!g.isAggregate) owner.valueSlots -= valueCost(g.schema);
   }
 
   /** Detaches `src` (the mount sees it go at once), then releases it and everything of the owner below it. */
@@ -801,6 +804,18 @@ function endSoon(socket: net.Socket, last: Buffer): void {
   const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * What one histogram counts for against the values cap: its buckets take up to 16 KiB (2,048 u64 counts),
+ * typically 3 KiB, where a value takes 8 bytes; so the default cap holds at most 15,625 histograms of one
+ * owner (256 MiB at worst) instead of a million (16 GiB).
+ */
+export const HISTOGRAM_VALUE_COST = 64;
+
+/** Values a group of this schema counts for against the values cap. */
+function valueCost(schema: Schema): number {
+  return schema.hasHistograms ? schema.size + schema.defs.filter((d) => d.histogram).length * (HISTOGRAM_VALUE_COST - 1) : schema.size;
 }
 
 function toValueSpec(v: WireValueSpec): ValueSpec {

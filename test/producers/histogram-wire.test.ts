@@ -130,6 +130,23 @@ describe('histograms over the producer socket', () => {
     expect([h.count, h.zeroCount, h.sum, h.max]).toEqual([4n, 1n, 7.5, 2.5]);
   });
 
+  it('a histogram counts as 64 values against the values cap', async () => {
+    const small = new ProducerServer(Source.root(), { path: join(dir, 'small.sock'), maxValuesPerConnection: 130 });
+    await small.listen();
+    try {
+      const c = await connect({ socket: join(dir, 'small.sock'), reconnect: false });
+      clients.push(c);
+      const schema = c.define([{ name: 'n' }, { name: 'h', type: 'histogram' }]); // 1 + 64
+      c.source('x').values(schema);
+      c.source('y').values(schema);
+      const third = c.source('z').values(schema);
+      await expect(third.ready).rejects.toMatchObject({ code: 'EDQUOT' });
+    } finally {
+      for (const c of clients.splice(0)) await c.close();
+      await small.close();
+    }
+  });
+
   it('a version 2 connection cannot define histograms', async () => {
     const define = encodeDefine(2, 1, [{ name: 'h', type: 'histogram' }]);
     define[4] = 2; // the header's version: what this connection negotiated
