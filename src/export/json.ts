@@ -15,9 +15,9 @@
  *   "avg"); `aggregate` says whether this value is an aggregate computed over its subordinates; `mode` is
  *   the file's permission bits in octal ("0644").
  * - a histogram value (`"type":"histogram"`, its `value` the count) has a `histogram` object: `sum`, `min`,
- *   `max`, `avg` and the percentiles `p50` … `p999` as JSON numbers (full doubles: the files round percentiles to six digits),
- *   `scale`, `zero_count` and `buckets`, `[upper_bound, "count"]` per non-empty bucket, not cumulative
- *   (counts are strings: u64).
+ *   `max`, `avg` and the percentiles `p50` … `p999` as JSON numbers (full doubles: the files round the
+ *   percentiles to six digits), `scale`, `zero_count` and `buckets`, `[upper_bound, "count"]` per non-empty
+ *   bucket, not cumulative (counts are strings: u64).
  * - `failures` lists values whose getter threw (left out of `values`) and values whose show() threw (in
  *   `values` without `text`).
  */
