@@ -10,5 +10,7 @@ if (!existsSync(cli)) {
 const { main } = await import(cli.href);
 const code = await main(process.argv);
 // Done (a daemon has unmounted and closed its services): a peer still holding a connection open must not
-// keep the process alive. stdout and stderr are synchronous for files, pipes and terminals on Linux.
+// keep the process alive. Output to a pipe may still be queued (a reader slower than us): let it out first.
+const flushed = (stream) => new Promise((resolve) => stream.write('', resolve));
+await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
 process.exit(code);

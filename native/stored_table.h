@@ -1,6 +1,6 @@
 /*
  * stored_table: the registry of stored values the session thread answers by
- * itself (see "Stored values" in statsfs_fuse.c). An open-addressing hash
+ * itself (see "Stored values" in ops.c). An open-addressing hash
  * table from inode number to arena slot and mode, 16 bytes per entry, linear
  * probing, backward-shift deletion (no tombstones, so a table that sees
  * millions of registrations and forgets never degrades). Not thread safe:

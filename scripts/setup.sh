@@ -14,6 +14,7 @@ pkg-config --exists fuse3 2>/dev/null || need_pkgs+=(libfuse3-dev pkg-config)
 # `statsfs top` in tmux.
 if [ "${1:-}" = "--for-tests" ]; then
   { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_pkgs+=(prometheus)
+  command -v prometheus-node-exporter >/dev/null 2>&1 || need_pkgs+=(prometheus-node-exporter)
   command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
   command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
   # `statsfs top` is tested in a real terminal

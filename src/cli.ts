@@ -5,7 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { collectorOptions, COLLECTORS, findCollector, type Collector } from './collectors/index.js';
+import { addFilter, collectorOptions, COLLECTORS, filtersFrom, findCollector, type Collector } from './collectors/index.js';
 import { runDaemon, UserError } from './daemon/daemon.js';
 import { createLogger, type Logger } from './daemon/logger.js';
 import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
@@ -47,6 +47,16 @@ function collectorList(text: string): Collector[] {
     });
 }
 
+/** A repeatable <kind>=<regex> (collectors/filters.ts), checked as it is parsed. */
+const filterArg = (which: 'include' | 'exclude') => (text: string, list: unknown): string[] => {
+  try {
+    addFilter({}, which, text);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return [...((list as string[] | undefined) ?? []), text];
+};
+
 /**
  * One option of `statsfs mount`: this table drives the parser, `--help` and the README's Command line
  * section (a test checks that the README shows exactly `statsfs --help`). `help` says the default in words;
@@ -55,7 +65,8 @@ function collectorList(text: string): Collector[] {
 interface MountOption {
   flags: string;
   help: string;
-  parse?: (text: string) => unknown;
+  /** Converts and checks an argument; a repeatable option gets what it returned for the ones before. */
+  parse?: (text: string, previous: unknown) => unknown;
   value?: () => unknown;
 }
 
@@ -73,6 +84,16 @@ export const MOUNT_OPTIONS: readonly MountOption[] = [
     value: () => [...COLLECTORS],
   },
   { flags: '--no-collectors', help: "show no host statistics, only the daemon's own" },
+  {
+    flags: '--collector-include <kind=regex>',
+    help: 'show only these devices, interfaces, mountpoints, fstypes or cgroups (repeatable)',
+    parse: filterArg('include'),
+  },
+  {
+    flags: '--collector-exclude <kind=regex>',
+    help: "leave these out too (repeatable; node_exporter's defaults apply: loop, ram devices, partitions, pseudo fs)",
+    parse: filterArg('exclude'),
+  },
   { flags: '--host-root <dir>', help: "read the kernel's files under <dir>/proc and <dir>/sys (default /)", value: () => '/' },
   {
     flags: '--freshness-ms <ms>',
@@ -111,15 +132,20 @@ const MOUNT_HELP_HEAD = [
   '  is /run/statsfs for root, else $XDG_RUNTIME_DIR/statsfs-$UID (or /tmp/statsfs-$UID), created if missing',
 ];
 
+/** One option of a help text; flags too long for the column put the description on the next line. */
+function optionLine(flags: string, help: string): string {
+  return flags.length < PAD - 2 ? `  ${flags.padEnd(PAD - 2)} ${help}` : `  ${flags}\n${' '.repeat(PAD + 1)}${help}`;
+}
+
 export function mountHelp(): string {
-  return `${[...MOUNT_HELP_HEAD, ...MOUNT_OPTIONS.map((o) => `  ${o.flags.padEnd(PAD - 2)} ${o.help}`)].join('\n')}\n`;
+  return `${[...MOUNT_HELP_HEAD, ...MOUNT_OPTIONS.map((o) => optionLine(o.flags, o.help))].join('\n')}\n`;
 }
 
 /** A command registered elsewhere (top), from its commander definition; defaults are in its own --help. */
 function commandSummary(command: Command): string {
   const args = command.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`)).join(' ');
   const lines = [`statsfs ${command.name()} ${args ? `${args} ` : ''}[options]`, `  ${command.description()}`];
-  for (const o of command.options) lines.push(`  ${o.flags.padEnd(PAD - 2)} ${o.description}`);
+  for (const o of command.options) lines.push(optionLine(o.flags, o.description));
   return `${lines.join('\n')}\n`;
 }
 
@@ -157,6 +183,8 @@ interface MountFlags extends ServiceFlags {
   collectors: Collector[] | false;
   hostRoot: string;
   freshnessMs: number;
+  collectorInclude?: string[];
+  collectorExclude?: string[];
 }
 
 /** Adds the enabled host collectors under the root; one that cannot start is logged and left out. */
@@ -166,6 +194,8 @@ function addCollectors(root: Source, flags: MountFlags, log: Logger): void {
     procRoot: join(flags.hostRoot, 'proc'),
     sysRoot: join(flags.hostRoot, 'sys'),
     freshnessMs: flags.freshnessMs,
+    filters: filtersFrom(flags.collectorInclude ?? [], flags.collectorExclude ?? []),
+    rootFs: flags.hostRoot,
   });
   for (const collector of flags.collectors) {
     try {

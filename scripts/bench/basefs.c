@@ -8,7 +8,7 @@
  *                (the per-open snapshot) and every read of that open file is served from it
  *   /ls/         N (default 10,000) empty subdirectories s0 .. s<N-1>, 0755
  *
- * What matches statsfs's defaults (native/statsfs_fuse.c, src/fs/adapter.ts, src/fs/native.ts, and the
+ * What matches statsfs's defaults (native/, src/fs/adapter.ts, src/fs/native.ts, and the
  * daemon's --cache-seconds 1), so that the comparison measures the implementation, not the settings:
  *   - the same FUSE_USE_VERSION (312) and mount options: fsname/subtype, default_permissions, no
  *     allow_other (statsfs runs with --no-allow-other / allowOther: false in the benchmarks);

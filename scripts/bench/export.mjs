@@ -15,17 +15,25 @@ const TREE = ['--groups', '100', '--per', '1000', '--values', '10'];
 const TARGET = 2;
 const HOLD_TARGET_MS = 50;
 
-/** Samples (lines that are neither comments nor blank) in a Prometheus exposition, counted as it streams. */
+const SAMPLE = Buffer.from('statsfs_value_');
+
+/**
+ * Samples of the tree's series (lines that start statsfs_value_, on both sides) in a Prometheus exposition,
+ * counted as it streams; statsfs's own few (process_*, statsfs_scrape_*) are not the tree's.
+ */
 function countSamples(url) {
   return new Promise((resolve, reject) => {
     get(url, { agent: false }, (res) => {
       let n = 0;
-      let atStart = true;
+      let at = 0; // bytes of the current line matched against SAMPLE so far; -1: not a sample
       res.on('data', (chunk) => {
         for (let i = 0; i < chunk.length; i++) {
           const c = chunk[i];
-          if (atStart && c !== 0x23 && c !== 0x0a) n++;
-          atStart = c === 0x0a;
+          if (c === 0x0a) at = 0;
+          else if (at >= 0 && at < SAMPLE.length) {
+            at = c === SAMPLE[at] ? at + 1 : -1;
+            if (at === SAMPLE.length) n++;
+          }
         }
       });
       res.once('end', () => resolve(n));

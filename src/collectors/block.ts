@@ -33,6 +33,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { counterType, gaugeType, LiveValues, Schema, Source, StatsError, validateName, type CustomType, type ValueSpec } from '../model/index.js';
+import { shown } from './filters.js';
 import { KernelFile, kernelPath, syncSubordinates, type Collector, type CollectorOptions } from './common.js';
 
 /** A counter the kernel keeps in 32 bits: the delta since a clear is modulo 2^32, so one wrap is harmless. */
@@ -43,25 +44,29 @@ export const counter32Type: CustomType<LiveValues> = Object.freeze({
   clear: (base: LiveValues, name: string) => base.reset(name),
 });
 
+/** node_exporter's diskstats scaling: 512-byte sectors to bytes (its discarded_sectors stays in sectors), ms to seconds. */
+const SECTOR_BYTES = { times: 512 } as const;
+const MS_TO_SECONDS = { exp10: -3 } as const;
+
 /** The diskstats fields in their order (index 0 is the 4th whitespace-separated field of a line). */
 const FIELDS: readonly ValueSpec[] = [
-  { name: 'reads_completed', type: counterType, aggr: 'sum', unit: 'requests', description: 'reads completed' },
-  { name: 'reads_merged', type: counterType, aggr: 'sum', unit: 'requests', description: 'adjacent reads merged into one' },
-  { name: 'sectors_read', type: counterType, aggr: 'sum', unit: '512-byte sectors', description: 'sectors read' },
-  { name: 'time_reading_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time spent by all reads (32-bit in the kernel)' },
-  { name: 'writes_completed', type: counterType, aggr: 'sum', unit: 'requests', description: 'writes completed' },
-  { name: 'writes_merged', type: counterType, aggr: 'sum', unit: 'requests', description: 'adjacent writes merged into one' },
-  { name: 'sectors_written', type: counterType, aggr: 'sum', unit: '512-byte sectors', description: 'sectors written' },
-  { name: 'time_writing_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time spent by all writes (32-bit in the kernel)' },
-  { name: 'ios_in_progress', type: gaugeType, floating: true, aggr: 'sum', unit: 'requests', description: 'requests issued to the driver and not yet completed' },
-  { name: 'time_io_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time during which the device had requests in flight (32-bit in the kernel)' },
-  { name: 'weighted_time_io_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time with requests in flight weighted by their number (32-bit in the kernel)' },
-  { name: 'discards_completed', type: counterType, aggr: 'sum', unit: 'requests', description: 'discards completed (Linux 4.18+)' },
-  { name: 'discards_merged', type: counterType, aggr: 'sum', unit: 'requests', description: 'adjacent discards merged into one (Linux 4.18+)' },
-  { name: 'sectors_discarded', type: counterType, aggr: 'sum', unit: '512-byte sectors', description: 'sectors discarded (Linux 4.18+)' },
-  { name: 'time_discarding_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time spent by all discards (Linux 4.18+; 32-bit in the kernel)' },
-  { name: 'flushes_completed', type: counterType, aggr: 'sum', unit: 'requests', description: 'flush requests completed (Linux 5.5+)' },
-  { name: 'time_flushing_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time spent by all flushes (Linux 5.5+; 32-bit in the kernel)' },
+  { name: 'reads_completed', type: counterType, aggr: 'sum', unit: 'requests', description: 'reads completed', expose: { name: 'node_disk_reads_completed_total', type: 'counter' } },
+  { name: 'reads_merged', type: counterType, aggr: 'sum', unit: 'requests', description: 'adjacent reads merged into one', expose: { name: 'node_disk_reads_merged_total', type: 'counter' } },
+  { name: 'sectors_read', type: counterType, aggr: 'sum', unit: '512-byte sectors', description: 'sectors read', expose: { name: 'node_disk_read_bytes_total', type: 'counter', scale: SECTOR_BYTES } },
+  { name: 'time_reading_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time spent by all reads (32-bit in the kernel)', expose: { name: 'node_disk_read_time_seconds_total', type: 'counter', scale: MS_TO_SECONDS } },
+  { name: 'writes_completed', type: counterType, aggr: 'sum', unit: 'requests', description: 'writes completed', expose: { name: 'node_disk_writes_completed_total', type: 'counter' } },
+  { name: 'writes_merged', type: counterType, aggr: 'sum', unit: 'requests', description: 'adjacent writes merged into one', expose: { name: 'node_disk_writes_merged_total', type: 'counter' } },
+  { name: 'sectors_written', type: counterType, aggr: 'sum', unit: '512-byte sectors', description: 'sectors written', expose: { name: 'node_disk_written_bytes_total', type: 'counter', scale: SECTOR_BYTES } },
+  { name: 'time_writing_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time spent by all writes (32-bit in the kernel)', expose: { name: 'node_disk_write_time_seconds_total', type: 'counter', scale: MS_TO_SECONDS } },
+  { name: 'ios_in_progress', type: gaugeType, floating: true, aggr: 'sum', unit: 'requests', description: 'requests issued to the driver and not yet completed', expose: { name: 'node_disk_io_now', type: 'gauge' } },
+  { name: 'time_io_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time during which the device had requests in flight (32-bit in the kernel)', expose: { name: 'node_disk_io_time_seconds_total', type: 'counter', scale: MS_TO_SECONDS } },
+  { name: 'weighted_time_io_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time with requests in flight weighted by their number (32-bit in the kernel)', expose: { name: 'node_disk_io_time_weighted_seconds_total', type: 'counter', scale: MS_TO_SECONDS } },
+  { name: 'discards_completed', type: counterType, aggr: 'sum', unit: 'requests', description: 'discards completed (Linux 4.18+)', expose: { name: 'node_disk_discards_completed_total', type: 'counter' } },
+  { name: 'discards_merged', type: counterType, aggr: 'sum', unit: 'requests', description: 'adjacent discards merged into one (Linux 4.18+)', expose: { name: 'node_disk_discards_merged_total', type: 'counter' } },
+  { name: 'sectors_discarded', type: counterType, aggr: 'sum', unit: '512-byte sectors', description: 'sectors discarded (Linux 4.18+)', expose: { name: 'node_disk_discarded_sectors_total', type: 'counter' } },
+  { name: 'time_discarding_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time spent by all discards (Linux 4.18+; 32-bit in the kernel)', expose: { name: 'node_disk_discard_time_seconds_total', type: 'counter', scale: MS_TO_SECONDS } },
+  { name: 'flushes_completed', type: counterType, aggr: 'sum', unit: 'requests', description: 'flush requests completed (Linux 5.5+)', expose: { name: 'node_disk_flush_requests_total', type: 'counter' } },
+  { name: 'time_flushing_ms', type: counter32Type, aggr: 'sum', unit: 'milliseconds', description: 'time spent by all flushes (Linux 5.5+; 32-bit in the kernel)', expose: { name: 'node_disk_flush_requests_time_seconds_total', type: 'counter', scale: MS_TO_SECONDS } },
 ];
 
 export const BLOCK_FIELD_NAMES: readonly string[] = FIELDS.map((f) => f.name);
@@ -153,7 +158,7 @@ export const blockCollector: Collector = {
         return { disks: [], partitions: new Map() };
       }
       const disks = entries
-        .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && table.has(kernelName(e.name)) && validName(e.name))
+        .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && table.has(kernelName(e.name)) && validName(e.name) && shown(options.filters.devices, kernelName(e.name)))
         .map((e) => e.name);
       const whole = new Set(disks.map(kernelName));
       const sysDisks = new Set(disks);
@@ -162,7 +167,7 @@ export const blockCollector: Collector = {
       for (const name of table.keys()) {
         if (whole.has(name)) continue;
         const sysName = name.replaceAll('/', '!');
-        if (!validName(sysName)) continue;
+        if (!validName(sysName) || !shown(options.filters.devices, name)) continue;
         // where it was at the last listing, if that disk is still there; else the longest disk name it
         // starts with that has it as a partition (so "loop10p1" goes under loop10, not loop1)
         let disk = placed.get(sysName);
@@ -223,7 +228,7 @@ export const blockCollector: Collector = {
     };
 
     const makeDisk = (disk: string): Source => {
-      const src = new Source(disk);
+      const src = new Source(disk, { expose: { labels: { device: kernelName(disk) } } });
       const count = listed?.get(kernelName(disk))?.count ?? 11;
       addFields(src, diskSchemas, reader(src, () => top, disk), count);
       for (const [i, [, to]] of PARTS.entries()) {
@@ -239,7 +244,7 @@ export const blockCollector: Collector = {
         if (synced === listing) return;
         synced = listing;
         syncSubordinates(src, listing.partitions.get(disk) ?? [], (part) => {
-          const p = new Source(part);
+          const p = new Source(part, { expose: { labels: { device: kernelName(part) } } });
           addFields(p, partitionSchemas, reader(p, () => src, part), listed?.get(kernelName(part))?.count ?? 11);
           return p;
         });

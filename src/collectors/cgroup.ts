@@ -55,18 +55,28 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { counterType, gaugeType, LiveValues, Schema, Source, StatsError, validateName, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { shown } from './filters.js';
 import { KernelFile, kernelPath, syncSubordinates, throttle, type Collector, type CollectorOptions } from './common.js';
 
 type Values = Map<string, bigint>;
 
 const DIGITS = /^\d+$/;
 
-function gauge(name: string, unit: string, description: string): ValueSpec {
-  return { name, type: gaugeType, floating: true, unit, description };
+/**
+ * Exposition: statsfs_cgroup_<name>{cgroup="/system.slice/foo.service"} (node_exporter has no cgroups), in
+ * base units: µs as seconds, exactly. These values already include every descendant (see above), so
+ * sum() over all cgroups counts them again: select one level, e.g. {cgroup=~"/[^/]+"} for the top one.
+ */
+function exposed(name: string, type: 'counter' | 'gauge', exp10?: number): ValueSpec['expose'] {
+  return { name: `statsfs_cgroup_${name}`, type, ...(exp10 === undefined ? {} : { scale: { exp10 } }) };
 }
 
-function counter(name: string, unit: string, description: string): ValueSpec {
-  return { name, type: counterType, unit, description };
+function gauge(name: string, unit: string, description: string, expose: string = name.replace('.', '_') + (unit === 'bytes' ? '_bytes' : '')): ValueSpec {
+  return { name, type: gaugeType, floating: true, unit, description, expose: exposed(expose, 'gauge') };
+}
+
+function counter(name: string, unit: string, description: string, expose: string = name.replace('.', '_') + '_total', exp10?: number): ValueSpec {
+  return { name, type: counterType, unit, description, expose: exposed(expose, 'counter', exp10) };
 }
 
 /** A flat-keyed file ("key value" lines): the wanted keys, as `<prefix><key>`. */
@@ -152,9 +162,9 @@ const KINDS: readonly Kind[] = [
     file: 'cpu.stat',
     parse: flatKeyed('cpu.', ['usage_usec', 'user_usec', 'system_usec']),
     schema: new Schema([
-      counter('cpu.usage_usec', 'microseconds', 'CPU time used' + SUBTREE + ' (cpu.stat usage_usec)'),
-      counter('cpu.user_usec', 'microseconds', 'CPU time used in user mode' + SUBTREE + ' (cpu.stat user_usec)'),
-      counter('cpu.system_usec', 'microseconds', 'CPU time used in kernel mode' + SUBTREE + ' (cpu.stat system_usec)'),
+      counter('cpu.usage_usec', 'microseconds', 'CPU time used' + SUBTREE + ' (cpu.stat usage_usec)', 'cpu_usage_seconds_total', -6),
+      counter('cpu.user_usec', 'microseconds', 'CPU time used in user mode' + SUBTREE + ' (cpu.stat user_usec)', 'cpu_user_seconds_total', -6),
+      counter('cpu.system_usec', 'microseconds', 'CPU time used in kernel mode' + SUBTREE + ' (cpu.stat system_usec)', 'cpu_system_seconds_total', -6),
     ]),
   },
   {
@@ -175,22 +185,23 @@ const KINDS: readonly Kind[] = [
     file: 'io.stat',
     parse: parseIoStat,
     schema: new Schema([
-      counter('io.rbytes', 'bytes', 'bytes read, summed over devices' + SUBTREE + ' (io.stat rbytes)'),
-      counter('io.wbytes', 'bytes', 'bytes written, summed over devices' + SUBTREE + ' (io.stat wbytes)'),
-      counter('io.rios', 'operations', 'read operations, summed over devices' + SUBTREE + ' (io.stat rios)'),
-      counter('io.wios', 'operations', 'write operations, summed over devices' + SUBTREE + ' (io.stat wios)'),
-      counter('io.dbytes', 'bytes', 'bytes discarded, summed over devices' + SUBTREE + ' (io.stat dbytes)'),
-      counter('io.dios', 'operations', 'discard operations, summed over devices' + SUBTREE + ' (io.stat dios)'),
+      counter('io.rbytes', 'bytes', 'bytes read, summed over devices' + SUBTREE + ' (io.stat rbytes)', 'io_read_bytes_total'),
+      counter('io.wbytes', 'bytes', 'bytes written, summed over devices' + SUBTREE + ' (io.stat wbytes)', 'io_written_bytes_total'),
+      counter('io.rios', 'operations', 'read operations, summed over devices' + SUBTREE + ' (io.stat rios)', 'io_reads_total'),
+      counter('io.wios', 'operations', 'write operations, summed over devices' + SUBTREE + ' (io.stat wios)', 'io_writes_total'),
+      counter('io.dbytes', 'bytes', 'bytes discarded, summed over devices' + SUBTREE + ' (io.stat dbytes)', 'io_discarded_bytes_total'),
+      counter('io.dios', 'operations', 'discard operations, summed over devices' + SUBTREE + ' (io.stat dios)', 'io_discards_total'),
     ]),
   },
   {
     file: 'pids.current',
     parse: singleValue('pids.current'),
-    schema: new Schema([gauge('pids.current', 'tasks', 'tasks (threads)' + SUBTREE + ' (pids.current)')]),
+    schema: new Schema([gauge('pids.current', 'tasks', 'tasks (threads)' + SUBTREE + ' (pids.current)', 'tasks')]),
   },
 ];
 
 const procsSchema = new Schema([gauge('procs', 'processes', "this cgroup's own processes, without its descendants (PIDs in cgroup.procs)")]);
+// pids.current counts tasks (threads): statsfs_cgroup_tasks
 /** Simple (hidden) in every cgroup, aggregated (sum) at every cgroup: the processes of the whole subtree. */
 const procsTotalSchema = new Schema([
   { ...gauge('procs_total', 'processes', 'processes in this cgroup and all its descendants (sum of procs)'), aggr: 'sum' },
@@ -230,8 +241,10 @@ class CgroupNode {
     name: string,
     hidden: boolean,
     private readonly options: CollectorOptions,
+    /** Path below the v2 root: "/" for the root, "/system.slice/foo.service". */
+    private readonly path: string = '/',
   ) {
-    this.source = new Source(name, { hidden });
+    this.source = new Source(name, { hidden, expose: { labels: { cgroup: path } } });
     const procsFile = new KernelFile(join(dir, 'cgroup.procs'), countProcs, options);
     const procs = new LiveValues(() => {
       try {
@@ -269,6 +282,7 @@ class CgroupNode {
     const dirs = new Map<string, string>(); // source name -> directory name
     for (const e of entries) {
       if (e.isDirectory()) {
+        if (!shown(this.options.filters.cgroups, this.childPath(e.name))) continue;
         const { name } = sourceNameOf(e.name);
         if (!dirs.has(name)) dirs.set(name, e.name);
       } else files.add(e.name);
@@ -281,9 +295,13 @@ class CgroupNode {
     if (withSubordinates) {
       syncSubordinates(this.source, dirs.keys(), (name) => {
         const dirName = dirs.get(name)!;
-        return new CgroupNode(join(this.dir, dirName), name, sourceNameOf(dirName).hidden, this.options).source;
+        return new CgroupNode(join(this.dir, dirName), name, sourceNameOf(dirName).hidden, this.options, this.childPath(dirName)).source;
       });
     }
+  }
+
+  private childPath(dirName: string): string {
+    return this.path === '/' ? `/${dirName}` : `${this.path}/${dirName}`;
   }
 
   private attach(i: number): void {

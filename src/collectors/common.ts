@@ -10,6 +10,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { Source, StatsError } from '../model/index.js';
+import type { CollectorFilters } from './filters.js';
 
 export interface CollectorOptions {
   /** Where /proc is (tests point it at a fixture tree). */
@@ -19,6 +20,10 @@ export interface CollectorOptions {
   freshnessMs: number;
   /** Milliseconds clock; injectable so that tests control freshness. */
   now: () => number;
+  /** Which devices, interfaces, filesystems and cgroups to show (src/collectors/filters.ts). */
+  filters: CollectorFilters;
+  /** Where the host's root filesystem is, for statfs() of its mount points. */
+  rootFs: string;
 }
 
 export const DEFAULT_COLLECTOR_OPTIONS: CollectorOptions = Object.freeze({
@@ -26,6 +31,8 @@ export const DEFAULT_COLLECTOR_OPTIONS: CollectorOptions = Object.freeze({
   sysRoot: '/sys',
   freshnessMs: 100,
   now: () => performance.now(),
+  filters: Object.freeze({}),
+  rootFs: '/',
 });
 
 export function collectorOptions(partial: Partial<CollectorOptions> = {}): CollectorOptions {

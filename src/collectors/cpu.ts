@@ -52,6 +52,18 @@ const DESCRIPTIONS: Readonly<Record<(typeof CPU_TIMES)[number], string>> = {
   guest_nice: 'time running a niced guest (already counted in nice)',
 };
 
+/**
+ * node_exporter's names: the eight times that add up to the CPU's time as node_cpu_seconds_total{mode},
+ * guest and guest_nice (already inside user and nice) as node_cpu_guest_seconds_total; ticks / 100 exactly.
+ */
+const TICKS_TO_SECONDS = { exp10: -2 } as const;
+function exposure(name: (typeof CPU_TIMES)[number]): ValueSpec['expose'] {
+  if (name === 'guest' || name === 'guest_nice') {
+    return { name: 'node_cpu_guest_seconds_total', type: 'counter', labels: { mode: name === 'guest' ? 'user' : 'nice' }, scale: TICKS_TO_SECONDS, help: 'Seconds the CPUs spent in guests (VMs) for each mode.' };
+  }
+  return { name: 'node_cpu_seconds_total', type: 'counter', labels: { mode: name }, scale: TICKS_TO_SECONDS, help: 'Seconds the CPUs spent in each mode.' };
+}
+
 /** Position of busy in a parsed CPU line: right after the kernel's fields. */
 const BUSY = CPU_TIMES.length;
 /** user nice system irq softirq steal: what busy adds up. */
@@ -70,7 +82,7 @@ const FIELD_INDEX: ReadonlyMap<string, number> = new Map<string, number>([
 /** The per-CPU values; cpu/ adds the same schema as aggregates (sum), so cpu/<time> is the total. */
 export const cpuSchema = new Schema([
   ...CPU_TIMES.map(
-    (name): ValueSpec => ({ name, type: counterType, aggr: 'sum', unit: CPU_TIME_UNIT, description: DESCRIPTIONS[name] }),
+    (name): ValueSpec => ({ name, type: counterType, aggr: 'sum', unit: CPU_TIME_UNIT, description: DESCRIPTIONS[name], expose: exposure(name) }),
   ),
   {
     name: 'busy',
@@ -78,6 +90,7 @@ export const cpuSchema = new Schema([
     aggr: 'sum',
     unit: CPU_TIME_UNIT,
     description: 'time not idle: user + nice + system + irq + softirq + steal (guest is inside user already)',
+    expose: false, // a sum of the modes: PromQL sums them
   },
 ]);
 
@@ -89,6 +102,7 @@ export const cpuBusyMaxSchema = new Schema([
     aggr: 'max',
     unit: CPU_TIME_UNIT,
     description: 'busy of the busiest CPU (max over CPUs; each CPU\'s busy since its last busy_max clear)',
+    expose: false,
   },
 ]);
 
@@ -148,7 +162,7 @@ export const cpuCollector: Collector = {
       return base;
     };
     const makeCpu = (cpu: string): Source => {
-      const source = new Source(cpu);
+      const source = new Source(cpu, { expose: { labels: { cpu: cpu.slice(3) } } });
       const base = baseOf(cpu);
       source.addValues(cpuSchema, { base });
       source.addValues(cpuBusyMaxSchema, { base, hidden: true });

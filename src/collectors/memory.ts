@@ -118,10 +118,13 @@ function specOf(key: string, unit: MeminfoUnit): ValueSpec {
   const meaning = DESCRIPTIONS[key];
   const origin = unit === 'bytes' ? `/proc/meminfo ${key} (kB there, bytes here)` : `/proc/meminfo ${key}`;
   const unitNote = unit === 'pages' ? ', in huge pages of Hugepagesize bytes each' : '';
+  // node_exporter: "Active(anon)" -> node_memory_Active_anon_bytes; kB values get _bytes, counts nothing
+  const exposed = 'node_memory_' + key.replace(/\((.*)\)/, '_$1').replace(/[^a-zA-Z0-9_]/g, '_') + (unit === 'bytes' ? '_bytes' : '');
   return {
     name: key,
     type: gaugeType,
     floating: true,
+    expose: { name: exposed, type: 'gauge', help: `Memory information field ${key}.` },
     unit,
     description: meaning ? `${meaning}${unitNote} (${origin})` : `${origin}${unitNote}`,
   };

@@ -37,6 +37,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { counterType, LiveValues, Schema, Source, StatsError, validateName, type ValueSpec } from '../model/index.js';
+import { shown } from './filters.js';
 import { KernelFile, kernelPath, syncSubordinates, type Collector, type CollectorOptions } from './common.js';
 
 type Origin = { proc: number } | { sys: true };
@@ -79,13 +80,52 @@ const COUNTERS: readonly Counter[] = [
   { name: 'rx_nohandler', unit: 'packets', description: 'packets received and dropped for want of a protocol handler', from: sys },
 ];
 
-export const NET_COUNTER_NAMES: readonly string[] = COUNTERS.map((c) => c.name);
+/** /proc/net/dev's own combined columns (net/core/net-procfs.c), which node_exporter exports. */
+const COMBINED: readonly Counter[] = [
+  { name: 'rx_drop', unit: 'packets', description: '/proc/net/dev "drop": rx_dropped + rx_missed_errors', from: { proc: 3 } },
+  { name: 'rx_frame', unit: 'packets', description: '/proc/net/dev "frame": rx_length_errors + rx_over_errors + rx_crc_errors + rx_frame_errors', from: { proc: 5 } },
+  { name: 'tx_carrier', unit: 'packets', description: '/proc/net/dev "carrier": tx_carrier_errors + tx_aborted_errors + tx_window_errors + tx_heartbeat_errors', from: { proc: 14 } },
+];
 
-const BY_NAME = new Map(COUNTERS.map((c) => [c.name, c]));
+/**
+ * node_exporter's netdev names (its default, /proc/net/dev-compatible set of 17), with device="<if>". The
+ * detailed counters that those columns combine are in the tree but not exported (they would repeat them).
+ */
+const EXPOSED: Readonly<Record<string, string>> = {
+  rx_bytes: 'receive_bytes',
+  rx_packets: 'receive_packets',
+  rx_errors: 'receive_errs',
+  rx_drop: 'receive_drop',
+  rx_fifo_errors: 'receive_fifo',
+  rx_frame: 'receive_frame',
+  rx_compressed: 'receive_compressed',
+  multicast: 'receive_multicast',
+  rx_nohandler: 'receive_nohandler',
+  tx_bytes: 'transmit_bytes',
+  tx_packets: 'transmit_packets',
+  tx_errors: 'transmit_errs',
+  tx_dropped: 'transmit_drop',
+  tx_fifo_errors: 'transmit_fifo',
+  collisions: 'transmit_colls',
+  tx_carrier: 'transmit_carrier',
+  tx_compressed: 'transmit_compressed',
+};
+
+function exposure(name: string): ValueSpec['expose'] {
+  const exposed = EXPOSED[name];
+  return exposed === undefined ? false : { name: `node_network_${exposed}_total`, type: 'counter', help: `Network device statistic ${exposed}.` };
+}
+
+/** The 24 rtnl_link_stats64 counters. */
+export const NET_COUNTER_NAMES: readonly string[] = COUNTERS.map((c) => c.name);
+/** Every value of an interface: the 24, then /proc/net/dev's combined drop, frame and carrier columns. */
+export const NET_VALUE_NAMES: readonly string[] = [...COUNTERS, ...COMBINED].map((c) => c.name);
+
+const BY_NAME = new Map([...COUNTERS, ...COMBINED].map((c) => [c.name, c]));
 
 /** One schema for every interface, so that net/'s aggregates cover them all. */
 export const netSchema = new Schema(
-  COUNTERS.map((c): ValueSpec => ({ name: c.name, type: counterType, aggr: 'sum', unit: c.unit, description: c.description })),
+  [...COUNTERS, ...COMBINED].map((c): ValueSpec => ({ name: c.name, type: counterType, aggr: 'sum', unit: c.unit, description: c.description, expose: exposure(c.name) })),
 );
 
 /** The 16 columns of one interface's /proc/net/dev line, kept as text until a value is read. */
@@ -146,7 +186,7 @@ export const netCollector: Collector = {
       }
       const names: string[] = [];
       for (const e of entries) {
-        if (!(e.isDirectory() || e.isSymbolicLink()) || !table.has(e.name)) continue;
+        if (!(e.isDirectory() || e.isSymbolicLink()) || !table.has(e.name) || !shown(options.filters.interfaces, e.name)) continue;
         try {
           validateName(e.name, 'source');
         } catch {
@@ -174,7 +214,7 @@ export const netCollector: Collector = {
     };
 
     const makeSource = (ifname: string): Source => {
-      const src = new Source(ifname);
+      const src = new Source(ifname, { expose: { labels: { device: ifname } } });
       const statsDir = kernelPath(classNet, ifname, 'statistics');
       const files = new Map<string, KernelFile<bigint>>();
       const sysCounter = (name: string): bigint => {

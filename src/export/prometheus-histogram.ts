@@ -50,16 +50,17 @@ export function leLadder(histograms: Iterable<Histogram>, maxLe = PROMETHEUS_MAX
   return { scale, low, high };
 }
 
-/** The text of an `le` label value: the bound as the shortest decimal that reads back as it. */
-export function leText(index: number, scale: number): string {
-  return String(2 ** ((index + 1) * 2 ** -scale));
+/** The text of an `le` label value: the bound (times `factor`) as the shortest decimal that reads back as it. */
+export function leText(index: number, scale: number, factor = 1): string {
+  return String(2 ** ((index + 1) * 2 ** -scale) * factor);
 }
 
 /**
  * The sample lines of one histogram series: `name_bucket{labels,le="…"} n` for every bound of the ladder
- * and `+Inf`, then `name_sum` and `name_count`. `labels` is the label text without braces ('' for none).
+ * and `+Inf`, then `name_sum` and `name_count`. `labels` is the label text without braces ('' for none);
+ * `factor` converts the bounds and the sum to the base unit (10^-3 for milliseconds to seconds).
  */
-export function histogramLines(name: string, labels: string, h: Histogram, ladder: LeLadder | null): string {
+export function histogramLines(name: string, labels: string, h: Histogram, ladder: LeLadder | null, factor = 1): string {
   const sep = labels === '' ? '' : ',';
   const out: string[] = [];
   const count = h.count.toString();
@@ -72,11 +73,11 @@ export function histogramLines(name: string, labels: string, h: Histogram, ladde
     let running = Number(h.zeroCount); // 0 is below every bound
     for (let k = 0; k < cumulative.length; k++) {
       running += cumulative[k];
-      out.push(`${name}_bucket{${labels}${sep}le="${leText(ladder.low + k, ladder.scale)}"} ${running}`);
+      out.push(`${name}_bucket{${labels}${sep}le="${leText(ladder.low + k, ladder.scale, factor)}"} ${running}`);
     }
   }
   out.push(`${name}_bucket{${labels}${sep}le="+Inf"} ${count}`);
   const braced = labels === '' ? '' : `{${labels}}`;
-  out.push(`${name}_sum${braced} ${h.sum}`, `${name}_count${braced} ${count}`);
+  out.push(`${name}_sum${braced} ${h.sum * factor}`, `${name}_count${braced} ${count}`);
   return out.join('\n') + '\n';
 }

@@ -63,18 +63,16 @@ export async function mount(root: Source, mountpoint: string, options: MountOpti
   const unshare = arena.onGrowth((words) => session.shareArena(words));
   adapter.storedServer = session;
   adapter.snapshotBudget = session;
-  const n = OP_NAMES.length;
-  const raw = (i: number) => session.statsRaw()[i];
   const counters: FuseCounterReader = {
     ops: OP_NAMES,
-    requests: (op) => raw(op),
-    errors: (op) => raw(n + op),
-    bytesRead: () => raw(2 * n),
-    openFiles: () => raw(2 * n + 1),
-    openDirs: () => raw(2 * n + 2),
-    inFlight: () => raw(2 * n + 3),
-    snapshotBytes: () => raw(2 * n + 4),
-    overBudget: () => raw(2 * n + 5),
+    requests: (op) => session.opStat('requests', op),
+    errors: (op) => session.opStat('errors', op),
+    bytesRead: () => session.stat('bytesRead'),
+    openFiles: () => session.stat('openFiles'),
+    openDirs: () => session.stat('openDirs'),
+    inFlight: () => session.stat('inFlight'),
+    snapshotBytes: () => session.stat('snapshotBytes'),
+    overBudget: () => session.stat('overBudget'),
     inodes: () => adapter.inodeCount,
   };
   return {

@@ -1,5 +1,5 @@
 /**
- * Typed wrapper around the statsfs_fuse native addon (native/statsfs_fuse.c), a libfuse3
+ * Typed wrapper around the statsfs_fuse native addon (native/, see native/statsfs.h), a libfuse3
  * low-level binding. The addon serves read, readdir(plus), flush, release, statfs and the
  * refused namespace operations in C on its own session thread; lookup, getattr, setattr,
  * opendir, open and write are handed to the JS handler given to {@link mount}, except open and
@@ -12,19 +12,26 @@
  *   EIO and `handler.onError(op, err)` is called; nothing a handler does leaves a request unanswered;
  * - the mounting process must never touch its own mount synchronously (readFileSync, execSync of
  *   `cat` ...): the handler that would answer runs on the thread that is blocked.
+ *
+ * Every code, flag and layout shared with the binding comes from the binding itself (its `contract`
+ * export, defined in native/contract.h), checked against native-contract.ts when it is loaded.
+ *
+ * Longer than the ~450 lines files here keep to: a third is the documented handler contract (the types
+ * above FuseSession), and the session's request handling is kept as short methods rather than one
+ * closure; both belong to the one native handle this module wraps.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { constants } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  checkContract, GAUGE_NAMES, OP_NAMES, type Contract, type EventArgs, type EventName, type GaugeName, type OpName,
+} from './native-contract.js';
 
 /** Request kinds counted by {@link FuseSession.stats}, in the addon's order. */
-export const OP_NAMES = [
-  'lookup', 'forget', 'getattr', 'setattr', 'open', 'read', 'write', 'flush',
-  'release', 'opendir', 'readdir', 'releasedir', 'statfs', 'other',
-] as const;
-export type OpName = (typeof OP_NAMES)[number];
+export { OP_NAMES, type GaugeName, type OpName };
 
 /** A positive errno number, e.g. `os.constants.errno.ENOENT`. */
 export type Errno = number;
@@ -175,13 +182,21 @@ export interface FuseError extends Error {
 }
 
 type NativeHandle = object & { readonly __brand?: 'statsfs_fuse' };
-type Dispatch = (ev: number, id: number, ...args: unknown[]) => void;
+/** What the binding calls for each event: (event, id, arguments...), six arguments at most. */
+type Dispatch = (ev: number, id: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => void;
+/** The handler of each event, typed from its arguments in native-contract.ts. */
+type EventHandlers = { [K in EventName]: Handler<EventArgs[K]> };
+type Handler<A> = A extends unknown[] ? (id: number, ...args: A) => void : never;
+/** An event handler as the dispatch function calls it. */
+type Decoded = (id: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => void;
+type OpenContent = Buffer | Uint8Array | string | readonly Buffer[];
 
 /** Snapshots at least this large are copied into the binding in pieces of this size, a turn of the loop apart. */
 const FILL_STEP = 8 << 20;
 
 interface NativeAddon {
-  STATS_LENGTH: number;
+  /** Codes, flags and layouts (native/contract.h); see checkContract. */
+  contract: unknown;
   mount(mountpoint: string, options: string, dispatch: Dispatch, flags: number): NativeHandle;
   unmount(h: NativeHandle): void;
   replyErr(h: NativeHandle, id: number, errno: number): boolean;
@@ -211,19 +226,21 @@ interface NativeAddon {
   umountDetach(path: string): void;
 }
 
-// Events and flags shared with native/statsfs_fuse.c.
-const EV_LOOKUP = 0, EV_GETATTR = 1, EV_SETATTR = 2, EV_OPENDIR = 3, EV_OPEN = 4, EV_WRITE = 5,
-  EV_FORGET = 6, EV_ENDED = 7, EV_LOG = 8, EV_SENT = 9;
-const MF_DEBUG = 1, MF_FORGET = 2;
-const SET_MODE = 1 << 0, SET_UID = 1 << 1, SET_GID = 1 << 2, SET_SIZE = 1 << 3, SET_ATIME = 1 << 4,
-  SET_MTIME = 1 << 5, SET_ATIME_NOW = 1 << 7, SET_MTIME_NOW = 1 << 8;
-const EIO = 5, EPERM = 1;
+const { EIO, EPERM } = constants.errno;
 
-let addon: NativeAddon | undefined;
+/** The loaded addon with its checked contract. */
+interface Binding {
+  readonly native: NativeAddon;
+  readonly contract: Contract;
+  /** Lays an Attr out as the binding reads it (one scratch array, reused). */
+  readonly packAttr: (a: Attr) => Float64Array;
+}
+
+let binding: Binding | undefined;
 
 /** Loads build/Release/statsfs_fuse.node, from src/fs (tsx, vitest) or dist/src/fs (compiled). */
-function loadAddon(): NativeAddon {
-  if (addon) return addon;
+function loadBinding(): Binding {
+  if (binding) return binding;
   const here = dirname(fileURLToPath(import.meta.url));
   const candidates = [
     resolve(here, '../../build/Release/statsfs_fuse.node'),
@@ -237,9 +254,10 @@ function loadAddon(): NativeAddon {
     err.code = 'ENOFUSE';
     throw err;
   }
-  addon = createRequire(import.meta.url)(found) as NativeAddon;
-  if (addon.STATS_LENGTH !== 2 * OP_NAMES.length + 6) throw new Error('statsfs_fuse.node does not match native.ts');
-  return addon;
+  const native = createRequire(import.meta.url)(found) as NativeAddon;
+  const contract = checkContract(native.contract, found);
+  binding = { native, contract, packAttr: attrPacker(contract.attr) };
+  return binding;
 }
 
 function isErrno(v: unknown): v is Errno {
@@ -252,34 +270,51 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
 
 class ReplyError extends Error {}
 
-const attrScratch = new Float64Array(9);
-function packAttr(a: Attr): Float64Array {
-  if (typeof a !== 'object' || a === null) throw new ReplyError('expected an Attr object or an errno');
-  attrScratch[0] = a.ino;
-  attrScratch[1] = a.mode;
-  attrScratch[2] = a.nlink;
-  attrScratch[3] = a.size;
-  attrScratch[4] = a.uid;
-  attrScratch[5] = a.gid;
-  attrScratch[6] = a.mtimeMs;
-  attrScratch[7] = a.ctimeMs ?? a.mtimeMs;
-  attrScratch[8] = a.atimeMs ?? a.mtimeMs;
-  return attrScratch;
+function attrPacker(at: Contract['attr']): (a: Attr) => Float64Array {
+  const scratch = new Float64Array(at.length);
+  return (a) => {
+    if (typeof a !== 'object' || a === null) throw new ReplyError('expected an Attr object or an errno');
+    scratch[at.ino] = a.ino;
+    scratch[at.mode] = a.mode;
+    scratch[at.nlink] = a.nlink;
+    scratch[at.size] = a.size;
+    scratch[at.uid] = a.uid;
+    scratch[at.gid] = a.gid;
+    scratch[at.mtimeMs] = a.mtimeMs;
+    scratch[at.ctimeMs] = a.ctimeMs ?? a.mtimeMs;
+    scratch[at.atimeMs] = a.atimeMs ?? a.mtimeMs;
+    return scratch;
+  };
 }
 
-function setAttrRequest(valid: number, size: number, mode: number, uid: number, gid: number): SetAttrRequest {
+function setAttrRequest(bit: Contract['setattr'], valid: number, size: number, mode: number, uid: number, gid: number): SetAttrRequest {
   const set: SetAttrRequest = {};
-  if (valid & SET_SIZE) set.size = size;
-  if (valid & SET_MODE) set.mode = mode;
-  if (valid & SET_UID) set.uid = uid;
-  if (valid & SET_GID) set.gid = gid;
-  if (valid & (SET_ATIME | SET_ATIME_NOW)) set.atime = true;
-  if (valid & (SET_MTIME | SET_MTIME_NOW)) set.mtime = true;
+  if (valid & bit.size) set.size = size;
+  if (valid & bit.mode) set.mode = mode;
+  if (valid & bit.uid) set.uid = uid;
+  if (valid & bit.gid) set.gid = gid;
+  if (valid & (bit.atime | bit.atimeNow)) set.atime = true;
+  if (valid & (bit.mtime | bit.mtimeNow)) set.mtime = true;
   return set;
+}
+
+/** The dispatch function: each event goes to its handler by code, through a table (no allocation). */
+function dispatchTable(events: Contract['events'], handlers: EventHandlers): Dispatch {
+  const unknownEvent: Decoded = () => {
+    throw new Error('statsfs_fuse.node dispatched an event code its contract does not list');
+  };
+  const byCode = Array.from({ length: events.length }, () => unknownEvent);
+  for (const name of Object.keys(handlers) as EventName[]) {
+    // checkContract compared the arguments this code carries with those the handler is typed from
+    byCode[events[name].code] = handlers[name] as unknown as Decoded;
+  }
+  return (ev, id, a, b, c, d, e, f) => byCode[ev](id, a, b, c, d, e, f);
 }
 
 export class FuseSession {
   private readonly native: NativeAddon;
+  private readonly contract: Contract;
+  private readonly packAttr: (a: Attr) => Float64Array;
   /** The addon's session; kept after unmount so that stats stay readable. */
   private readonly handle: NativeHandle;
   private live = true;
@@ -297,7 +332,7 @@ export class FuseSession {
     private readonly handler: FuseHandler,
     options: MountOptions,
   ) {
-    this.native = loadAddon();
+    ({ native: this.native, contract: this.contract, packAttr: this.packAttr } = loadBinding());
     this.attrTimeout = options.attrTimeout ?? 1;
     const isRoot = process.getuid?.() === 0;
     const opts = [
@@ -310,8 +345,9 @@ export class FuseSession {
     if (options.debug) opts.push('debug');
     opts.push(...(options.extraOptions ?? []));
     const debug = options.debug || undefined;
-    const flags = (debug ? MF_DEBUG : 0) | (handler.forget ? MF_FORGET : 0);
-    this.handle = this.native.mount(mountpoint, opts.join(','), this.dispatcher(debug), flags);
+    const flag = this.contract.mountFlags;
+    const flags = (debug ? flag.debug : 0) | (handler.forget ? flag.forget : 0);
+    this.handle = this.native.mount(mountpoint, opts.join(','), dispatchTable(this.contract.events, this.eventHandlers(debug)), flags);
     this.native.setSnapshotBudget(this.handle, options.snapshotBudget ?? DEFAULT_SNAPSHOT_BUDGET);
   }
 
@@ -372,7 +408,7 @@ export class FuseSession {
    * arena shared, slot out of range, unmounted): the handler goes on answering.
    */
   serveStored(ino: number, slot: number, signed: boolean, attr: Attr): boolean {
-    return this.live && this.native.serveStored(this.handle, ino, slot, signed, packAttr(attr), this.attrTimeout);
+    return this.live && this.native.serveStored(this.handle, ino, slot, signed, this.packAttr(attr), this.attrTimeout);
   }
 
   /**
@@ -396,17 +432,26 @@ export class FuseSession {
 
   stats(): SessionStats {
     const raw = this.statsRaw();
-    const n = OP_NAMES.length;
+    const at = this.contract.stats;
     const requests = {} as Record<OpName, bigint>;
     const errors = {} as Record<OpName, bigint>;
     OP_NAMES.forEach((name, i) => {
-      requests[name] = raw[i];
-      errors[name] = raw[n + i];
+      requests[name] = raw[at.requests + i];
+      errors[name] = raw[at.errors + i];
     });
-    return {
-      requests, errors, bytesRead: raw[2 * n], openFiles: raw[2 * n + 1], openDirs: raw[2 * n + 2], inFlight: raw[2 * n + 3],
-      snapshotBytes: raw[2 * n + 4], overBudget: raw[2 * n + 5],
-    };
+    const stats = { requests, errors } as SessionStats;
+    for (const name of GAUGE_NAMES) stats[name] = raw[at[name]];
+    return stats;
+  }
+
+  /** One gauge of {@link stats}, read now. */
+  stat(name: GaugeName): bigint {
+    return this.statsRaw()[this.contract.stats[name]];
+  }
+
+  /** The requests or the error replies of one kind (its index in OP_NAMES) so far. */
+  opStat(counter: 'requests' | 'errors', op: number): bigint {
+    return this.statsRaw()[this.contract.stats[counter] + op];
   }
 
   /** Stop serving, unmount (lazily), join the addon's threads, answer whatever JS still held
@@ -433,146 +478,156 @@ export class FuseSession {
     return this;
   }
 
-  private dispatcher(debug: ((line: string) => void) | undefined): Dispatch {
-    const native = this.native;
+  /** What each event does; dispatchTable routes the binding's calls here by event code. */
+  private eventHandlers(debug: ((line: string) => void) | undefined): EventHandlers {
     const handler = this.handler;
-    // Dispatch only runs after mount() has returned, so the handle is set by then.
-    const h = (): NativeHandle => this.handle;
-    const fail = (id: number, op: string, err: unknown): void => {
-      if (id) native.replyErr(h(), id, EIO);
-      try {
-        handler.onError?.(op, err);
-      } catch {
-        // an onError that throws must not take the daemon down
-      }
-    };
-    // Replies with the handler's result; numbers are errnos.
-    const deliver = <T>(id: number, op: string, v: T | Errno, send: (v: T) => void): void => {
-      try {
-        if (isErrno(v)) {
-          if (!(Number.isInteger(v) && v > 0 && v < 4096)) throw new ReplyError(`invalid errno ${v}`);
-          native.replyErr(h(), id, v);
-        } else {
-          send(v);
+    const bits = this.contract.setattr;
+    const sendAttr = (id: number) => (a: Attr) => this.native.replyAttr(this.handle, id, this.packAttr(a), this.attrTimeout);
+    return {
+      lookup: (id, parent, name) => this.run(id, 'lookup', () => handler.lookup(parent, name), (r: EntryResult) => this.sendEntry(id, r)),
+      getattr: (id, ino) => this.run(id, 'getattr', () => handler.getattr(ino), sendAttr(id)),
+      setattr: (id, ino, valid, size, mode, uid, gid) => this.run(id, 'setattr', () => (handler.setattr
+        ? handler.setattr(ino, setAttrRequest(bits, valid, size, mode, uid, gid))
+        : EPERM), sendAttr(id)),
+      opendir: (id, ino) => this.run(id, 'opendir', () => handler.opendir(ino), (l: DirListing) => this.sendListing(id, ino, l)),
+      open: (id, ino, flags, uid) => this.run(id, 'open', () => handler.open(ino, flags, uid), (v: OpenContent) => this.sendOpen(id, v)),
+      write: (id, ino, data, offset, accepted) => this.run(id, 'write',
+        () => (handler.write ? handler.write(ino, data, offset, accepted) : EPERM),
+        (r: void | { written: number }) => this.native.replyWrite(this.handle, id, r === undefined ? data.length : r.written)),
+      forget: (_id, pairs) => this.forget(pairs),
+      ended: () => this.ended(),
+      log: (_id, _level, line) => {
+        try {
+          debug?.(line);
+        } catch {
+          // a failing logger must not take the daemon down
         }
-      } catch (err) {
-        fail(id, op, err);
-      }
+      },
+      sent: (_id, mark) => this.settleMarks(mark),
     };
-    const run = <T>(id: number, op: string, call: () => MaybePromise<T | Errno>, send: (v: T) => void): void => {
-      let r: MaybePromise<T | Errno>;
-      try {
-        r = call();
-      } catch (err) {
-        fail(id, op, err);
-        return;
-      }
-      if (isThenable(r)) {
-        (r as Promise<T | Errno>).then((v) => deliver(id, op, v, send), (err: unknown) => fail(id, op, err));
-      } else {
-        deliver(id, op, r, send);
-      }
-    };
-    // A large snapshot goes into the binding's memory a piece at a time, so no copy holds the loop for long.
-    // It is allocated whole first, and charged whole to the opener's budget from then on.
-    const sendLarge = async (id: number, chunks: readonly Buffer[]): Promise<void> => {
-      try {
-        let total = 0;
-        for (const chunk of chunks) {
-          if (!Buffer.isBuffer(chunk)) throw new ReplyError('expected an array of Buffers');
-          total += chunk.length;
-        }
-        if (!native.allocSnapshot(h(), id, total)) return; // answered: over the opener's budget, or no memory
-        let at = 0;
-        let sinceTurn = 0;
-        for (const chunk of chunks) {
-          for (let from = 0; from < chunk.length; from += FILL_STEP) {
-            const piece = chunk.subarray(from, from + FILL_STEP);
-            // false: unmounted meanwhile; the request is gone and its snapshot freed with it
-            if (!native.fillSnapshot(h(), id, at, piece)) return;
-            at += piece.length;
-            sinceTurn += piece.length;
-            if (sinceTurn >= FILL_STEP) {
-              sinceTurn = 0;
-              await new Promise<void>((resolve) => setImmediate(resolve));
-            }
-          }
-        }
-        native.replyOpen(h(), id, null);
-      } catch (err) {
-        fail(id, 'open', err);
-      }
-    };
-    const attrTimeout = this.attrTimeout;
-    const sendAttr = (id: number) => (a: Attr) => native.replyAttr(h(), id, packAttr(a), attrTimeout);
+  }
 
-    return (ev: number, id: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown): void => {
-      switch (ev) {
-        case EV_LOOKUP:
-          return run(id, 'lookup', () => handler.lookup(a as number, b as string), (r: EntryResult) => {
-            if (typeof r !== 'object' || r === null) throw new ReplyError('expected an EntryResult or an errno');
-            native.replyEntry(h(), id, packAttr(r.attr), r.entryTimeout, r.attrTimeout);
-          });
-        case EV_GETATTR:
-          return run(id, 'getattr', () => handler.getattr(a as number), sendAttr(id));
-        case EV_SETATTR:
-          return run(id, 'setattr', () => (handler.setattr
-            ? handler.setattr(a as number, setAttrRequest(b as number, c as number, d as number, e as number, f as number))
-            : EPERM), sendAttr(id));
-        case EV_OPENDIR:
-          return run(id, 'opendir', () => handler.opendir(a as number), (l: DirListing) => this.sendListing(id, a as number, l));
-        case EV_OPEN:
-          return run(id, 'open', () => handler.open(a as number, b as number, c as number), (v: Buffer | Uint8Array | string | readonly Buffer[]) => {
-            if (Array.isArray(v)) return void sendLarge(id, v as readonly Buffer[]);
-            let buf: Buffer;
-            if (typeof v === 'string') buf = Buffer.from(v);
-            else if (Buffer.isBuffer(v)) buf = v;
-            else if (v instanceof Uint8Array) buf = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-            else throw new ReplyError('expected a Buffer, a string, an array of Buffers or an errno');
-            if (buf.length > FILL_STEP) return void sendLarge(id, [buf]);
-            native.replyOpen(h(), id, buf);
-          });
-        case EV_WRITE: {
-          const data = b as Buffer;
-          return run(id, 'write', () => (handler.write ? handler.write(a as number, data, c as number, d as number) : EPERM),
-            (r: void | { written: number }) => native.replyWrite(h(), id, r === undefined ? data.length : r.written));
-        }
-        case EV_FORGET: {
-          const pairs = a as Float64Array;
-          for (let i = 0; i < pairs.length; i += 2) {
-            try {
-              handler.forget?.(pairs[i], pairs[i + 1]);
-            } catch (err) {
-              fail(0, 'forget', err);
-            }
-          }
-          return;
-        }
-        case EV_ENDED:
-          void this.unmount();
-          try {
-            handler.onUnmounted?.();
-          } catch (err) {
-            fail(0, 'onUnmounted', err);
-          }
-          return;
-        case EV_SENT:
-          return this.settleMarks(a as number);
-        case EV_LOG:
-          try {
-            debug?.(b as string);
-          } catch {
-            // a failing logger must not take the daemon down
-          }
-          return;
+  /** Answers EIO (unless `id` is 0: nothing to answer) and tells the handler. */
+  private fail(id: number, op: string, err: unknown): void {
+    if (id) this.native.replyErr(this.handle, id, EIO);
+    try {
+      this.handler.onError?.(op, err);
+    } catch {
+      // an onError that throws must not take the daemon down
+    }
+  }
+
+  /** Replies with the handler's result; numbers are errnos. */
+  private deliver<T>(id: number, op: string, v: T | Errno, send: (v: T) => unknown): void {
+    try {
+      if (isErrno(v)) {
+        if (!(Number.isInteger(v) && v > 0 && v < 4096)) throw new ReplyError(`invalid errno ${v}`);
+        this.native.replyErr(this.handle, id, v);
+      } else {
+        send(v);
       }
-    };
+    } catch (err) {
+      this.fail(id, op, err);
+    }
+  }
+
+  /** Calls the handler and replies with what it returns or resolves to. */
+  private run<T>(id: number, op: string, call: () => MaybePromise<T | Errno>, send: (v: T) => unknown): void {
+    let r: MaybePromise<T | Errno>;
+    try {
+      r = call();
+    } catch (err) {
+      this.fail(id, op, err);
+      return;
+    }
+    if (isThenable(r)) {
+      (r as Promise<T | Errno>).then((v) => this.deliver(id, op, v, send), (err: unknown) => this.fail(id, op, err));
+    } else {
+      this.deliver(id, op, r, send);
+    }
+  }
+
+  private sendEntry(id: number, r: EntryResult): void {
+    if (typeof r !== 'object' || r === null) throw new ReplyError('expected an EntryResult or an errno');
+    this.native.replyEntry(this.handle, id, this.packAttr(r.attr), r.entryTimeout, r.attrTimeout);
+  }
+
+  private sendOpen(id: number, v: OpenContent): void {
+    if (Array.isArray(v)) return void this.sendLarge(id, v as readonly Buffer[]);
+    let buf: Buffer;
+    if (typeof v === 'string') buf = Buffer.from(v);
+    else if (Buffer.isBuffer(v)) buf = v;
+    else if (v instanceof Uint8Array) buf = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    else throw new ReplyError('expected a Buffer, a string, an array of Buffers or an errno');
+    if (buf.length > FILL_STEP) return void this.sendLarge(id, [buf]);
+    this.native.replyOpen(this.handle, id, buf);
+  }
+
+  /**
+   * A large snapshot goes into the binding's memory a piece at a time, so no copy holds the loop for long.
+   * It is allocated whole first, and charged whole to the opener's budget from then on.
+   */
+  private async sendLarge(id: number, chunks: readonly Buffer[]): Promise<void> {
+    const native = this.native;
+    try {
+      let total = 0;
+      for (const chunk of chunks) {
+        if (!Buffer.isBuffer(chunk)) throw new ReplyError('expected an array of Buffers');
+        total += chunk.length;
+      }
+      if (!native.allocSnapshot(this.handle, id, total)) return; // answered: over the opener's budget, or no memory
+      let at = 0;
+      let sinceTurn = 0;
+      for (const chunk of chunks) {
+        for (let from = 0; from < chunk.length; from += FILL_STEP) {
+          const piece = chunk.subarray(from, from + FILL_STEP);
+          // false: unmounted meanwhile; the request is gone and its snapshot freed with it
+          if (!native.fillSnapshot(this.handle, id, at, piece)) return;
+          at += piece.length;
+          sinceTurn += piece.length;
+          if (sinceTurn >= FILL_STEP) {
+            sinceTurn = 0;
+            await new Promise<void>((resolve) => setImmediate(resolve));
+          }
+        }
+      }
+      native.replyOpen(this.handle, id, null);
+    } catch (err) {
+      this.fail(id, 'open', err);
+    }
+  }
+
+  private forget(pairs: Float64Array): void {
+    for (let i = 0; i < pairs.length; i += 2) {
+      try {
+        this.handler.forget?.(pairs[i], pairs[i + 1]);
+      } catch (err) {
+        this.fail(0, 'forget', err);
+      }
+    }
+  }
+
+  /** The kernel ended the session. */
+  private ended(): void {
+    void this.unmount();
+    try {
+      this.handler.onUnmounted?.();
+    } catch (err) {
+      this.fail(0, 'onUnmounted', err);
+    }
   }
 
   private sendListing(id: number, ino: number, l: DirListing): void {
     if (typeof l !== 'object' || l === null) throw new ReplyError('expected a DirListing or an errno');
     const names = typeof l.names === 'string' ? l.names : l.names.join('\0');
-    const meta = new Float64Array([ino, l.parent ?? 1, l.uid ?? 0, l.gid ?? 0, l.entryTimeout, l.attrTimeout]);
+    const at = this.contract.dirMeta;
+    const meta = new Float64Array(at.length);
+    meta[at.self] = ino;
+    meta[at.parent] = l.parent ?? 1;
+    meta[at.uid] = l.uid ?? 0;
+    meta[at.gid] = l.gid ?? 0;
+    meta[at.entryTimeout] = l.entryTimeout;
+    meta[at.attrTimeout] = l.attrTimeout;
     this.native.replyOpendir(this.handle, id, names, l.inos, l.modes, l.sizes ?? null, l.mtimesMs ?? null, meta);
   }
 }
@@ -624,7 +679,7 @@ export function mount(mountpoint: string, handler: FuseHandler, options: MountOp
 export function lazyUnmount(path: string): void {
   const target = resolve(path);
   if (process.getuid?.() === 0) {
-    loadAddon().umountDetach(target);
+    loadBinding().native.umountDetach(target);
     return;
   }
   const r = spawnSync('fusermount3', ['-u', '-z', target], { encoding: 'utf8' });

@@ -18,5 +18,6 @@ export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from
 export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';
 export { arena, SEQ, SlotArena } from './arena.js';
 export { LiveValues, counterType, gaugeType } from './live.js';
-export { Snapshot, captureSnapshot, captureSnapshotSliced, CAPTURE_SLICE_MS } from './snapshot.js';
+export { Snapshot, captureSnapshot, captureSnapshotSliced, CAPTURE_SLICE_MS, type CaptureFilter } from './snapshot.js';
 export { WriteBarrier } from './barrier.js';
+export type { Exposure, Scale, SourceExposure } from './exposure.js';

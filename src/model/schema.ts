@@ -1,4 +1,5 @@
 import { StatsError, validateName } from './errors.js';
+import type { Exposure } from './exposure.js';
 import { customType, HISTOGRAM_TYPE, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 
 export type Aggregation = 'none' | 'sum' | 'min' | 'max' | 'count_zero' | 'avg';
@@ -29,6 +30,8 @@ export interface ValueSpec {
    * percentiles), as StatsD timings' `sum_us`; count and buckets keep their names. Default ''.
    */
   suffix?: string;
+  /** How exports name it (src/model/exposure.ts); false leaves it out of them. Default: inferred. */
+  expose?: Exposure | false;
 }
 
 /** One value definition. Identity matters: an aggregate combines exactly the values of its own definition. */
@@ -46,6 +49,7 @@ export class ValueDef {
   readonly histogram: boolean;
   /** Histograms: the suffix of the file names that carry the unit (see ValueSpec.suffix). */
   readonly suffix: string;
+  readonly expose: Exposure | false | null;
 
   constructor(
     spec: ValueSpec,
@@ -76,6 +80,7 @@ export class ValueDef {
     this.description = spec.description ?? '';
     this.field = spec.field ?? spec.name;
     this.suffix = spec.suffix ?? '';
+    this.expose = spec.expose ?? null;
     this.mode = spec.mode ?? (this.clearable ? 0o644 : 0o444);
     Object.freeze(this);
   }

@@ -2,6 +2,7 @@ import { Accumulator } from './aggregate.js';
 import { WriteBarrier } from './barrier.js';
 import { arena } from './arena.js';
 import { Histogram } from './histogram.js';
+import type { SourceExposure } from './exposure.js';
 import type { Schema, ValueDef } from './schema.js';
 import { loadContributor, type Source, type ValueGroup } from './source.js';
 import { formatWord, joinSigned, joinUnsigned, splitBigInt, word } from './word.js';
@@ -29,9 +30,10 @@ export class Snapshot {
   private readonly defTable: ValueDef[] = [];
   /** Number of a schema's first definition in defTable (its others follow). */
   private readonly defBase = new Map<readonly ValueDef[], number>();
-  private dirCount = 0;
+  private nDirs = 0;
   private dirParent = new Int32Array(256);
   private readonly dirNames: string[] = [];
+  private readonly dirExpose: (SourceExposure | null)[] = [];
   private dirPaths: string[] | null = null;
   /** The distribution of each histogram value, by value number (its word is the count). */
   private histograms: Map<number, Histogram> | null = null;
@@ -47,8 +49,8 @@ export class Snapshot {
   /** Directory of each captured source, relative to the top ('' for the top itself); joined on first use. */
   get dirs(): readonly string[] {
     if (this.dirPaths === null) {
-      const paths = new Array<string>(this.dirCount);
-      for (let n = 0; n < this.dirCount; n++) {
+      const paths = new Array<string>(this.nDirs);
+      for (let n = 0; n < this.nDirs; n++) {
         const parent = this.dirParent[n];
         const parentPath = parent < 0 ? '' : paths[parent]; // a parent is always numbered before its children
         paths[n] = parent < 0 ? this.dirNames[n] : parentPath === '' ? this.dirNames[n] : `${parentPath}/${this.dirNames[n]}`;
@@ -58,17 +60,38 @@ export class Snapshot {
     return this.dirPaths;
   }
 
+  /** Number of captured directories; the top is 0 and a parent is numbered before its subordinates. */
+  get dirCount(): number {
+    return this.nDirs;
+  }
+
+  /** Parent number of directory n (-1 for the top). */
+  dirParentOf(n: number): number {
+    return this.dirParent[n];
+  }
+
+  /** Name of directory n ('' for the top). */
+  dirNameOf(n: number): string {
+    return this.dirNames[n];
+  }
+
+  /** What the source of directory n declared for exports, or null. */
+  dirExposeOf(n: number): SourceExposure | null {
+    return this.dirExpose[n];
+  }
+
   /** Numbers a captured directory: `name` below directory `parent` (-1 and '' for the top). @internal */
-  addDir(parent: number, name: string): number {
-    if (this.dirCount === this.dirParent.length) {
-      const grown = new Int32Array(this.dirCount * 4);
+  addDir(parent: number, name: string, expose: SourceExposure | null = null): number {
+    if (this.nDirs === this.dirParent.length) {
+      const grown = new Int32Array(this.nDirs * 4);
       grown.set(this.dirParent);
       this.dirParent = grown;
     }
-    this.dirParent[this.dirCount] = parent;
+    this.dirParent[this.nDirs] = parent;
     this.dirNames.push(name);
+    this.dirExpose.push(expose);
     this.dirPaths = null;
-    return this.dirCount++;
+    return this.nDirs++;
   }
 
   /** Path of directory n, joined without materialising every directory (failures, single lookups). @internal */
@@ -243,6 +266,14 @@ interface OpenAggregate {
   failure: unknown;
 }
 
+/**
+ * Which values a capture takes (an exporter's): a value read through its getter, or an aggregate, is
+ * read only when `keep` says so (a source's values in slot storage are copied as a run all the same: they
+ * cost nothing to read, and a renderer leaves out what it does not show). The default takes every visible
+ * value. An aggregate left out costs nothing, where it would otherwise read every value below it.
+ */
+export type CaptureFilter = (def: ValueDef, aggregate: boolean) => boolean;
+
 /** Size of the last capture of each top, so the next one allocates its columns once. */
 const lastCount = new WeakMap<Source, number>();
 
@@ -266,7 +297,10 @@ class Capture {
   private readonly open = new Map<Schema, OpenAggregate[]>();
   private readonly stack: Frame[] = [];
 
-  constructor(private readonly top: Source) {
+  constructor(
+    private readonly top: Source,
+    private readonly keep: CaptureFilter | null = null,
+  ) {
     this.snapshot = new Snapshot(Math.ceil((lastCount.get(top) ?? 1000) * 1.05));
     this.enter(top, -1, true);
   }
@@ -305,11 +339,12 @@ class Capture {
     let opened: OpenAggregate[] | null = null;
     let dirNo = -1;
     if (visible) {
-      dirNo = snapshot.addDir(parent, parent < 0 ? '' : source.name);
+      dirNo = snapshot.addDir(parent, parent < 0 ? '' : source.name, source.expose);
       if (groups !== null) {
         for (const group of groups) {
           if (!group.isAggregate || group.hidden) continue;
           const defs = group.schema.defs;
+          if (this.keep !== null && !defs.some((def) => this.keep!(def, true))) continue;
           const agg: OpenAggregate = {
             group,
             accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)),
@@ -327,9 +362,13 @@ class Capture {
       if (only !== null && !only.hidden && only.slotRun >= 0 && !only.schema.hasDuplicateNames && !source.shadowsValues) {
         snapshot.pushRun(dirNo, only.schema.defs, only.slotRun);
       } else if (groups !== null) {
+        const keep = this.keep;
         source.forEachVisibleValue((group, def) => {
+          if (keep !== null && !keep(def, group.isAggregate)) return;
           if (group.isAggregate) {
-            opened!.find((agg) => agg.group === group)!.slots[def.index] = snapshot.count;
+            const agg = opened?.find((a) => a.group === group);
+            if (agg === undefined) return; // its schema has nothing to keep
+            agg.slots[def.index] = snapshot.count;
             word.lo = 0;
             word.hi = 0;
             snapshot.push(dirNo, group.schema.defs, def.index, true); // filled in once the subtree has been walked
@@ -351,9 +390,9 @@ class Capture {
   }
 }
 
-/** Captures every visible value below `top` in one synchronous walk: atomic by construction. */
-export function captureSnapshot(top: Source): Snapshot {
-  const capture = new Capture(top);
+/** Captures every visible value below `top` (or those `keep` takes) in one synchronous walk: atomic by construction. */
+export function captureSnapshot(top: Source, keep: CaptureFilter | null = null): Snapshot {
+  const capture = new Capture(top, keep);
   capture.step(Infinity);
   return capture.finish();
 }
@@ -366,10 +405,10 @@ export const CAPTURE_SLICE_MS = 10;
  * A capture that fits in one slice is taken as it is; a longer one holds the tree's WriteBarrier from the
  * end of its first slice to its last, so the daemon's writers wait and the snapshot is still one instant.
  */
-export async function captureSnapshotSliced(top: Source, sliceMs = CAPTURE_SLICE_MS): Promise<Snapshot> {
+export async function captureSnapshotSliced(top: Source, sliceMs = CAPTURE_SLICE_MS, keep: CaptureFilter | null = null): Promise<Snapshot> {
   const barrier = WriteBarrier.of(top);
   if (barrier.waiting > 0) await barrier.drained(); // writers first: back-to-back captures must not starve them
-  const capture = new Capture(top);
+  const capture = new Capture(top, keep);
   if (capture.step(performance.now() + sliceMs)) return capture.finish();
   barrier.hold();
   try {

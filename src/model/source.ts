@@ -2,6 +2,7 @@ import { Accumulator } from './aggregate.js';
 import { arena } from './arena.js';
 import { StatsError, validateName } from './errors.js';
 import { Histogram } from './histogram.js';
+import type { SourceExposure } from './exposure.js';
 import type { Schema, ValueDef } from './schema.js';
 import { narrow } from './types.js';
 import { formatWord, joinSigned, joinUnsigned, splitValue, word } from './word.js';
@@ -335,6 +336,8 @@ function clearBelow(source: Source, schema: Schema, def: ValueDef): void {
 export interface SourceOptions {
   /** Aggregated by the sources above it but not shown as a directory (the original's STATS_FS_HIDDEN). */
   hidden?: boolean;
+  /** Labels and instance label name for exports (src/model/exposure.ts). */
+  expose?: SourceExposure;
 }
 
 const NONE: readonly Source[] = Object.freeze([]);
@@ -349,6 +352,7 @@ const AS_ROOT: SourceOptions = Object.freeze({});
 export class Source {
   readonly name: string;
   readonly hidden: boolean;
+  readonly expose: SourceExposure | null;
   private parentSource: Source | null = null;
   /**
    * Index in the parent's list when added. Removals only move later entries towards the front, so the
@@ -367,6 +371,7 @@ export class Source {
     if (options !== AS_ROOT) validateName(name, 'source');
     this.name = name;
     this.hidden = options.hidden ?? false;
+    this.expose = options.expose ?? null;
   }
 
   /** A root: the top of a tree (a mount), whose empty name is not part of any path. */

@@ -90,136 +90,152 @@ async function printOnce(model: TopModel, options: TopOptions): Promise<number> 
 
 /** The full-screen view until q, Ctrl-C or a signal; a crash restores the terminal before it is reported. */
 function live(model: TopModel, options: TopOptions): Promise<number> {
-  const terminal = new Terminal(process.stdout, process.stdin);
-  const delayMs = options.intervalSeconds * 1000;
-  let view: ViewState = initialView();
-  let error: string | null = null;
-  let timer: NodeJS.Timeout | undefined;
-  let chain = Promise.resolve();
-  let ended = false;
+  return new Promise<number>((resolve) => new LiveView(model, options, resolve).start());
+}
+
+/** The state of one full-screen session: what is shown, the refresh chain, and how it ends. */
+class LiveView {
+  private readonly terminal = new Terminal(process.stdout, process.stdin);
+  private readonly delayMs: number;
+  private view: ViewState = initialView();
+  private error: string | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private chain = Promise.resolve();
+  private ended = false;
   /** Keys that came while another source was loading: they are meant for its rows, so they wait for them. */
-  let typeahead: string[] | null = null;
+  private typeahead: string[] | null = null;
 
-  const info = (): FrameInfo => ({
-    mount: options.mount,
-    path: model.path,
-    intervalSeconds: options.intervalSeconds,
-    takenAt: model.takenAt,
-    values: model.valueCount,
-    error,
-  });
+  constructor(
+    private readonly model: TopModel,
+    private readonly options: TopOptions,
+    private readonly resolve: (status: number) => void,
+  ) {
+    this.delayMs = options.intervalSeconds * 1000;
+  }
 
-  const draw = (): void => {
-    const rows = visibleRows(model.rows(), view);
-    const index = selectedIndex(rows, view);
-    view = { ...view, scroll: keepInView(view.scroll, index, rows.length, layout(terminal.size).table) };
-    terminal.draw(renderFrame(view, rows, index, info(), terminal.size));
+  start(): void {
+    process.on('SIGTERM', this.onSignal).on('SIGINT', this.onSignal).on('SIGHUP', this.onSignal);
+    process.on('uncaughtException', this.onCrash).on('unhandledRejection', this.onCrash).on('exit', this.onExit);
+    this.terminal.enter(this.onKeys, this.draw);
+    this.draw();
+    this.timer = setTimeout(this.cycle, this.delayMs);
+  }
+
+  private info(): FrameInfo {
+    const { model, options } = this;
+    return { mount: options.mount, path: model.path, intervalSeconds: options.intervalSeconds, takenAt: model.takenAt, values: model.valueCount, error: this.error };
+  }
+
+  private readonly draw = (): void => {
+    const rows = visibleRows(this.model.rows(), this.view);
+    const index = selectedIndex(rows, this.view);
+    this.view = { ...this.view, scroll: keepInView(this.view.scroll, index, rows.length, layout(this.terminal.size).table) };
+    this.terminal.draw(renderFrame(this.view, rows, index, this.info(), this.terminal.size));
   };
 
-  const refresh = async (): Promise<void> => {
+  private async refresh(): Promise<void> {
+    const model = this.model;
     try {
       await model.refresh();
-      error = null;
+      this.error = null;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' && model.path !== '') {
         // the shown source went away (its producer left): show what is left above it
         const gone = model.path;
         model.show(parentPath(gone));
-        view = { ...view, message: `${gone} is gone: showing its parent` };
-        return refresh();
+        this.view = { ...this.view, message: `${gone} is gone: showing its parent` };
+        return this.refresh();
       }
-      error = explain(err, options.mount, model.path);
+      this.error = explain(err, this.options.mount, model.path);
     }
-  };
+  }
 
   /**
    * Refreshes now and schedules the next refresh one interval after this one started; paused, it only
    * reads a source just opened, once.
    */
-  const cycle = (): void => {
-    chain = chain.then(async () => {
-      if (ended) return;
+  private readonly cycle = (): void => {
+    this.chain = this.chain.then(async () => {
+      if (this.ended) return;
       const started = Date.now();
-      if (!view.paused || !model.loaded) await refresh();
-      if (ended) return;
-      draw();
-      clearTimeout(timer);
-      if (!view.paused) timer = setTimeout(cycle, Math.max(0, delayMs - (Date.now() - started)));
+      if (!this.view.paused || !this.model.loaded) await this.refresh();
+      if (this.ended) return;
+      this.draw();
+      clearTimeout(this.timer);
+      if (!this.view.paused) this.timer = setTimeout(this.cycle, Math.max(0, this.delayMs - (Date.now() - started)));
     });
   };
 
-  const clear = async (path: string): Promise<void> => {
+  private async clear(path: string): Promise<void> {
     try {
-      await writeFile(join(options.mount, path), '0\n');
-      view = { ...view, message: `cleared ${path}` };
+      await writeFile(join(this.options.mount, path), '0\n');
+      this.view = { ...this.view, message: `cleared ${path}` };
     } catch (err) {
-      view = { ...view, message: `${path} was not cleared: ${(err as Error).message}` };
+      this.view = { ...this.view, message: `${path} was not cleared: ${(err as Error).message}` };
     }
-    cycle();
+    this.cycle();
+  }
+
+  private end(status: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.timer);
+    this.terminal.restore();
+    process.off('SIGTERM', this.onSignal).off('SIGINT', this.onSignal).off('SIGHUP', this.onSignal);
+    process.off('uncaughtException', this.onCrash).off('unhandledRejection', this.onCrash).off('exit', this.onExit);
+    this.resolve(status);
+  }
+
+  private readonly onSignal = (signal: NodeJS.Signals): void => this.end(128 + constants.signals[signal]);
+
+  private readonly onCrash = (err: unknown): void => {
+    this.terminal.restore();
+    process.stderr.write(`statsfs top: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
   };
 
-  return new Promise<number>((resolve) => {
-    const end = (status: number): void => {
-      if (ended) return;
-      ended = true;
-      clearTimeout(timer);
-      terminal.restore();
-      process.off('SIGTERM', onSignal).off('SIGINT', onSignal).off('SIGHUP', onSignal);
-      process.off('uncaughtException', onCrash).off('unhandledRejection', onCrash).off('exit', onExit);
-      resolve(status);
-    };
-    const onSignal = (signal: NodeJS.Signals): void => end(128 + constants.signals[signal]);
-    const onCrash = (err: unknown): void => {
-      terminal.restore();
-      process.stderr.write(`statsfs top: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-      process.exit(1);
-    };
-    const onExit = (): void => terminal.restore();
-    const act = (action: Action): void => {
-      switch (action.type) {
-        case 'quit':
-          return end(0);
-        case 'show':
-          model.show(action.path);
-          typeahead = [];
-          cycle();
-          chain = chain.then(() => {
-            const keys = typeahead ?? [];
-            typeahead = null;
-            if (keys.length > 0) onKeys(keys);
-          });
-          return;
-        case 'clear':
-          void clear(action.path);
-          return;
-        case 'pause':
-          if (!action.paused) cycle();
-          else clearTimeout(timer);
-          return;
-        case 'none':
-          return;
+  private readonly onExit = (): void => this.terminal.restore();
+
+  private act(action: Action): void {
+    switch (action.type) {
+      case 'quit':
+        return this.end(0);
+      case 'show':
+        this.model.show(action.path);
+        this.typeahead = [];
+        this.cycle();
+        this.chain = this.chain.then(() => {
+          const keys = this.typeahead ?? [];
+          this.typeahead = null;
+          if (keys.length > 0) this.onKeys(keys);
+        });
+        return;
+      case 'clear':
+        void this.clear(action.path);
+        return;
+      case 'pause':
+        if (!action.paused) this.cycle();
+        else clearTimeout(this.timer);
+        return;
+      case 'none':
+        return;
+    }
+  }
+
+  private readonly onKeys = (keys: string[]): void => {
+    for (const key of keys) {
+      if (this.ended) return;
+      if (this.typeahead !== null) {
+        if (key === 'q' || key === 'ctrl-c') return this.end(0);
+        this.typeahead.push(key);
+        continue;
       }
-    };
-    const onKeys = (keys: string[]): void => {
-      for (const key of keys) {
-        if (ended) return;
-        if (typeahead !== null) {
-          if (key === 'q' || key === 'ctrl-c') return end(0);
-          typeahead.push(key);
-          continue;
-        }
-        const rows = visibleRows(model.rows(), view);
-        const next = handleKey(view, key, { path: model.path, rows, page: layout(terminal.size).table });
-        view = next.view;
-        act(next.action);
-      }
-      if (!ended) draw();
-    };
-    process.on('SIGTERM', onSignal).on('SIGINT', onSignal).on('SIGHUP', onSignal);
-    process.on('uncaughtException', onCrash).on('unhandledRejection', onCrash).on('exit', onExit);
-    terminal.enter(onKeys, draw);
-    draw();
-    timer = setTimeout(cycle, delayMs);
-  });
+      const rows = visibleRows(this.model.rows(), this.view);
+      const next = handleKey(this.view, key, { path: this.model.path, rows, page: layout(this.terminal.size).table });
+      this.view = next.view;
+      this.act(next.action);
+    }
+    if (!this.ended) this.draw();
+  };
 }

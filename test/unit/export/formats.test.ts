@@ -1,0 +1,445 @@
+/**
+ * The snapshot formats: `.snapshot` text, `.snapshot.json` and `.snapshot.bin` with its reader. Exact output
+ * for a small tree (escapes, signed extremes, show() texts, failures), sliced rendering equal to rendering
+ * in one go, the fixed-offset re-read of the binary data block, and a million values through the binary
+ * format and the text. Correctness only: speed is for `npm run bench`.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { captureSnapshot, Schema, Source, type CustomType, type Snapshot, type ValueGroup } from '../../../src/model/index.js';
+import { renderText, renderTextChunks } from '../../../src/export/text.js';
+import { renderJson, renderJsonChunks } from '../../../src/export/json.js';
+import { renderBinary, renderBinaryAsync, HEADER_SIZE } from '../../../src/export/binary.js';
+import { unescapeText } from '../../../src/export/common.js';
+import { openBinarySnapshot, parseBinarySnapshot, parseHeader, readValues, BinarySnapshotFormatError } from '../../../src/client/snapshot-reader.js';
+
+const U64_MAX = 2n ** 64n - 1n;
+const S64_MIN = -(2n ** 63n);
+
+const netSchema = new Schema([
+  { name: 'rx_bytes', type: 'u64', aggr: 'sum', unit: 'bytes', description: 'bytes received' },
+  { name: 'offset', type: 's64', aggr: 'min', floating: true, unit: 'ns', description: 'clock "offset"' },
+  { name: 'temp', type: 's8', aggr: 'max', floating: true, unit: 'celsius' },
+  { name: 'state', type: 'u8', floating: true, show: (v) => ['down', 'up'][Number(v)] ?? `odd\n\\${v}` },
+]);
+const exploding: CustomType = { name: 'boom', signed: false, get: () => { throw new Error('getter exploded'); } };
+const brokenSchema = new Schema([{ name: 'broken', type: exploding }]);
+const moodSchema = new Schema([{ name: 'mood', type: 'u16', mode: 0o600, show: () => { throw new Error('no mood'); } }]);
+
+/** root/net with aggregates over eth0 and "my lo", a getter that throws, a show() that throws. */
+function smallTree(): { net: Source; eth0: ValueGroup; lo: ValueGroup } {
+  const root = Source.root();
+  const net = new Source('net');
+  root.addSubordinate(net);
+  net.addAggregates(netSchema);
+  const eth0Source = new Source('eth0');
+  net.addSubordinate(eth0Source);
+  const eth0 = eth0Source.addValues(netSchema);
+  eth0.set('rx_bytes', U64_MAX);
+  eth0.set('offset', S64_MIN);
+  eth0.set('temp', -128);
+  eth0.set('state', 1);
+  eth0Source.addValues(brokenSchema, { base: {} });
+  const loSource = new Source('my lo');
+  net.addSubordinate(loSource);
+  const lo = loSource.addValues(netSchema);
+  lo.set('rx_bytes', 10);
+  lo.set('offset', 5);
+  lo.set('temp', 40);
+  lo.set('state', 7);
+  const weird = new Source('x\\y');
+  net.addSubordinate(weird);
+  weird.addValues(moodSchema).set('mood', 3);
+  return { net, eth0, lo };
+}
+
+const SMALL_TEXT = [
+  'rx_bytes 9',
+  'offset -9223372036854775808',
+  'temp 40',
+  'state down',
+  'eth0/rx_bytes 18446744073709551615',
+  'eth0/offset -9223372036854775808',
+  'eth0/temp -128',
+  'eth0/state up',
+  'my\\040lo/rx_bytes 10',
+  'my\\040lo/offset 5',
+  'my\\040lo/temp 40',
+  'my\\040lo/state odd\\012\\1347',
+  'x\\134y/mood 3',
+  '',
+].join('\n');
+
+async function collect(chunks: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const all: Buffer[] = [];
+  for await (const chunk of chunks) all.push(chunk);
+  return all;
+}
+
+describe('text (.snapshot)', () => {
+  it('one "relative/path value" line per value, aggregates included, in capture order', () => {
+    expect(renderText(captureSnapshot(smallTree().net)).toString()).toBe(SMALL_TEXT);
+  });
+
+  it('escapes space and backslash in paths, backslash and newlines in values; a line splits at its first space', () => {
+    const lines = renderText(captureSnapshot(smallTree().net)).toString().split('\n').slice(0, -1);
+    const parsed = lines.map((line) => {
+      const space = line.indexOf(' ');
+      return [unescapeText(line.slice(0, space)), unescapeText(line.slice(space + 1))];
+    });
+    expect(parsed).toContainEqual(['my lo/state', 'odd\n\\7']);
+    expect(parsed).toContainEqual(['x\\y/mood', '3']);
+    expect(parsed).toContainEqual(['eth0/state', 'up']);
+  });
+
+  it('a value whose getter throws is left out; a show() that throws gives the number', () => {
+    const snapshot = captureSnapshot(smallTree().net);
+    expect(snapshot.failures.map((f) => f.path)).toEqual(['eth0/broken']);
+    expect(renderText(snapshot).toString()).not.toContain('broken');
+  });
+
+  it('the sliced rendering is byte for byte the same', async () => {
+    const snapshot = captureSnapshot(smallTree().net);
+    expect(Buffer.concat(await collect(renderTextChunks(snapshot))).toString()).toBe(SMALL_TEXT);
+    expect(Buffer.concat(await collect(renderTextChunks(snapshot, { maxSliceMs: 0 }))).toString()).toBe(SMALL_TEXT);
+  });
+
+  it('numbers are exact at every width and sign boundary', () => {
+    const edges = [0n, 1n, 9n, 10n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 32n + 1n, 99_999_999n, 100_000_000n, 4_294_967_296_00000000n,
+      2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 10n ** 19n, U64_MAX - 1n, U64_MAX];
+    const signedEdges = [-1n, -9n, -(2n ** 31n), -(2n ** 32n), -(2n ** 32n) - 1n, -(2n ** 53n) + 1n, -(2n ** 53n), -(2n ** 53n) - 1n,
+      S64_MIN + 1n, S64_MIN, 2n ** 63n - 1n, 2n ** 53n + 7n];
+    const top = new Source('top');
+    edges.forEach((v, k) => top.addValues(new Schema([{ name: `u${k}`, type: 'u64' }])).set(0, v));
+    signedEdges.forEach((v, k) => top.addValues(new Schema([{ name: `s${k}`, type: 's64' }])).set(0, v));
+    const lines = renderText(captureSnapshot(top)).toString().split('\n');
+    const want = [...edges.map((v, k) => `u${k} ${v}`), ...signedEdges.map((v, k) => `s${k} ${v}`)].reverse(); // newest group first
+    expect(lines.slice(0, -1)).toEqual(want);
+  });
+
+  it('a show() text longer than a chunk is written whole', () => {
+    const top = new Source('top');
+    top.addValues(new Schema([{ name: 'long', type: 'u8', show: () => 'x'.repeat(3 << 20) }]));
+    top.addValues(new Schema([{ name: 'after', type: 'u8' }])).set(0, 7);
+    expect(renderText(captureSnapshot(top)).toString()).toBe(`after 7\nlong ${'x'.repeat(3 << 20)}\n`);
+  });
+
+  it('an empty directory gives an empty file', async () => {
+    const empty = captureSnapshot(new Source('empty'));
+    expect(renderText(empty).length).toBe(0);
+    expect(Buffer.concat(await collect(renderTextChunks(empty))).length).toBe(0);
+  });
+});
+
+describe('JSON (.snapshot.json)', () => {
+  it('each value with its type, unit, description, kind, aggregation and mode; exact 64-bit values as strings', () => {
+    const snapshot = captureSnapshot(smallTree().net);
+    const doc = JSON.parse(renderJson(snapshot).toString());
+    expect(doc.version).toBe(1);
+    expect(doc.taken_at).toBe(new Date(snapshot.takenAtMs).toISOString());
+    expect(doc.count).toBe(13);
+    expect(doc.values).toHaveLength(13);
+    expect(doc.values[0]).toEqual({
+      path: 'rx_bytes', value: '9', type: 'u64', signed: false, unit: 'bytes', description: 'bytes received',
+      kind: 'cumulative', aggregation: 'sum', aggregate: true, mode: '0644',
+    });
+    expect(doc.values[5]).toEqual({
+      path: 'eth0/offset', value: '-9223372036854775808', type: 's64', signed: true, unit: 'ns', description: 'clock "offset"',
+      kind: 'floating', aggregation: 'min', aggregate: false, mode: '0444',
+    });
+    expect(doc.values[4].value).toBe('18446744073709551615');
+    expect(doc.values[6]).toMatchObject({ path: 'eth0/temp', value: '-128', type: 's8', signed: true });
+    expect(doc.values[7]).toMatchObject({ path: 'eth0/state', value: '1', text: 'up', type: 'u8', unit: '', description: '', mode: '0444' });
+    expect(doc.values[3]).toMatchObject({ path: 'state', value: '0', text: 'down', aggregate: true, aggregation: 'none' });
+    expect(doc.values[11]).toMatchObject({ path: 'my lo/state', value: '7', text: 'odd\n\\7' });
+    expect(doc.values[12]).toEqual({
+      path: 'x\\y/mood', value: '3', type: 'u16', signed: false, unit: '', description: '',
+      kind: 'cumulative', aggregation: 'none', aggregate: false, mode: '0600',
+    });
+    expect(doc.values.map((v: { path: string }) => v.path)).toEqual(SMALL_TEXT.split('\n').slice(0, -1).map((l) => unescapeText(l.split(' ')[0])));
+    expect(doc.failures).toEqual([
+      { path: 'eth0/broken', error: 'getter exploded' },
+      { path: 'x\\y/mood', error: 'show(): no mood' },
+    ]);
+  });
+
+  it('one value per line between a header line and a closing line', () => {
+    const lines = renderJson(captureSnapshot(smallTree().net)).toString().split('\n');
+    expect(lines[0]).toMatch(/^\{"version":1,"taken_at":"[^"]+","count":13,"values":\[$/);
+    expect(lines[1]).toBe(
+      '{"path":"rx_bytes","value":"9","type":"u64","signed":false,"unit":"bytes","description":"bytes received",' +
+        '"kind":"cumulative","aggregation":"sum","aggregate":true,"mode":"0644"},',
+    );
+    expect(lines).toHaveLength(13 + 3);
+    expect(lines[14]).toMatch(/^\],"failures":\[.*\]\}$/);
+    expect(lines[15]).toBe('');
+  });
+
+  it('the sliced rendering is byte for byte the same; an empty snapshot is valid JSON', async () => {
+    const snapshot = captureSnapshot(smallTree().net);
+    const whole = renderJson(snapshot);
+    expect(Buffer.concat(await collect(renderJsonChunks(snapshot))).equals(whole)).toBe(true);
+    expect(Buffer.concat(await collect(renderJsonChunks(snapshot, { maxSliceMs: 0 }))).equals(whole)).toBe(true);
+    const empty = JSON.parse(Buffer.concat(await collect(renderJsonChunks(captureSnapshot(new Source('empty'))))).toString());
+    expect(empty).toMatchObject({ version: 1, count: 0, values: [], failures: [] });
+  });
+});
+
+describe('binary (.snapshot.bin) and its reader', () => {
+  it('round-trips every value, descriptor, show() text and failure', () => {
+    const snapshot = captureSnapshot(smallTree().net);
+    const bin = renderBinary(snapshot);
+    expect(bin.subarray(0, 4).toString('latin1')).toBe('STFS');
+    const parsed = parseBinarySnapshot(bin);
+    expect(parsed.length).toBe(13);
+    expect(parsed.header).toMatchObject({ version: 1, headerSize: HEADER_SIZE, numDesc: 13, numDirs: 4, numDefs: 5, numTexts: 4, numFailures: 2 });
+    expect(parsed.header.takenAtNs).toBe(BigInt(snapshot.takenAtMs) * 1_000_000n);
+    expect(parsed.takenAt.getTime()).toBe(snapshot.takenAtMs);
+    expect(parsed.header.dataOffset % 8).toBe(0);
+    expect(parsed.header.dataSize).toBe(13 * 8);
+    for (let i = 0; i < 13; i++) {
+      expect(parsed.path(i)).toBe(snapshot.path(i));
+      expect(parsed.value(i)).toBe(snapshot.value(i));
+      expect(parsed.text(i)).toBe(i === 12 ? '3' : snapshot.text(i));
+    }
+    expect(parsed.value(4)).toBe(U64_MAX);
+    expect(parsed.value(5)).toBe(S64_MIN);
+    expect(parsed.value(6)).toBe(-128n);
+    expect(parsed.values()[6]).toBe(2n ** 64n - 128n); // raw words are two's complement
+    expect(parsed.text(11)).toBe('odd\n\\7');
+    expect(parsed.descriptors[0]).toEqual({
+      path: 'rx_bytes', dir: '', name: 'rx_bytes', type: 'u64', signed: false, bits: 64, kind: 'cumulative', aggregation: 'sum',
+      aggregate: true, show: false, mode: 0o644, unit: 'bytes', description: 'bytes received', offset: 0, flags: parsed.descriptors[0].flags,
+    });
+    expect(parsed.descriptors[5]).toMatchObject({
+      path: 'eth0/offset', dir: 'eth0', type: 's64', signed: true, bits: 64, kind: 'floating', aggregation: 'min', aggregate: false,
+      mode: 0o444, unit: 'ns', description: 'clock "offset"', offset: 40,
+    });
+    expect(parsed.descriptors[6]).toMatchObject({ type: 's8', bits: 8, signed: true, aggregation: 'max' });
+    expect(parsed.descriptors[7]).toMatchObject({ path: 'eth0/state', show: true, type: 'u8' });
+    expect(parsed.descriptors[12]).toMatchObject({ path: 'x\\y/mood', dir: 'x\\y', show: true, mode: 0o600, kind: 'cumulative' });
+    expect(parsed.failures).toEqual([
+      { path: 'eth0/broken', error: 'getter exploded' },
+      { path: 'x\\y/mood', error: 'show(): no mood' },
+    ]);
+  });
+
+  it('custom types, bool and a UTF-8 path round-trip', () => {
+    const gauge: CustomType<{ v: bigint }> = { name: 'gauge', signed: true, get: (base) => base.v };
+    const top = new Source('top');
+    const dir = new Source('zürich ✓');
+    top.addSubordinate(dir);
+    dir.addValues(new Schema([{ name: 'g', type: gauge, unit: '°C' }]), { base: { v: -7n } });
+    dir.addValues(new Schema([{ name: 'flag', type: 'bool' }])).set('flag', true);
+    const snapshot = captureSnapshot(top);
+    const parsed = parseBinarySnapshot(renderBinary(snapshot));
+    expect(parsed.descriptors.map((d) => [d.path, d.type, d.bits, d.signed, d.unit])).toEqual([
+      ['zürich ✓/flag', 'bool', 1, false, ''],
+      ['zürich ✓/g', 'gauge', 64, true, '°C'],
+    ]);
+    expect([parsed.value(0), parsed.value(1)]).toEqual([1n, -7n]);
+    expect(renderText(snapshot).toString()).toBe('zürich\\040✓/flag 1\nzürich\\040✓/g -7\n');
+  });
+
+  it('same shape, same layout: the data block of a new rendering is read at the same offset', () => {
+    const { net, eth0, lo } = smallTree();
+    const first = parseBinarySnapshot(renderBinary(captureSnapshot(net)));
+    eth0.set('rx_bytes', 1);
+    lo.set('offset', -1);
+    lo.set('state', 0);
+    const second = renderBinary(captureSnapshot(net));
+    const head = parseHeader(second);
+    expect(head.layoutId).toBe(first.layout.layoutId);
+    expect(head.dataOffset).toBe(first.layout.dataOffset);
+    const data = Buffer.from(second.subarray(first.layout.dataOffset, first.layout.dataOffset + first.layout.dataSize));
+    const values = readValues(data, first.layout);
+    expect(values[4]).toBe(1n); // eth0/rx_bytes
+    expect(BigInt.asIntN(64, values[9])).toBe(-1n); // my lo/offset
+    expect(values[0]).toBe(11n); // the aggregate followed
+  });
+
+  it('a change of shape changes the layout id', () => {
+    const { net } = smallTree();
+    const before = parseHeader(renderBinary(captureSnapshot(net)));
+    net.addSubordinate(new Source('eth1'));
+    const empty = parseHeader(renderBinary(captureSnapshot(net)));
+    expect(empty.layoutId).not.toBe(before.layoutId); // a new directory, even without values
+    net.subordinates[3].addValues(netSchema);
+    const after = parseHeader(renderBinary(captureSnapshot(net)));
+    expect(after.layoutId).not.toBe(empty.layoutId);
+    expect(after.numDesc).toBe(before.numDesc + 4);
+  });
+
+  it('renderBinaryAsync gives the same bytes', async () => {
+    const snapshot = captureSnapshot(smallTree().net);
+    expect((await renderBinaryAsync(snapshot, { maxSliceMs: 0 })).equals(renderBinary(snapshot))).toBe(true);
+  });
+
+  it('an empty snapshot is a valid file with no descriptors', () => {
+    const parsed = parseBinarySnapshot(renderBinary(captureSnapshot(new Source('empty'))));
+    expect(parsed.length).toBe(0);
+    expect(parsed.values()).toHaveLength(0);
+    expect(parsed.dirs).toEqual(['']);
+  });
+
+  it('the reader refuses what is not a snapshot, another version, or a truncated file', () => {
+    const bin = renderBinary(captureSnapshot(smallTree().net));
+    expect(() => parseBinarySnapshot(Buffer.from('hello'))).toThrow(BinarySnapshotFormatError);
+    expect(() => parseBinarySnapshot(Buffer.alloc(HEADER_SIZE))).toThrow(/not a statsfs binary snapshot/);
+    const v2 = Buffer.from(bin);
+    v2.writeUInt32LE(2, 4);
+    expect(() => parseBinarySnapshot(v2)).toThrow(/version 2/);
+    expect(() => parseBinarySnapshot(bin.subarray(0, bin.length - 1))).toThrow(/header describes/);
+  });
+
+  it('reads from an unaligned buffer', () => {
+    const bin = renderBinary(captureSnapshot(smallTree().net));
+    const shifted = Buffer.alloc(bin.length + 3);
+    bin.copy(shifted, 3);
+    const parsed = parseBinarySnapshot(shifted.subarray(3));
+    expect(parsed.value(4)).toBe(U64_MAX);
+    expect(parsed.value(5)).toBe(S64_MIN);
+  });
+
+  describe('openBinarySnapshot', () => {
+    let dir: string;
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), 'statsfs-snapshot-'));
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('parses once; refresh() re-reads only the data block while the layout holds, and re-parses when it changes', async () => {
+      const { net, eth0 } = smallTree();
+      const file = join(dir, '.snapshot.bin');
+      writeFileSync(file, renderBinary(captureSnapshot(net)));
+      const snap = await openBinarySnapshot(file);
+      expect(snap.snapshot.value(4)).toBe(U64_MAX);
+      const parsed = snap.snapshot;
+
+      eth0.set('rx_bytes', 42);
+      eth0.set('state', 0);
+      writeFileSync(file, renderBinary(captureSnapshot(net)));
+      expect(await snap.refresh()).toBe(false);
+      expect(snap.snapshot).toBe(parsed); // the descriptors were kept
+      expect(snap.snapshot.value(4)).toBe(42n);
+      expect(snap.snapshot.text(7)).toBe('down');
+
+      const eth1 = new Source('eth1');
+      net.addSubordinate(eth1);
+      eth1.addValues(netSchema).set('rx_bytes', 5);
+      writeFileSync(file, renderBinary(captureSnapshot(net)));
+      expect(await snap.refresh()).toBe(true);
+      expect(snap.snapshot.length).toBe(17);
+      expect(snap.snapshot.path(13)).toBe('eth1/rx_bytes');
+      expect(snap.snapshot.value(0)).toBe(57n); // 42 + 10 + 5
+    });
+  });
+});
+
+describe('a million values', () => {
+  const SOURCES = 100_000;
+  const GROUPS = 100;
+  const show = ['zero', 'one', 'two', 'three'];
+  const schema = new Schema([
+    { name: 'v0', type: 'u64', aggr: 'sum', unit: 'bytes' },
+    { name: 'v1', type: 's64', aggr: 'min', floating: true },
+    { name: 'v2', type: 'u32', aggr: 'max' },
+    { name: 'v3', type: 's32', aggr: 'sum' },
+    { name: 'v4', type: 'u16', aggr: 'avg' },
+    { name: 'v5', type: 's16', aggr: 'max' },
+    { name: 'v6', type: 'u8', aggr: 'count_zero' },
+    { name: 'w7', type: 's8' },
+    { name: 'b8', type: 'bool', aggr: 'count_zero' },
+    { name: 'e9', type: 'u64', show: (v) => show[Number(v)] },
+  ]);
+  /** Value j of source k, as its type reads it. */
+  const expected = (k: number, j: number): bigint => {
+    const K = BigInt(k);
+    switch (j) {
+      case 0: return k === 0 ? U64_MAX : K * 184_467_440_737_095n;
+      case 1: return k === 1 ? S64_MIN : -K * 92_233_720_368_547n;
+      case 2: return K * 42_949n;
+      case 3: return -K * 21_474n;
+      case 4: return BigInt(k % 65_536);
+      case 5: return BigInt((k % 65_536) - 32_768);
+      case 6: return BigInt(k % 256);
+      case 7: return BigInt((k % 256) - 128);
+      case 8: return k % 3 === 0 ? 1n : 0n;
+      default: return BigInt(k % 4);
+    }
+  };
+  let snapshot: Snapshot;
+
+  beforeAll(() => {
+    const root = Source.root();
+    root.addAggregates(schema);
+    let k = 0;
+    for (let g = 0; g < GROUPS; g++) {
+      const group = new Source(`g${g}`);
+      root.addSubordinate(group);
+      group.addAggregates(schema);
+      for (let s = 0; s < SOURCES / GROUPS; s++, k++) {
+        const source = new Source(`s${k}`);
+        group.addSubordinate(source);
+        const values = source.addValues(schema);
+        for (let j = 0; j < 10; j++) values.set(j, expected(k, j));
+      }
+    }
+    snapshot = captureSnapshot(root);
+  });
+
+  it('the binary format round-trips every one of them exactly', async () => {
+    expect(snapshot.failures).toEqual([]);
+    const aggregates = (GROUPS + 1) * 10;
+    expect(snapshot.count).toBe(SOURCES * 10 + aggregates);
+    const parsed = parseBinarySnapshot(await renderBinaryAsync(snapshot));
+    expect(parsed.length).toBe(snapshot.count);
+    const raw = parsed.values();
+    let simple = 0;
+    let mismatches = 0;
+    for (let i = 0; i < parsed.length; i++) {
+      const path = parsed.path(i);
+      if (path !== snapshot.path(i)) mismatches++;
+      const value = parsed.value(i);
+      if (value !== snapshot.value(i)) mismatches++;
+      if (raw[i] !== BigInt.asUintN(64, value)) mismatches++;
+      const m = /^g\d+\/s(\d+)\/\w(\d)$/.exec(path);
+      if (m !== null) {
+        simple++;
+        if (value !== expected(Number(m[1]), Number(m[2]))) mismatches++;
+        if (m[2] === '9' && parsed.text(i) !== show[Number(value)]) mismatches++;
+      }
+    }
+    expect(mismatches).toBe(0);
+    expect(simple).toBe(SOURCES * 10);
+    expect(parsed.value(0)).toBe(snapshot.value(0)); // the root's sum, wrapped at 2^64
+  });
+
+  it('the text is complete: one line per value, the last one included', async () => {
+    const chunks = await collect(renderTextChunks(snapshot, { maxSliceMs: 5 }));
+    expect(chunks.length).toBeGreaterThan(1); // streamed, not rendered in one piece
+    const text = Buffer.concat(chunks);
+    let lines = 0;
+    for (let at = text.indexOf(10); at !== -1; at = text.indexOf(10, at + 1)) lines++;
+    expect(lines).toBe(snapshot.count);
+    expect(text[text.length - 1]).toBe(10);
+    expect(text.subarray(text.lastIndexOf(10, text.length - 2) + 1).toString()).toBe(`g99/s99999/e9 three\n`);
+    expect(text.equals(renderText(snapshot))).toBe(true);
+    const all = text.toString().split('\n');
+    let mismatches = 0;
+    for (let i = 0; i < snapshot.count; i++) if (all[i] !== `${snapshot.path(i)} ${snapshot.text(i)}`) mismatches++;
+    expect(mismatches).toBe(0);
+  });
+
+  it('the JSON is complete and valid', async () => {
+    const json = Buffer.concat(await collect(renderJsonChunks(snapshot, { maxSliceMs: 5 })));
+    const doc = JSON.parse(json.toString());
+    expect(doc.count).toBe(snapshot.count);
+    expect(doc.values).toHaveLength(snapshot.count);
+    const last = doc.values[snapshot.count - 1];
+    expect(last).toMatchObject({ path: 'g99/s99999/e9', value: '3', text: 'three' });
+    expect(doc.values[snapshot.count - 2]).toMatchObject({ path: 'g99/s99999/b8', value: '1', type: 'bool' });
+  });
+});
