@@ -20,4 +20,4 @@ export { MetricsServer } from './export/http.js';
 export { renderPrometheus, renderPrometheusText } from './export/prometheus.js';
 export { ProducerServer } from './producers/socket-server.js';
 export { StatsdServer } from './producers/statsd.js';
-export { parseBinarySnapshot, openBinarySnapshot } from './client/snapshot-reader.js';
+export { parseBinarySnapshot, openBinarySnapshot, histogramQuantile, type SnapshotHistogram } from './client/snapshot-reader.js';

@@ -279,6 +279,12 @@ export class ValuesHandle extends AggregatesHandle {
   pending: (Op | undefined)[] | null = null;
   /** @internal updates sent on a connection that was lost before they were acknowledged */
   inflight: (Op | undefined)[] | null = null;
+  /** @internal observations made while not connected, in order: index, value, count */
+  pendingObservations: [number, number, Value][] | null = null;
+  /** @internal the count of the next acknowledged OBSERVE (set by the WEIGHT before it) */
+  private nextWeight: Value = 1;
+  /** @internal which values are histograms */
+  readonly histograms: boolean[];
   private readonly signed: boolean[];
   private readonly bits: number[];
 
@@ -288,20 +294,44 @@ export class ValuesHandle extends AggregatesHandle {
     this.mirror = schema.specs.map(() => 0);
     this.signed = schema.specs.map((s) => SIGNED.has(s.type ?? 'u64'));
     this.bits = schema.specs.map((s) => BITS[s.type ?? 'u64'] ?? 64);
+    this.histograms = schema.specs.map((s) => s.type === 'histogram');
   }
 
   set(name: string | number, value: Value | boolean): void {
-    const i = this.schema.index(name);
+    const i = this.notHistogram(name);
     const v = typeof value === 'boolean' ? (value ? 1 : 0) : checkValue(value);
     this.usable();
     this.client._update(this, i, UpdateOp.SET, v);
   }
 
   add(name: string | number, delta: Value = 1): void {
-    const i = this.schema.index(name);
+    const i = this.notHistogram(name);
     const d = checkValue(delta);
     this.usable();
     this.client._update(this, i, UpdateOp.ADD, d);
+  }
+
+  /**
+   * Records `value` (finite, >= 0) `count` times in a histogram value, in the current batch like set/add.
+   * Made while not connected, observations wait in memory for the connection. The histogram itself lives in
+   * the daemon: if the daemon lost it (restarted), it starts again from the reconnection, and observations
+   * sent on a connection lost before their batch was acknowledged are not sent again (they may have been
+   * applied).
+   */
+  observe(name: string | number, value: number, count: Value = 1): void {
+    const i = this.schema.index(name);
+    if (!this.histograms[i]) throw new StatsClientError('EINVAL', `"${this.schema.specs[i].name}" is not a histogram: set() or add() it`);
+    if (typeof value !== 'number' || !(value >= 0) || value === Infinity) throw new RangeError(`a histogram takes finite values >= 0, not ${value}`);
+    const n = count === 1 ? 1 : checkValue(count);
+    if (n < 0 || (typeof n === 'bigint' && n >= 1n << 64n)) throw new RangeError(`an observation's count must be in [0, 2^64), not ${n}`);
+    this.usable();
+    this.client._observe(this, i, value, n);
+  }
+
+  private notHistogram(name: string | number): number {
+    const i = this.schema.index(name);
+    if (this.histograms[i]) throw new StatsClientError('EINVAL', `"${this.schema.specs[i].name}" is a histogram: observe() it`);
+    return i;
   }
 
   /**
@@ -352,8 +382,18 @@ export class ValuesHandle extends AggregatesHandle {
   /** @internal an acknowledged update */
   apply(i: number, op: number, v: Value): void {
     if (i >= this.mirror.length) return;
+    if (op === UpdateOp.WEIGHT) {
+      this.nextWeight = asValue(BigInt.asUintN(64, BigInt(v)));
+      return;
+    }
     let next: Value;
-    if (op === UpdateOp.SET) next = v;
+    if (op === UpdateOp.OBSERVE) {
+      // a histogram's mirror is its count
+      const cur = this.mirror[i];
+      const w = this.nextWeight;
+      next = typeof cur === 'number' && typeof w === 'number' && cur + w <= Number.MAX_SAFE_INTEGER ? cur + w : BigInt(cur) + BigInt(w);
+      this.nextWeight = 1;
+    } else if (op === UpdateOp.SET) next = v;
     else {
       const cur = this.mirror[i];
       if (typeof cur === 'number' && typeof v === 'number' && Number.isSafeInteger(cur + v)) next = cur + v;
@@ -408,10 +448,15 @@ export class Gauge {
 type Registered = SchemaHandle | SourceHandle | AggregatesHandle;
 
 /** Calls `each(group, index, op, value)` for every entry of an UPDATE frame (the value as wordValue gives it). */
-function forEachUpdate(frame: Buffer, each: (group: number, index: number, op: number, value: Value) => void): void {
+/**
+ * Calls `each` per entry of an UPDATE frame with its i64 field as a value (0 for OBSERVE, whose field is a
+ * double: read it at `at + 8`).
+ */
+function forEachUpdate(frame: Buffer, each: (group: number, index: number, op: number, value: Value, at: number) => void): void {
   const count = frame.readUInt32LE(HEADER_BYTES);
   for (let k = 0, at = HEADER_BYTES + 4; k < count; k++, at += UPDATE_ENTRY_BYTES) {
-    each(frame.readUInt32LE(at), frame.readUInt16LE(at + 4), frame[at + 6], wordValue(frame.readUInt32LE(at + 8), frame.readUInt32LE(at + 12)));
+    const op = frame[at + 6];
+    each(frame.readUInt32LE(at), frame.readUInt16LE(at + 4), op, op === UpdateOp.OBSERVE ? 0 : wordValue(frame.readUInt32LE(at + 8), frame.readUInt32LE(at + 12)), at);
   }
 }
 
@@ -686,6 +731,7 @@ export class StatsClient extends EventEmitter {
       g.mirror = reply.values.map((v, i) => g.narrow(i, asValue(v)));
     } else {
       for (let i = 0; i < g.mirror.length; i++) {
+        if (g.histograms[i]) continue; // the observations went with the daemon's histogram
         const old = BigInt(g.mirror[i]);
         if (old !== 0n) ops[i] = { set: false, v: old };
         const f = g.inflight?.[i];
@@ -698,6 +744,13 @@ export class StatsClient extends EventEmitter {
     g.pending = null;
     if (pending !== null) for (let i = 0; i < pending.length; i++) if (pending[i] !== undefined) ops[i] = fold(ops[i], pending[i]!.set, pending[i]!.v);
     this.sendOps(g, ops);
+  }
+
+  /** Sends the observations made while not connected. */
+  private sendObservations(g: ValuesHandle): void {
+    const observations = g.pendingObservations;
+    g.pendingObservations = null;
+    if (observations !== null && g.failed === null) for (const [index, value, count] of observations) this.pushObserve(g.handle, index, value, count);
   }
 
   private sendOps(g: ValuesHandle, ops: (Op | undefined)[]): void {
@@ -719,9 +772,32 @@ export class StatsClient extends EventEmitter {
     this.push(g.handle, index, op, value);
   }
 
+  /** @internal an OBSERVE entry (after a WEIGHT entry when count is not 1) */
+  _observe(g: ValuesHandle, index: number, value: number, count: Value): void {
+    if (!this.connectedFlag) {
+      if (this.closed) throw new StatsClientError('ENOTCONN', 'the client is closed');
+      (g.pendingObservations ??= []).push([index, value, count]);
+      return;
+    }
+    this.pushObserve(g.handle, index, value, count);
+  }
+
+  private pushObserve(group: number, index: number, value: number, count: Value): void {
+    // the pair goes into one frame: a WEIGHT must be followed by its OBSERVE
+    if (count !== 1 && this.batch.count + 2 > this.batch.capacity) this.flushBatch();
+    if (count !== 1) this.batch.push(group, index, UpdateOp.WEIGHT, count);
+    this.batch.pushObserve(group, index, value);
+    this.batched();
+  }
+
   private push(group: number, index: number, op: number, value: Value): void {
+    this.batch.push(group, index, op, value);
+    this.batched();
+  }
+
+  /** Sends the batch when it is full enough, or arms the timer that will. */
+  private batched(): void {
     const batch = this.batch;
-    batch.push(group, index, op, value);
     if (batch.count >= this.maxBatch || batch.full) {
       // While the socket is backed up, keep batching (up to a full frame) instead of queueing more frames.
       if (!this.batching || !this.socket!.writableNeedDrain || batch.full) this.flushBatch();
@@ -847,6 +923,7 @@ export class StatsClient extends EventEmitter {
       const pending = g.pending;
       g.pending = null;
       if (pending !== null && g.failed === null) this.sendOps(g, pending);
+      this.sendObservations(g);
     }
     this.reconnectDelay = this.reconnect?.minDelayMs ?? 0;
     this.emit('connect');
@@ -922,7 +999,7 @@ export class StatsClient extends EventEmitter {
     // Updates sent but not acknowledged may or may not have been applied: they are added again only if the
     // daemon re-creates the group (it dropped it, and them with it). Those not sent are sent in any case.
     for (const w of this.waiters.values()) {
-      if (w.updates !== undefined) this.fold(w.updates, (g) => (g.inflight ??= []));
+      if (w.updates !== undefined) this.fold(w.updates, (g) => (g.inflight ??= []), false);
     }
     const unsent = this.batch.finish(0);
     if (unsent !== null) {
@@ -931,7 +1008,7 @@ export class StatsClient extends EventEmitter {
         later.set(g, g.pending);
         g.pending = null;
       }
-      this.fold(unsent, (g) => (g.pending ??= []));
+      this.fold(unsent, (g) => (g.pending ??= []), true);
       for (const [g, ops] of later) {
         if (ops === null) continue;
         const pending = (g.pending ??= []);
@@ -946,11 +1023,21 @@ export class StatsClient extends EventEmitter {
     this.scheduleReconnect();
   }
 
-  /** Folds the entries of an UPDATE frame into each group's list chosen by `into`. */
-  private fold(frame: Buffer, into: (g: ValuesHandle) => (Op | undefined)[]): void {
-    forEachUpdate(frame, (handle, index, op, value) => {
+  /**
+   * Folds the entries of an UPDATE frame into each group's list chosen by `into`; its observations are
+   * kept to be sent again when `observations` (a frame never sent), else dropped.
+   */
+  private fold(frame: Buffer, into: (g: ValuesHandle) => (Op | undefined)[], observations: boolean): void {
+    let weight: Value = 1;
+    forEachUpdate(frame, (handle, index, op, value, at) => {
       const g = this.groupsByHandle.get(handle);
       if (g === undefined || g.failed !== null) return;
+      if (op === UpdateOp.WEIGHT) weight = asValue(BigInt.asUintN(64, BigInt(value)));
+      if (op === UpdateOp.OBSERVE) {
+        if (observations) (g.pendingObservations ??= []).push([index, frame.readDoubleLE(at + 8), weight]);
+        weight = 1;
+      }
+      if (op > UpdateOp.ADD) return;
       const ops = into(g);
       ops[index] = fold(ops[index], op === UpdateOp.SET, BigInt(value));
     });

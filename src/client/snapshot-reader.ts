@@ -10,6 +10,9 @@
  *   const file = await openBinarySnapshot('/run/statsfs/net/.snapshot.bin');
  *   … later: await file.refresh();   // opens again, checks the layout id, preads the data block
  *   file.snapshot.value(i)
+ *
+ * Histogram values (type "histogram") read as their count; snap.histogram(i) gives the buckets, and
+ * histogramQuantile() the percentiles the filesystem shows.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
@@ -22,8 +25,11 @@ const MIN_DIR_SIZE = 8;
 const MIN_DEF_SIZE = 32;
 const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
-const TYPE_NAMES = ['u8', 's8', 'u16', 's16', 'u32', 's32', 'u64', 's64', 'bool'] as const;
-const TYPE_BITS = [8, 8, 16, 16, 32, 32, 64, 64, 1];
+const TYPE_NAMES = ['u8', 's8', 'u16', 's16', 'u32', 's32', 'u64', 's64', 'bool', 'histogram'] as const;
+const TYPE_BITS = [8, 8, 16, 16, 32, 32, 64, 64, 1, 64];
+const HEADER_FLAG_HISTOGRAMS = 1;
+const HISTOGRAMS_HEADER_SIZE = 16;
+const HISTOGRAM_RECORD_SIZE = 56;
 const TYPE_CUSTOM = 15;
 const AGGREGATIONS = ['none', 'sum', 'min', 'max', 'count_zero', 'avg'] as const;
 
@@ -56,6 +62,46 @@ export interface BinarySnapshotHeader {
   numFailures: number;
   failuresOffset: number;
   failuresSize: number;
+  /** Where the histograms section starts; 0 when there is none (flag bit 0 unset). */
+  histogramsOffset: number;
+}
+
+/** The distribution of a histogram value: base-2 exponential buckets (docs/snapshot-formats.md). */
+export interface SnapshotHistogram {
+  /** Bucket `offset + k` holds (2^((offset+k)/2^scale), 2^((offset+k+1)/2^scale)]. */
+  scale: number;
+  offset: number;
+  /** Each bucket's own count (not cumulative), from bucket `offset` on. */
+  buckets: BigUint64Array;
+  count: bigint;
+  /** Observations of exactly 0. */
+  zeroCount: bigint;
+  sum: number;
+  /** 0 when empty. */
+  min: number;
+  max: number;
+}
+
+/**
+ * The q-quantile (0 < q <= 1) as the filesystem's p50 … p999 files estimate it: the log-midpoint of the
+ * bucket holding the nearest rank ceil(q × count), clamped to [min, max]; the first and last ranks are min
+ * and max. Within (b-1)/(b+1) of the true value, b = 2^(2^-scale) (1.09 % at scale 5). 0 when empty.
+ */
+export function histogramQuantile(h: SnapshotHistogram, q: number): number {
+  const n = Number(h.count);
+  if (n === 0) return 0;
+  const exact = q * n;
+  const rank = Math.max(1, Math.ceil(exact - exact * 1e-12));
+  if (rank >= n) return h.max;
+  if (rank === 1) return h.min;
+  let seen = Number(h.zeroCount);
+  if (seen >= rank) return 0;
+  const b = 2 ** (2 ** -h.scale);
+  for (let k = 0; k < h.buckets.length; k++) {
+    seen += Number(h.buckets[k]);
+    if (seen >= rank) return Math.min(h.max, Math.max(h.min, (2 * 2 ** ((h.offset + k + 1) / 2 ** h.scale)) / (1 + b)));
+  }
+  return h.max;
 }
 
 export interface SnapshotDescriptor {
@@ -139,6 +185,7 @@ export function parseHeader(buf: Uint8Array): BinarySnapshotHeader {
     numFailures: view.getUint32(132, true),
     failuresOffset: u64(view, 136),
     failuresSize: u64(view, 144),
+    histogramsOffset: (view.getUint32(12, true) & HEADER_FLAG_HISTOGRAMS) !== 0 ? u64(view, 152) : 0,
   };
   if (header.headerSize < MIN_HEADER_SIZE) fail(`header_size ${header.headerSize} < ${MIN_HEADER_SIZE}`);
   if (header.descSize < MIN_DESC_SIZE || header.dirSize < MIN_DIR_SIZE || header.defSize < MIN_DEF_SIZE) fail('entry sizes are too small');
@@ -193,6 +240,7 @@ export class BinarySnapshot {
   private data: BigUint64Array;
   private texts: (string | null)[];
   failures: { path: string; error: string }[];
+  private histograms: Map<number, SnapshotHistogram>;
 
   constructor(buf: Uint8Array) {
     const header = parseHeader(buf);
@@ -235,6 +283,12 @@ export class BinarySnapshot {
     this.data = readValues(buf.subarray(header.dataOffset, header.dataOffset + header.dataSize), header);
     this.texts = this.parseTexts(buf.subarray(header.textsOffset, header.textsOffset + header.textsSize), header);
     this.failures = parseFailures(buf.subarray(header.failuresOffset, header.failuresOffset + header.failuresSize));
+    this.histograms = parseHistograms(header.histogramsOffset === 0 ? null : buf.subarray(header.histogramsOffset), header.numDesc);
+  }
+
+  /** The buckets of histogram value i; null for other values. */
+  histogram(i: number): SnapshotHistogram | null {
+    return this.histograms.get(i) ?? null;
   }
 
   /** The layout this snapshot was parsed with. */
@@ -312,11 +366,12 @@ export class BinarySnapshot {
   }
 
   /** @internal replaces what a refresh read anew. */
-  update(header: BinarySnapshotHeader, data: BigUint64Array, texts: Uint8Array, failures: Uint8Array): void {
+  update(header: BinarySnapshotHeader, data: BigUint64Array, texts: Uint8Array, failures: Uint8Array, histograms: Uint8Array): void {
     this.header = header;
     this.data = data;
     this.texts = this.parseTexts(texts, header);
     this.failures = parseFailures(failures);
+    this.histograms = parseHistograms(header.histogramsOffset === 0 ? null : histograms, header.numDesc);
   }
 
   /** The texts section: u32 starts[numTexts + 1], then UTF-8; text k belongs to the k-th descriptor with show. */
@@ -338,6 +393,39 @@ export class BinarySnapshot {
     if (k !== header.numTexts) fail(`${header.numTexts} texts for ${k} values with show()`);
     return texts;
   }
+}
+
+/** The histograms section (`section` starts with it; null when there is none), by descriptor number. */
+function parseHistograms(section: Uint8Array | null, numDesc: number): Map<number, SnapshotHistogram> {
+  const out = new Map<number, SnapshotHistogram>();
+  if (section === null) return out;
+  const view = new DataView(section.buffer, section.byteOffset, section.byteLength);
+  if (HISTOGRAMS_HEADER_SIZE > section.length) fail('histograms section is outside the file');
+  const count = view.getUint32(0, true);
+  const end = u64(view, 8);
+  if (end > section.length) fail('histograms section is outside the file');
+  let at = HISTOGRAMS_HEADER_SIZE;
+  for (let r = 0; r < count; r++) {
+    if (at + HISTOGRAM_RECORD_SIZE > end) fail(`histogram ${r} is outside its section`);
+    const value = view.getUint32(at, true);
+    const n = view.getUint32(at + 12, true);
+    if (value >= numDesc) fail(`histogram ${r}: value ${value} out of range`);
+    if (at + HISTOGRAM_RECORD_SIZE + n * 8 > end) fail(`histogram ${r}: buckets outside its section`);
+    const buckets = new BigUint64Array(n);
+    for (let k = 0; k < n; k++) buckets[k] = view.getBigUint64(at + HISTOGRAM_RECORD_SIZE + k * 8, true);
+    out.set(value, {
+      scale: view.getInt32(at + 4, true),
+      offset: view.getInt32(at + 8, true),
+      buckets,
+      count: view.getBigUint64(at + 16, true),
+      zeroCount: view.getBigUint64(at + 24, true),
+      sum: view.getFloat64(at + 32, true),
+      min: view.getFloat64(at + 40, true),
+      max: view.getFloat64(at + 48, true),
+    });
+    at += HISTOGRAM_RECORD_SIZE + n * 8;
+  }
+  return out;
 }
 
 function parseFailures(section: Uint8Array): { path: string; error: string }[] {
@@ -399,7 +487,8 @@ export class BinarySnapshotFile {
       const data = await pread(handle, head.dataOffset, head.dataSize);
       const texts = await pread(handle, head.textsOffset, head.textsSize);
       const failures = await pread(handle, head.failuresOffset, head.failuresSize);
-      this.snapshot.update(head, readValues(data, head), texts, failures);
+      const histograms = head.histogramsOffset === 0 ? new Uint8Array(0) : await readHistogramsSection(handle, head.histogramsOffset);
+      this.snapshot.update(head, readValues(data, head), texts, failures, histograms);
       return false;
     } finally {
       await handle.close();
@@ -410,7 +499,16 @@ export class BinarySnapshotFile {
 /** The header first, then exactly the bytes it describes (files on statsfs report size 0). */
 async function readWhole(handle: FileHandle): Promise<Buffer> {
   const head = parseHeader(await pread(handle, 0, MIN_HEADER_SIZE));
-  return pread(handle, 0, fileSize(head));
+  if (head.histogramsOffset === 0) return pread(handle, 0, fileSize(head));
+  // the histograms section, last in the file, says its own size
+  const size = (await pread(handle, head.histogramsOffset + 8, 8)).readBigUInt64LE(0);
+  return pread(handle, 0, head.histogramsOffset + Number(size));
+}
+
+/** The histograms section at `offset` (its size is its third field). */
+async function readHistogramsSection(handle: FileHandle, offset: number): Promise<Buffer> {
+  const size = (await pread(handle, offset + 8, 8)).readBigUInt64LE(0);
+  return pread(handle, offset, Number(size));
 }
 
 /** Opens and parses a `.snapshot.bin` file; refresh() re-reads only its data block while the layout holds. */

@@ -6,13 +6,18 @@
  * section 8-byte aligned):
  *
  *   header (160 bytes) | descriptors (16 bytes each) | directories (8 each) | definitions (32 each) |
- *   strings | data (one u64 per value) | texts (show() texts) | failures (JSON)
+ *   strings | data (one u64 per value) | texts (show() texts) | failures (JSON) | histograms
+ *
+ * A histogram value (type code 9) has its count in the data block and its buckets in the histograms
+ * section, which header flag HISTOGRAMS announces and the header's last field locates (version 1 readers
+ * that know neither see a u64 count).
  *
  * The data block holds each value's 64-bit word, two's complement: narrow signed types sign-extended,
  * bool 0 or 1. The layout id is the first 8 bytes of a SHA-256 over the header's layout fields (bytes 32
  * to 112) and everything from the descriptors up to the data block.
  */
 import { createHash } from 'node:crypto';
+import type { Histogram } from '../model/histogram.js';
 import type { Snapshot } from '../model/snapshot.js';
 import type { Aggregation, ValueDef } from '../model/schema.js';
 import { encodeStrings, errorMessage, runSliced, runSync, type SliceOptions } from './common.js';
@@ -54,7 +59,20 @@ export const H = {
   numFailures: 132,
   failuresOffset: 136,
   failuresSize: 144,
+  /** Offset of the histograms section; 0 when the snapshot has no histogram (HEADER_FLAG_HISTOGRAMS unset). */
+  histogramsOffset: 152,
 } as const;
+
+/** Header flags. */
+export const HEADER_FLAG_HISTOGRAMS = 1;
+/** The histograms section: u32 count, u32 reserved, u64 section size, then the records. */
+export const HISTOGRAMS_HEADER_SIZE = 16;
+/**
+ * One histogram record, 8-byte aligned: u32 value (descriptor number), i32 scale, i32 offset (index of the
+ * first bucket), u32 num_buckets, u64 count, u64 zero_count, f64 sum, f64 min, f64 max (0 when empty),
+ * then u64 buckets[num_buckets]: bucket k holds (2^((offset+k)/2^scale), 2^((offset+k+1)/2^scale)].
+ */
+export const HISTOGRAM_RECORD_SIZE = 56;
 
 /** Descriptor flags. */
 export const FLAG_TYPE_MASK = 0xf;
@@ -68,7 +86,7 @@ export const FLAG_MODE_SHIFT = 16;
 export const FLAG_MODE_MASK = 0x1ff << FLAG_MODE_SHIFT;
 
 /** Type codes in the low 4 bits of the flags; a custom type (64-bit, its own signedness) is 15. */
-export const TYPE_CODES: Readonly<Record<string, number>> = Object.freeze({ u8: 0, s8: 1, u16: 2, s16: 3, u32: 4, s32: 5, u64: 6, s64: 7, bool: 8 });
+export const TYPE_CODES: Readonly<Record<string, number>> = Object.freeze({ u8: 0, s8: 1, u16: 2, s16: 3, u32: 4, s32: 5, u64: 6, s64: 7, bool: 8, histogram: 9 });
 export const TYPE_CUSTOM = 15;
 export const AGGREGATION_CODES: Readonly<Record<Aggregation, number>> = Object.freeze({ none: 0, sum: 1, min: 2, max: 3, count_zero: 4, avg: 5 });
 
@@ -110,6 +128,7 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   const defFlagList: number[] = [];
   const defNo = new Uint32Array(count);
   const texts: string[] = [];
+  const histograms: number[] = [];
   const failures = snapshot.failures.map(({ path, error }) => ({ path, error: errorMessage(error) }));
   let lastDef: ValueDef | null = null;
   let lastNo = 0;
@@ -128,6 +147,7 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
         lastNo = no;
       }
       defNo[i] = lastNo;
+      if (def.histogram) histograms.push(i);
       if (def.show !== null) {
         try {
           texts.push(snapshot.text(i));
@@ -170,7 +190,10 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   const textsOffset = dataOffset + dataSize;
   const textsSize = (texts.length + 1) * 4 + text.bytes.length;
   const failuresOffset = align8(textsOffset + textsSize);
-  const total = failuresOffset + failureBytes.length;
+  const histogramsOffset = histograms.length === 0 ? 0 : align8(failuresOffset + failureBytes.length);
+  let histogramsSize = HISTOGRAMS_HEADER_SIZE;
+  for (const i of histograms) histogramsSize += HISTOGRAM_RECORD_SIZE + snapshot.histogram(i)!.bucketRange().counts.length * 4;
+  const total = histogramsOffset === 0 ? failuresOffset + failureBytes.length : histogramsOffset + histogramsSize;
 
   const file = Buffer.from(new ArrayBuffer(total));
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
@@ -180,7 +203,7 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   file.write(BINARY_MAGIC, H.magic, 'latin1');
   view.setUint32(H.version, BINARY_VERSION, true);
   view.setUint32(H.headerSize, HEADER_SIZE, true);
-  view.setUint32(H.flags, 0, true);
+  view.setUint32(H.flags, histogramsOffset === 0 ? 0 : HEADER_FLAG_HISTOGRAMS, true);
   view.setBigUint64(H.takenAtNs, BigInt(snapshot.takenAtMs) * 1_000_000n, true);
   view.setUint32(H.numDesc, count, true);
   view.setUint32(H.descSize, DESC_SIZE, true);
@@ -201,6 +224,7 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   view.setUint32(H.numFailures, failures.length, true);
   u64(H.failuresOffset, failuresOffset);
   u64(H.failuresSize, failureBytes.length);
+  u64(H.histogramsOffset, histogramsOffset);
 
   // 5. Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition } and data.
   for (let from = 0; from < count; from += STEP_VALUES) {
@@ -236,6 +260,7 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   for (let k = 0; k <= texts.length; k++) view.setUint32(textsOffset + k * 4, text.starts[k], true);
   text.bytes.copy(file, textsOffset + (texts.length + 1) * 4);
   failureBytes.copy(file, failuresOffset);
+  if (histogramsOffset !== 0) writeHistograms(view, histogramsOffset, histogramsSize, histograms, snapshot);
   yield;
 
   // 7. Layout id.
@@ -247,4 +272,30 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   }
   hash.digest().copy(file, H.layoutId, 0, 8);
   return file;
+}
+
+/** The histograms section (see HISTOGRAM_RECORD_SIZE) at `at`. */
+function writeHistograms(view: DataView, at: number, size: number, values: readonly number[], snapshot: Snapshot): void {
+  view.setUint32(at, values.length, true);
+  view.setUint32(at + 4, 0, true);
+  view.setBigUint64(at + 8, BigInt(size), true);
+  at += HISTOGRAMS_HEADER_SIZE;
+  for (const i of values) {
+    const h: Histogram = snapshot.histogram(i)!;
+    const { offset, counts } = h.bucketRange();
+    const empty = h.countLo === 0 && h.countHi === 0;
+    view.setUint32(at, i, true);
+    view.setInt32(at + 4, h.scale, true);
+    view.setInt32(at + 8, offset, true);
+    view.setUint32(at + 12, counts.length / 2, true);
+    view.setUint32(at + 16, h.countLo, true);
+    view.setUint32(at + 20, h.countHi, true);
+    view.setBigUint64(at + 24, h.zeroCount, true);
+    view.setFloat64(at + 32, h.sum, true);
+    view.setFloat64(at + 40, empty ? 0 : h.min, true);
+    view.setFloat64(at + 48, empty ? 0 : h.max, true);
+    at += HISTOGRAM_RECORD_SIZE;
+    // (lo, hi) pairs are a little-endian u64 each
+    for (let k = 0; k < counts.length; k++, at += 4) view.setUint32(at, counts[k], true);
+  }
 }

@@ -14,9 +14,14 @@
  * - `kind` is "floating" for a level, else "cumulative"; `aggregation` is the definition's ("none" …
  *   "avg"); `aggregate` says whether this value is an aggregate computed over its subordinates; `mode` is
  *   the file's permission bits in octal ("0644").
+ * - a histogram value (`"type":"histogram"`, its `value` the count) has a `histogram` object: `sum`, `min`,
+ *   `max`, `avg` and the percentiles `p50` … `p999` as JSON numbers (full doubles: the files round the
+ *   percentiles to six digits), `scale`, `zero_count` and `buckets`, `[upper_bound, "count"]` per non-empty
+ *   bucket, not cumulative (counts are strings: u64).
  * - `failures` lists values whose getter threw (left out of `values`) and values whose show() threw (in
  *   `values` without `text`).
  */
+import { bucketUpperBound, HISTOGRAM_QUANTILES, type Histogram } from '../model/histogram.js';
 import type { Snapshot } from '../model/snapshot.js';
 import type { ValueDef } from '../model/schema.js';
 import {
@@ -102,6 +107,8 @@ export function* jsonWork(snapshot: Snapshot, out: ByteWriter): Generator<void, 
           failures.push({ path: snapshot.path(i), error: `show(): ${errorMessage(error)}` });
         }
       }
+      const histogram = snapshot.histogram(i);
+      if (histogram !== null) out.string(',"histogram":' + histogramJson(histogram));
       const tail = snapshot.isAggregate(i) ? p.aggregate : p.simple;
       out.ensure(tail.length);
       out.bytes(tail);
@@ -109,4 +116,16 @@ export function* jsonWork(snapshot: Snapshot, out: ByteWriter): Generator<void, 
     yield;
   }
   out.string(`\n],"failures":[${failures.map((f) => JSON.stringify(f)).join(',')}]}\n`);
+}
+
+/** The `histogram` object of a histogram value (see the top of this file). */
+export function histogramJson(h: Histogram): string {
+  const empty = h.countLo === 0 && h.countHi === 0;
+  const buckets: string[] = [];
+  h.forEachBucket((i, lo, hi) => buckets.push(`[${bucketUpperBound(i, h.scale)},"${hi === 0 ? lo : (BigInt(hi) << 32n) | BigInt(lo)}"]`));
+  const quantiles = HISTOGRAM_QUANTILES.map(([name, q]) => `"${name}":${h.quantile(q)}`).join(',');
+  return (
+    `{"sum":${h.sum},"min":${empty ? 0 : h.min},"max":${empty ? 0 : h.max},"avg":${h.mean},${quantiles}` +
+    `,"scale":${h.scale},"zero_count":"${h.zeroCount}","buckets":[${buckets.join(',')}]}`
+  );
 }

@@ -6,7 +6,7 @@ import type { Scale } from '../model/exposure.js';
 import type { ValueDef } from '../model/schema.js';
 import { joinSigned, joinUnsigned } from '../model/word.js';
 
-export type MetricType = 'counter' | 'gauge';
+export type MetricType = 'counter' | 'gauge' | 'histogram';
 
 /** Label added to aggregates (with includeAggregates). */
 export const AGGREGATION_LABEL = 'aggregation';
@@ -54,6 +54,7 @@ const EXTREME = /(^|[_.])(max|min|maximum|minimum|peak|high|low)([_.]|$)/i;
  * (a StatsD counter is an s64 that only grows in practice; Prometheus treats a decrease as a reset).
  */
 export function metricType(def: ValueDef): MetricType {
+  if (def.histogram) return 'histogram';
   if (def.expose && def.expose.type) return def.expose.type;
   if (def.floating || def.type.bits === 1 || EXTREME.test(def.name)) return 'gauge';
   return 'counter';
@@ -61,6 +62,7 @@ export function metricType(def: ValueDef): MetricType {
 
 /** The type an exported aggregate has: a sum of counters is a counter, anything else a gauge. */
 export function aggregateType(def: ValueDef): MetricType {
+  if (def.histogram) return 'histogram'; // a merge of histograms
   return def.aggr === 'sum' && metricType(def) === 'counter' ? 'counter' : 'gauge';
 }
 

@@ -91,8 +91,14 @@ class FamilyTable {
         }
         continue;
       }
-      // OpenMetrics reserves <counter>_total and <counter>_created; the text format needs distinct samples.
-      const names = wanted.type === 'counter' ? [name, `${name}_total`, `${name}_created`] : [name];
+      // OpenMetrics reserves <counter>_total and <counter>_created, and a histogram's samples; the text
+      // format needs distinct samples.
+      const names =
+        wanted.type === 'counter'
+          ? [name, `${name}_total`, `${name}_created`]
+          : wanted.type === 'histogram'
+            ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`, `${name}_created`]
+            : [name];
       if (names.some((x) => this.byName.has(x))) continue;
       const family: Family = {
         base: name,

@@ -1,6 +1,7 @@
 /** Writes a planned exposition into the shared ByteWriter, yielding after every batch of values. */
 import type { Snapshot } from '../model/snapshot.js';
 import { BATCH, encodeStrings, writeWord, type ByteWriter } from './common.js';
+import { histogramLines, leLadder } from './prometheus-histogram.js';
 import { escapeHelp, scaledDecimal } from './prom-naming.js';
 import type { Family, Plan } from './prom-plan.js';
 import type { PrebuiltFamily } from './prom-self.js';
@@ -74,6 +75,21 @@ function* familyLines(snapshot: Snapshot, plan: Plan, f: Family, sample: Buffer,
   }
 }
 
+/** The series of a histogram family (prometheus-histogram.ts): one `le` ladder for all of them, scaled to the base unit. */
+function* histogramFamilyLines(snapshot: Snapshot, plan: Plan, f: Family, out: ByteWriter): Generator<void, void> {
+  const end = f.start + f.count;
+  const histograms = [];
+  for (let k = f.start; k < end; k++) histograms.push(snapshot.histogram(plan.order[k])!);
+  const ladder = leLadder(histograms);
+  const factor = f.scale === null ? 1 : (f.scale.times ?? 1) * 10 ** (f.scale.exp10 ?? 0);
+  for (let k = f.start; k < end; k++) {
+    const i = plan.order[k];
+    const labels = [plan.override.get(i) ?? plan.dirLabels[snapshot.dirNumber(i)], f.extra].filter((t) => t !== '').join(',');
+    out.string(histogramLines(f.base, labels, histograms[k - f.start], ladder, factor));
+    if ((k & 63) === 63) yield;
+  }
+}
+
 export function* writeExposition(snapshot: Snapshot, plan: Plan, extra: readonly PrebuiltFamily[], om: boolean, out: ByteWriter): Generator<void, void> {
   const fixedBytes = fixed(plan, om);
   const { headers, samples } = fixedBytes;
@@ -83,7 +99,8 @@ export function* writeExposition(snapshot: Snapshot, plan: Plan, extra: readonly
     const h = headers[f.index];
     out.ensure(h.length);
     out.bytes(h);
-    yield* familyLines(snapshot, plan, f, samples[f.index], fixedBytes, out);
+    if (f.type === 'histogram') yield* histogramFamilyLines(snapshot, plan, f, out);
+    else yield* familyLines(snapshot, plan, f, samples[f.index], fixedBytes, out);
   }
   for (const f of extra) {
     const sample = f.type === 'counter' ? `${f.base}_total` : f.base;

@@ -9,7 +9,11 @@
  * space, and unescaping `\ooo` in both parts gives the path and the text back. Values whose getter threw
  * are not in the snapshot (Snapshot.failures; the JSON format lists them); a show() that throws is replaced
  * by the number.
+ *
+ * A histogram value is a directory in the filesystem: it is written as one line per file of it
+ * (`latency/count 12`, … `latency/p99 4.8`, `latency/buckets 0 1\0121.0219 3`), as `cat` shows them.
  */
+import { HISTOGRAM_FILES, histogramFileName, histogramFileText } from '../model/histogram.js';
 import type { Snapshot } from '../model/snapshot.js';
 import type { ValueDef } from '../model/schema.js';
 import {
@@ -54,6 +58,12 @@ export function* textWork(snapshot: Snapshot, out: ByteWriter): Generator<void, 
         names.set(def, name);
       }
       const dir = snapshot.dirNumber(i);
+      const histogram = snapshot.histogram(i);
+      if (histogram !== null) {
+        const prefix = pool.toString('utf8', starts[dir], starts[dir + 1]) + escapePath(def.name) + '/';
+        for (const file of HISTOGRAM_FILES) out.string(`${prefix}${histogramFileName(file, def.suffix)} ${escapeValue(histogramFileText(histogram, file))}\n`);
+        continue;
+      }
       out.ensure(starts[dir + 1] - starts[dir] + name.length + 22);
       out.range(pool, starts[dir], starts[dir + 1]);
       out.bytes(name);

@@ -6,7 +6,21 @@
  * to "gone" (ENOENT), never to another node. A mapping is dropped when the kernel forgets the inode.
  */
 import { constants } from 'node:os';
-import { captureSnapshotSliced, StatsError, WriteBarrier, type SnapshotRenderer, type Source, type TreeObserver, type ValueDef, type ValueGroup } from '../model/index.js';
+import {
+  captureSnapshotSliced,
+  HISTOGRAM_FILES,
+  histogramFileName,
+  histogramFileOf,
+  histogramFileText,
+  StatsError,
+  WriteBarrier,
+  type HistogramFile,
+  type SnapshotRenderer,
+  type Source,
+  type TreeObserver,
+  type ValueDef,
+  type ValueGroup,
+} from '../model/index.js';
 import type { Attr, DirListing, EntryResult, FuseHandler, SetAttrRequest } from './native.js';
 
 const E = constants.errno;
@@ -57,8 +71,9 @@ export interface AdapterOptions {
 /** A snapshot file's contents: one Buffer or string, or chunks in order (large renders are not joined). */
 
 /**
- * A node an inode number stands for: a source (directory), one value of one of its groups (file), or one
- * of a directory's hidden snapshot files.
+ * A node an inode number stands for: a source (directory), one value of one of its groups (file; a
+ * histogram value is a directory), one file of a histogram value, or one of a directory's hidden
+ * snapshot files.
  */
 interface Node {
   ino: number;
@@ -68,6 +83,8 @@ interface Node {
   def: ValueDef | null;
   /** For snapshot files: the file name, a key of options.snapshots. */
   snapshot: string | null;
+  /** For the files of a histogram value (def is the histogram): which one. */
+  part: HistogramFile | null;
   /** For snapshot files: bytes of the last rendering, what the next one is expected to take. */
   renderedBytes?: number;
   nlookup: number;
@@ -76,7 +93,19 @@ interface Node {
 /** Directories with at least this many entries keep their listing (small ones are cheap to build). */
 const KEPT_LISTING_MIN = 256;
 
-const isDir = (node: Node) => node.def === null && node.snapshot === null;
+/** A source's directory. */
+const isSourceDir = (node: Node) => node.def === null && node.snapshot === null;
+/** A histogram value's directory. */
+const isHistogramDir = (node: Node) => node.def !== null && node.def.histogram && node.part === null;
+const isDir = (node: Node) => isSourceDir(node) || isHistogramDir(node);
+
+/** Which name of a histogram's directory (a key of valueInos): names cannot contain '/'. */
+const partKey = (def: ValueDef, part: HistogramFile) => `${def.name}/${part}`;
+
+/** Permission bits of a value file: a histogram's `count` clears it; its other files are read-only. */
+function fileMode(def: ValueDef, part: HistogramFile | null): number {
+  return part === null || part === 'count' ? def.mode : def.mode & 0o444;
+}
 
 type Result<T> = T | number;
 
@@ -114,7 +143,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     this.timeout = options.cacheSeconds ?? 1;
     this.uid = options.uid ?? process.getuid?.() ?? 0;
     this.gid = options.gid ?? process.getgid?.() ?? 0;
-    this.nodes.set(ROOT_INO, { ino: ROOT_INO, source: root, group: null, def: null, snapshot: null, nlookup: 1 });
+    this.nodes.set(ROOT_INO, { ino: ROOT_INO, source: root, group: null, def: null, snapshot: null, part: null, nlookup: 1 });
     this.sourceInos.set(root, ROOT_INO);
     root.observe(this);
     this.barrier = WriteBarrier.of(root);
@@ -128,9 +157,10 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   // ---- requests ----
 
   lookup(parent: number, name: string): Result<EntryResult> {
-    const dir = this.liveSource(parent);
+    const dir = this.live(parent);
     if (typeof dir === 'number') return dir;
-    const node = this.child(dir, name);
+    if (!isDir(dir)) return E.ENOTDIR;
+    const node = isHistogramDir(dir) ? this.partNode(dir, name) : this.child(dir.source, name);
     if (node === null) return E.ENOENT;
     node.nlookup++;
     return { attr: this.attrOf(node), entryTimeout: this.timeout, attrTimeout: this.timeout };
@@ -143,11 +173,11 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     if (node.nlookup > 0) return;
     this.nodes.delete(ino);
     // a kept listing must not hand the kernel this inode again
-    const dir = isDir(node) ? node.source.parent : node.source;
+    const dir = isSourceDir(node) ? node.source.parent : node.source;
     if (dir !== null) this.listings.delete(dir);
     if (node.snapshot !== null) this.snapshotInos.get(node.source)?.delete(node.snapshot);
     else if (node.def === null) this.sourceInos.delete(node.source);
-    else this.valueInos.get(node.group!)?.delete(node.def.name);
+    else this.valueInos.get(node.group!)?.delete(node.part === null ? node.def.name : partKey(node.def, node.part));
   }
 
   getattr(ino: number): Result<Attr> {
@@ -175,6 +205,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (!isDir(node)) return E.ENOTDIR;
+    if (isHistogramDir(node)) return this.histogramListing(node);
     const dir = node.source;
     dir.refresh();
     const built = this.listings.get(dir) ?? this.buildListing(dir);
@@ -182,6 +213,23 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     for (const child of built.children) child.nlookup++;
     // the parent's inode is looked up each time: it may have been forgotten and handed out anew
     return { ...built.listing, parent: dir.parent ? (this.sourceInos.get(dir.parent) ?? ROOT_INO) : ROOT_INO };
+  }
+
+  /** A histogram value's directory: its files, each counted as looked up (see opendir). */
+  private histogramListing(node: Node): DirListing {
+    const parts = HISTOGRAM_FILES.map((part) => this.valueNode(node.source, node.group!, node.def!, part));
+    for (const child of parts) child.nlookup++;
+    return {
+      names: HISTOGRAM_FILES.map((file) => histogramFileName(file, node.def!.suffix)).join('\0'),
+      inos: Float64Array.from(parts, (child) => child.ino),
+      modes: Uint32Array.from(parts, (child) => S_IFREG | fileMode(node.def!, child.part)),
+      mtimesMs: new Float64Array(parts.length).fill(this.bornMs),
+      uid: this.uid,
+      gid: this.gid,
+      entryTimeout: this.timeout,
+      attrTimeout: this.timeout,
+      parent: this.sourceInos.get(node.source) ?? ROOT_INO,
+    };
   }
 
   /**
@@ -207,7 +255,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
       const child = (children[i] = this.valueNode(dir, group, def));
       names[i] = def.name;
       inos[i] = child.ino;
-      modes[i++] = S_IFREG | def.mode;
+      modes[i++] = def.histogram ? S_IFDIR | 0o755 : S_IFREG | def.mode;
     }
     const built = {
       listing: {
@@ -234,9 +282,10 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     const access = flags & O_ACCMODE;
     if (node.snapshot !== null) return access !== 0 ? E.EACCES : this.queueSnapshot(node, uid);
     const def = node.def!;
-    if (access !== 0 && (def.mode & 0o222) === 0) return E.EACCES;
+    if (access !== 0 && (fileMode(def, node.part) & 0o222) === 0) return E.EACCES;
     if (access === O_WRONLY) return '';
     try {
+      if (node.part !== null) return histogramFileText(node.group!.histogram(def.index), node.part) + '\n';
       const text = node.group!.render(def.index);
       if (access === 0) this.serveStored(node);
       return text;
@@ -349,7 +398,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   private clear(node: Node): number | Promise<number> {
     if (node.snapshot !== null) return E.EACCES;
     const def = node.def!;
-    if ((def.mode & 0o222) === 0 || !def.clearable) return E.EACCES;
+    if ((fileMode(def, node.part) & 0o222) === 0 || !def.clearable) return E.EACCES;
     return this.barrier.run(() => this.clearNow(node, def));
   }
 
@@ -380,7 +429,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     let byName = this.snapshotInos.get(source);
     const ino = byName?.get(name);
     if (ino !== undefined) return this.nodes.get(ino)!;
-    const node: Node = { ino: this.nextIno++, source, group: null, def: null, snapshot: name, nlookup: 0 };
+    const node: Node = { ino: this.nextIno++, source, group: null, def: null, snapshot: name, part: null, nlookup: 0 };
     this.nodes.set(node.ino, node);
     if (!byName) this.snapshotInos.set(source, (byName = new Map()));
     byName.set(name, node.ino);
@@ -390,21 +439,28 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   private sourceNode(source: Source): Node {
     const ino = this.sourceInos.get(source);
     if (ino !== undefined) return this.nodes.get(ino)!;
-    const node: Node = { ino: this.nextIno++, source, group: null, def: null, snapshot: null, nlookup: 0 };
+    const node: Node = { ino: this.nextIno++, source, group: null, def: null, snapshot: null, part: null, nlookup: 0 };
     this.nodes.set(node.ino, node);
     this.sourceInos.set(source, node.ino);
     return node;
   }
 
-  private valueNode(source: Source, group: ValueGroup, def: ValueDef): Node {
+  private valueNode(source: Source, group: ValueGroup, def: ValueDef, part: HistogramFile | null = null): Node {
+    const key = part === null ? def.name : partKey(def, part);
     let byName = this.valueInos.get(group);
-    const ino = byName?.get(def.name);
+    const ino = byName?.get(key);
     if (ino !== undefined) return this.nodes.get(ino)!;
-    const node: Node = { ino: this.nextIno++, source, group, def, snapshot: null, nlookup: 0 };
+    const node: Node = { ino: this.nextIno++, source, group, def, snapshot: null, part, nlookup: 0 };
     this.nodes.set(node.ino, node);
     if (!byName) this.valueInos.set(group, (byName = new Map()));
-    byName.set(def.name, node.ino);
+    byName.set(key, node.ino);
     return node;
+  }
+
+  /** The file `name` of the histogram value `dir` stands for; null when it has no such file. */
+  private partNode(dir: Node, name: string): Node | null {
+    const part = histogramFileOf(name, dir.def!.suffix);
+    return part === null ? null : this.valueNode(dir.source, dir.group!, dir.def!, part);
   }
 
   /** The node, if it is still in the mounted tree and its name still means the same value; else ENOENT. */
@@ -413,12 +469,6 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     if (!node || !this.attached(node.source)) return E.ENOENT;
     if (node.def !== null && node.source.findValue(node.def.name, true)?.group !== node.group) return E.ENOENT;
     return node;
-  }
-
-  private liveSource(ino: number): Source | number {
-    const node = this.live(ino);
-    if (typeof node === 'number') return node;
-    return isDir(node) ? node.source : E.ENOTDIR;
   }
 
   /** Still reachable from the root; sources that mirror the kernel may have gone since (see refresh()). */
@@ -437,7 +487,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     return {
       ino: node.ino,
       // Directories report nlink 1 ("unknown"), which keeps find(1) from its leaf optimisation.
-      mode: isDir(node) ? S_IFDIR | 0o755 : S_IFREG | (node.def?.mode ?? 0o444),
+      mode: isDir(node) ? S_IFDIR | 0o755 : S_IFREG | (node.def === null ? 0o444 : fileMode(node.def, node.part)),
       nlink: 1,
       // Size 0: contents are computed at open and served with direct_io, so no size is ever promised.
       size: 0,

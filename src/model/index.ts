@@ -1,5 +1,19 @@
 export { StatsError, NAME_MAX, RESERVED_NAMES, validateName, type StatsErrorCode } from './errors.js';
-export { TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
+export {
+  Histogram,
+  HISTOGRAM_FILES,
+  HISTOGRAM_MAX_BUCKETS,
+  HISTOGRAM_QUANTILES,
+  HISTOGRAM_SCALE,
+  bucketUpperBound,
+  formatHistogramNumber,
+  histogramFileName,
+  histogramFileOf,
+  histogramFileText,
+  relativeError,
+  type HistogramFile,
+} from './histogram.js';
+export { HISTOGRAM_TYPE, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from './schema.js';
 export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';
 export { arena, SEQ, SlotArena } from './arena.js';

@@ -1,6 +1,6 @@
 import { StatsError, validateName } from './errors.js';
 import type { Exposure } from './exposure.js';
-import { customType, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
+import { customType, HISTOGRAM_TYPE, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 
 export type Aggregation = 'none' | 'sum' | 'min' | 'max' | 'count_zero' | 'avg';
 export const AGGREGATIONS: readonly Aggregation[] = ['none', 'sum', 'min', 'max', 'count_zero', 'avg'];
@@ -8,8 +8,12 @@ export const AGGREGATIONS: readonly Aggregation[] = ['none', 'sum', 'min', 'max'
 /** What a producer writes to describe one value; a Schema turns a list of them into definitions. */
 export interface ValueSpec {
   name: string;
-  type: StandardTypeName | CustomType<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  /** How an aggregate of this definition combines the subordinates' values (default 'none'). */
+  /** 'histogram': a distribution fed by observe(), shown as a directory (README, "Histograms"). */
+  type: StandardTypeName | 'histogram' | CustomType<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /**
+   * How an aggregate of this definition combines the subordinates' values (default 'none'). Histograms
+   * take 'sum' (merge every subordinate's buckets) or 'none'.
+   */
   aggr?: Aggregation;
   /** A level rather than a count (the original's STATS_FS_FLOATING_VALUE): read-only, 0444. */
   floating?: boolean;
@@ -21,6 +25,11 @@ export interface ValueSpec {
   description?: string;
   /** Property of an object base that holds this value (default: the name), the original's offset. */
   field?: string;
+  /**
+   * Histograms only: appended to the names of the files that carry the unit (sum, min, max, avg and the
+   * percentiles), as StatsD timings' `sum_us`; count and buckets keep their names. Default ''.
+   */
+  suffix?: string;
   /** How exports name it (src/model/exposure.ts); false leaves it out of them. Default: inferred. */
   expose?: Exposure | false;
 }
@@ -36,6 +45,10 @@ export class ValueDef {
   readonly unit: string;
   readonly description: string;
   readonly field: string;
+  /** A distribution (type 'histogram'): observed, not set; a directory of files in the filesystem. */
+  readonly histogram: boolean;
+  /** Histograms: the suffix of the file names that carry the unit (see ValueSpec.suffix). */
+  readonly suffix: string;
   readonly expose: Exposure | false | null;
 
   constructor(
@@ -44,13 +57,20 @@ export class ValueDef {
     readonly index: number,
   ) {
     validateName(spec.name, 'value');
-    const type = typeof spec.type === 'string' ? TYPES[spec.type] : spec.type && customType(spec.type);
+    const type =
+      spec.type === 'histogram' ? HISTOGRAM_TYPE : typeof spec.type === 'string' ? TYPES[spec.type] : spec.type && customType(spec.type);
     if (!type) throw new StatsError('EINVAL', `value "${spec.name}": unknown type ${String(spec.type)}`);
     const aggr = spec.aggr ?? 'none';
     if (!AGGREGATIONS.includes(aggr)) throw new StatsError('EINVAL', `value "${spec.name}": unknown aggregation ${String(aggr)}`);
     if (spec.mode !== undefined && (!Number.isInteger(spec.mode) || spec.mode < 0 || spec.mode > 0o777)) {
       throw new StatsError('EINVAL', `value "${spec.name}": mode must be permission bits (0 to 0777)`);
     }
+    this.histogram = type === HISTOGRAM_TYPE;
+    if (this.histogram) {
+      if (aggr !== 'none' && aggr !== 'sum') throw new StatsError('EINVAL', `histogram "${spec.name}": aggregation must be 'sum' (merge) or 'none', not ${aggr}`);
+      if (spec.floating || spec.show) throw new StatsError('EINVAL', `histogram "${spec.name}" cannot be floating or have show()`);
+      if (spec.suffix) validateName(`p999${spec.suffix}`, 'histogram file');
+    } else if (spec.suffix) throw new StatsError('EINVAL', `value "${spec.name}": only a histogram has a file suffix`);
     this.name = spec.name;
     this.type = type;
     this.aggr = aggr;
@@ -59,6 +79,7 @@ export class ValueDef {
     this.unit = spec.unit ?? '';
     this.description = spec.description ?? '';
     this.field = spec.field ?? spec.name;
+    this.suffix = spec.suffix ?? '';
     this.expose = spec.expose ?? null;
     this.mode = spec.mode ?? (this.clearable ? 0o644 : 0o444);
     Object.freeze(this);
@@ -84,7 +105,11 @@ export class Schema {
     for (const def of this.defs) if (!this.byName.has(def.name)) this.byName.set(def.name, def);
     this.hasDuplicateNames = this.byName.size !== this.defs.length;
     this.hasCustomTypes = this.defs.some((def) => def.type.custom !== null);
+    this.hasHistograms = this.defs.some((def) => def.histogram);
   }
+
+  /** True when some definition is a histogram (its buckets are not in slot storage). */
+  readonly hasHistograms: boolean;
 
   /** True when some definition reads through a custom get() (its values are not in slot storage). */
   readonly hasCustomTypes: boolean;

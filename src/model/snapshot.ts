@@ -1,6 +1,7 @@
 import { Accumulator } from './aggregate.js';
 import { WriteBarrier } from './barrier.js';
 import { arena } from './arena.js';
+import { Histogram } from './histogram.js';
 import type { SourceExposure } from './exposure.js';
 import type { Schema, ValueDef } from './schema.js';
 import { loadContributor, type Source, type ValueGroup } from './source.js';
@@ -37,6 +38,8 @@ export class Snapshot {
   private readonly dirNames: string[] = [];
   private readonly dirExpose: (SourceExposure | null)[] = [];
   private dirPaths: string[] | null = null;
+  /** The distribution of each histogram value, by value number (its word is the count). */
+  private histograms: Map<number, Histogram> | null = null;
 
   constructor(expected = 1024) {
     this.capacity = Math.max(16, expected);
@@ -141,6 +144,16 @@ export class Snapshot {
     this.count += n;
   }
 
+  /** Attaches the distribution of histogram value i (a copy nothing else changes). @internal */
+  setHistogram(i: number, histogram: Histogram): void {
+    (this.histograms ??= new Map()).set(i, histogram);
+  }
+
+  /** The distribution of value i when it is a histogram (read only), else null. */
+  histogram(i: number): Histogram | null {
+    return this.histograms?.get(i) ?? null;
+  }
+
   /** Overwrites value i with `word` (aggregates are filled in after their subtree). @internal */
   setWord(i: number): void {
     this.words[2 * i] = word.lo;
@@ -159,9 +172,13 @@ export class Snapshot {
     if (this.dropped === null) return this;
     const gone = new Set(this.dropped);
     this.dropped = null;
+    const histograms = this.histograms;
+    this.histograms = null;
     let to = 0;
     for (let from = 0; from < this.count; from++) {
       if (gone.has(from)) continue;
+      const h = histograms?.get(from);
+      if (h !== undefined) this.setHistogram(to, h);
       this.dirIndex[to] = this.dirIndex[from];
       this.words[2 * to] = this.words[2 * from];
       this.words[2 * to + 1] = this.words[2 * from + 1];
@@ -245,6 +262,8 @@ export class Snapshot {
 interface OpenAggregate {
   group: ValueGroup;
   accs: Accumulator[];
+  /** The merge of each histogram definition (null for other definitions). */
+  histograms: (Histogram | null)[];
   /** Snapshot index of each definition's placeholder, or -1 when not shown. */
   slots: Int32Array;
   failure: unknown;
@@ -329,7 +348,13 @@ class Capture {
           if (!group.isAggregate || group.hidden) continue;
           const defs = group.schema.defs;
           if (this.keep !== null && !defs.some((def) => this.keep!(def, true))) continue;
-          const agg: OpenAggregate = { group, accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)), slots: new Int32Array(defs.length).fill(-1), failure: undefined };
+          const agg: OpenAggregate = {
+            group,
+            accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)),
+            histograms: defs.map((d) => (d.histogram ? new Histogram() : null)),
+            slots: new Int32Array(defs.length).fill(-1),
+            failure: undefined,
+          };
           (opened ??= []).push(agg);
           const list = open.get(group.schema);
           if (list) list.push(agg);
@@ -355,6 +380,7 @@ class Capture {
           try {
             group.load(def);
             snapshot.push(dirNo, group.schema.defs, def.index, false);
+            if (def.histogram) snapshot.setHistogram(snapshot.count - 1, group.ownHistogram(def).copy());
           } catch (error) {
             snapshot.failures.push({ path: joinPath(snapshot.dirPath(dirNo), def.name), error });
           }
@@ -416,6 +442,12 @@ function contribute(groups: readonly ValueGroup[], open: Map<Schema, OpenAggrega
       continue;
     }
     for (const def of group.schema.defs) {
+      if (def.histogram) {
+        if (def.aggr !== 'sum') continue;
+        const own = group.ownHistogram(def);
+        for (const agg of aggs) agg.histograms[def.index]!.merge(own);
+        continue;
+      }
       let present: boolean;
       try {
         present = loadContributor(group, def);
@@ -441,7 +473,12 @@ function close(agg: OpenAggregate, dirNo: number, snapshot: Snapshot, open: Map<
       snapshot.drop(at);
       return;
     }
-    splitBigInt(agg.accs[d].result());
+    const histogram = agg.histograms[d];
+    if (histogram !== null) {
+      word.lo = histogram.countLo;
+      word.hi = histogram.countHi;
+      snapshot.setHistogram(at, histogram);
+    } else splitBigInt(agg.accs[d].result());
     snapshot.setWord(at);
   });
 }

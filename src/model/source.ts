@@ -1,6 +1,7 @@
 import { Accumulator } from './aggregate.js';
 import { arena } from './arena.js';
 import { StatsError, validateName } from './errors.js';
+import { Histogram } from './histogram.js';
 import type { SourceExposure } from './exposure.js';
 import type { Schema, ValueDef } from './schema.js';
 import { narrow } from './types.js';
@@ -44,6 +45,11 @@ type Key = number | string;
 export class ValueGroup {
   /** First storage slot when storage is 'slots'. */
   private slot: number;
+  /**
+   * The histograms of histogram definitions, by definition index (null elsewhere), whatever the storage:
+   * an object base holds numbers, not distributions. Null for aggregates and once released.
+   */
+  private histograms: (Histogram | null)[] | null;
 
   constructor(
     readonly source: Source,
@@ -53,6 +59,7 @@ export class ValueGroup {
     readonly hidden: boolean,
   ) {
     this.slot = storageKind === 'slots' ? arena.alloc(schema.size) : -1;
+    this.histograms = storageKind !== 'aggregate' && schema.hasHistograms ? schema.defs.map((d) => (d.histogram ? new Histogram() : null)) : null;
   }
 
   /**
@@ -60,7 +67,7 @@ export class ValueGroup {
    * types), else -1: bulk readers (snapshots) copy the run instead of loading value by value. @internal
    */
   get slotRun(): number {
-    return this.storageKind === 'slots' && !this.schema.hasCustomTypes ? this.slot : -1;
+    return this.storageKind === 'slots' && !this.schema.hasCustomTypes && !this.schema.hasHistograms ? this.slot : -1;
   }
 
   /**
@@ -68,7 +75,7 @@ export class ValueGroup {
    * arena (slot storage, no custom type, no show()), else -1. @internal
    */
   storedSlot(def: ValueDef): number {
-    return this.storageKind === 'slots' && this.slot >= 0 && def.type.custom === null && def.show === null ? this.slot + def.index : -1;
+    return this.storageKind === 'slots' && this.slot >= 0 && def.type.custom === null && def.show === null && !def.histogram ? this.slot + def.index : -1;
   }
 
   get storage(): Storage {
@@ -85,9 +92,13 @@ export class ValueGroup {
     return def;
   }
 
-  /** The value as its type reads it (signed types as negative bigints); aggregates are computed now. */
+  /**
+   * The value as its type reads it (signed types as negative bigints); aggregates are computed now. A
+   * histogram reads as its observation count (see histogram()).
+   */
   get(key: Key): bigint {
     const def = this.def(key);
+    if (def.histogram) return this.histogram(def.index).count;
     if (this.storageKind === 'aggregate') return aggregateOf(this.source, this.schema, def);
     this.load(def);
     return def.type.signed ? joinSigned(word.lo, word.hi) : joinUnsigned(word.lo, word.hi);
@@ -96,7 +107,7 @@ export class ValueGroup {
   /** The text a reader sees: the show() text or "%llu"/"%lld", with a newline. */
   render(key: Key): string {
     const def = this.def(key);
-    if (this.storageKind === 'aggregate' || def.show) {
+    if (this.storageKind === 'aggregate' || def.show || def.histogram) {
       const v = this.get(def.index);
       return (def.show ? def.show(v) : v.toString()) + '\n';
     }
@@ -109,6 +120,37 @@ export class ValueGroup {
     splitValue(value);
     narrow(def.type);
     this.store(def);
+  }
+
+  /**
+   * Records `value` `count` times in a histogram value (EINVAL for other values, for a negative or
+   * non-finite value or count; EPERM on an aggregate).
+   */
+  observe(key: Key, value: number, count: number | bigint = 1): void {
+    const def = this.def(key);
+    if (!def.histogram) throw new StatsError('EINVAL', `${this.source.path}/${def.name} is not a histogram: set() or add() it`);
+    if (this.storageKind === 'aggregate') throw new StatsError('EPERM', `${this.source.path}/${def.name} is an aggregate`);
+    this.ownHistogram(def).observe(value, count);
+  }
+
+  /**
+   * The distribution of a histogram value: the stored one (read it, do not change it: observe() does), or
+   * for an aggregate, a new merge of every subordinate's (hidden ones included, other aggregates not).
+   */
+  histogram(key: Key): Histogram {
+    const def = this.def(key);
+    if (!def.histogram) throw new StatsError('EINVAL', `${this.source.path}/${def.name} is not a histogram`);
+    if (this.storageKind !== 'aggregate') return this.ownHistogram(def);
+    const merged = new Histogram();
+    if (def.aggr === 'sum') mergeBelow(this.source, this.schema, def, merged);
+    return merged;
+  }
+
+  /** The stored histogram of `def` (a histogram definition of this group with storage). @internal */
+  ownHistogram(def: ValueDef): Histogram {
+    const h = this.histograms?.[def.index];
+    if (h == null) throw new StatsError('ENOENT', `${this.source.path}/${def.name} was removed`);
+    return h;
   }
 
   /** Adds with the wrap-around of the C type; a negative delta subtracts. */
@@ -139,7 +181,8 @@ export class ValueGroup {
   /** @internal used by clearBelow */
   clearOwn(def: ValueDef): void {
     const custom = def.type.custom;
-    if (custom) custom.clear!(this.base, def.name);
+    if (def.histogram) this.histograms?.[def.index]?.clear();
+    else if (custom) custom.clear!(this.base, def.name);
     else {
       word.lo = 0;
       word.hi = 0;
@@ -150,7 +193,11 @@ export class ValueGroup {
   /** Loads the stored word of a simple value into `word`. @internal */
   load(def: ValueDef): void {
     const custom = def.type.custom;
-    if (custom) {
+    if (def.histogram) {
+      const h = this.histograms?.[def.index];
+      word.lo = h == null ? 0 : h.countLo;
+      word.hi = h == null ? 0 : h.countHi;
+    } else if (custom) {
       splitValue(custom.get(this.base, def.name));
     } else if (this.storageKind === 'slots') {
       if (this.slot < 0) {
@@ -178,6 +225,7 @@ export class ValueGroup {
     const def = this.def(key);
     if (this.storageKind === 'aggregate') throw new StatsError('EPERM', `${this.source.path}/${def.name} is an aggregate`);
     if (def.type.custom) throw new StatsError('EPERM', `${this.source.path}/${def.name} has a custom type: it is read through its get()`);
+    if (def.histogram) throw new StatsError('EINVAL', `${this.source.path}/${def.name} is a histogram: observe() it`);
     return def;
   }
 
@@ -208,6 +256,7 @@ export class ValueGroup {
   releaseStorage(): void {
     if (this.slot >= 0) arena.release(this.slot, this.schema.size);
     this.slot = -1;
+    this.histograms = null;
   }
 
   /** @internal identity of the storage for the EEXIST check: same schema and same base */
@@ -260,6 +309,20 @@ function collect(source: Source, schema: Schema, accs: readonly (Accumulator | n
   }
   const subs = source.subordinateList;
   if (subs !== null) for (let i = 0; i < subs.length; i++) collect(subs[i], schema, accs);
+}
+
+/** Merges every stored histogram of `def` at and below `source` into `into` (the order of collect()). */
+function mergeBelow(source: Source, schema: Schema, def: ValueDef, into: Histogram): void {
+  source.refresh();
+  const groups = source.groupList;
+  if (groups !== null) {
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i];
+      if (g.schema === schema && !g.isAggregate) into.merge(g.ownHistogram(def));
+    }
+  }
+  const subs = source.subordinateList;
+  if (subs !== null) for (let i = 0; i < subs.length; i++) mergeBelow(subs[i], schema, def, into);
 }
 
 function clearBelow(source: Source, schema: Schema, def: ValueDef): void {

@@ -39,6 +39,12 @@ export const TYPES: Readonly<Record<StandardTypeName, ValueType>> = Object.freez
   bool: standard('bool', 1, false),
 });
 
+/**
+ * A distribution (see Histogram): its word is the observation count; the buckets live beside the arena.
+ * Not a StandardTypeName: it has no C type and nothing narrows to it.
+ */
+export const HISTOGRAM_TYPE: ValueType = Object.freeze({ name: 'histogram', bits: 64, signed: false, custom: null });
+
 export function customType(custom: CustomType<any>): ValueType { // eslint-disable-line @typescript-eslint/no-explicit-any
   return Object.freeze({ name: custom.name, bits: 64, signed: custom.signed, custom });
 }

@@ -25,8 +25,11 @@
 /**
  * The version this implementation speaks. HELLO offers a range; the server picks the highest common one.
  * Version 2 adds the VALUES reply's payload (whether the group was adopted, and its current values).
+ * Version 3 adds histograms: the type code 9 in DEFINE and the OBSERVE and WEIGHT operations in UPDATE.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+/** The first version with histograms. */
+export const HISTOGRAM_PROTOCOL_VERSION = 3;
 export const MIN_PROTOCOL_VERSION = 1;
 
 export const HEADER_BYTES = 12;
@@ -76,13 +79,17 @@ export const SourceFlag = { HIDDEN: 1, DETACHED: 2 } as const;
 export const ValuesFlag = { HIDDEN: 1, AGGREGATE: 2 } as const;
 /** DEFINE per-value flags. */
 export const DefFlag = { FLOATING: 1, MODE: 2 } as const;
-/** UPDATE entry operations. */
-export const UpdateOp = { SET: 0, ADD: 1 } as const;
+/**
+ * UPDATE entry operations. OBSERVE (version 3) records the entry's 8 bytes, read as a little-endian IEEE 754
+ * double, in a histogram value; WEIGHT (version 3) makes the next entry, an OBSERVE of the same value,
+ * count its u64 times instead of once.
+ */
+export const UpdateOp = { SET: 0, ADD: 1, OBSERVE: 2, WEIGHT: 3 } as const;
 /** REMOVE kinds. */
 export const RemoveKind = { SOURCE: 0, GROUP: 1, SCHEMA: 2 } as const;
 
 /** Wire codes of the value types and aggregations (their order is part of the protocol). */
-export const TYPE_CODES = ['u8', 's8', 'u16', 's16', 'u32', 's32', 'u64', 's64', 'bool'] as const;
+export const TYPE_CODES = ['u8', 's8', 'u16', 's16', 'u32', 's32', 'u64', 's64', 'bool', 'histogram'] as const;
 export type WireType = (typeof TYPE_CODES)[number];
 export const AGGR_CODES = ['none', 'sum', 'min', 'max', 'count_zero', 'avg'] as const;
 export type WireAggregation = (typeof AGGR_CODES)[number];
@@ -204,7 +211,15 @@ export interface UpdateEntry {
   group: number;
   index: number;
   op: number;
+  /** The i64 field; for OBSERVE, read it as a double with observedValue(). */
   value: bigint;
+}
+
+/** The double an OBSERVE entry's i64 field carries. */
+export function observedValue(bits: bigint): number {
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigInt64LE(BigInt.asIntN(64, bits));
+  return b.readDoubleLE(0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -544,8 +559,13 @@ export class UpdateWriter {
   private at = HEADER_BYTES + 4;
   count = 0;
 
-  constructor(private capacity: number) {
-    this.buf = Buffer.allocUnsafe(HEADER_BYTES + 4 + UPDATE_ENTRY_BYTES * capacity);
+  constructor(private entries: number) {
+    this.buf = Buffer.allocUnsafe(HEADER_BYTES + 4 + UPDATE_ENTRY_BYTES * entries);
+  }
+
+  /** Entries one frame takes. */
+  get capacity(): number {
+    return this.entries;
   }
 
   get full(): boolean {
@@ -554,14 +574,26 @@ export class UpdateWriter {
 
   /** Changes the capacity for the next frames (the current one keeps its entries). */
   resize(capacity: number): void {
-    if (capacity <= this.capacity) {
-      this.capacity = Math.max(capacity, 1);
+    if (capacity <= this.entries) {
+      this.entries = Math.max(capacity, 1);
       return;
     }
     const grown = Buffer.allocUnsafe(HEADER_BYTES + 4 + UPDATE_ENTRY_BYTES * capacity);
     this.buf.copy(grown, 0, 0, this.at);
     this.buf = grown;
-    this.capacity = capacity;
+    this.entries = capacity;
+  }
+
+  /** Appends an OBSERVE entry: `value` as a double. */
+  pushObserve(group: number, index: number, value: number): void {
+    if (this.count >= this.capacity) throw new RangeError('update frame is full');
+    const buf = this.buf;
+    const at = this.at;
+    buf.writeUInt32LE(group, at);
+    buf.writeUInt32LE(index | (UpdateOp.OBSERVE << 16), at + 4);
+    buf.writeDoubleLE(value, at + 8);
+    this.at = at + UPDATE_ENTRY_BYTES;
+    this.count++;
   }
 
   push(group: number, index: number, op: number, value: number | bigint): void {

@@ -18,6 +18,10 @@
 import { connect, StatsClientError, type ClientValueSpec, type ValueTypeName } from '../client/index.js';
 import { TYPE_CODES } from './protocol.js';
 
+/** What set and add can publish: the integer types (a histogram is observed, not set). */
+type IntegerTypeName = Exclude<ValueTypeName, 'histogram'>;
+const INTEGER_TYPES = TYPE_CODES.filter((t): t is IntegerTypeName => t !== 'histogram');
+
 export const SHELL_OWNER = 'shell';
 
 /** One option of a shell command: `--name <value>` takes a value, `--name` is a flag. Drives parsing and help. */
@@ -38,7 +42,7 @@ const SOCKET_OPTION: ShellOption = {
   description: "the daemon's producer socket (default as for mount)",
 };
 const VALUE_OPTIONS: readonly ShellOption[] = [
-  { flags: '--type <type>', description: `value type when created: ${TYPE_CODES.join(', ')} (default u64)` },
+  { flags: '--type <type>', description: `value type when created: ${INTEGER_TYPES.join(', ')} (default u64)` },
   { flags: '--floating', description: 'a level (gauge), read-only in the filesystem, rather than a count' },
   { flags: '--unit <unit>', description: 'unit shown in the definition' },
   { flags: '--description <text>', description: 'description of the value' },
@@ -88,7 +92,7 @@ export function seeHelp(command: string): string {
 interface Parsed {
   command: 'set' | 'add' | 'rm';
   positional: string[];
-  type: ValueTypeName;
+  type: IntegerTypeName;
   floating: boolean;
   unit?: string;
   description?: string;
@@ -128,8 +132,8 @@ function parse(argv: readonly string[]): Parsed {
     } else if (eq >= 0) throw usage(`${name} takes no value`);
     switch (name) {
       case '--type':
-        if (!(TYPE_CODES as readonly string[]).includes(value!)) throw usage(`unknown type ${JSON.stringify(value)}: use ${TYPE_CODES.join(', ')}`);
-        out.type = value as ValueTypeName;
+        if (!(INTEGER_TYPES as readonly string[]).includes(value!)) throw usage(`unknown type ${JSON.stringify(value)}: use ${INTEGER_TYPES.join(', ')}`);
+        out.type = value as IntegerTypeName;
         break;
       case '--floating':
         out.floating = true;
@@ -164,13 +168,13 @@ export function parseInteger(text: string): bigint {
   throw new UsageError(`${JSON.stringify(text)} is not an integer`);
 }
 
-const TYPE_BITS: Readonly<Record<ValueTypeName, bigint>> = { u8: 8n, s8: 8n, u16: 16n, s16: 16n, u32: 32n, s32: 32n, u64: 64n, s64: 64n, bool: 1n };
+const TYPE_BITS: Readonly<Record<IntegerTypeName, bigint>> = { u8: 8n, s8: 8n, u16: 16n, s16: 16n, u32: 32n, s32: 32n, u64: 64n, s64: 64n, bool: 1n };
 
 /**
  * Refuses a number the type cannot hold, rather than letting it wrap: `set` takes the type's range (bool 0
  * or 1); `add` a delta of at most the type's span either way (a negative one subtracts).
  */
-export function checkRange(command: 'set' | 'add', type: ValueTypeName, n: bigint): void {
+export function checkRange(command: 'set' | 'add', type: IntegerTypeName, n: bigint): void {
   const bits = TYPE_BITS[type];
   const signed = type.startsWith('s');
   let lo: bigint;

@@ -30,6 +30,7 @@ import {
   ProtocolError,
   RemoveKind,
   UNIT_MAX,
+  HISTOGRAM_PROTOCOL_VERSION,
   UPDATE_ENTRY_BYTES,
   UpdateOp,
   decodeRequest,
@@ -62,7 +63,10 @@ export interface ProducerServerOptions {
   maxBufferedBytes?: number;
   /** Handles (sources, schemas, groups) one connection may bind (default 262,144). */
   maxHandlesPerConnection?: number;
-  /** Stored values one owner may have (default 1,000,000: 8 MB of storage). */
+  /**
+   * Stored values one owner may have (default 1,000,000: 8 MB of storage); a histogram counts as
+   * HISTOGRAM_VALUE_COST of them.
+   */
   maxValuesPerConnection?: number;
   /** Simultaneous connections (default 1024); more are refused with EBUSY and closed. */
   maxConnections?: number;
@@ -511,6 +515,11 @@ export class ProducerServer {
         noControl(e, `value "${v.name}": enum name`, NAME_MAX);
       }
     }
+    for (const v of req.values) {
+      if (v.type !== 'histogram') continue;
+      if (conn.version < HISTOGRAM_PROTOCOL_VERSION) throw new ProtocolError('EINVAL', `value "${v.name}": histograms need protocol version ${HISTOGRAM_PROTOCOL_VERSION}`);
+      if (v.enum && v.enum.length > 0) throw new ProtocolError('EINVAL', `histogram "${v.name}" cannot have enum names`);
+    }
     const key = JSON.stringify(req.values.map((v) => [v.name, v.type, v.aggr ?? 'none', v.floating ?? false, v.mode ?? null, v.unit ?? '', v.description ?? '', v.enum ?? []]));
     let schema = this.schemas.get(key)?.deref();
     if (schema === undefined) {
@@ -617,12 +626,12 @@ export class ProducerServer {
         if (g.schema.find(def.name)) throw new StatsError('EEXIST', `"${src.path}/${def.name}" exists with another definition`);
       }
     }
-    if (!req.aggregate && owner.valueSlots + schema.size > this.maxValues) {
-      throw new ProtocolError('EDQUOT', `${owner.label} would have more than ${this.maxValues} values`);
+    if (!req.aggregate && owner.valueSlots + valueCost(schema) > this.maxValues) {
+      throw new ProtocolError('EDQUOT', `${owner.label} would have more than ${this.maxValues} values (a histogram counts as ${HISTOGRAM_VALUE_COST})`);
     }
     const group = req.aggregate ? src.addAggregates(schema, { hidden: req.hidden }) : src.addValues(schema, { hidden: req.hidden });
     owner.groups.add(group);
-    if (!req.aggregate) owner.valueSlots += schema.size;
+    if (!req.aggregate) owner.valueSlots += valueCost(schema);
     bindHandle(conn.groups, conn.groupHandles, req.group, group);
     return null;
   }
@@ -633,6 +642,9 @@ export class ProducerServer {
     const owned = conn.owner!.groups;
     const groups = conn.groups;
     const end = offset + count * UPDATE_ENTRY_BYTES;
+    const maxOp = conn.version >= HISTOGRAM_PROTOCOL_VERSION ? UpdateOp.WEIGHT : UpdateOp.ADD;
+    // observed doubles through a view: Buffer.readDoubleLE checks its arguments on every call
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     // Validate everything first: after this loop nothing below can throw, so the batch is all or nothing.
     let lastHandle = -1;
     let last: ValueGroup | undefined;
@@ -648,19 +660,48 @@ export class ProducerServer {
       const index = buf.readUInt16LE(at + 4);
       if (index >= last!.schema.size) throw new StatsError('ENOENT', `update ${i}: group handle ${handle} has no value ${index}`);
       const op = buf[at + 6];
-      if (op > UpdateOp.ADD || buf[at + 7] !== 0) throw new ProtocolError('EINVAL', `update ${i}: unknown operation ${op}/${buf[at + 7]}`);
+      if (op > maxOp || buf[at + 7] !== 0) throw new ProtocolError('EINVAL', `update ${i}: unknown operation ${op}/${buf[at + 7]}`);
+      const def = last!.schema.defs[index];
+      if (op <= UpdateOp.ADD) {
+        if (def.histogram) throw new ProtocolError('EINVAL', `update ${i}: "${def.name}" is a histogram: OBSERVE it`);
+        continue;
+      }
+      if (!def.histogram) throw new ProtocolError('EINVAL', `update ${i}: "${def.name}" is not a histogram: SET or ADD it`);
+      if (op === UpdateOp.WEIGHT) {
+        const next = at + UPDATE_ENTRY_BYTES;
+        if (next >= end || buf[next + 6] !== UpdateOp.OBSERVE || buf.readUInt32LE(next) !== handle || buf.readUInt16LE(next + 4) !== index) {
+          throw new ProtocolError('EINVAL', `update ${i}: a WEIGHT must be followed by an OBSERVE of the same value`);
+        }
+        continue;
+      }
+      const value = view.getFloat64(at + 8, true);
+      if (!(value >= 0) || value === Infinity) throw new ProtocolError('EINVAL', `update ${i}: a histogram takes finite values >= 0, not ${value}`);
     }
     lastHandle = -1;
     // one write for readers on other threads (the FUSE session thread), not one per update
     arena.batch(() => {
+      let weightLo = 1;
+      let weightHi = 0;
       for (let at = offset; at < end; at += UPDATE_ENTRY_BYTES) {
         const handle = buf.readUInt32LE(at);
         if (handle !== lastHandle) {
           last = groups.get(handle);
           lastHandle = handle;
         }
+        const op = buf[at + 6];
+        if (op === UpdateOp.OBSERVE) {
+          last!.ownHistogram(last!.schema.defs[buf.readUInt16LE(at + 4)]).observeWeighted(view.getFloat64(at + 8, true), weightLo, weightHi);
+          weightLo = 1;
+          weightHi = 0;
+          continue;
+        }
+        if (op === UpdateOp.WEIGHT) {
+          weightLo = buf.readUInt32LE(at + 8);
+          weightHi = buf.readUInt32LE(at + 12);
+          continue;
+        }
         const value = wordValue(buf.readUInt32LE(at + 8), buf.readUInt32LE(at + 12));
-        if (buf[at + 6] === UpdateOp.SET) last!.set(buf.readUInt16LE(at + 4), value);
+        if (op === UpdateOp.SET) last!.set(buf.readUInt16LE(at + 4), value);
         else last!.add(buf.readUInt16LE(at + 4), value);
       }
     });
@@ -711,7 +752,7 @@ export class ProducerServer {
     g.source.removeValues(g);
     owner.groups.delete(g);
     for (const c of owner.conns) unbindTarget(c.groups, c.groupHandles, g);
-    if (!g.isAggregate) owner.valueSlots -= g.schema.size;
+    if (!g.isAggregate) owner.valueSlots -= valueCost(g.schema);
   }
 
   /** Detaches `src` (the mount sees it go at once), then releases it and everything of the owner below it. */
@@ -757,6 +798,18 @@ function endSoon(socket: net.Socket, last: Buffer): void {
   const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * What one histogram counts for against the values cap: its buckets take up to 16 KiB (2,048 u64 counts),
+ * typically 3 KiB, where a value takes 8 bytes; so the default cap holds at most 15,625 histograms of one
+ * owner (256 MiB at worst) instead of a million (16 GiB).
+ */
+export const HISTOGRAM_VALUE_COST = 64;
+
+/** Values a group of this schema counts for against the values cap. */
+function valueCost(schema: Schema): number {
+  return schema.hasHistograms ? schema.size + schema.defs.filter((d) => d.histogram).length * (HISTOGRAM_VALUE_COST - 1) : schema.size;
 }
 
 function toValueSpec(v: WireValueSpec): ValueSpec {

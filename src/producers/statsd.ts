@@ -5,11 +5,15 @@
  *   a.b.c:1|c      counter   source a/b, value c: u64, cumulative (0644, clearable); adds round(value / rate),
  *                            which may not be negative (a counter only counts up, as Prometheus requires)
  *   a.b.c:21|g     gauge     source a/b, value c: s64, floating (0444); "+n" / "-n" adjust, a plain value sets
- *   a.b.t:5|ms     timing    source a/b/t: count, sum_us, min_us, max_us, avg_us (milliseconds kept as µs)
- *   a.b.h:5|h (|d) histogram source a/b/h: count, sum, min, max, avg (the value's own unit)
+ *   a.b.t:5|ms     timing    source a/b, histogram value t (a directory t/): count, sum_us, min_us, max_us,
+ *                            avg_us, p50_us, p90_us, p99_us, p999_us, buckets (milliseconds kept as whole µs)
+ *   a.b.h:5|h (|d) histogram source a/b, histogram value h: count, sum, min, max, avg, p50 … p999, buckets
+ *                            (the value's own unit, decimals kept)
+ *                            Timing and histogram samples may not be negative, nor above 2^53; @rate
+ *                            weighs a sample round(1 / rate).
  *
  * Every number is parsed as an exact decimal (BigInt), rounded once, half away from zero; nothing goes
- * through a double. Malformed lines, bad names, type conflicts and metrics beyond the cap are counted in
+ * through a double but a histogram's sample, which a histogram keeps as one. Malformed lines, bad names, type conflicts and metrics beyond the cap are counted in
  * `stats` and never throw. Node has no Unix datagram sockets, so `unixPath` is a stream socket carrying
  * newline-terminated lines. A metric lives until it is removed (removePath, which the producer socket's
  * REMOVE_PATH reaches) or, with `expireSeconds`, until it has not been updated for that long.
@@ -19,7 +23,7 @@ import dgram from 'node:dgram';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
-import { arena, Schema, Source, StatsError, validateName, WriteBarrier, type CustomType, type ValueGroup } from '../model/index.js';
+import { arena, Schema, Source, StatsError, validateName, WriteBarrier, type ValueGroup, type ValueSpec } from '../model/index.js';
 
 /** Longest metric name (all parts with their dots); each part is also a model name (≤ 99 characters). */
 export const STATSD_NAME_MAX = 255;
@@ -44,6 +48,19 @@ const WEIGHT_MAX = 2n ** 32n;
 const S64_MIN = -(2n ** 63n);
 const S64_MAX = 2n ** 63n - 1n;
 const U64_MAX = 2n ** 64n - 1n;
+/** Largest timing or histogram sample: a histogram keeps samples as doubles, exact up to 2^53. */
+const SAMPLE_MAX = 2n ** 53n;
+
+/**
+ * The definition of each kind's value. A timing's histogram is in whole microseconds, its files named
+ * with `_us` (count, sum_us, … p999_us, buckets), as timings were before they were histograms.
+ */
+const STATSD_SPECS: Readonly<Record<StatsdKind, (name: string) => ValueSpec>> = {
+  counter: (name) => ({ name, type: 'u64', description: 'StatsD counter' }),
+  gauge: (name) => ({ name, type: 's64', floating: true, description: 'StatsD gauge' }),
+  timing: (name) => ({ name, type: 'histogram', unit: 'microseconds', suffix: '_us', description: 'StatsD timing (samples weighted by 1/rate)' }),
+  histogram: (name) => ({ name, type: 'histogram', description: 'StatsD histogram (samples weighted by 1/rate)' }),
+};
 /** Metrics an expiry sweep removes per slice of the event loop: about 10 ms beside 10,000 siblings (each removal scans them). */
 const EXPIRE_SLICE = 250;
 
@@ -53,8 +70,8 @@ export type StatsdKind = 'counter' | 'gauge' | 'timing' | 'histogram';
 export type StatsdMetric =
   | { kind: 'counter'; name: string; parts: string[]; delta: bigint }
   | { kind: 'gauge'; name: string; parts: string[]; op: 'set' | 'add'; value: bigint }
-  /** value in µs for timings, as sent for histograms; weight = round(1 / rate) samples */
-  | { kind: 'timing' | 'histogram'; name: string; parts: string[]; value: bigint; weight: bigint };
+  /** value in whole µs for timings, as sent (a double) for histograms; weight = round(1 / rate) samples */
+  | { kind: 'timing' | 'histogram'; name: string; parts: string[]; value: number; weight: bigint };
 
 export type StatsdBadReason = 'syntax' | 'name' | 'type' | 'value' | 'negative' | 'rate' | 'range' | 'unsupported';
 
@@ -195,8 +212,11 @@ export function parseStatsdLine(line: string): StatsdParse {
       return { ok: true, metric: { kind, name, parts, op: signed ? 'add' : 'set', value } };
     }
     default: {
-      const value = roundHalfAway(kind === 'timing' ? num * 1000n : num, abs.den);
-      if (!inS64(value)) return bad('range', `${kind} value outside the s64 range`);
+      const rounded = kind === 'timing' ? roundHalfAway(num * 1000n, abs.den) : num;
+      if (rounded < 0n) return bad('negative', `a ${kind} sample cannot be negative: its histogram holds durations and sizes`);
+      if (kind === 'timing' ? rounded > SAMPLE_MAX : rounded > SAMPLE_MAX * abs.den) return bad('range', `${kind} value above 2^53`);
+      // a histogram keeps its samples as doubles: a |h or |d sample keeps its decimals
+      const value = kind === 'timing' ? Number(rounded) : Number(rounded) / Number(abs.den);
       const weight = rate === null ? 1n : roundHalfAway(rate.den, rate.num);
       if (weight > WEIGHT_MAX) return bad('rate', 'sample rate below 1/2^32');
       return { ok: true, metric: { kind, name, parts, value, weight } };
@@ -224,80 +244,13 @@ function forEachLine(text: string, fn: (line: string) => void): void {
   }
 }
 
-/**
- * The state of one timing or histogram. Clearing count or sum (echo 0 >) starts a new window: count, sum,
- * min and max all restart. With no sample, min, max and avg read 0.
- */
-export class TimingState {
-  count = 0n;
-  sum = 0n;
-  min = 0n;
-  max = 0n;
-
-  record(value: bigint, weight: bigint): void {
-    if (this.count === 0n) {
-      this.min = value;
-      this.max = value;
-    } else {
-      if (value < this.min) this.min = value;
-      if (value > this.max) this.max = value;
-    }
-    this.count = BigInt.asUintN(64, this.count + weight);
-    this.sum = BigInt.asIntN(64, this.sum + value * weight);
-  }
-
-  read(name: string): bigint {
-    if (name === 'count') return this.count;
-    if (name.startsWith('sum')) return this.sum;
-    if (name.startsWith('min')) return this.min;
-    if (name.startsWith('max')) return this.max;
-    return this.count === 0n ? 0n : this.sum / this.count; // BigInt division truncates toward zero, like C
-  }
-
-  reset(): void {
-    this.count = 0n;
-    this.sum = 0n;
-    this.min = 0n;
-    this.max = 0n;
-  }
-}
-
-const timingCountType: CustomType<TimingState> = Object.freeze({
-  name: 'statsd_count',
-  signed: false,
-  get: (base: TimingState) => base.count,
-  clear: (base: TimingState) => base.reset(),
-});
-
-const timingStatType: CustomType<TimingState> = Object.freeze({
-  name: 'statsd_stat',
-  signed: true,
-  get: (base: TimingState, name: string) => base.read(name),
-  clear: (base: TimingState) => base.reset(),
-});
-
-function timingSchema(suffix: string, unit: string): Schema {
-  return new Schema([
-    { name: 'count', type: timingCountType, description: 'samples (each weighted by 1/rate)' },
-    { name: `sum${suffix}`, type: timingStatType, unit, description: 'sum of the samples' },
-    { name: `min${suffix}`, type: timingStatType, unit, floating: true, description: 'smallest sample' },
-    { name: `max${suffix}`, type: timingStatType, unit, floating: true, description: 'largest sample' },
-    { name: `avg${suffix}`, type: timingStatType, unit, floating: true, description: 'sum / count, truncated' },
-  ]);
-}
-
-/** |ms: milliseconds kept as integer microseconds. */
-export const TIMING_SCHEMA = timingSchema('_us', 'microseconds');
-/** |h and |d: the value's own unit, rounded to an integer. */
-export const HISTOGRAM_SCHEMA = timingSchema('', '');
-
 export interface StatsdOptions {
   udp?: { host: string; port: number };
   /** A Unix stream socket (Node has no Unix datagram sockets) carrying newline-terminated lines. */
   unixPath?: string;
   /** Most metrics kept; lines that would create more are dropped and counted (default 100,000). */
   maxMetrics?: number;
-  /** Most sources this server creates (prefix directories and timing sources; default 100,000). */
+  /** Most sources this server creates (prefix directories; default 100,000). */
   maxSources?: number;
   /** Most values and sources this server adds to one source; more are dropped and counted (default 10,000). */
   maxPerSource?: number;
@@ -345,15 +298,12 @@ export interface StatsdStats {
 
 interface Metric {
   kind: StatsdKind;
-  /** The source that holds it: its counter or gauge value, or its timing source. */
+  /** The source that holds its value. */
   parent: Source;
   /** Its dotted parent prefix ('' for the root), the key of `parent` in `dirs`. */
   prefix: string;
-  /** A counter's or gauge's value group. */
-  group: ValueGroup | null;
-  /** A timing's or histogram's own source, and its state. */
-  source: Source | null;
-  timing: TimingState | null;
+  /** Its value group: one value (a histogram for timings and histograms). */
+  group: ValueGroup;
   /** When a line last updated it (ms since the epoch). */
   touched: number;
 }
@@ -399,7 +349,7 @@ export class StatsdServer {
   private readonly metrics = new Map<string, Metric>();
   /** Sources this server created for name prefixes, by dotted prefix ('' is the root). */
   private readonly dirs = new Map<string, Source>();
-  /** One schema per (kind, value name), shared by every source holding a counter or gauge of that name. */
+  /** One schema per (kind, value name), shared by every source holding a metric of that kind and name. */
   private readonly schemas = new Map<string, Schema>();
   private readonly warned = new Set<string>();
   /** Value groups this server added to the root. */
@@ -644,14 +594,14 @@ export class StatsdServer {
     }
     switch (metric.kind) {
       case 'counter':
-        m.group!.add(0, metric.delta);
+        m.group.add(0, metric.delta);
         break;
       case 'gauge':
-        if (metric.op === 'set') m.group!.set(0, metric.value);
-        else m.group!.add(0, metric.value);
+        if (metric.op === 'set') m.group.set(0, metric.value);
+        else m.group.add(0, metric.value);
         break;
       default:
-        m.timing!.record(metric.value, metric.weight);
+        m.group.observe(0, metric.value, Number(metric.weight)); // at most 2^32: exact as a number
     }
     m.touched = this.now;
     this.stats.applied++;
@@ -685,8 +635,7 @@ export class StatsdServer {
     }
     // only the deepest existing source gains an entry; the sources below it are new
     if ((this.entries.get(parent) ?? 0) >= this.maxPerSource) return 'source-cap';
-    const timingSource = metric.kind === 'timing' || metric.kind === 'histogram' ? 1 : 0;
-    const newSources = (firstMissing < 0 ? 0 : parts.length - 1 - firstMissing) + timingSource;
+    const newSources = firstMissing < 0 ? 0 : parts.length - 1 - firstMissing;
     if (this.sourcesCreated + newSources > this.maxSources) return 'source-cap';
     this.sourcesCreated += newSources;
 
@@ -699,16 +648,8 @@ export class StatsdServer {
         parent = sub;
       }
     }
-    const m: Metric = { kind: metric.kind, parent, prefix: parts.slice(0, -1).join('.'), group: null, source: null, timing: null, touched: this.now };
-    if (metric.kind === 'counter' || metric.kind === 'gauge') {
-      m.group = parent.addValues(this.schemaFor(metric.kind, leaf));
-      if (parent === this.root) this.rootGroups++;
-    } else {
-      m.source = new Source(leaf);
-      m.timing = new TimingState();
-      m.group = m.source.addValues(metric.kind === 'timing' ? TIMING_SCHEMA : HISTOGRAM_SCHEMA, { base: m.timing });
-      parent.addSubordinate(m.source);
-    }
+    const m: Metric = { kind: metric.kind, parent, prefix: parts.slice(0, -1).join('.'), group: parent.addValues(this.schemaFor(metric.kind, leaf)), touched: this.now };
+    if (parent === this.root) this.rootGroups++;
     this.counted(parent);
     this.metrics.set(metric.name, m);
     return m;
@@ -757,7 +698,7 @@ export class StatsdServer {
       return true;
     }
     const owner = this.metrics.get(parts.slice(0, -1).join('.'));
-    if (owner !== undefined && owner.source !== null) {
+    if (owner !== undefined && (owner.kind === 'timing' || owner.kind === 'histogram')) {
       throw new StatsError('EPERM', `"${path}" is one value of the StatsD ${owner.kind} ${parts.slice(0, -1).join('.')}: remove ${parts.slice(0, -1).join('/')} as a whole`);
     }
     return false;
@@ -766,14 +707,8 @@ export class StatsdServer {
   /** Takes one metric out of the tree and of the caps' counts (its prefix sources stay: see prune). */
   private removeMetric(name: string, m: Metric): void {
     this.metrics.delete(name);
-    if (m.source !== null) {
-      m.parent.removeSubordinate(m.source);
-      m.source.removeValues(m.group!);
-      this.sourcesCreated--;
-    } else {
-      m.parent.removeValues(m.group!);
-      if (m.parent === this.root) this.rootGroups--;
-    }
+    m.parent.removeValues(m.group);
+    if (m.parent === this.root) this.rootGroups--;
     this.uncounted(m.parent);
   }
 
@@ -787,12 +722,7 @@ export class StatsdServer {
     for (const [name, m] of this.metrics) {
       if (!name.startsWith(below)) continue;
       this.metrics.delete(name);
-      if (m.source !== null) {
-        m.source.removeValues(m.group!);
-        this.sourcesCreated--;
-      } else {
-        m.parent.removeValues(m.group!); // frees its storage
-      }
+      m.parent.removeValues(m.group); // frees its storage
       count++;
     }
     for (const [key, src] of this.dirs) {
@@ -859,14 +789,11 @@ export class StatsdServer {
     this.barrier.defer(slice);
   }
 
-  private schemaFor(kind: 'counter' | 'gauge', name: string): Schema {
-    const key = kind === 'counter' ? `c:${name}` : `g:${name}`;
+  private schemaFor(kind: StatsdKind, name: string): Schema {
+    const key = `${kind}:${name}`;
     let schema = this.schemas.get(key);
     if (schema === undefined) {
-      schema =
-        kind === 'counter'
-          ? new Schema([{ name, type: 'u64', description: 'StatsD counter' }])
-          : new Schema([{ name, type: 's64', floating: true, description: 'StatsD gauge' }]);
+      schema = new Schema([STATSD_SPECS[kind](name)]);
       this.schemas.set(key, schema);
     }
     return schema;

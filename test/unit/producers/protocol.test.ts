@@ -48,9 +48,9 @@ function one(buf: Buffer): Request {
 describe('framing', () => {
   it('lays out the header little-endian: length, version, opcode, flags, id', () => {
     const f = encodePing(0x01020304);
-    expect(f.toString('hex')).toBe('08000000' + '02' + '0a' + '0000' + '04030201');
+    expect(f.toString('hex')).toBe('08000000' + '03' + '0a' + '0000' + '04030201');
     const [frame] = frames(f);
-    expect(frame).toMatchObject({ version: 2, op: Op.PING, flags: 0, id: 0x01020304, start: 12, end: 12 });
+    expect(frame).toMatchObject({ version: 3, op: Op.PING, flags: 0, id: 0x01020304, start: 12, end: 12 });
   });
 
   it('reassembles frames split at every byte and several frames in one chunk', () => {
@@ -85,7 +85,7 @@ describe('requests round-trip', () => {
   it('HELLO', () => {
     const buf = encodeHello(9, { owner: 'cron', keep: true, minVersion: 1, maxVersion: 3 });
     expect(one(buf)).toEqual({ op: Op.HELLO, minVersion: 1, maxVersion: 3, keep: true, owner: 'cron' });
-    expect(one(encodeHello(1))).toEqual({ op: Op.HELLO, minVersion: 1, maxVersion: 2, keep: false, owner: '' });
+    expect(one(encodeHello(1))).toEqual({ op: Op.HELLO, minVersion: 1, maxVersion: 3, keep: false, owner: '' });
   });
 
   it('DEFINE with every field', () => {

@@ -176,14 +176,14 @@ describe('handshake and errors', () => {
     await a.closed;
 
     const b = await Raw.connect(sock);
-    const bad = await b.call((id) => encodeHello(id, { minVersion: 3, maxVersion: 9 }));
+    const bad = await b.call((id) => encodeHello(id, { minVersion: 4, maxVersion: 9 }));
     expect(bad).toMatchObject({ ok: false, code: 'EPROTONOSUPPORT' });
     await b.closed;
 
     const c = await Raw.connect(sock);
     const good = await c.call((id) => encodeHello(id, { minVersion: 1, maxVersion: 9 }));
     expect(good.ok).toBe(true);
-    expect(decodeHelloOk(good.payload)).toMatchObject({ version: 2, maxFrameBytes: 4096, maxSources: 7 });
+    expect(decodeHelloOk(good.payload)).toMatchObject({ version: 3, maxFrameBytes: 4096, maxSources: 7 });
     await c.fails((id) => encodeHello(id), 'EPROTO'); // only once
     await c.ok((id) => encodePing(id));
     await c.close();

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import StatsD from 'hot-shots';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { captureSnapshot, Source, StatsError } from '../../../src/model/index.js';
+import { captureSnapshot, histogramFileOf, histogramFileText, Source, StatsError, type ValueDef, type ValueGroup } from '../../../src/model/index.js';
 import { renderPrometheusText } from '../../../src/export/prometheus.js';
 import { createLogger } from '../../../src/daemon/logger.js';
 import {
@@ -48,9 +48,33 @@ function at(root: Source, path: string): Source {
   return s;
 }
 
+/** The value at a dotted path; a file of a timing or histogram ("a.b.t.sum_us") when it holds an integer. */
 function value(root: Source, name: string): bigint {
   const i = name.lastIndexOf('.');
+  if (i > 0 && histogramAt(root, name.slice(0, i)) !== null) return BigInt(file(root, name.slice(0, i), name.slice(i + 1)));
   return (i < 0 ? root : at(root, name.slice(0, i))).getValue(name.slice(i + 1));
+}
+
+/** The histogram value (a timing or histogram) at a dotted path, or null. */
+function histogramAt(root: Source, path: string): { group: ValueGroup; def: ValueDef } | null {
+  const i = path.lastIndexOf('.');
+  let parent: Source;
+  try {
+    parent = i < 0 ? root : at(root, path.slice(0, i));
+  } catch {
+    return null;
+  }
+  const found = parent.findValue(path.slice(i + 1));
+  return found?.def.histogram ? found : null;
+}
+
+/** What `cat` shows (without the newline) of one file of the timing or histogram at a dotted path. */
+function file(root: Source, path: string, name: string): string {
+  const found = histogramAt(root, path);
+  if (found === null) throw new Error(`no timing or histogram ${path}`);
+  const part = histogramFileOf(name, found.def.suffix);
+  if (part === null) throw new Error(`${path} has no file ${name}`);
+  return histogramFileText(found.group.histogram(found.def.index), part);
 }
 
 /** UDP is asynchronous: poll the condition until it holds or the deadline passes. */
@@ -104,9 +128,9 @@ describe('parseStatsdLine', () => {
     expect(ok('a.b.c:21|g')).toEqual({ kind: 'gauge', name: 'a.b.c', parts: ['a', 'b', 'c'], op: 'set', value: 21n });
     expect(ok('g:+3|g')).toMatchObject({ op: 'add', value: 3n });
     expect(ok('g:-3|g')).toMatchObject({ op: 'add', value: -3n });
-    expect(ok('a.b.t:5|ms')).toEqual({ kind: 'timing', name: 'a.b.t', parts: ['a', 'b', 't'], value: 5000n, weight: 1n });
-    expect(ok('h:5|h')).toEqual({ kind: 'histogram', name: 'h', parts: ['h'], value: 5n, weight: 1n });
-    expect(ok('d:7|d')).toMatchObject({ kind: 'histogram', value: 7n });
+    expect(ok('a.b.t:5|ms')).toEqual({ kind: 'timing', name: 'a.b.t', parts: ['a', 'b', 't'], value: 5000, weight: 1n });
+    expect(ok('h:5|h')).toEqual({ kind: 'histogram', name: 'h', parts: ['h'], value: 5, weight: 1n });
+    expect(ok('d:7|d')).toMatchObject({ kind: 'histogram', value: 7 });
   });
 
   it('honours @rate: counters add round(value / rate), timings weigh a sample round(1 / rate)', () => {
@@ -116,7 +140,7 @@ describe('parseStatsdLine', () => {
     expect(reason('c:-1|c|@0.4')).toBe('negative');
     expect(ok('c:5|c|@1')).toMatchObject({ delta: 5n });
     expect(ok('c:1|c|@1e-3')).toMatchObject({ delta: 1000n });
-    expect(ok('t:2|ms|@0.25')).toMatchObject({ value: 2000n, weight: 4n });
+    expect(ok('t:2|ms|@0.25')).toMatchObject({ value: 2000, weight: 4n });
     expect(ok('g:9|g|@0.5')).toMatchObject({ op: 'set', value: 9n }); // rate does not apply to gauges
     expect(reason('c:1|c|@0')).toBe('rate');
     expect(reason('c:1|c|@1.5')).toBe('rate');
@@ -127,19 +151,21 @@ describe('parseStatsdLine', () => {
     expect(reason('t:1|ms|@1e-12')).toBe('rate'); // one line may stand for at most 2^32 samples
   });
 
-  it('rounds decimal values once, exactly: ms to µs, the rest to integers', () => {
-    expect(ok('t:1.5|ms')).toMatchObject({ value: 1500n });
-    expect(ok('t:0.0004|ms')).toMatchObject({ value: 0n });
-    expect(ok('t:0.0005|ms')).toMatchObject({ value: 1n });
-    expect(ok('t:1.2345e-1|ms')).toMatchObject({ value: 123n });
-    expect(ok('t:-2|ms')).toMatchObject({ value: -2000n });
+  it('rounds decimal values once, exactly: ms to whole µs, counters and gauges to integers; |h keeps decimals', () => {
+    expect(ok('t:1.5|ms')).toMatchObject({ value: 1500 });
+    expect(ok('t:0.0004|ms')).toMatchObject({ value: 0 });
+    expect(ok('t:0.0005|ms')).toMatchObject({ value: 1 });
+    expect(ok('t:1.2345e-1|ms')).toMatchObject({ value: 123 });
+    expect(reason('t:-2|ms')).toBe('negative'); // a histogram holds durations and sizes
+    expect(ok('t:-0.0004|ms')).toMatchObject({ value: 0 });
+    expect(ok('d:0.25|d')).toMatchObject({ value: 0.25 });
     expect(ok('c:1.5|c')).toMatchObject({ delta: 2n });
     expect(ok('c:2.5|c')).toMatchObject({ delta: 3n });
-    expect(ok('h:-2.5|h')).toMatchObject({ value: -3n });
+    expect(reason('h:-2.5|h')).toBe('negative');
     expect(ok('c:-0.4|c')).toMatchObject({ delta: 0n }); // rounds to 0: not a decrement
     expect(ok('g:0.49|g')).toMatchObject({ value: 0n });
     expect(ok('g:-0.5|g')).toMatchObject({ op: 'add', value: -1n });
-    expect(ok('h:1e3|h')).toMatchObject({ value: 1000n });
+    expect(ok('h:1e3|h')).toMatchObject({ value: 1000 });
   });
 
   it('keeps numbers beyond 2^53 exact and refuses what does not fit s64 (u64 for a counter delta)', () => {
@@ -154,6 +180,8 @@ describe('parseStatsdLine', () => {
     expect(reason('c:2e19|c')).toBe('range');
     expect(reason('c:9223372036854775808|c|@0.5')).toBe('range');
     expect(reason('t:9223372036854775807|ms')).toBe('range');
+    expect(ok('h:9007199254740992|h')).toMatchObject({ value: 2 ** 53 });
+    expect(reason('h:9007199254740993|h')).toBe('range'); // a histogram sample is a double
     expect(reason('c:1e999|c')).toBe('range');
   });
 
@@ -307,31 +335,30 @@ describe('StatsdServer mapping onto the model (ingest, no sockets)', () => {
     expect(value(root, 'x.g')).toBe(9007199254740993n);
   });
 
-  it('timings are a source with count, sum_us, min_us, max_us, avg_us', () => {
+  it('a timing is a histogram value of the parent source: count, sum_us … avg_us, the percentiles, buckets', () => {
     server.ingest('a.b.t:5|ms\na.b.t:1.5|ms\na.b.t:10|ms|@0.5');
-    const t = at(root, 'a.b.t');
-    expect(t.getValue('count')).toBe(4n);
-    expect(t.getValue('sum_us')).toBe(5000n + 1500n + 2n * 10000n);
-    expect(t.getValue('min_us')).toBe(1500n);
-    expect(t.getValue('max_us')).toBe(10000n);
-    expect(t.getValue('avg_us')).toBe(26500n / 4n);
-    const modes = Object.fromEntries(t.visibleValues().map(({ def }) => [def.name, def.mode]));
-    expect(modes).toEqual({ count: 0o644, sum_us: 0o644, min_us: 0o444, max_us: 0o444, avg_us: 0o444 });
-    expect(t.findValue('sum_us')!.def.unit).toBe('microseconds');
-    // clearing count (or sum) starts a new window
-    t.clear('count');
-    for (const n of ['count', 'sum_us', 'min_us', 'max_us', 'avg_us']) expect(t.getValue(n), n).toBe(0n);
+    const f = (name: string) => file(root, 'a.b.t', name);
+    expect([f('count'), f('sum_us'), f('min_us'), f('max_us'), f('avg_us')]).toEqual(['4', String(5000 + 1500 + 2 * 10000), '1500', '10000', '6625']);
+    const { group, def } = histogramAt(root, 'a.b.t')!;
+    expect(group.source).toBe(at(root, 'a.b'));
+    expect([def.type.name, def.unit, def.suffix, def.mode]).toEqual(['histogram', 'microseconds', '_us', 0o644]);
+    // samples 1500, 5000, 10000 (twice): nearest ranks 2 (p50) and 4 (the rest: the max itself)
+    expect(f('p50_us')).toBe('5031.56'); // 5000 within 1.09 %
+    for (const p of ['p90_us', 'p99_us', 'p999_us']) expect(f(p), p).toBe('10000');
+    expect(f('buckets').split('\n').map((l) => l.split(' ')[1])).toEqual(['1', '1', '2']);
+    // clearing the histogram (echo 0 > t/count) starts a new window
+    group.clear(def.index);
+    for (const n of ['count', 'sum_us', 'min_us', 'max_us', 'avg_us', 'p50_us', 'p99_us']) expect(f(n), n).toBe('0');
     server.ingest('a.b.t:3|ms');
-    expect([t.getValue('count'), t.getValue('min_us'), t.getValue('max_us')]).toEqual([1n, 3000n, 3000n]);
-    expect(() => t.clear('min_us')).toThrow(StatsError);
+    expect([f('count'), f('min_us'), f('max_us')]).toEqual(['1', '3000', '3000']);
   });
 
-  it('histograms keep their own unit; avg truncates toward zero', () => {
-    server.ingest('h:1|h\nh:2|h\nh:2|d\nneg:-1|h\nneg:-2|h');
-    const h = at(root, 'h');
-    expect([h.getValue('count'), h.getValue('sum'), h.getValue('min'), h.getValue('max'), h.getValue('avg')]).toEqual([3n, 5n, 1n, 2n, 1n]);
-    expect(at(root, 'neg').getValue('avg')).toBe(-1n); // -3 / 2
-    expect(at(root, 'neg').findValue('avg')!.group.render('avg')).toBe('-1\n');
+  it('histograms keep their own unit and decimals; negative samples are refused', () => {
+    server.ingest('h:1|h\nh:2|h\nh:2.5|d\nneg:-1|h');
+    const f = (name: string) => file(root, 'h', name);
+    expect([f('count'), f('sum'), f('min'), f('max'), f('avg'), f('p999')]).toEqual(['3', '5.5', '1', '2.5', '1.8333333333333333', '2.5']);
+    expect(histogramAt(root, 'neg')).toBeNull();
+    expect(server.stats.badLines).toBe(1);
   });
 
   it('a name keeps its first type; the second is refused and counted', () => {
@@ -347,9 +374,9 @@ describe('StatsdServer mapping onto the model (ingest, no sockets)', () => {
     expect(server.stats.conflicts).toBe(1);
     server.ingest('x.y.z:1|c\nx.y:1|c\nx.y:1|g\nx.y:1|ms'); // x/y is a source
     expect(server.stats.conflicts).toBe(4);
-    server.ingest('t:1|ms\nt.u:1|c\nt.u.v:1|c'); // t is a timing source of its own
+    server.ingest('t:1|ms\nt.u:1|c\nt.u.v:1|c'); // t is a timing: a value of the root, not a source
     expect(server.stats.conflicts).toBe(6);
-    expect(at(root, 't').visibleSubordinates()).toEqual([]);
+    expect(root.subordinate('t')).toBeUndefined();
     expect(at(root, 'a').visibleSubordinates()).toEqual([]);
     expect(server.metricCount).toBe(3);
   });
@@ -378,16 +405,16 @@ describe('StatsdServer mapping onto the model (ingest, no sockets)', () => {
     capped.ingest('s.a:1|c\ns.b:1|ms\ns.c:1|g\ns.d.e:1|c\nt.x:1|c\nt.y.z:1|c\nu:1|c');
     expect(capped.stats.dropped).toBe(3); // s.c, s.d.e (s is full), u (the root holds s and t)
     expect(capped.metricCount).toBe(4);
-    expect(at(root, 's').visibleSubordinates().map((x) => x.name)).toEqual(['b']);
+    expect(at(root, 's').visibleValues().map((x) => x.def.name)).toEqual(['b', 'a']); // the timing b, the counter a
     capped.ingest('s.a:1|c');
     expect(value(root, 's.a')).toBe(2n);
   });
 
   it('caps the sources created', () => {
     const capped = new StatsdServer(root, { maxSources: 3 });
-    capped.ingest('a.b.c:1|c\na.t:1|ms\na.x:1|c\nd:1|h\ne.f:1|c\ng:1|c');
-    expect(capped.stats.dropped).toBe(2); // d and e.f need a fourth source
-    expect(capped.metricCount).toBe(4);
+    capped.ingest('a.b.c:1|c\na.t:1|ms\na.x:1|c\nd:1|h\ne.f:1|c\ng.h:1|c\ni.j:1|ms');
+    expect(capped.stats.dropped).toBe(2); // g.h and i.j need a fourth source (timings and histograms are values)
+    expect(capped.metricCount).toBe(5);
   });
 
   it('counts every kind of refusal and logs the first of each at warn', () => {
@@ -461,7 +488,7 @@ describe('StatsdServer: removal and idle expiry', () => {
     // one value of a timing is not a metric of its own
     server.ingest('t:1|ms');
     expect(() => server.removePath('t/count')).toThrow(/t as a whole/);
-    expect(at(root, 't').getValue('count')).toBe(1n);
+    expect(file(root, 't', 'count')).toBe('1');
     // the sources it freed count again
     const capped = new StatsdServer(Source.root(), { maxSources: 2 });
     capped.ingest('p.q.r:1|c\ns.t:1|c');
@@ -570,10 +597,8 @@ describe('StatsdServer over sockets with hot-shots', () => {
     client.histogram('app.payload', 300);
     client.distribution('app.payload', 200);
     await until(() => tryValue(root, 'app.db.query.count') === 3n && tryValue(root, 'app.payload.count') === 3n, 'timings');
-    const q = at(root, 'app.db.query');
-    expect([q.getValue('sum_us'), q.getValue('min_us'), q.getValue('max_us'), q.getValue('avg_us')]).toEqual([18250n, 1250n, 12000n, 6083n]);
-    const p = at(root, 'app.payload');
-    expect([p.getValue('sum'), p.getValue('min'), p.getValue('max'), p.getValue('avg')]).toEqual([600n, 100n, 300n, 200n]);
+    expect(['sum_us', 'min_us', 'max_us', 'avg_us'].map((n) => file(root, 'app.db.query', n))).toEqual(['18250', '1250', '12000', '6083.333333333333']);
+    expect(['sum', 'min', 'max', 'avg'].map((n) => file(root, 'app.payload', n))).toEqual(['600', '100', '300', '200']);
   });
 
   it('a timer wrapped by the client reports sub-millisecond durations as µs', async () => {
