@@ -9,8 +9,8 @@ import { addFilter, collectorOptions, COLLECTORS, filtersFrom, findCollector, ty
 import { runDaemon, UserError } from './daemon/daemon.js';
 import { createLogger, type Logger } from './daemon/logger.js';
 import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
-import { defaultSocketPath } from './producers/protocol.js';
-import { seeHelp, SHELL_COMMANDS, shellCommand, shellHelp, UsageError } from './producers/shell.js';
+import { defaultSocketPath } from './protocol/protocol.js';
+import { seeHelp, SHELL_COMMANDS, shellCommand, shellHelp, UsageError } from './client/shell.js';
 import { registerTopCommand } from './top/command.js';
 import type { Source } from './model/index.js';
 

@@ -54,7 +54,7 @@ import {
   type WireAggregation,
   type WireType,
   type WireValueSpec,
-} from '../producers/protocol.js';
+} from '../protocol/protocol.js';
 
 export { defaultSocketPath };
 export type { WireAggregation as Aggregation, WireType as ValueTypeName };

@@ -44,7 +44,7 @@ import {
   type SourceRequest,
   type ValuesRequest,
   type WireValueSpec,
-} from './protocol.js';
+} from '../protocol/protocol.js';
 
 export interface ProducerServerOptions {
   /** Path of the Unix domain socket. */

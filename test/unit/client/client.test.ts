@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { connect, StatsClientError, type StatsClient } from '../../../src/client/index.js';
 import { Source } from '../../../src/model/index.js';
-import { SHELL_COMMANDS, parseInteger, shellCommand } from '../../../src/producers/shell.js';
+import { SHELL_COMMANDS, parseInteger, shellCommand } from '../../../src/client/shell.js';
 import { ProducerServer } from '../../../src/producers/socket-server.js';
 
 let dir: string;

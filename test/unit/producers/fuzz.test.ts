@@ -27,7 +27,7 @@ import {
   encodeUpdate,
   encodeValues,
   type WireValueSpec,
-} from '../../../src/producers/protocol.js';
+} from '../../../src/protocol/protocol.js';
 import { ProducerServer } from '../../../src/producers/socket-server.js';
 
 const FRAMES = 110_000;

@@ -19,7 +19,7 @@ import {
   FrameReader,
   UpdateOp,
   type DecodedReply,
-} from '../../../src/producers/protocol.js';
+} from '../../../src/protocol/protocol.js';
 import { ProducerServer } from '../../../src/producers/socket-server.js';
 
 let dir: string;

@@ -27,7 +27,7 @@ import {
   encodeValues,
   type DecodedReply,
   type WireValueSpec,
-} from '../../../src/producers/protocol.js';
+} from '../../../src/protocol/protocol.js';
 import { ProducerServer, type ProducerServerOptions } from '../../../src/producers/socket-server.js';
 
 /** A producer speaking the raw protocol: send frames, await replies by request id. */

@@ -31,7 +31,7 @@ import {
   type Frame,
   type Request,
   type UpdateRequest,
-} from '../../../src/producers/protocol.js';
+} from '../../../src/protocol/protocol.js';
 
 function frames(buf: Buffer, max?: number): Frame[] {
   const out: Frame[] = [];

@@ -15,8 +15,8 @@
  * same way, else EEXIST. Values are decimal (optionally negative) or 0x hexadecimal, exact to 64 bits,
  * and must fit the type (`set`: its range; `add`: a delta of at most its span): nothing wraps silently.
  */
-import { connect, StatsClientError, type ClientValueSpec, type ValueTypeName } from '../client/index.js';
-import { TYPE_CODES } from './protocol.js';
+import { connect, StatsClientError, type ClientValueSpec, type ValueTypeName } from './index.js';
+import { TYPE_CODES } from '../protocol/protocol.js';
 
 /** What set and add can publish: the integer types (a histogram is observed, not set). */
 type IntegerTypeName = Exclude<ValueTypeName, 'histogram'>;
