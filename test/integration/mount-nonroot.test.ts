@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BIN, skipWithoutFuse, tempDir } from '../helpers/mount.js';
+import { ROOT, skipWithoutFuse, tempDir } from '../helpers/mount.js';
 
 const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;
@@ -44,11 +44,11 @@ describe.skipIf(skip)('statsfs mount as a user who is not root (nobody, via setp
       mknod ${t}/fuse c 10 229 && chmod ${setup.fuseMode} ${t}/fuse && mount --bind ${t}/fuse /dev/fuse || exit 99
       printf '%s\\n' '# written by the test' ${setup.userAllowOther ? "'user_allow_other'" : "'#user_allow_other'"} > ${t}/fuse.conf
       mount --bind ${t}/fuse.conf /etc/fuse.conf || exit 99
-      # the test's temp folder may sit in folders only root can enter: here it is /tmp, open to every user
-      mount --bind ${t} /tmp || exit 99
-      T=/tmp
+      # the checkout may sit in folders only root can enter (or under a /tmp of its own): nobody runs it here
+      mkdir -p ${t}/project && mount --bind ${ROOT} ${t}/project || exit 99
+      T=${t}
       AS_NOBODY="setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups --inh-caps=-all env -i PATH=$PATH HOME=/ XDG_RUNTIME_DIR=$T/run"
-      STATSFS="${process.execPath} ${BIN} mount --no-collectors"
+      STATSFS="${process.execPath} $T/project/bin/statsfs.js mount --no-collectors"
       ${body}
     `;
     const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script], { encoding: 'utf8', timeout: 50_000 });
