@@ -7,15 +7,21 @@
  * rate and sparkline going: a source's values were in its parent's snapshot too.
  */
 import { join } from 'node:path';
-import { openBinarySnapshot, type BinarySnapshot, type BinarySnapshotFile, type SnapshotAggregation } from '../client/snapshot-reader.js';
+import { histogramQuantile, openBinarySnapshot, type BinarySnapshot, type BinarySnapshotFile, type SnapshotAggregation } from '../client/snapshot-reader.js';
 import { counterStep, History, perSecond } from './rates.js';
 
 /**
  * How a row is read and drawn. A counter (a cumulative value) is shown as a rate, a level as it is, a
- * source by what is below it. A new kind (histograms: count rate, p50/p99) adds a name here, a case where
- * the model classifies descriptors, and an entry in the renderer's CELLS table.
+ * histogram by its p50/p99 and the rate of its count, a source by what is below it. A new kind adds a name
+ * here, a case where the model classifies descriptors, and an entry in the renderer's CELLS table.
  */
-export type RowKind = 'source' | 'counter' | 'level';
+export type RowKind = 'source' | 'counter' | 'level' | 'histogram';
+
+/** A histogram's median and 99th percentile at the last capture, in its unit. */
+export interface Quantiles {
+  p50: number;
+  p99: number;
+}
 
 export interface Row {
   kind: RowKind;
@@ -38,6 +44,8 @@ export interface Row {
   history: History;
   /** Sources below a source (at any depth). */
   sources: number;
+  /** A histogram's percentiles; null for every other kind. */
+  quantiles: Quantiles | null;
 }
 
 interface Series {
@@ -50,7 +58,7 @@ interface Series {
 
 /** A descriptor of the current layout, with what every refresh needs of it worked out once. */
 interface Slot {
-  kind: 'counter' | 'level';
+  kind: Exclude<RowKind, 'source'>;
   name: string;
   path: string;
   aggregate: SnapshotAggregation | null;
@@ -177,7 +185,7 @@ export class TopModel {
       }
       const counter = d.kind === 'cumulative' && d.type !== 'bool' && !(d.aggregate && d.aggregation === 'count_zero');
       return {
-        kind: counter ? 'counter' : 'level',
+        kind: d.type === 'histogram' ? 'histogram' : counter ? 'counter' : 'level',
         name: d.name,
         path,
         aggregate: d.aggregate ? d.aggregation : null,
@@ -212,7 +220,8 @@ export class TopModel {
       if (s.at >= at) continue; // this instant is in the history already
       const raw = snap.value(i);
       if (slot.child >= 0 && s.raw !== null && raw !== s.raw) this.children[slot.child].changed++;
-      if (slot.kind === 'counter') {
+      if (slot.kind !== 'level') {
+        // a counter's rate; a histogram's is its count's
         // a new shape may have added or dropped a subordinate under an aggregate: its step is no rate
         const stepKnown = s.raw !== null && !(reshaped && slot.aggregate !== null);
         s.rate = stepKnown ? perSecond(counterStep(s.raw!, raw), at - s.at) : null;
@@ -249,6 +258,7 @@ export class TopModel {
       rate: c.series.rate,
       history: c.series.history,
       sources: c.sources,
+      quantiles: null,
     }));
     for (let i = 0; i < this.slots.length; i++) {
       const slot = this.slots[i];
@@ -267,6 +277,7 @@ export class TopModel {
         rate: slot.series.rate,
         history: slot.series.history,
         sources: 0,
+        quantiles: quantilesOf(snap, i, slot),
       });
     }
     return rows;
@@ -290,6 +301,12 @@ export class TopModel {
       rate: slot.series.rate,
       history: slot.series.history,
       sources: 0,
+      quantiles: quantilesOf(snap, i, slot),
     }));
   }
+}
+
+function quantilesOf(snap: BinarySnapshot, i: number, slot: Slot): Quantiles | null {
+  const h = slot.kind === 'histogram' ? snap.histogram(i) : null;
+  return h === null ? null : { p50: histogramQuantile(h, 0.5), p99: histogramQuantile(h, 0.99) };
 }

@@ -53,7 +53,14 @@ const CELLS: { [K in RowKind]: (row: Row) => { value: string; rate: string } } =
   counter: (row) => ({ value: quantity(row.value, row.unit), rate: row.rate === null ? '–' : quantity(row.rate, row.unit, true) }),
   // a show() text (a state such as "up") is shown as it is
   level: (row) => ({ value: /^-?\d+$/.test(row.text) ? quantity(row.value, row.unit) : row.text, rate: '' }),
+  // the tail in the value column (the graph's title has the median too), observations per second beside it
+  histogram: (row) => ({ value: row.quantiles ? `p99 ${quantity(row.quantiles.p99, row.unit)}` : '', rate: row.rate === null ? '–' : quantity(row.rate, '', true) }),
 };
+
+/** A histogram's percentiles for titles and plain text. */
+function percentiles(row: Row): string {
+  return row.quantiles ? `p50 ${quantity(row.quantiles.p50, row.unit)} · p99 ${quantity(row.quantiles.p99, row.unit)}` : '';
+}
 
 const RESET = '\x1b[0m';
 const BOLD = '\x1b[1m';
@@ -128,9 +135,10 @@ function about(row: Row): string {
 }
 
 function graphLines(row: Row, width: number, height: number): string[] {
-  const label = (n: number): string => (row.kind === 'source' ? String(n) : quantity(n, row.unit, row.kind === 'counter'));
+  const label = (n: number): string => (row.kind === 'source' ? String(n) : row.kind === 'histogram' ? quantity(n, '', true) : quantity(n, row.unit, row.kind === 'counter'));
   const now = CELLS[row.kind](row);
-  const head = `─ ${row.name}  ${row.kind === 'counter' ? now.rate : now.value}  (${about(row)}) `;
+  const reading = row.kind === 'counter' ? now.rate : row.kind === 'histogram' ? `${percentiles(row)} · ${now.rate}` : now.value;
+  const head = `─ ${row.name}  ${reading}  (${about(row)}) `;
   const lines = [Array.from(head + '─'.repeat(width)).slice(0, width).join('')];
   const axis = 12;
   const g = graph(row.history.toArray(), Math.max(1, width - axis - 1), height - 1);
@@ -144,7 +152,7 @@ function graphLines(row: Row, width: number, height: number): string[] {
 function helpLines(): string[] {
   const lines = ['', '  Keys', ''];
   for (const [keys, what] of KEYS) lines.push(`  ${keys.padEnd(18)}${what}`);
-  lines.push('', '  Counters show per-second rates (– until a second capture, and after a reset);', '  levels show their value. Σ min max avg #0 mark aggregates over the subordinates.', '', '  any key closes this help');
+  lines.push('', '  Counters show per-second rates (– until a second capture, and after a reset);', '  levels show their value, histograms their p99 and observations per second.', '  Σ min max avg #0 mark aggregates over the subordinates.', '', '  any key closes this help');
   return lines;
 }
 
@@ -202,7 +210,8 @@ export function layout(size: Size): { table: number; graph: number } {
 export function renderPlain(rows: readonly Row[]): string[] {
   const table = rows.map((row) => {
     const cells = CELLS[row.kind](row);
-    return [row.name, row.aggregate ? (AGGREGATE_MARKS[row.aggregate] ?? 'agg') : '', row.text, row.kind === 'counter' ? cells.rate : '', row.unit];
+    const text = row.kind === 'histogram' ? `${row.text} (${percentiles(row)})` : row.text;
+    return [row.name, row.aggregate ? (AGGREGATE_MARKS[row.aggregate] ?? 'agg') : '', text, row.kind === 'counter' || row.kind === 'histogram' ? cells.rate : '', row.unit];
   });
   const heads = ['PATH', 'AGG', 'VALUE', 'RATE', 'UNIT'];
   const widths = heads.map((h, c) => Math.max(Array.from(h).length, ...table.map((cells) => Array.from(cells[c]).length)));

@@ -34,9 +34,14 @@ export function initialView(sort: SortKey = 'name'): ViewState {
   return { sort, filter: '', selected: null, scroll: 0, mode: 'browse', paused: false, message: '', confirming: null };
 }
 
-/** Whether the daemon lets this row be cleared: a counter whose file is writable (0644). */
+/** Whether the daemon lets this row be cleared: a counter or histogram whose file is writable (0644). */
 export function clearable(row: Row): boolean {
-  return row.kind === 'counter' && (row.mode & 0o200) !== 0;
+  return (row.kind === 'counter' || row.kind === 'histogram') && (row.mode & 0o200) !== 0;
+}
+
+/** The file whose `echo 0 >` clears the row: a histogram is cleared through its count. */
+function clearPath(row: Row): string {
+  return row.kind === 'histogram' ? `${row.path}/count` : row.path;
 }
 
 function byName(a: Row, b: Row): number {
@@ -169,7 +174,7 @@ function browse(view: ViewState, key: string, ctx: KeyContext): { view: ViewStat
       }
       return {
         // clearing an aggregate clears that value in every source below it (as in the kernel's statsfs)
-        view: { ...view, mode: 'confirm', confirming: row.path, message: row.aggregate ? `clear ${row.path} and the ${row.name} of every source below it? y clears, any other key keeps them` : `clear ${row.path}? y clears, any other key keeps it` },
+        view: { ...view, mode: 'confirm', confirming: clearPath(row), message: row.aggregate ? `clear ${row.path} and the ${row.name} of every source below it? y clears, any other key keeps them` : `clear ${row.path}? y clears, any other key keeps it` },
         action: NONE,
       };
     case 'p':

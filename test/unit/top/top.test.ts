@@ -152,6 +152,41 @@ describe('the model over real .snapshot.bin files', () => {
     expect(row(model, 'hits')).toMatchObject({ path: 'web/a/hits', aggregate: null, rate: 50 });
     expect(model.allRows().map((r) => r.name)).toEqual(['hits', 'small', 'temp']);
   });
+
+  it('a histogram shows its p50 and p99 and the rate of its count; a clear of it is no negative rate', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'top-model-'));
+    const timings = new Schema([{ name: 'latency', type: 'histogram', aggr: 'sum', unit: 'milliseconds' }]);
+    const root = Source.root();
+    const api = new Source('api');
+    root.addSubordinate(api);
+    api.addAggregates(timings);
+    const groups = ['a', 'b'].map((name) => {
+      const s = new Source(name);
+      api.addSubordinate(s);
+      return s.addValues(timings);
+    });
+    for (let v = 1; v <= 100; v++) groups[v % 2].observe('latency', v);
+    write(api, 'api', 4_000_000);
+    const model = new TopModel(dir, 'api');
+    await model.refresh();
+    const first = row(model, 'latency');
+    expect(first).toMatchObject({ kind: 'histogram', aggregate: 'sum', value: 100, rate: null });
+    // within the buckets' 1.1 % of the merged samples' own percentiles (50 and 99)
+    expect(first.quantiles!.p50).toBeGreaterThan(50 * 0.985);
+    expect(first.quantiles!.p50).toBeLessThan(50 * 1.015);
+    expect(first.quantiles!.p99).toBeGreaterThan(99 * 0.985);
+    expect(first.quantiles!.p99).toBeLessThan(99 * 1.015);
+    for (let k = 0; k < 300; k++) groups[0].observe('latency', 1000);
+    write(api, 'api', 4_002_000);
+    await model.refresh();
+    expect(row(model, 'latency')).toMatchObject({ value: 400, rate: 150 }); // 300 observations in 2 s
+    expect(row(model, 'latency').quantiles!.p99).toBeGreaterThan(985);
+    expect(stripAnsi(renderPlain(model.rows()).join('\n'))).toMatch(/^latency +Σ +400 \(p50 9\d\d ms · p99 9\d\d ms\) +150\/s +milliseconds$/m);
+    groups[0].clear('latency');
+    write(api, 'api', 4_003_000);
+    await model.refresh();
+    expect(row(model, 'latency')).toMatchObject({ value: 50, rate: null });
+  });
 });
 
 describe('numbers for people', () => {
@@ -196,7 +231,9 @@ describe('numbers for people', () => {
 function fakeRow(kind: Row['kind'], name: string, fields: Partial<Row> = {}): Row {
   const history = new History(10);
   for (const p of [1, 2, 3]) history.push(p);
-  return { kind, name, path: `web/${name}`, aggregate: null, unit: '', description: '', mode: kind === 'counter' ? 0o644 : 0o444, text: '7', value: 7, rate: kind === 'counter' ? 2 : null, history, sources: 0, ...fields };
+  const counting = kind === 'counter' || kind === 'histogram';
+  const quantiles = kind === 'histogram' ? { p50: 12, p99: 250 } : null;
+  return { kind, name, path: `web/${name}`, aggregate: null, unit: '', description: '', mode: counting ? 0o644 : 0o444, text: '7', value: 7, rate: counting ? 2 : null, history, sources: 0, quantiles, ...fields };
 }
 
 describe('keys', () => {
@@ -268,6 +305,13 @@ describe('keys', () => {
     expect(press(['G', 'c']).view.message).toBe('temp cannot be cleared: it is a level');
     expect(press(['j', 'j', 'j', 'c']).view.message).toBe('ro cannot be cleared: it is read-only (mode 0444)');
     expect(press(['c']).view.message).toMatch(/a is a source/);
+  });
+
+  it('c on a histogram clears it through its count file', () => {
+    const histograms = visibleRows([fakeRow('histogram', 'latency')], initialView());
+    const r = handleKey(initialView(), 'c', { path: 'web', rows: histograms, page: 10 });
+    expect(r.view).toMatchObject({ mode: 'confirm', confirming: 'web/latency/count' });
+    expect(handleKey(r.view, 'y', { path: 'web', rows: histograms, page: 10 }).action).toEqual({ type: 'clear', path: 'web/latency/count' });
   });
 
   it('p pauses and resumes, ? shows the help until a key, q and Ctrl-C quit in every mode', () => {
