@@ -18,7 +18,7 @@ import type { Log } from '../log.js';
 import { chmod, chown, lstat, readFile, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
-import { arena, NAME_MAX, Schema, Source, StatsError, validateName, WriteBarrier, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { NAME_MAX, Schema, Source, StatsError, validateName, Writes, type ValueGroup, type ValueSpec } from '../model/index.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   DESCRIPTION_MAX,
@@ -37,7 +37,6 @@ import {
   encodeError,
   encodeHelloOk,
   encodeValuesOk,
-  wordValue,
   type DefineRequest,
   type Frame,
   type HelloRequest,
@@ -204,13 +203,13 @@ export class ProducerServer {
   private readonly frameTimeoutMs: number;
   readonly stats: ProducerServerStats = { connections: 0, accepted: 0, refused: 0, timedOut: 0, frames: 0, updates: 0, errors: 0, closedForProtocolErrors: 0 };
 
-  private readonly barrier: WriteBarrier;
+  private readonly writes: Writes;
 
   constructor(
     readonly root: Source,
     private readonly options: ProducerServerOptions,
   ) {
-    this.barrier = WriteBarrier.of(root);
+    this.writes = Writes.of(root);
     this.maxFrameBytes = Math.max(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, 256);
     this.maxSources = options.maxSourcesPerConnection ?? 100_000;
     this.maxBuffered = options.maxBufferedBytes ?? 4 << 20;
@@ -286,10 +285,11 @@ export class ProducerServer {
     this.conns.add(conn);
     this.stats.connections = this.conns.size;
     this.options.log?.debug({ connection: conn.id }, 'producer connected');
-    // Frames and departures change the tree: they wait while a snapshot is being captured in slices.
-    socket.on('data', (chunk: Buffer) => this.barrier.defer(() => this.onData(conn, chunk)));
+    // Frames and departures change the tree: they wait while a snapshot is being captured in slices, and a
+    // chunk's frames are one write for readers on other threads (the FUSE session thread).
+    socket.on('data', (chunk: Buffer) => this.writes.defer(() => this.onData(conn, chunk)));
     socket.on('error', (err) => this.options.log?.debug({ connection: conn.id, err: err.message }, 'producer socket error'));
-    socket.on('close', () => this.barrier.defer(() => this.disconnect(conn)));
+    socket.on('close', () => this.writes.defer(() => this.disconnect(conn)));
     this.arm(conn, this.helloTimeoutMs, 'HELLO');
   }
 
@@ -298,7 +298,7 @@ export class ProducerServer {
     if (conn.timer !== null) clearTimeout(conn.timer);
     conn.timer = setTimeout(() => {
       conn.timer = null;
-      this.barrier.defer(() => {
+      this.writes.defer(() => {
         if (conn.closing || conn.timer !== null) return; // closed or re-armed meanwhile
         if (what === 'HELLO' ? conn.owner !== null : conn.reader.buffered === 0) return;
         this.stats.timedOut++;
@@ -678,33 +678,26 @@ export class ProducerServer {
       if (!(value >= 0) || value === Infinity) throw new ProtocolError('EINVAL', `update ${i}: a histogram takes finite values >= 0, not ${value}`);
     }
     lastHandle = -1;
-    // one write for readers on other threads (the FUSE session thread), not one per update
-    arena.batch(() => {
-      let weightLo = 1;
-      let weightHi = 0;
-      for (let at = offset; at < end; at += UPDATE_ENTRY_BYTES) {
-        const handle = buf.readUInt32LE(at);
-        if (handle !== lastHandle) {
-          last = groups.get(handle);
-          lastHandle = handle;
-        }
-        const op = buf[at + 6];
-        if (op === UpdateOp.OBSERVE) {
-          last!.ownHistogram(last!.schema.defs[buf.readUInt16LE(at + 4)]).observeWeighted(view.getFloat64(at + 8, true), weightLo, weightHi);
-          weightLo = 1;
-          weightHi = 0;
-          continue;
-        }
-        if (op === UpdateOp.WEIGHT) {
-          weightLo = buf.readUInt32LE(at + 8);
-          weightHi = buf.readUInt32LE(at + 12);
-          continue;
-        }
-        const value = wordValue(buf.readUInt32LE(at + 8), buf.readUInt32LE(at + 12));
-        if (op === UpdateOp.SET) last!.set(buf.readUInt16LE(at + 4), value);
-        else last!.add(buf.readUInt16LE(at + 4), value);
+    // the words go in as they came (lo, hi): no number or bigint per entry
+    let weightLo = 1;
+    let weightHi = 0;
+    for (let at = offset; at < end; at += UPDATE_ENTRY_BYTES) {
+      const handle = buf.readUInt32LE(at);
+      if (handle !== lastHandle) {
+        last = groups.get(handle);
+        lastHandle = handle;
       }
-    });
+      const op = buf[at + 6];
+      if (op === UpdateOp.OBSERVE) {
+        last!.ownHistogram(last!.schema.defs[buf.readUInt16LE(at + 4)]).observeWeighted(view.getFloat64(at + 8, true), weightLo, weightHi);
+        weightLo = 1;
+        weightHi = 0;
+      } else if (op === UpdateOp.WEIGHT) {
+        weightLo = buf.readUInt32LE(at + 8);
+        weightHi = buf.readUInt32LE(at + 12);
+      } else if (op === UpdateOp.SET) last!.setWord(buf.readUInt16LE(at + 4), buf.readUInt32LE(at + 8), buf.readUInt32LE(at + 12));
+      else last!.addWord(buf.readUInt16LE(at + 4), buf.readUInt32LE(at + 8), buf.readUInt32LE(at + 12));
+    }
     this.stats.updates += count;
   }
 

@@ -23,7 +23,7 @@ import dgram from 'node:dgram';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
-import { arena, Schema, Source, StatsError, validateName, WriteBarrier, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { Schema, Source, StatsError, validateName, Writes, type ValueGroup, type ValueSpec } from '../model/index.js';
 
 /** Longest metric name (all parts with their dots); each part is also a model name (≤ 99 characters). */
 export const STATSD_NAME_MAX = 255;
@@ -363,13 +363,13 @@ export class StatsdServer {
   /** Date.now() of the lines being applied: read once per datagram or chunk. */
   private now = 0;
 
-  private readonly barrier: WriteBarrier;
+  private readonly writes: Writes;
 
   constructor(
     readonly root: Source,
     private readonly options: StatsdOptions = {},
   ) {
-    this.barrier = WriteBarrier.of(root);
+    this.writes = Writes.of(root);
     this.maxMetrics = options.maxMetrics ?? STATSD_DEFAULT_MAX_METRICS;
     this.maxPerSource = options.maxPerSource ?? STATSD_DEFAULT_MAX_PER_SOURCE;
     this.maxSources = options.maxSources ?? STATSD_DEFAULT_MAX_METRICS;
@@ -521,14 +521,14 @@ export class StatsdServer {
   }
 
   private ingestLines(data: Buffer | string): void {
-    // lines change the tree: they wait while a snapshot is being captured in slices
-    this.barrier.defer(() => this.applyLines(data));
+    // lines change the tree: they wait while a snapshot is being captured in slices, and a datagram's lines
+    // are one write for readers on other threads (the FUSE session thread)
+    this.writes.defer(() => this.applyLines(data));
   }
 
   private applyLines(data: Buffer | string): void {
     this.now = Date.now();
-    // a datagram's lines are one write for readers on other threads (the FUSE session thread)
-    arena.batch(() => forEachLine(typeof data === 'string' ? data : data.toString('utf8'), (line) => this.line(line)));
+    forEachLine(typeof data === 'string' ? data : data.toString('utf8'), (line) => this.line(line));
   }
 
   private line(line: string): void {
@@ -783,10 +783,10 @@ export class StatsdServer {
           this.log.error({ err, metric: name }, 'statsd expiry failed');
         }
       }
-      if (next < stale.length && this.expiryTimer !== null) setImmediate(() => this.barrier.defer(slice));
+      if (next < stale.length && this.expiryTimer !== null) setImmediate(() => this.writes.defer(slice));
       else this.sweeping = false;
     };
-    this.barrier.defer(slice);
+    this.writes.defer(slice);
   }
 
   private schemaFor(kind: StatsdKind, name: string): Schema {
