@@ -15,9 +15,8 @@
  * then applied, all of it or none.
  */
 import type { Log } from '../log.js';
-import { chmod, chown, lstat, readFile, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import net from 'node:net';
-import { isMainThread } from 'node:worker_threads';
 import { NAME_MAX, Schema, Source, StatsError, validateName, Writes, type ValueGroup, type ValueSpec } from '../model/index.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
@@ -44,6 +43,7 @@ import {
   type ValuesRequest,
   type WireValueSpec,
 } from '../protocol/protocol.js';
+import { listenUnix } from './unix-socket.js';
 
 export interface ProducerServerOptions {
   /** Path of the Unix domain socket. */
@@ -231,31 +231,10 @@ export class ProducerServer {
   async listen(): Promise<void> {
     if (this.server) throw new Error('ProducerServer is already listening');
     const path = this.options.path;
-    await removeStaleSocket(path);
     const server = net.createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      // Bind with a umask that leaves only the owner's bits, so the socket is never more open than 0600
-      // for a moment; the final mode is set below. process.umask() cannot be set in a worker thread.
-      const oldMask = isMainThread ? process.umask(0o177) : null;
-      try {
-        server.listen(path, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      } finally {
-        if (oldMask !== null) process.umask(oldMask);
-      }
-    });
+    await listenUnix(server, path, { mode: this.options.mode, group: this.options.group, option: '--socket' });
     server.on('error', (err) => this.options.log?.error({ err }, 'producer socket error'));
     this.server = server;
-    try {
-      if (this.options.group !== undefined) await chown(path, -1, await resolveGroup(this.options.group));
-      await chmod(path, this.options.mode ?? (this.options.group !== undefined ? 0o660 : 0o600));
-    } catch (err) {
-      await this.close();
-      throw err;
-    }
     this.options.log?.info({ socket: path }, 'producer socket listening');
   }
 
@@ -823,45 +802,4 @@ function okReply(id: number, version: number): Buffer {
   out.writeUInt16LE(0, 6);
   out.writeUInt32LE(id, 8);
   return out;
-}
-
-async function removeStaleSocket(path: string): Promise<void> {
-  let st;
-  try {
-    st = await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!st.isSocket()) {
-    throw Object.assign(new Error(`${path} exists and is not a socket: remove it or choose another --socket`), { code: 'EEXIST' });
-  }
-  const live = await new Promise<boolean>((resolve, reject) => {
-    const probe = net.connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') resolve(false);
-      else reject(err);
-    });
-  });
-  if (live) {
-    throw Object.assign(new Error(`a statsfs daemon is already listening on ${path}: stop it or choose another --socket`), { code: 'EADDRINUSE' });
-  }
-  await unlink(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
-}
-
-async function resolveGroup(group: string | number): Promise<number> {
-  if (typeof group === 'number') return group;
-  if (/^\d+$/.test(group)) return Number(group);
-  const text = await readFile('/etc/group', 'utf8');
-  for (const line of text.split('\n')) {
-    const [name, , gid] = line.split(':');
-    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
-  }
-  throw Object.assign(new Error(`no group "${group}" in /etc/group`), { code: 'ENOENT' });
 }

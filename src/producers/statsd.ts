@@ -20,10 +20,10 @@
  */
 import { SILENT_LOG, type Log } from '../log.js';
 import dgram from 'node:dgram';
-import { chmod, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
-import { isMainThread } from 'node:worker_threads';
 import { Schema, Source, StatsError, validateName, Writes, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { whenListening } from '../net.js';
+import { listenUnix } from './unix-socket.js';
 
 /** Longest metric name (all parts with their dots); each part is also a model name (≤ 99 characters). */
 export const STATSD_NAME_MAX = 255;
@@ -410,29 +410,23 @@ export class StatsdServer {
     }
   }
 
-  private listenUdp(host: string, port: number): Promise<{ address: string; port: number }> {
+  private async listenUdp(host: string, port: number): Promise<{ address: string; port: number }> {
     const socket = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
     this.udp = socket;
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      socket.once('error', onError);
-      socket.bind(port, host, () => {
-        socket.off('error', onError);
-        socket.on('error', (err) => this.log.error({ err }, 'statsd UDP socket error'));
-        socket.on('message', (msg) => {
-          this.stats.packets++;
-          this.ingest(msg);
-        });
-        try {
-          socket.setRecvBufferSize(4 * 1024 * 1024); // bursts of datagrams while the loop is busy
-        } catch {
-          // the kernel's limit (net.core.rmem_max) is lower: keep its default
-        }
-        const a = socket.address();
-        this.log.info({ address: a.address, port: a.port }, 'statsd listening on UDP');
-        resolve({ address: a.address, port: a.port });
-      });
+    await whenListening(socket, (onListening) => socket.bind(port, host, onListening));
+    socket.on('error', (err) => this.log.error({ err }, 'statsd UDP socket error'));
+    socket.on('message', (msg) => {
+      this.stats.packets++;
+      this.ingest(msg);
     });
+    try {
+      socket.setRecvBufferSize(4 * 1024 * 1024); // bursts of datagrams while the loop is busy
+    } catch {
+      // the kernel's limit (net.core.rmem_max) is lower: keep its default
+    }
+    const a = socket.address();
+    this.log.info({ address: a.address, port: a.port }, 'statsd listening on UDP');
+    return { address: a.address, port: a.port };
   }
 
   private async listenUnix(path: string): Promise<void> {
@@ -442,33 +436,9 @@ export class StatsdServer {
       this.stats.refusedConnections++;
       this.warnOnce('connection-cap', { max: STATSD_MAX_CONNECTIONS }, 'statsd Unix connection refused: too many open');
     });
+    await listenUnix(server, path, { option: '--statsd-socket' });
     server.on('error', (err) => this.log.error({ err }, 'statsd Unix socket error'));
     this.unix = server;
-    const attempt = (): Promise<void> =>
-      new Promise((resolve, reject) => {
-        const onError = (err: Error): void => reject(err);
-        server.once('error', onError);
-        // Bind with a umask that leaves only the owner's bits, so the socket is never more open than 0600,
-        // whatever the daemon's umask; the mode is then set explicitly (a worker thread cannot set the umask).
-        const oldMask = isMainThread ? process.umask(0o177) : null;
-        try {
-          server.listen(path, () => {
-            server.off('error', onError);
-            resolve();
-          });
-        } finally {
-          if (oldMask !== null) process.umask(oldMask);
-        }
-      });
-    try {
-      await attempt();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !(await staleSocket(path))) throw err;
-      // a socket left by a daemon that died: nobody answers on it
-      await unlink(path);
-      await attempt();
-    }
-    await chmod(path, 0o600);
     this.log.info({ path }, 'statsd listening on a Unix stream socket');
   }
 
@@ -834,21 +804,4 @@ function pathOf(parent: Source, name: string): string {
 
 function excerpt(line: string): string {
   return line.length > 200 ? `${line.slice(0, 200)}…` : line;
-}
-
-/** True when `path` is a socket nobody accepts on. Anything else (a file, a live daemon) is left alone. */
-async function staleSocket(path: string): Promise<boolean> {
-  try {
-    if (!(await lstat(path)).isSocket()) return false;
-  } catch {
-    return false;
-  }
-  return new Promise((resolve) => {
-    const probe = net.connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(false);
-    });
-    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
-  });
 }
