@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { constants as zlibConstants, createGzip, gzipSync } from 'node:zlib';
 import type { Log } from '../log.js';
+import { whenListening } from '../net.js';
 import { counterType, gaugeType, LiveValues } from '../model/live.js';
 import { Schema } from '../model/schema.js';
 import { captureSnapshotSliced } from '../model/snapshot.js';
@@ -100,25 +101,21 @@ export class MetricsServer {
     return src;
   }
 
-  listen(): Promise<{ host: string; port: number }> {
-    if (this.server !== null) return Promise.reject(new Error('MetricsServer is already listening'));
+  async listen(): Promise<{ host: string; port: number }> {
+    if (this.server !== null) throw new Error('MetricsServer is already listening');
     const server = createServer((req, res) => this.handle(req, res));
     server.keepAliveTimeout = 65_000; // longer than any scrape interval, so Prometheus reuses its connection
     this.server = server;
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => {
-        this.server = null;
-        reject(err);
-      };
-      server.once('error', onError);
-      server.listen(this.options.port, this.options.host, () => {
-        server.off('error', onError);
-        server.on('error', (err) => this.options.log?.error({ err }, 'metrics server error'));
-        const address = server.address() as AddressInfo;
-        this.options.log?.info({ host: address.address, port: address.port }, 'serving /metrics');
-        resolve({ host: address.address, port: address.port });
-      });
-    });
+    try {
+      await whenListening(server, (onListening) => server.listen(this.options.port, this.options.host, onListening));
+    } catch (err) {
+      this.server = null;
+      throw err;
+    }
+    server.on('error', (err) => this.options.log?.error({ err }, 'metrics server error'));
+    const address = server.address() as AddressInfo;
+    this.options.log?.info({ host: address.address, port: address.port }, 'serving /metrics');
+    return { host: address.address, port: address.port };
   }
 
   close(): Promise<void> {

@@ -13,7 +13,7 @@ import {
   histogramFileOf,
   histogramFileText,
   StatsError,
-  WriteBarrier,
+  Writes,
   type HistogramFile,
   type SnapshotRenderer,
   type Source,
@@ -119,7 +119,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   private readonly uid: number;
   private readonly gid: number;
   private readonly bornMs = Date.now();
-  private readonly barrier: WriteBarrier;
+  private readonly writes: Writes;
   invalidator: Invalidator | null = null;
   storedServer: StoredValueServer | null = null;
   snapshotBudget: SnapshotBudget | null = null;
@@ -146,7 +146,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     this.nodes.set(ROOT_INO, { ino: ROOT_INO, source: root, group: null, def: null, snapshot: null, part: null, nlookup: 1 });
     this.sourceInos.set(root, ROOT_INO);
     root.observe(this);
-    this.barrier = WriteBarrier.of(root);
+    this.writes = Writes.of(root);
   }
 
   /** TreeObserver: the kernel has dropped the names the changes so far made stale (null: nothing pending). */
@@ -394,12 +394,12 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     }
   }
 
-  /** Checks now; clears once no snapshot capture is under way (see WriteBarrier). */
+  /** Checks now; clears once no snapshot capture is under way (see Writes). */
   private clear(node: Node): number | Promise<number> {
     if (node.snapshot !== null) return E.EACCES;
     const def = node.def!;
     if ((fileMode(def, node.part) & 0o222) === 0 || !def.clearable) return E.EACCES;
-    return this.barrier.run(() => this.clearNow(node, def));
+    return this.writes.apply(() => this.clearNow(node, def));
   }
 
   private clearNow(node: Node, def: ValueDef): number {

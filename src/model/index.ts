@@ -20,4 +20,5 @@ export { arena, SEQ, SlotArena } from './arena.js';
 export { LiveValues, counterType, gaugeType } from './live.js';
 export { Snapshot, captureSnapshot, type SnapshotRenderer, captureSnapshotSliced, CAPTURE_SLICE_MS, type CaptureFilter } from './snapshot.js';
 export { WriteBarrier } from './barrier.js';
+export { Writes } from './writes.js';
 export type { Exposure, Scale, SourceExposure } from './exposure.js';

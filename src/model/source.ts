@@ -118,8 +118,20 @@ export class ValueGroup {
   set(key: Key, value: number | bigint | boolean): void {
     const def = this.writable(key);
     splitValue(value);
-    narrow(def.type);
-    this.store(def);
+    this.storeWord(def, word.lo, word.hi);
+  }
+
+  /**
+   * set() of a 64-bit word given as its (lo, hi) halves, as the producer protocol carries it: no number or
+   * bigint on the way. @internal
+   */
+  setWord(index: number, lo: number, hi: number): void {
+    this.storeWord(this.writable(index), lo, hi);
+  }
+
+  /** add() of a 64-bit word given as its (lo, hi) halves (a negative delta is its two's complement). @internal */
+  addWord(index: number, lo: number, hi: number): void {
+    this.addToWord(this.writable(index), lo, hi);
   }
 
   /**
@@ -156,13 +168,24 @@ export class ValueGroup {
   /** Adds with the wrap-around of the C type; a negative delta subtracts. */
   add(key: Key, delta: number | bigint): void {
     const def = this.writable(key);
-    this.load(def);
-    const lo = word.lo;
-    const hi = word.hi;
     splitValue(delta);
-    const sumLo = lo + word.lo;
+    this.addToWord(def, word.lo, word.hi);
+  }
+
+  /** Stores (lo, hi) narrowed to the type, as storing into the C type would. */
+  private storeWord(def: ValueDef, lo: number, hi: number): void {
+    word.lo = lo;
+    word.hi = hi;
+    narrow(def.type);
+    this.store(def);
+  }
+
+  /** Adds (lo, hi) to the stored word with the 64-bit wrap-around, then narrows to the type. */
+  private addToWord(def: ValueDef, lo: number, hi: number): void {
+    this.load(def);
+    const sumLo = word.lo + lo;
     word.lo = sumLo >>> 0;
-    word.hi = (hi + word.hi + (sumLo >= 0x100000000 ? 1 : 0)) >>> 0;
+    word.hi = (word.hi + hi + (sumLo >= 0x100000000 ? 1 : 0)) >>> 0;
     narrow(def.type);
     this.store(def);
   }

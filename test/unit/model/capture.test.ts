@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { renderText } from '../../../src/export/text.js';
-import { captureSnapshot, captureSnapshotSliced, Schema, Source, WriteBarrier, type Snapshot, type ValueGroup } from '../../../src/model/index.js';
+import { arena, captureSnapshot, captureSnapshotSliced, Schema, SEQ, Source, WriteBarrier, Writes, type Snapshot, type ValueGroup } from '../../../src/model/index.js';
 
 const schema = new Schema([
   { name: 'n', type: 'u64', aggr: 'sum' },
@@ -98,6 +98,32 @@ describe('captureSnapshotSliced', () => {
     const snap = await capturing;
     expect(await later).toBe('done');
     expect(first.get('n')).toBe(9n);
+    expect(valueAt(snap, 'first/n')).toBe(500n);
+  });
+
+  it('Writes waits behind the barrier in arrival order and applies each change as one arena write', async () => {
+    const { root, first, last } = tree(100_000);
+    const writes = Writes.of(last.source);
+    const odd: boolean[] = [];
+    const order: string[] = [];
+    expect(writes.apply(() => (Atomics.load(arena.u32, SEQ) & 1) === 1)).toBe(true); // inside a batch
+    expect(Atomics.load(arena.u32, SEQ) & 1).toBe(0);
+    const capturing = captureSnapshotSliced(root, 1);
+    writes.defer(() => {
+      order.push('defer');
+      first.set('n', 1);
+      odd.push((Atomics.load(arena.u32, SEQ) & 1) === 1);
+    });
+    const applied = writes.apply(() => {
+      order.push('apply');
+      return first.get('n');
+    });
+    WriteBarrier.of(root).defer(() => order.push('barrier'));
+    expect(order).toEqual([]); // all held by the capture
+    const snap = await capturing;
+    expect(await applied).toBe(1n);
+    expect(order).toEqual(['defer', 'apply', 'barrier']);
+    expect(odd).toEqual([true]);
     expect(valueAt(snap, 'first/n')).toBe(500n);
   });
 

@@ -204,6 +204,34 @@ describe('exact 64-bit values', () => {
     expect(group.get('v')).toBe(expected);
   });
 
+  /** The (lo, hi) halves of `v` as a u64 pattern, as the producer protocol carries a word. */
+  const halves = (v: number | bigint | boolean): [number, number] => {
+    const u = BigInt.asUintN(64, BigInt(v));
+    return [Number(u & 0xffffffffn), Number(u >> 32n)];
+  };
+  it.each(addCases)('setWord/addWord on %s: %s + %s wraps to %s, as set/add do', (type, start, delta, expected) => {
+    const { group } = single(type);
+    group.setWord(0, ...halves(start));
+    group.addWord(0, ...halves(delta));
+    expect(group.get('v')).toBe(expected);
+  });
+
+  it('setWord narrows to the type, and refuses what set refuses', () => {
+    const schema = new Schema([
+      { name: 'b', type: 'u8' },
+      { name: 's', type: 's16' },
+      { name: 'h', type: 'histogram' },
+    ]);
+    const group = new Source('s').addValues(schema);
+    group.setWord(0, 0x1ff, 7);
+    expect(group.get('b')).toBe(0xffn);
+    group.setWord(1, 0xffff, 0);
+    expect(group.get('s')).toBe(-1n);
+    expect(() => group.setWord(2, 1, 0)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    const agg = new Source('a').addAggregates(schema);
+    expect(() => agg.addWord(0, 1, 0)).toThrow(expect.objectContaining({ code: 'EPERM' }));
+  });
+
   it('narrows values read from an object base to the field type', () => {
     const schema = new Schema([
       { name: 'a', type: 'u8' },

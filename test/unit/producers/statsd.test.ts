@@ -15,16 +15,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { captureSnapshot, histogramFileOf, histogramFileText, Source, StatsError, type ValueDef, type ValueGroup } from '../../../src/model/index.js';
 import { renderPrometheusText } from '../../../src/export/prometheus.js';
 import { createLogger } from '../../../src/daemon/logger.js';
-import {
-  parseDecimal,
-  parsePacket,
-  parseStatsdLine,
-  roundHalfAway,
-  StatsdServer,
-  STATSD_NAME_MAX,
-  type StatsdMetric,
-  type StatsdParse,
-} from '../../../src/producers/statsd.js';
+import { parseDecimal, parsePacket, parseStatsdLine, roundHalfAway, STATSD_NAME_MAX, type StatsdMetric, type StatsdParse } from '../../../src/producers/statsd-line.js';
+import { StatsdServer } from '../../../src/producers/statsd.js';
 
 function ok(line: string): StatsdMetric {
   const r = parseStatsdLine(line);

@@ -1,0 +1,439 @@
+/**
+ * The changes producers make to the tree, request by request (DEFINE, SOURCE, ATTACH, DETACH, VALUES,
+ * UPDATE, REMOVE, REMOVE_PATH) and when an owner's last connection goes, under the ownership rules: only
+ * the owner may change or remove a node, and nodes are created only under the root or the owner's own
+ * sources. Each request is checked whole before anything changes, so a refused one changes nothing.
+ */
+import { NAME_MAX, Schema, Source, StatsError, validateName, type ValueGroup, type ValueSpec } from '../model/index.js';
+import {
+  DESCRIPTION_MAX,
+  HISTOGRAM_PROTOCOL_VERSION,
+  Op,
+  ProtocolError,
+  RemoveKind,
+  UNIT_MAX,
+  UPDATE_ENTRY_BYTES,
+  UpdateOp,
+  decodeRequest,
+  encodeValuesOk,
+  type DefineRequest,
+  type Frame,
+  type SourceRequest,
+  type ValuesRequest,
+  type WireValueSpec,
+} from '../protocol/protocol.js';
+import { bindHandle, HISTOGRAM_VALUE_COST, Owner, unbindTarget, valueCost, type Connection } from './producer-owners.js';
+
+/** The caps and the neighbour a ProducerTree works with (ProducerServerOptions, defaults applied). */
+export interface ProducerTreeOptions {
+  maxSources: number;
+  maxHandles: number;
+  maxValues: number;
+  /** See ProducerServerOptions.removeKept. */
+  removeKept?: (path: string) => boolean;
+}
+
+export class ProducerTree {
+  private readonly owners = new Map<string, Owner>();
+  private readonly nodeOwner = new WeakMap<Source, Owner>();
+  /** Identical definitions share one Schema, so producers' values aggregate together and adoption works. */
+  private readonly schemas = new Map<string, WeakRef<Schema>>();
+  private readonly schemaGc = new FinalizationRegistry<string>((key) => {
+    if (this.schemas.get(key)?.deref() === undefined) this.schemas.delete(key);
+  });
+  private readonly maxSources: number;
+  private readonly maxHandles: number;
+  private readonly maxValues: number;
+
+  constructor(
+    readonly root: Source,
+    private readonly options: ProducerTreeOptions,
+    private readonly counts: { updates: number },
+  ) {
+    this.maxSources = options.maxSources;
+    this.maxHandles = options.maxHandles;
+    this.maxValues = options.maxValues;
+  }
+
+  /** The owner named `name` (a valid name), or a new anonymous one for ''. */
+  owner(name: string): Owner {
+    if (name === '') return new Owner(null);
+    let owner = this.owners.get(name);
+    if (owner === undefined) this.owners.set(name, (owner = new Owner(name)));
+    return owner;
+  }
+
+  /** Applies a request; returns the OK reply when it has a payload (else null: an empty OK). */
+  apply(conn: Connection, frame: Frame): Buffer | null {
+    const req = decodeRequest(frame);
+    switch (req.op) {
+      case Op.HELLO:
+        throw new ProtocolError('EPROTO', 'HELLO was already received on this connection');
+      case Op.UPDATE:
+        this.update(conn, req.buf, req.offset, req.count);
+        return null;
+      case Op.DEFINE:
+        this.define(conn, req);
+        return null;
+      case Op.SOURCE:
+        this.createSource(conn, req);
+        return null;
+      case Op.ATTACH: {
+        const parent = this.parentSource(conn, req.parent);
+        const child = this.ownSource(conn, req.child);
+        if (child.parent !== null) throw new StatsError('EEXIST', `source "${child.path}" is attached: detach it first`);
+        if (child.hidden) this.checkHiddenName(parent, child.name);
+        parent.addSubordinate(child);
+        return null;
+      }
+      case Op.DETACH: {
+        const src = this.ownSource(conn, req.handle);
+        const parent = src.parent;
+        if (parent === null) throw new StatsError('ENOENT', `source "${src.name}" is not attached`);
+        parent.removeSubordinate(src);
+        return null;
+      }
+      case Op.VALUES: {
+        const adopted = this.addValues(conn, req);
+        if (conn.version < 2) return null;
+        // version 2: say whether the group was adopted and, for values, what they hold now
+        const values = adopted !== null && !adopted.isAggregate ? adopted.schema.defs.map((d) => adopted.get(d.index)) : [];
+        return encodeValuesOk(frame.id, { adopted: adopted !== null, values }, conn.version);
+      }
+      case Op.REMOVE:
+        this.remove(conn, req.kind, req.handle);
+        return null;
+      case Op.REMOVE_PATH:
+        this.removePath(conn, req.path);
+        return null;
+      case Op.PING:
+        return null;
+    }
+  }
+
+  // --- handles ---------------------------------------------------------------------------------------------
+
+  private bindable<T>(conn: Connection, map: Map<number, T>, handle: number, what: string, live: (t: T) => boolean): void {
+    if (handle === 0) throw new ProtocolError('EINVAL', `${what} handle 0 is reserved`);
+    const old = map.get(handle);
+    if (old !== undefined && live(old)) throw new StatsError('EEXIST', `${what} handle ${handle} is in use`);
+    if (old === undefined && conn.handleCount >= this.maxHandles) {
+      throw new ProtocolError('EDQUOT', `this connection has ${this.maxHandles} handles: remove some first`);
+    }
+  }
+
+  /** A source handle that is live: 0 is the root. */
+  private source(conn: Connection, handle: number): Source {
+    if (handle === 0) return this.root;
+    const src = conn.sources.get(handle);
+    if (src === undefined) throw new StatsError('ENOENT', `no source handle ${handle}`);
+    if (!conn.owner!.sources.has(src)) throw new StatsError('ENOENT', `source handle ${handle} ("${src.name}") was removed`);
+    return src;
+  }
+
+  private ownSource(conn: Connection, handle: number): Source {
+    if (handle === 0) throw new StatsError('EPERM', 'the root belongs to the daemon');
+    return this.source(conn, handle);
+  }
+
+  /** Where this connection may create or attach: the root or its own sources. */
+  private parentSource(conn: Connection, handle: number): Source {
+    return this.source(conn, handle);
+  }
+
+  private owns(conn: Connection, src: Source): boolean {
+    return this.nodeOwner.get(src) === conn.owner;
+  }
+
+  // --- DEFINE ----------------------------------------------------------------------------------------------
+
+  private define(conn: Connection, req: DefineRequest): void {
+    this.bindable(conn, conn.schemas, req.schema, 'schema', () => true);
+    const seen = new Set<string>();
+    for (const v of req.values) {
+      validateName(v.name, 'value');
+      if (seen.has(v.name)) throw new StatsError('EINVAL', `value "${v.name}" is defined twice`);
+      seen.add(v.name);
+      noControl(v.unit ?? '', `value "${v.name}": unit`, UNIT_MAX);
+      noControl(v.description ?? '', `value "${v.name}": description`, DESCRIPTION_MAX);
+      for (const e of v.enum ?? []) {
+        if (e.length === 0) throw new ProtocolError('EINVAL', `value "${v.name}": empty enum name`);
+        noControl(e, `value "${v.name}": enum name`, NAME_MAX);
+      }
+    }
+    for (const v of req.values) {
+      if (v.type !== 'histogram') continue;
+      if (conn.version < HISTOGRAM_PROTOCOL_VERSION) throw new ProtocolError('EINVAL', `value "${v.name}": histograms need protocol version ${HISTOGRAM_PROTOCOL_VERSION}`);
+      if (v.enum && v.enum.length > 0) throw new ProtocolError('EINVAL', `histogram "${v.name}" cannot have enum names`);
+    }
+    const key = JSON.stringify(req.values.map((v) => [v.name, v.type, v.aggr ?? 'none', v.floating ?? false, v.mode ?? null, v.unit ?? '', v.description ?? '', v.enum ?? []]));
+    let schema = this.schemas.get(key)?.deref();
+    if (schema === undefined) {
+      schema = new Schema(req.values.map(toValueSpec));
+      this.schemas.set(key, new WeakRef(schema));
+      this.schemaGc.register(schema, key);
+    }
+    conn.schemas.set(req.schema, schema);
+  }
+
+  // --- SOURCE ----------------------------------------------------------------------------------------------
+
+  /** A subordinate by name: the visible one, else a hidden one of this owner. */
+  private child(conn: Connection, parent: Source, name: string): Source | undefined {
+    return parent.subordinate(name) ?? parent.hiddenSubordinates(name).find((s) => this.owns(conn, s));
+  }
+
+  private checkHiddenName(parent: Source, name: string): void {
+    if (parent.hiddenSubordinates(name).length > 0) throw new StatsError('EEXIST', `a hidden source "${name}" exists there`);
+  }
+
+  private createSource(conn: Connection, req: SourceRequest): void {
+    const owner = conn.owner!;
+    this.bindable(conn, conn.sources, req.handle, 'source', (s) => owner.sources.has(s));
+    const parts = req.path.split('/');
+    for (const p of parts) validateName(p, 'source');
+    if (req.detached) {
+      if (req.parent !== 0 || parts.length !== 1) throw new ProtocolError('EINVAL', 'a detached source is created from one name with parent 0');
+      this.checkSourceCap(owner, 1);
+      const src = new Source(parts[0], { hidden: req.hidden });
+      this.own(owner, src);
+      bindHandle(conn.sources, conn.sourceHandles, req.handle, src);
+      return;
+    }
+    const parent = this.parentSource(conn, req.parent);
+    // First pass: permissions, conflicts and caps, so that a refused request changes nothing.
+    let cur: Source | undefined = parent;
+    let missing = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const last = i === parts.length - 1;
+      if (cur !== undefined && cur !== this.root && !this.owns(conn, cur)) {
+        throw new StatsError('EPERM', `"${cur.path}" belongs to ${this.ownerLabel(cur)}: create your own sources beside it`);
+      }
+      const next: Source | undefined = cur === undefined ? undefined : this.child(conn, cur, parts[i]);
+      if (next === undefined) {
+        missing++;
+        if (last && req.hidden && cur !== undefined) this.checkHiddenName(cur, parts[i]);
+      } else if (last) {
+        if (!this.owns(conn, next)) throw new StatsError('EPERM', `"${next.path}" exists and belongs to ${this.ownerLabel(next)}`);
+        if (next.hidden !== req.hidden) throw new StatsError('EEXIST', `"${next.path}" exists ${next.hidden ? 'hidden' : 'visible'}`);
+      }
+      cur = next;
+    }
+    this.checkSourceCap(owner, missing);
+    // Second pass: create what is missing; an existing source of this owner is adopted.
+    cur = parent;
+    for (let i = 0; i < parts.length; i++) {
+      const last = i === parts.length - 1;
+      let next = this.child(conn, cur, parts[i]);
+      if (next === undefined) {
+        next = new Source(parts[i], { hidden: last && req.hidden });
+        cur.addSubordinate(next);
+        this.own(owner, next);
+      }
+      cur = next;
+    }
+    bindHandle(conn.sources, conn.sourceHandles, req.handle, cur);
+  }
+
+  private checkSourceCap(owner: Owner, more: number): void {
+    if (owner.sources.size + more > this.maxSources) {
+      throw new ProtocolError('EDQUOT', `${owner.label} would have more than ${this.maxSources} sources`);
+    }
+  }
+
+  private own(owner: Owner, src: Source): void {
+    owner.sources.add(src);
+    this.nodeOwner.set(src, owner);
+  }
+
+  private ownerLabel(src: Source): string {
+    const owner = this.nodeOwner.get(src);
+    return owner === undefined ? 'the daemon' : `producer ${owner.name === null ? '(anonymous)' : JSON.stringify(owner.name)}`;
+  }
+
+  // --- VALUES ----------------------------------------------------------------------------------------------
+
+  /** Adds (or adopts) a value group; returns the adopted group, or null when a new one was made. */
+  private addValues(conn: Connection, req: ValuesRequest): ValueGroup | null {
+    const owner = conn.owner!;
+    this.bindable(conn, conn.groups, req.group, 'group', (g) => owner.groups.has(g));
+    const src = this.ownSource(conn, req.source);
+    if (!this.owns(conn, src)) throw new StatsError('EPERM', `"${src.path}" belongs to ${this.ownerLabel(src)}`);
+    const schema = conn.schemas.get(req.schema);
+    if (schema === undefined) throw new StatsError('ENOENT', `no schema handle ${req.schema}`);
+    for (const g of src.valueGroups) {
+      if (g.schema === schema) {
+        if (g.isAggregate !== req.aggregate) continue;
+        if (!owner.groups.has(g) || g.hidden !== req.hidden) throw new StatsError('EEXIST', `"${src.path}" already has these ${req.aggregate ? 'aggregates' : 'values'}`);
+        bindHandle(conn.groups, conn.groupHandles, req.group, g); // adopted: the same definition added again by its owner
+        return g;
+      }
+      for (const def of schema.defs) {
+        if (g.schema.find(def.name)) throw new StatsError('EEXIST', `"${src.path}/${def.name}" exists with another definition`);
+      }
+    }
+    if (!req.aggregate && owner.valueSlots + valueCost(schema) > this.maxValues) {
+      throw new ProtocolError('EDQUOT', `${owner.label} would have more than ${this.maxValues} values (a histogram counts as ${HISTOGRAM_VALUE_COST})`);
+    }
+    const group = req.aggregate ? src.addAggregates(schema, { hidden: req.hidden }) : src.addValues(schema, { hidden: req.hidden });
+    owner.groups.add(group);
+    if (!req.aggregate) owner.valueSlots += valueCost(schema);
+    bindHandle(conn.groups, conn.groupHandles, req.group, group);
+    return null;
+  }
+
+  // --- UPDATE: the hot path ----------------------------------------------------------------------------------
+
+  private update(conn: Connection, buf: Buffer, offset: number, count: number): void {
+    const owned = conn.owner!.groups;
+    const groups = conn.groups;
+    const end = offset + count * UPDATE_ENTRY_BYTES;
+    const maxOp = conn.version >= HISTOGRAM_PROTOCOL_VERSION ? UpdateOp.WEIGHT : UpdateOp.ADD;
+    // observed doubles through a view: Buffer.readDoubleLE checks its arguments on every call
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    // Validate everything first: after this loop nothing below can throw, so the batch is all or nothing.
+    let lastHandle = -1;
+    let last: ValueGroup | undefined;
+    for (let at = offset, i = 0; at < end; at += UPDATE_ENTRY_BYTES, i++) {
+      const handle = buf.readUInt32LE(at);
+      if (handle !== lastHandle) {
+        last = groups.get(handle);
+        if (last === undefined) throw new StatsError('ENOENT', `update ${i}: no group handle ${handle}`);
+        if (!owned.has(last)) throw new StatsError('ENOENT', `update ${i}: group handle ${handle} was removed`);
+        if (last.isAggregate) throw new StatsError('EPERM', `update ${i}: group handle ${handle} holds aggregates`);
+        lastHandle = handle;
+      }
+      const index = buf.readUInt16LE(at + 4);
+      if (index >= last!.schema.size) throw new StatsError('ENOENT', `update ${i}: group handle ${handle} has no value ${index}`);
+      const op = buf[at + 6];
+      if (op > maxOp || buf[at + 7] !== 0) throw new ProtocolError('EINVAL', `update ${i}: unknown operation ${op}/${buf[at + 7]}`);
+      const def = last!.schema.defs[index];
+      if (op <= UpdateOp.ADD) {
+        if (def.histogram) throw new ProtocolError('EINVAL', `update ${i}: "${def.name}" is a histogram: OBSERVE it`);
+        continue;
+      }
+      if (!def.histogram) throw new ProtocolError('EINVAL', `update ${i}: "${def.name}" is not a histogram: SET or ADD it`);
+      if (op === UpdateOp.WEIGHT) {
+        const next = at + UPDATE_ENTRY_BYTES;
+        if (next >= end || buf[next + 6] !== UpdateOp.OBSERVE || buf.readUInt32LE(next) !== handle || buf.readUInt16LE(next + 4) !== index) {
+          throw new ProtocolError('EINVAL', `update ${i}: a WEIGHT must be followed by an OBSERVE of the same value`);
+        }
+        continue;
+      }
+      const value = view.getFloat64(at + 8, true);
+      if (!(value >= 0) || value === Infinity) throw new ProtocolError('EINVAL', `update ${i}: a histogram takes finite values >= 0, not ${value}`);
+    }
+    lastHandle = -1;
+    // the words go in as they came (lo, hi): no number or bigint per entry
+    let weightLo = 1;
+    let weightHi = 0;
+    for (let at = offset; at < end; at += UPDATE_ENTRY_BYTES) {
+      const handle = buf.readUInt32LE(at);
+      if (handle !== lastHandle) {
+        last = groups.get(handle);
+        lastHandle = handle;
+      }
+      const op = buf[at + 6];
+      if (op === UpdateOp.OBSERVE) {
+        last!.ownHistogram(last!.schema.defs[buf.readUInt16LE(at + 4)]).observeWeighted(view.getFloat64(at + 8, true), weightLo, weightHi);
+        weightLo = 1;
+        weightHi = 0;
+      } else if (op === UpdateOp.WEIGHT) {
+        weightLo = buf.readUInt32LE(at + 8);
+        weightHi = buf.readUInt32LE(at + 12);
+      } else if (op === UpdateOp.SET) last!.setWord(buf.readUInt16LE(at + 4), buf.readUInt32LE(at + 8), buf.readUInt32LE(at + 12));
+      else last!.addWord(buf.readUInt16LE(at + 4), buf.readUInt32LE(at + 8), buf.readUInt32LE(at + 12));
+    }
+    this.counts.updates += count;
+  }
+
+  // --- REMOVE ----------------------------------------------------------------------------------------------
+
+  private remove(conn: Connection, kind: number, handle: number): void {
+    const owner = conn.owner!;
+    if (kind === RemoveKind.SOURCE) {
+      const src = this.ownSource(conn, handle);
+      this.removeTree(owner, src); // frees its handles, and those of everything below it
+    } else if (kind === RemoveKind.GROUP) {
+      const g = conn.groups.get(handle);
+      if (g === undefined || !owner.groups.has(g)) throw new StatsError('ENOENT', `no group handle ${handle}`);
+      this.removeGroup(owner, g);
+    } else {
+      if (!conn.schemas.delete(handle)) throw new StatsError('ENOENT', `no schema handle ${handle}`);
+    }
+  }
+
+  private removePath(conn: Connection, path: string): void {
+    const owner = conn.owner!;
+    const parts = path.split('/');
+    for (const p of parts) validateName(p, 'path component');
+    if (this.options.removeKept?.(path) === true) return;
+    let cur = this.root;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const next = this.child(conn, cur, parts[i]);
+      if (next === undefined) throw new StatsError('ENOENT', `no source "${parts.slice(0, i + 1).join('/')}"`);
+      cur = next;
+    }
+    const name = parts[parts.length - 1];
+    const src = this.child(conn, cur, name);
+    if (src !== undefined) {
+      if (!this.owns(conn, src)) throw new StatsError('EPERM', `"${path}" belongs to ${this.ownerLabel(src)}`);
+      this.removeTree(owner, src);
+      return;
+    }
+    const found = cur.findValue(name);
+    if (found === undefined) throw new StatsError('ENOENT', `no source or value "${path}"`);
+    if (!owner.groups.has(found.group)) throw new StatsError('EPERM', `"${path}" belongs to ${this.ownerLabel(cur)}`);
+    this.removeGroup(owner, found.group);
+  }
+
+  private removeGroup(owner: Owner, g: ValueGroup): void {
+    g.source.removeValues(g);
+    owner.groups.delete(g);
+    for (const c of owner.conns) unbindTarget(c.groups, c.groupHandles, g);
+    if (!g.isAggregate) owner.valueSlots -= valueCost(g.schema);
+  }
+
+  /** Detaches `src` (the mount sees it go at once), then releases it and everything of the owner below it. */
+  private removeTree(owner: Owner, src: Source): void {
+    src.parent?.removeSubordinate(src);
+    this.release(owner, src);
+  }
+
+  private release(owner: Owner, src: Source): void {
+    for (const sub of [...src.subordinates]) if (owner.sources.has(sub)) this.release(owner, sub);
+    for (const g of [...src.valueGroups]) if (owner.groups.has(g)) this.removeGroup(owner, g);
+    owner.sources.delete(src);
+    for (const c of owner.conns) unbindTarget(c.sources, c.sourceHandles, src);
+  }
+
+  /**
+   * `conn` has gone: when it was its owner's last connection, the owner's sources go unless that connection
+   * kept them. Detached sources could never be found again, so they go in any case.
+   */
+  depart(conn: Connection, owner: Owner): void {
+    owner.conns.delete(conn);
+    if (owner.conns.size > 0) return;
+    const tops = [...owner.sources].filter((s) => s.parent === null || !owner.sources.has(s.parent));
+    for (const src of tops) if (!conn.keep || src.parent === null) this.removeTree(owner, src);
+    if (owner.sources.size === 0 && owner.name !== null) this.owners.delete(owner.name);
+  }
+}
+
+function noControl(s: string, what: string, max: number): void {
+  if (s.length > max) throw new ProtocolError('EINVAL', `${what} is longer than ${max} characters`);
+  if (/[\u0000-\u001f\u007f]/.test(s)) throw new ProtocolError('EINVAL', `${what} ${JSON.stringify(s.slice(0, 40))} contains a control character`);
+}
+
+function enumShow(names: readonly string[]): (v: bigint) => string {
+  return (v) => (v >= 0n && v < BigInt(names.length) ? names[Number(v)] : v.toString());
+}
+
+function toValueSpec(v: WireValueSpec): ValueSpec {
+  const spec: ValueSpec = { name: v.name, type: v.type, aggr: v.aggr ?? 'none', floating: v.floating ?? false };
+  if (v.mode !== undefined) spec.mode = v.mode;
+  if (v.unit) spec.unit = v.unit;
+  if (v.description) spec.description = v.description;
+  if (v.enum && v.enum.length > 0) spec.show = enumShow(v.enum);
+  return spec;
+}
