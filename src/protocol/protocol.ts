@@ -440,6 +440,8 @@ export class PayloadReader {
 // ---------------------------------------------------------------------------------------------------------
 // 64-bit values
 
+// The protocol, like the client that shares it, depends on nothing of the model (docs/architecture.md), so it
+// keeps this one constant of its own (the model's is model/word.ts).
 const TWO32 = 4294967296;
 
 /** Writes v as a little-endian 64-bit two's complement integer (wrapping bigints modulo 2^64). */
