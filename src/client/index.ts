@@ -41,6 +41,9 @@ import {
   decodeValuesOk,
   defaultSocketPath,
   wordValue,
+  isSignedType,
+  TYPE_BITS,
+  TYPE_CODES,
   encodeAttach,
   encodeDefine,
   encodeDetach,
@@ -141,10 +144,6 @@ function fold(a: Op | undefined, set: boolean, v: bigint): Op {
 function asValue(v: bigint): Value {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
-
-const BITS: Record<string, number> = { u8: 8, s8: 8, u16: 16, s16: 16, u32: 32, s32: 32, u64: 64, s64: 64, bool: 1 };
-
-const SIGNED = new Set(['s8', 's16', 's32', 's64']);
 
 function settled(p: Promise<void>): Promise<void> {
   p.catch(() => undefined); // the caller may never await it: no unhandled rejection
@@ -292,8 +291,8 @@ export class ValuesHandle extends AggregatesHandle {
   constructor(client: StatsClient, handle: number, source: SourceHandle, schema: SchemaHandle, hidden: boolean) {
     super(client, handle, source, schema, hidden, false);
     this.mirror = schema.specs.map(() => 0);
-    this.signed = schema.specs.map((s) => SIGNED.has(s.type ?? 'u64'));
-    this.bits = schema.specs.map((s) => BITS[s.type ?? 'u64'] ?? 64);
+    this.signed = schema.specs.map((s) => isSignedType(s.type ?? 'u64'));
+    this.bits = schema.specs.map((s) => TYPE_BITS[TYPE_CODES.indexOf(s.type ?? 'u64')] ?? 64);
     this.histograms = schema.specs.map((s) => s.type === 'histogram');
   }
 

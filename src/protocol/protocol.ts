@@ -88,9 +88,17 @@ export const UpdateOp = { SET: 0, ADD: 1, OBSERVE: 2, WEIGHT: 3 } as const;
 /** REMOVE kinds. */
 export const RemoveKind = { SOURCE: 0, GROUP: 1, SCHEMA: 2 } as const;
 
-/** Wire codes of the value types and aggregations (their order is part of the protocol). */
+/**
+ * Wire codes of the value types and aggregations (their order is part of the protocol). The model's lists
+ * (TYPE_CODES in model/types.ts, AGGREGATIONS in model/schema.ts) are the definition; these are the client's
+ * copies, checked equal to them by test/unit/code-lists.test.ts.
+ */
 export const TYPE_CODES = ['u8', 's8', 'u16', 's16', 'u32', 's32', 'u64', 's64', 'bool', 'histogram'] as const;
 export type WireType = (typeof TYPE_CODES)[number];
+/** Each type's width in bits, by code (bool is 1; a histogram's word is its 64-bit count), as the model's TYPES. */
+export const TYPE_BITS: readonly number[] = [8, 8, 16, 16, 32, 32, 64, 64, 1, 64];
+/** Whether a type is signed (s8 to s64). */
+export const isSignedType = (type: WireType): boolean => type.startsWith('s');
 export const AGGR_CODES = ['none', 'sum', 'min', 'max', 'count_zero', 'avg'] as const;
 export type WireAggregation = (typeof AGGR_CODES)[number];
 
