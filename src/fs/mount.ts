@@ -4,7 +4,7 @@
  */
 import { arena, type SnapshotRenderer, type Source } from '../model/index.js';
 import { StatsFsAdapter } from './adapter.js';
-import { lazyUnmount, mount as mountSession, OP_NAMES, type FuseSession } from './native.js';
+import { lazyUnmount, mountSession, OP_NAMES, type FuseSession } from './native.js';
 
 export { lazyUnmount };
 

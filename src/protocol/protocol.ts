@@ -58,19 +58,6 @@ export type OpCode = (typeof Op)[keyof typeof Op];
 
 export const Reply = { OK: 0x80, ERROR: 0x81 } as const;
 
-export const OP_NAMES: Readonly<Record<number, string>> = Object.freeze({
-  0x01: 'HELLO',
-  0x02: 'DEFINE',
-  0x03: 'SOURCE',
-  0x04: 'ATTACH',
-  0x05: 'DETACH',
-  0x06: 'VALUES',
-  0x07: 'UPDATE',
-  0x08: 'REMOVE',
-  0x09: 'REMOVE_PATH',
-  0x0a: 'PING',
-});
-
 /** HELLO flags. */
 export const HelloFlag = { KEEP: 1 } as const;
 /** SOURCE flags. */
