@@ -1,7 +1,7 @@
 /** statsfs as a library: build a tree of sources and values, then mount it (or read it directly). */
 export * from './model/index.js';
 import { SNAPSHOT_FILES } from './export/snapshot-files.js';
-import { mount as mountTree, type MountedStatsFs, type MountOptions } from './fs/mount.js';
+import { mountTree, type MountedStatsFs, type MountOptions } from './fs/mount.js';
 import type { Source } from './model/index.js';
 
 export { lazyUnmount, type MountOptions, type MountedStatsFs } from './fs/mount.js';

@@ -41,6 +41,9 @@ import {
   decodeValuesOk,
   defaultSocketPath,
   wordValue,
+  isSignedType,
+  TYPE_BITS,
+  TYPE_CODES,
   encodeAttach,
   encodeDefine,
   encodeDetach,
@@ -142,10 +145,6 @@ function asValue(v: bigint): Value {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
-const BITS: Record<string, number> = { u8: 8, s8: 8, u16: 16, s16: 16, u32: 32, s32: 32, u64: 64, s64: 64, bool: 1 };
-
-const SIGNED = new Set(['s8', 's16', 's32', 's64']);
-
 function settled(p: Promise<void>): Promise<void> {
   p.catch(() => undefined); // the caller may never await it: no unhandled rejection
   return p;
@@ -177,7 +176,7 @@ export class SchemaHandle {
 
   /** Forgets the definition on the daemon (values already added keep it). */
   remove(): Promise<void> {
-    return this.client._removeSchema(this);
+    return this.client.removeSchema(this);
   }
 }
 
@@ -224,33 +223,35 @@ export class SourceHandle {
 
   /** Simple values of `schema` in this source, stored by the daemon. */
   values(schema: SchemaHandle, options: { hidden?: boolean } = {}): ValuesHandle {
-    return this.client._group(this, schema, options.hidden ?? false, false) as ValuesHandle;
+    return this.client.addGroup(ValuesHandle, this, schema, options.hidden ?? false);
   }
 
   /** Aggregates of `schema` over this source and every source below it. */
   aggregates(schema: SchemaHandle, options: { hidden?: boolean } = {}): AggregatesHandle {
-    return this.client._group(this, schema, options.hidden ?? false, true);
+    return this.client.addGroup(AggregatesHandle, this, schema, options.hidden ?? false);
   }
 
   /** Attaches a detached source of this client below this one. */
   attach(child: SourceHandle): Promise<void> {
-    return this.client._attach(this, child);
+    return this.client.attachSource(this, child);
   }
 
   /** Detaches this source from its parent (it and its values live on, unseen, until attached or removed). */
   detach(): Promise<void> {
-    return this.client._detach(this);
+    return this.client.detachSource(this);
   }
 
   /** Removes this source, everything below it and its values. */
   remove(): Promise<void> {
-    return this.client._removeSource(this);
+    return this.client.removeSource(this);
   }
 }
 
-/** A group of aggregates: read-only, computed by the daemon. */
-export class AggregatesHandle {
+/** A group of values or aggregates this client added to a source: what both kinds share. */
+export abstract class GroupHandle {
   ready: Promise<void> = Promise.resolve();
+  /** Whether its values are aggregates (AggregatesHandle) or simple values (ValuesHandle). */
+  abstract readonly aggregate: boolean;
   /** @internal */
   removed = false;
   /** @internal the daemon refused to add the group */
@@ -263,16 +264,21 @@ export class AggregatesHandle {
     readonly source: SourceHandle,
     readonly schema: SchemaHandle,
     readonly hidden: boolean,
-    readonly aggregate: boolean,
   ) {}
 
   remove(): Promise<void> {
-    return this.client._removeGroup(this);
+    return this.client.removeGroup(this);
   }
 }
 
+/** A group of aggregates: read-only, computed by the daemon. */
+export class AggregatesHandle extends GroupHandle {
+  readonly aggregate = true;
+}
+
 /** Simple values of one definition in one source: set and add by name or index. */
-export class ValuesHandle extends AggregatesHandle {
+export class ValuesHandle extends GroupHandle {
+  readonly aggregate = false;
   /** @internal each value as the daemon holds it, as far as this client knows (what it acknowledged) */
   mirror: Value[];
   /** @internal updates not sent yet (made while not connected, or before the group's VALUES reply on reconnect) */
@@ -290,10 +296,10 @@ export class ValuesHandle extends AggregatesHandle {
 
   /** @internal */
   constructor(client: StatsClient, handle: number, source: SourceHandle, schema: SchemaHandle, hidden: boolean) {
-    super(client, handle, source, schema, hidden, false);
+    super(client, handle, source, schema, hidden);
     this.mirror = schema.specs.map(() => 0);
-    this.signed = schema.specs.map((s) => SIGNED.has(s.type ?? 'u64'));
-    this.bits = schema.specs.map((s) => BITS[s.type ?? 'u64'] ?? 64);
+    this.signed = schema.specs.map((s) => isSignedType(s.type ?? 'u64'));
+    this.bits = schema.specs.map((s) => TYPE_BITS[TYPE_CODES.indexOf(s.type ?? 'u64')] ?? 64);
     this.histograms = schema.specs.map((s) => s.type === 'histogram');
   }
 
@@ -301,14 +307,14 @@ export class ValuesHandle extends AggregatesHandle {
     const i = this.notHistogram(name);
     const v = typeof value === 'boolean' ? (value ? 1 : 0) : checkValue(value);
     this.usable();
-    this.client._update(this, i, UpdateOp.SET, v);
+    this.client.queueUpdate(this, i, UpdateOp.SET, v);
   }
 
   add(name: string | number, delta: Value = 1): void {
     const i = this.notHistogram(name);
     const d = checkValue(delta);
     this.usable();
-    this.client._update(this, i, UpdateOp.ADD, d);
+    this.client.queueUpdate(this, i, UpdateOp.ADD, d);
   }
 
   /**
@@ -325,7 +331,7 @@ export class ValuesHandle extends AggregatesHandle {
     const n = count === 1 ? 1 : checkValue(count);
     if (n < 0 || (typeof n === 'bigint' && n >= 1n << 64n)) throw new RangeError(`an observation's count must be in [0, 2^64), not ${n}`);
     this.usable();
-    this.client._observe(this, i, value, n);
+    this.client.queueObservation(this, i, value, n);
   }
 
   private notHistogram(name: string | number): number {
@@ -445,7 +451,8 @@ export class Gauge {
   }
 }
 
-type Registered = SchemaHandle | SourceHandle | AggregatesHandle;
+type Registered = SchemaHandle | SourceHandle | GroupHandle;
+type GroupKind<G extends GroupHandle> = new (client: StatsClient, handle: number, source: SourceHandle, schema: SchemaHandle, hidden: boolean) => G;
 
 /** Calls `each(group, index, op, value)` for every entry of an UPDATE frame (the value as wordValue gives it). */
 /**
@@ -570,7 +577,7 @@ export class StatsClient extends EventEmitter {
     const freed: number[] = [];
     for (const r of [...this.registry]) {
       if (r instanceof SourceHandle && !r.detached && !r.removed && (r.path === path || r.path.startsWith(path + '/'))) freed.push(...this.forgetSource(r));
-      if (r instanceof AggregatesHandle && !r.removed && !r.source.detached) {
+      if (r instanceof GroupHandle && !r.removed && !r.source.detached) {
         const src = r.source.path;
         if (path.startsWith(src + '/') && !path.slice(src.length + 1).includes('/') && r.schema.names.includes(path.slice(src.length + 1))) {
           this.forgetGroup(r);
@@ -581,19 +588,18 @@ export class StatsClient extends EventEmitter {
     this.freeHandles.push(...freed);
   }
 
-  /** @internal */
-  _group(source: SourceHandle, schema: SchemaHandle, hidden: boolean, aggregate: boolean): AggregatesHandle {
+  /** @internal adds a group of `kind` (ValuesHandle or AggregatesHandle) to `source` and sends it. */
+  addGroup<G extends GroupHandle>(kind: GroupKind<G>, source: SourceHandle, schema: SchemaHandle, hidden: boolean): G {
     if (source.removed) throw new StatsClientError('ENOENT', `source "${source.path}" was removed`);
-    const handle = this.handle();
-    const g = aggregate ? new AggregatesHandle(this, handle, source, schema, hidden, true) : new ValuesHandle(this, handle, source, schema, hidden);
+    const g = new kind(this, this.handle(), source, schema, hidden);
     this.registry.add(g);
-    if (g instanceof ValuesHandle) this.groupsByHandle.set(handle, g);
+    if (g instanceof ValuesHandle) this.groupsByHandle.set(g.handle, g);
     g.ready = this.sendGroup(g);
     return g;
   }
 
   /** @internal */
-  async _attach(parent: SourceHandle, child: SourceHandle): Promise<void> {
+  async attachSource(parent: SourceHandle, child: SourceHandle): Promise<void> {
     if (!child.detached) throw new StatsClientError('EEXIST', `source "${child.path}" is attached: detach it first`);
     child.detached = false;
     child.parent = parent;
@@ -602,7 +608,7 @@ export class StatsClient extends EventEmitter {
   }
 
   /** @internal */
-  async _detach(src: SourceHandle): Promise<void> {
+  async detachSource(src: SourceHandle): Promise<void> {
     if (src.detached) throw new StatsClientError('ENOENT', `source "${src.name}" is not attached`);
     src.rel = src.name;
     src.detached = true;
@@ -611,7 +617,7 @@ export class StatsClient extends EventEmitter {
   }
 
   /** @internal */
-  async _removeSource(src: SourceHandle): Promise<void> {
+  async removeSource(src: SourceHandle): Promise<void> {
     const path = src.path;
     const freed = this.forgetSource(src);
     // the handles are given out again once the daemon has freed them (it frees those below the source too)
@@ -620,20 +626,20 @@ export class StatsClient extends EventEmitter {
   }
 
   /** @internal */
-  async _removeGroup(g: AggregatesHandle): Promise<void> {
+  async removeGroup(g: GroupHandle): Promise<void> {
     this.forgetGroup(g);
     if (this.sessionUp) await this.request(encodeRemove(this.id(), RemoveKind.GROUP, g.handle), `REMOVE group of ${g.source.path}`);
     this.freeHandles.push(g.handle);
   }
 
   /** @internal */
-  async _removeSchema(s: SchemaHandle): Promise<void> {
+  async removeSchema(s: SchemaHandle): Promise<void> {
     this.registry.delete(s);
     if (this.sessionUp) await this.request(encodeRemove(this.id(), RemoveKind.SCHEMA, s.handle), 'REMOVE definition');
     this.freeHandles.push(s.handle);
   }
 
-  private forgetGroup(g: AggregatesHandle): void {
+  private forgetGroup(g: GroupHandle): void {
     g.removed = true;
     this.registry.delete(g);
     if (this.groupsByHandle.get(g.handle) === g) this.groupsByHandle.delete(g.handle);
@@ -658,7 +664,7 @@ export class StatsClient extends EventEmitter {
       }
     }
     for (const r of [...this.registry]) {
-      if (r instanceof AggregatesHandle && r.source.removed) {
+      if (r instanceof GroupHandle && r.source.removed) {
         this.forgetGroup(r);
         if (r.failed === null) handles.push(r.handle);
       }
@@ -702,7 +708,7 @@ export class StatsClient extends EventEmitter {
     return this.request(frame, `SOURCE ${src.path}`);
   }
 
-  private sendGroup(g: AggregatesHandle): Promise<void> {
+  private sendGroup(g: GroupHandle): Promise<void> {
     this.requireOpen();
     if (!this.sessionUp) return Promise.resolve();
     const frame = encodeValues(this.id(), g.handle, g.source.handle, g.schema.handle, { hidden: g.hidden, aggregate: g.aggregate });
@@ -722,7 +728,7 @@ export class StatsClient extends EventEmitter {
    * mount stays). Created: it holds zeros, so what the mirror held, and what was in flight when an earlier
    * connection was lost, is added again. Then what was made meanwhile follows.
    */
-  private valuesAnswered(g: AggregatesHandle, payload: Buffer): void {
+  private valuesAnswered(g: GroupHandle, payload: Buffer): void {
     if (!(g instanceof ValuesHandle)) return;
     g.failed = null;
     const reply = decodeValuesOk(payload);
@@ -761,7 +767,7 @@ export class StatsClient extends EventEmitter {
   }
 
   /** @internal the hot path: one 16-byte entry into the current batch */
-  _update(g: ValuesHandle, index: number, op: number, value: Value): void {
+  queueUpdate(g: ValuesHandle, index: number, op: number, value: Value): void {
     if (!this.connectedFlag) {
       if (this.closed) throw new StatsClientError('ENOTCONN', 'the client is closed');
       // sent once the connection is back and the group re-created
@@ -773,7 +779,7 @@ export class StatsClient extends EventEmitter {
   }
 
   /** @internal an OBSERVE entry (after a WEIGHT entry when count is not 1) */
-  _observe(g: ValuesHandle, index: number, value: number, count: Value): void {
+  queueObservation(g: ValuesHandle, index: number, value: number, count: Value): void {
     if (!this.connectedFlag) {
       if (this.closed) throw new StatsClientError('ENOTCONN', 'the client is closed');
       (g.pendingObservations ??= []).push([index, value, count]);
@@ -893,7 +899,7 @@ export class StatsClient extends EventEmitter {
   }
 
   /** @internal opens the socket, says HELLO and re-creates everything registered. */
-  async _open(): Promise<void> {
+  async openConnection(): Promise<void> {
     const socket = net.connect(this.path);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => {
@@ -933,7 +939,7 @@ export class StatsClient extends EventEmitter {
   private replay(): Promise<void>[] {
     const schemas: SchemaHandle[] = [];
     const sources: SourceHandle[] = [];
-    const groups: AggregatesHandle[] = [];
+    const groups: GroupHandle[] = [];
     for (const r of this.registry) {
       if (r instanceof SchemaHandle) schemas.push(r);
       else if (r instanceof SourceHandle) sources.push(r);
@@ -1050,7 +1056,7 @@ export class StatsClient extends EventEmitter {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (this.closed) return;
-      this._open().catch(() => {
+      this.openConnection().catch(() => {
         this.socket?.destroy();
         this.socket = null;
         this.sessionUp = false;
@@ -1069,7 +1075,7 @@ function noop(): void {}
 export async function connect(options: ConnectOptions = {}): Promise<StatsClient> {
   const client = new StatsClient(options);
   try {
-    await client._open();
+    await client.openConnection();
   } catch (err) {
     await client.close().catch(() => undefined);
     if (err instanceof StatsClientError) throw err;

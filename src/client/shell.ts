@@ -16,7 +16,7 @@
  * and must fit the type (`set`: its range; `add`: a delta of at most its span): nothing wraps silently.
  */
 import { connect, StatsClientError, type ClientValueSpec, type ValueTypeName } from './index.js';
-import { TYPE_CODES } from '../protocol/protocol.js';
+import { isSignedType, TYPE_BITS, TYPE_CODES } from '../protocol/protocol.js';
 
 /** What set and add can publish: the integer types (a histogram is observed, not set). */
 type IntegerTypeName = Exclude<ValueTypeName, 'histogram'>;
@@ -168,15 +168,13 @@ export function parseInteger(text: string): bigint {
   throw new UsageError(`${JSON.stringify(text)} is not an integer`);
 }
 
-const TYPE_BITS: Readonly<Record<IntegerTypeName, bigint>> = { u8: 8n, s8: 8n, u16: 16n, s16: 16n, u32: 32n, s32: 32n, u64: 64n, s64: 64n, bool: 1n };
-
 /**
  * Refuses a number the type cannot hold, rather than letting it wrap: `set` takes the type's range (bool 0
  * or 1); `add` a delta of at most the type's span either way (a negative one subtracts).
  */
 export function checkRange(command: 'set' | 'add', type: IntegerTypeName, n: bigint): void {
-  const bits = TYPE_BITS[type];
-  const signed = type.startsWith('s');
+  const bits = BigInt(TYPE_BITS[TYPE_CODES.indexOf(type)]);
+  const signed = isSignedType(type);
   let lo: bigint;
   let hi: bigint;
   if (command === 'add') {

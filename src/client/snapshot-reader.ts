@@ -25,13 +25,79 @@ const MIN_DIR_SIZE = 8;
 const MIN_DEF_SIZE = 32;
 const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
-const TYPE_NAMES = ['u8', 's8', 'u16', 's16', 'u32', 's32', 'u64', 's64', 'bool', 'histogram'] as const;
-const TYPE_BITS = [8, 8, 16, 16, 32, 32, 64, 64, 1, 64];
+/** Byte offsets of the header's fields. */
+const HEADER_FIELDS = Object.freeze({
+  magic: 0,
+  version: 4,
+  headerSize: 8,
+  flags: 12,
+  layoutId: 16,
+  takenAtNs: 24,
+  numDesc: 32,
+  descSize: 36,
+  descOffset: 40,
+  numDirs: 48,
+  dirSize: 52,
+  dirsOffset: 56,
+  numDefs: 64,
+  defSize: 68,
+  defsOffset: 72,
+  stringsOffset: 80,
+  stringsSize: 88,
+  dataOffset: 96,
+  dataSize: 104,
+  textsOffset: 112,
+  textsSize: 120,
+  numTexts: 128,
+  numFailures: 132,
+  failuresOffset: 136,
+  failuresSize: 144,
+  histogramsOffset: 152,
+});
 const HEADER_FLAG_HISTOGRAMS = 1;
 const HISTOGRAMS_HEADER_SIZE = 16;
 const HISTOGRAM_RECORD_SIZE = 56;
+
+/** A descriptor's flags. */
+const FLAGS = Object.freeze({
+  typeMask: 0xf,
+  signed: 1 << 4,
+  floating: 1 << 5,
+  aggregate: 1 << 6,
+  show: 1 << 7,
+  aggrShift: 8,
+  aggrMask: 0xf << 8,
+  modeShift: 16,
+  modeMask: 0x1ff << 16,
+});
 const TYPE_CUSTOM = 15;
+/** A type's code is its position here, an aggregation's in AGGREGATIONS. */
+const TYPE_NAMES = ['u8', 's8', 'u16', 's16', 'u32', 's32', 'u64', 's64', 'bool', 'histogram'] as const;
+const TYPE_BITS: readonly number[] = [8, 8, 16, 16, 32, 32, 64, 64, 1, 64];
 const AGGREGATIONS = ['none', 'sum', 'min', 'max', 'count_zero', 'avg'] as const;
+
+/**
+ * The format as this reader knows it, written from docs/snapshot-formats.md rather than imported from the
+ * writer (export/binary.ts), so that the reader needs nothing of the daemon; test/unit/code-lists.test.ts
+ * checks it against the writer's layout and the model's codes.
+ */
+export const BINARY_FORMAT = Object.freeze({
+  magic: MAGIC,
+  version: VERSION,
+  headerSize: MIN_HEADER_SIZE,
+  descSize: MIN_DESC_SIZE,
+  dirSize: MIN_DIR_SIZE,
+  defSize: MIN_DEF_SIZE,
+  header: HEADER_FIELDS,
+  headerFlagHistograms: HEADER_FLAG_HISTOGRAMS,
+  histogramsHeaderSize: HISTOGRAMS_HEADER_SIZE,
+  histogramRecordSize: HISTOGRAM_RECORD_SIZE,
+  flags: FLAGS,
+  typeCustom: TYPE_CUSTOM,
+  typeNames: TYPE_NAMES,
+  typeBits: TYPE_BITS,
+  aggregations: AGGREGATIONS,
+});
 
 export type SnapshotAggregation = (typeof AGGREGATIONS)[number];
 
@@ -158,34 +224,37 @@ export function parseHeader(buf: Uint8Array): BinarySnapshotHeader {
   const magic = String.fromCharCode(buf[0], buf[1], buf[2], buf[3]);
   if (magic !== MAGIC) fail(`not a statsfs binary snapshot (magic ${JSON.stringify(magic)})`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const version = view.getUint32(4, true);
+  const field = HEADER_FIELDS;
+  const u32 = (at: number): number => view.getUint32(at, true);
+  const version = u32(field.version);
   if (version !== VERSION) fail(`version ${version} is not supported (this reader knows ${VERSION})`);
+  const flags = u32(field.flags);
   const header: BinarySnapshotHeader = {
     version,
-    headerSize: view.getUint32(8, true),
-    flags: view.getUint32(12, true),
-    layoutId: view.getBigUint64(16, true),
-    takenAtNs: view.getBigUint64(24, true),
-    numDesc: view.getUint32(32, true),
-    descSize: view.getUint32(36, true),
-    descOffset: u64(view, 40),
-    numDirs: view.getUint32(48, true),
-    dirSize: view.getUint32(52, true),
-    dirsOffset: u64(view, 56),
-    numDefs: view.getUint32(64, true),
-    defSize: view.getUint32(68, true),
-    defsOffset: u64(view, 72),
-    stringsOffset: u64(view, 80),
-    stringsSize: u64(view, 88),
-    dataOffset: u64(view, 96),
-    dataSize: u64(view, 104),
-    textsOffset: u64(view, 112),
-    textsSize: u64(view, 120),
-    numTexts: view.getUint32(128, true),
-    numFailures: view.getUint32(132, true),
-    failuresOffset: u64(view, 136),
-    failuresSize: u64(view, 144),
-    histogramsOffset: (view.getUint32(12, true) & HEADER_FLAG_HISTOGRAMS) !== 0 ? u64(view, 152) : 0,
+    headerSize: u32(field.headerSize),
+    flags,
+    layoutId: view.getBigUint64(field.layoutId, true),
+    takenAtNs: view.getBigUint64(field.takenAtNs, true),
+    numDesc: u32(field.numDesc),
+    descSize: u32(field.descSize),
+    descOffset: u64(view, field.descOffset),
+    numDirs: u32(field.numDirs),
+    dirSize: u32(field.dirSize),
+    dirsOffset: u64(view, field.dirsOffset),
+    numDefs: u32(field.numDefs),
+    defSize: u32(field.defSize),
+    defsOffset: u64(view, field.defsOffset),
+    stringsOffset: u64(view, field.stringsOffset),
+    stringsSize: u64(view, field.stringsSize),
+    dataOffset: u64(view, field.dataOffset),
+    dataSize: u64(view, field.dataSize),
+    textsOffset: u64(view, field.textsOffset),
+    textsSize: u64(view, field.textsSize),
+    numTexts: u32(field.numTexts),
+    numFailures: u32(field.numFailures),
+    failuresOffset: u64(view, field.failuresOffset),
+    failuresSize: u64(view, field.failuresSize),
+    histogramsOffset: (flags & HEADER_FLAG_HISTOGRAMS) !== 0 ? u64(view, field.histogramsOffset) : 0,
   };
   if (header.headerSize < MIN_HEADER_SIZE) fail(`header_size ${header.headerSize} < ${MIN_HEADER_SIZE}`);
   if (header.descSize < MIN_DESC_SIZE || header.dirSize < MIN_DIR_SIZE || header.defSize < MIN_DEF_SIZE) fail('entry sizes are too small');
@@ -323,19 +392,19 @@ export class BinarySnapshot {
   descriptor(i: number): SnapshotDescriptor {
     const flags = this.descFlags[i];
     const def = this.defInfo[this.descDefs[i]];
-    const code = flags & 0xf;
+    const code = flags & FLAGS.typeMask;
     return {
       path: this.path(i),
       dir: this.dirs[this.descDirs[i]],
       name: def.name,
       type: def.type,
-      signed: (flags & (1 << 4)) !== 0,
+      signed: (flags & FLAGS.signed) !== 0,
       bits: code === TYPE_CUSTOM ? 64 : (TYPE_BITS[code] ?? 64),
-      kind: (flags & (1 << 5)) !== 0 ? 'floating' : 'cumulative',
-      aggregation: AGGREGATIONS[(flags >>> 8) & 0xf] ?? 'none',
-      aggregate: (flags & (1 << 6)) !== 0,
-      show: (flags & (1 << 7)) !== 0,
-      mode: (flags >>> 16) & 0o777,
+      kind: (flags & FLAGS.floating) !== 0 ? 'floating' : 'cumulative',
+      aggregation: AGGREGATIONS[(flags & FLAGS.aggrMask) >>> FLAGS.aggrShift] ?? 'none',
+      aggregate: (flags & FLAGS.aggregate) !== 0,
+      show: (flags & FLAGS.show) !== 0,
+      mode: (flags & FLAGS.modeMask) >>> FLAGS.modeShift,
       unit: def.unit,
       description: def.description,
       offset: this.descOffsets[i],
@@ -351,7 +420,7 @@ export class BinarySnapshot {
   /** Value i as its type reads it: negative for signed types. */
   value(i: number): bigint {
     const raw = this.data[this.descOffsets[i] >>> 3];
-    return (this.descFlags[i] & (1 << 4)) !== 0 ? BigInt.asIntN(64, raw) : raw;
+    return (this.descFlags[i] & FLAGS.signed) !== 0 ? BigInt.asIntN(64, raw) : raw;
   }
 
   /** What reading the value's file shows, without the newline: its show() text, or the number. */
@@ -361,7 +430,7 @@ export class BinarySnapshot {
 
   /** Type name of value i without building its descriptor (standard types by code, custom by definition). */
   typeName(i: number): string {
-    const code = this.descFlags[i] & 0xf;
+    const code = this.descFlags[i] & FLAGS.typeMask;
     return code < TYPE_NAMES.length ? TYPE_NAMES[code] : this.defInfo[this.descDefs[i]].type;
   }
 
@@ -383,7 +452,7 @@ export class BinarySnapshot {
     if (section.length < base) fail('texts section is too short');
     let k = 0;
     for (let i = 0; i < this.length && k < header.numTexts; i++) {
-      if ((this.descFlags[i] & (1 << 7)) === 0) continue;
+      if ((this.descFlags[i] & FLAGS.show) === 0) continue;
       const start = view.getUint32(k * 4, true);
       const end = view.getUint32(k * 4 + 4, true);
       if (end < start || base + end > section.length) fail(`text ${k} is outside the texts section`);

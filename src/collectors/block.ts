@@ -32,7 +32,7 @@
  * <sysRoot>/block/<dev>/<part>/partition file exists. Names the model rejects are skipped.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { counterType, gaugeType, LiveValues, Schema, Source, StatsError, validateName, type CustomType, type ValueSpec } from '../model/index.js';
+import { counterType, gaugeType, LiveValues, Schema, Source, StatsError, isValidName, type CustomType, type ValueSpec } from '../model/index.js';
 import { shown } from './filters.js';
 import { KernelFile, kernelPath, syncSubordinates, type Collector, type CollectorOptions } from './common.js';
 
@@ -118,14 +118,6 @@ export function parseDiskstats(text: string): Map<string, DiskRow> {
 /** sysfs writes a '/' of a device name as '!'. */
 const kernelName = (sysName: string): string => sysName.replaceAll('!', '/');
 
-function validName(name: string): boolean {
-  try {
-    validateName(name, 'source');
-    return true;
-  } catch {
-    return false; // a name the model cannot show: left out
-  }
-}
 
 interface Listing {
   /** Whole devices (sysfs names). */
@@ -158,7 +150,7 @@ export const blockCollector: Collector = {
         return { disks: [], partitions: new Map() };
       }
       const disks = entries
-        .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && table.has(kernelName(e.name)) && validName(e.name) && shown(options.filters.devices, kernelName(e.name)))
+        .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && table.has(kernelName(e.name)) && isValidName(e.name) && shown(options.filters.devices, kernelName(e.name)))
         .map((e) => e.name);
       const whole = new Set(disks.map(kernelName));
       const sysDisks = new Set(disks);
@@ -167,7 +159,7 @@ export const blockCollector: Collector = {
       for (const name of table.keys()) {
         if (whole.has(name)) continue;
         const sysName = name.replaceAll('/', '!');
-        if (!validName(sysName) || !shown(options.filters.devices, name)) continue;
+        if (!isValidName(sysName) || !shown(options.filters.devices, name)) continue;
         // where it was at the last listing, if that disk is still there; else the longest disk name it
         // starts with that has it as a partition (so "loop10p1" goes under loop10, not loop1)
         let disk = placed.get(sysName);

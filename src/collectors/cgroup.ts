@@ -54,7 +54,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
-import { counterType, gaugeType, LiveValues, Schema, Source, StatsError, validateName, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { counterType, gaugeType, LiveValues, Schema, Source, StatsError, isValidName, type ValueGroup, type ValueSpec } from '../model/index.js';
 import { shown } from './filters.js';
 import { KernelFile, kernelPath, syncSubordinates, throttle, type Collector, type CollectorOptions } from './common.js';
 
@@ -220,12 +220,8 @@ function gone(err: unknown): boolean {
 
 /** The source name for a cgroup directory: its own when the model accepts it, else a hidden derived one. */
 function sourceNameOf(dirName: string): { name: string; hidden: boolean } {
-  try {
-    validateName(dirName, 'cgroup');
-    return { name: dirName, hidden: false };
-  } catch {
-    return { name: 'unnamed-' + createHash('sha256').update(dirName, 'latin1').digest('hex').slice(0, 24), hidden: true };
-  }
+  if (isValidName(dirName)) return { name: dirName, hidden: false };
+  return { name: 'unnamed-' + createHash('sha256').update(dirName, 'latin1').digest('hex').slice(0, 24), hidden: true };
 }
 
 /** One cgroup directory and the source that mirrors it. */

@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { statfsSync, type BigIntStatsFs } from 'node:fs';
 import { join } from 'node:path';
-import { gaugeType, LiveValues, Schema, Source, validateName, type ValueSpec } from '../model/index.js';
+import { gaugeType, LiveValues, Schema, Source, isValidName, type ValueSpec } from '../model/index.js';
 import { KernelFile, kernelPath, readKernelFile, syncSubordinates, throttle, type Collector, type CollectorOptions } from './common.js';
 import { NODE_EXPORTER_FILTERS, shown } from './filters.js';
 
@@ -60,14 +60,6 @@ const filesystemSchema = new Schema([
   gauge('device_error', 'flag', '1 when statfs() of the mount point fails', 'node_filesystem_device_error', 'Whether an error occurred while getting statistics for the given device.'),
 ]);
 
-const valid = (name: string): boolean => {
-  try {
-    validateName(name, 'source');
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /**
  * "/" -> "-", "/boot/efi" -> "boot-efi". A name the model cannot take (longer than 99 characters, as
@@ -76,10 +68,10 @@ const valid = (name: string): boolean => {
  */
 function sourceName(mountpoint: string): string | null {
   const name = mountpoint === '/' ? '-' : mountpoint.replace(/^\/+/, '').replaceAll('/', '-');
-  if (valid(name)) return name;
+  if (isValidName(name)) return name;
   const hash = createHash('sha256').update(mountpoint, 'utf8').digest('hex').slice(0, 16);
   const short = `${name.replace(/[\u0000-\u001f\u007f]/g, '_').slice(0, 80)}~${hash}`;
-  return valid(short) ? short : null;
+  return isValidName(short) ? short : null;
 }
 
 export const filesystemCollector: Collector = {

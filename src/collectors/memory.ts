@@ -22,7 +22,7 @@
  * different procRoot; the replacement renews the names of memory/ for the mount, which is harmless for
  * read-only values.
  */
-import { gaugeType, LiveValues, Schema, Source, StatsError, validateName, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { gaugeType, LiveValues, Schema, Source, StatsError, isValidName, type ValueGroup, type ValueSpec } from '../model/index.js';
 import { KernelFile, kernelPath, type Collector, type CollectorOptions } from './common.js';
 
 export type MeminfoUnit = 'bytes' | 'pages' | 'count';
@@ -37,14 +37,6 @@ export interface Meminfo {
 
 const LINE = /^([^:\s]+):\s*(\d+)(?:\s+(\S+))?\s*$/;
 
-function acceptable(key: string): boolean {
-  try {
-    validateName(key, 'value');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export function parseMeminfo(text: string): Meminfo {
   const values = new Map<string, bigint>();
@@ -53,7 +45,7 @@ export function parseMeminfo(text: string): Meminfo {
     const m = LINE.exec(line);
     if (m === null) continue;
     const [, key, number, unitText] = m;
-    if (values.has(key) || !acceptable(key)) continue;
+    if (values.has(key) || !isValidName(key)) continue;
     let unit: MeminfoUnit;
     let value = BigInt(number);
     if (unitText === 'kB') {

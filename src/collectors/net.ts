@@ -36,7 +36,7 @@
  * parse, or its statistics file is gone (which also makes the next access re-list at once).
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { counterType, LiveValues, Schema, Source, StatsError, validateName, type ValueSpec } from '../model/index.js';
+import { counterType, LiveValues, Schema, Source, StatsError, isValidName, type ValueSpec } from '../model/index.js';
 import { shown } from './filters.js';
 import { KernelFile, kernelPath, syncSubordinates, type Collector, type CollectorOptions } from './common.js';
 
@@ -187,11 +187,7 @@ export const netCollector: Collector = {
       const names: string[] = [];
       for (const e of entries) {
         if (!(e.isDirectory() || e.isSymbolicLink()) || !table.has(e.name) || !shown(options.filters.interfaces, e.name)) continue;
-        try {
-          validateName(e.name, 'source');
-        } catch {
-          continue; // a name the model cannot show (only possible in a fixture): left out
-        }
+        if (!isValidName(e.name)) continue; // a name the model cannot show (only possible in a fixture): left out
         names.push(e.name);
       }
       return names;

@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SNAPSHOT_FILES } from '../export/snapshot-files.js';
-import { lazyUnmount, mount, type MountedStatsFs } from '../fs/mount.js';
+import { lazyUnmount, mountTree, type MountedStatsFs } from '../fs/mount.js';
 import { Source } from '../model/index.js';
 import type { Logger } from './logger.js';
 import { createSelfStats } from './self-stats.js';
@@ -135,7 +135,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const allowOther = resolveAllowOther(options.allowOther);
   const root = Source.root();
   options.populate?.(root);
-  const mounted = await mount(root, mountpoint, {
+  const mounted = await mountTree(root, mountpoint, {
     cacheSeconds: options.cacheSeconds,
     allowOther: allowOther === true,
     snapshotBudget: options.snapshotBudget,

@@ -19,21 +19,22 @@
 import { createHash } from 'node:crypto';
 import type { Histogram } from '../model/histogram.js';
 import type { Snapshot } from '../model/snapshot.js';
-import type { Aggregation, ValueDef } from '../model/schema.js';
+import { AGGREGATIONS, type Aggregation, type ValueDef } from '../model/schema.js';
+import { TYPE_CODES } from '../model/types.js';
 import { encodeStrings, errorMessage, runSliced, runSync, type SliceOptions } from './common.js';
 
-export const BINARY_MAGIC = 'STFS';
-export const BINARY_VERSION = 1;
-export const HEADER_SIZE = 160;
-export const DESC_SIZE = 16;
-export const DIR_SIZE = 8;
-export const DEF_SIZE = 32;
+const BINARY_MAGIC = 'STFS';
+const BINARY_VERSION = 1;
+const HEADER_SIZE = 160;
+const DESC_SIZE = 16;
+const DIR_SIZE = 8;
+const DEF_SIZE = 32;
 /** The header bytes covered by the layout id: counts, sizes and offsets up to the data block. */
-export const LAYOUT_FIELDS_START = 32;
-export const LAYOUT_FIELDS_END = 112;
+const LAYOUT_FIELDS_START = 32;
+const LAYOUT_FIELDS_END = 112;
 
 /** Header field offsets. */
-export const H = {
+const HEADER_FIELDS = Object.freeze({
   magic: 0,
   version: 4,
   headerSize: 8,
@@ -61,34 +62,66 @@ export const H = {
   failuresSize: 144,
   /** Offset of the histograms section; 0 when the snapshot has no histogram (HEADER_FLAG_HISTOGRAMS unset). */
   histogramsOffset: 152,
-} as const;
+});
 
 /** Header flags. */
-export const HEADER_FLAG_HISTOGRAMS = 1;
+const HEADER_FLAG_HISTOGRAMS = 1;
 /** The histograms section: u32 count, u32 reserved, u64 section size, then the records. */
-export const HISTOGRAMS_HEADER_SIZE = 16;
+const HISTOGRAMS_HEADER_SIZE = 16;
 /**
  * One histogram record, 8-byte aligned: u32 value (descriptor number), i32 scale, i32 offset (index of the
  * first bucket), u32 num_buckets, u64 count, u64 zero_count, f64 sum, f64 min, f64 max (0 when empty),
  * then u64 buckets[num_buckets]: bucket k holds (2^((offset+k)/2^scale), 2^((offset+k+1)/2^scale)].
  */
-export const HISTOGRAM_RECORD_SIZE = 56;
+const HISTOGRAM_RECORD_SIZE = 56;
 
 /** Descriptor flags. */
-export const FLAG_TYPE_MASK = 0xf;
-export const FLAG_SIGNED = 1 << 4;
-export const FLAG_FLOATING = 1 << 5;
-export const FLAG_AGGREGATE = 1 << 6;
-export const FLAG_SHOW = 1 << 7;
-export const FLAG_AGGR_SHIFT = 8;
-export const FLAG_AGGR_MASK = 0xf << FLAG_AGGR_SHIFT;
-export const FLAG_MODE_SHIFT = 16;
-export const FLAG_MODE_MASK = 0x1ff << FLAG_MODE_SHIFT;
+const FLAG_TYPE_MASK = 0xf;
+const FLAG_SIGNED = 1 << 4;
+const FLAG_FLOATING = 1 << 5;
+const FLAG_AGGREGATE = 1 << 6;
+const FLAG_SHOW = 1 << 7;
+const FLAG_AGGR_SHIFT = 8;
+const FLAG_AGGR_MASK = 0xf << FLAG_AGGR_SHIFT;
+const FLAG_MODE_SHIFT = 16;
+const FLAG_MODE_MASK = 0x1ff << FLAG_MODE_SHIFT;
 
-/** Type codes in the low 4 bits of the flags; a custom type (64-bit, its own signedness) is 15. */
-export const TYPE_CODES: Readonly<Record<string, number>> = Object.freeze({ u8: 0, s8: 1, u16: 2, s16: 3, u32: 4, s32: 5, u64: 6, s64: 7, bool: 8, histogram: 9 });
-export const TYPE_CUSTOM = 15;
-export const AGGREGATION_CODES: Readonly<Record<Aggregation, number>> = Object.freeze({ none: 0, sum: 1, min: 2, max: 3, count_zero: 4, avg: 5 });
+/**
+ * The type code in the low 4 bits of the flags is the type's position in the model's TYPE_CODES; a custom
+ * type (64-bit, its own signedness) is 15. The aggregation code is its position in AGGREGATIONS.
+ */
+const TYPE_CODE = new Map<string, number>(TYPE_CODES.map((name, code) => [name, code]));
+const TYPE_CUSTOM = 15;
+const AGGREGATION_CODE = new Map<Aggregation, number>(AGGREGATIONS.map((aggr, code) => [aggr, code]));
+
+/**
+ * The layout in one object, for the test that checks the client's reader (written from the documentation,
+ * not from this file) against it; this file uses the constants above.
+ */
+export const BINARY_LAYOUT = Object.freeze({
+  magic: BINARY_MAGIC,
+  version: BINARY_VERSION,
+  headerSize: HEADER_SIZE,
+  descSize: DESC_SIZE,
+  dirSize: DIR_SIZE,
+  defSize: DEF_SIZE,
+  header: HEADER_FIELDS,
+  headerFlagHistograms: HEADER_FLAG_HISTOGRAMS,
+  histogramsHeaderSize: HISTOGRAMS_HEADER_SIZE,
+  histogramRecordSize: HISTOGRAM_RECORD_SIZE,
+  flags: Object.freeze({
+    typeMask: FLAG_TYPE_MASK,
+    signed: FLAG_SIGNED,
+    floating: FLAG_FLOATING,
+    aggregate: FLAG_AGGREGATE,
+    show: FLAG_SHOW,
+    aggrShift: FLAG_AGGR_SHIFT,
+    aggrMask: FLAG_AGGR_MASK,
+    modeShift: FLAG_MODE_SHIFT,
+    modeMask: FLAG_MODE_MASK,
+  }),
+  typeCustom: TYPE_CUSTOM,
+});
 
 /** Values handled between two yields of the generator. */
 const STEP_VALUES = 8192;
@@ -107,11 +140,11 @@ export function renderBinaryAsync(snapshot: Snapshot, options: SliceOptions = {}
 
 function defFlags(def: ValueDef): number {
   const type = def.type;
-  let flags = type.custom !== null ? TYPE_CUSTOM : TYPE_CODES[type.name];
+  let flags = type.custom !== null ? TYPE_CUSTOM : TYPE_CODE.get(type.name)!;
   if (type.signed) flags |= FLAG_SIGNED;
   if (def.floating) flags |= FLAG_FLOATING;
   if (def.show !== null) flags |= FLAG_SHOW;
-  flags |= AGGREGATION_CODES[def.aggr] << FLAG_AGGR_SHIFT;
+  flags |= AGGREGATION_CODE.get(def.aggr)! << FLAG_AGGR_SHIFT;
   flags |= (def.mode & 0o777) << FLAG_MODE_SHIFT;
   return flags >>> 0;
 }
@@ -200,31 +233,31 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   const u64 = (at: number, v: number): void => view.setBigUint64(at, BigInt(v), true);
 
   // 4. Header.
-  file.write(BINARY_MAGIC, H.magic, 'latin1');
-  view.setUint32(H.version, BINARY_VERSION, true);
-  view.setUint32(H.headerSize, HEADER_SIZE, true);
-  view.setUint32(H.flags, histogramsOffset === 0 ? 0 : HEADER_FLAG_HISTOGRAMS, true);
-  view.setBigUint64(H.takenAtNs, BigInt(snapshot.takenAtMs) * 1_000_000n, true);
-  view.setUint32(H.numDesc, count, true);
-  view.setUint32(H.descSize, DESC_SIZE, true);
-  u64(H.descOffset, descOffset);
-  view.setUint32(H.numDirs, numDirs, true);
-  view.setUint32(H.dirSize, DIR_SIZE, true);
-  u64(H.dirsOffset, dirsOffset);
-  view.setUint32(H.numDefs, defList.length, true);
-  view.setUint32(H.defSize, DEF_SIZE, true);
-  u64(H.defsOffset, defsOffset);
-  u64(H.stringsOffset, stringsOffset);
-  u64(H.stringsSize, stringsSize);
-  u64(H.dataOffset, dataOffset);
-  u64(H.dataSize, dataSize);
-  u64(H.textsOffset, textsOffset);
-  u64(H.textsSize, textsSize);
-  view.setUint32(H.numTexts, texts.length, true);
-  view.setUint32(H.numFailures, failures.length, true);
-  u64(H.failuresOffset, failuresOffset);
-  u64(H.failuresSize, failureBytes.length);
-  u64(H.histogramsOffset, histogramsOffset);
+  file.write(BINARY_MAGIC, HEADER_FIELDS.magic, 'latin1');
+  view.setUint32(HEADER_FIELDS.version, BINARY_VERSION, true);
+  view.setUint32(HEADER_FIELDS.headerSize, HEADER_SIZE, true);
+  view.setUint32(HEADER_FIELDS.flags, histogramsOffset === 0 ? 0 : HEADER_FLAG_HISTOGRAMS, true);
+  view.setBigUint64(HEADER_FIELDS.takenAtNs, BigInt(snapshot.takenAtMs) * 1_000_000n, true);
+  view.setUint32(HEADER_FIELDS.numDesc, count, true);
+  view.setUint32(HEADER_FIELDS.descSize, DESC_SIZE, true);
+  u64(HEADER_FIELDS.descOffset, descOffset);
+  view.setUint32(HEADER_FIELDS.numDirs, numDirs, true);
+  view.setUint32(HEADER_FIELDS.dirSize, DIR_SIZE, true);
+  u64(HEADER_FIELDS.dirsOffset, dirsOffset);
+  view.setUint32(HEADER_FIELDS.numDefs, defList.length, true);
+  view.setUint32(HEADER_FIELDS.defSize, DEF_SIZE, true);
+  u64(HEADER_FIELDS.defsOffset, defsOffset);
+  u64(HEADER_FIELDS.stringsOffset, stringsOffset);
+  u64(HEADER_FIELDS.stringsSize, stringsSize);
+  u64(HEADER_FIELDS.dataOffset, dataOffset);
+  u64(HEADER_FIELDS.dataSize, dataSize);
+  u64(HEADER_FIELDS.textsOffset, textsOffset);
+  u64(HEADER_FIELDS.textsSize, textsSize);
+  view.setUint32(HEADER_FIELDS.numTexts, texts.length, true);
+  view.setUint32(HEADER_FIELDS.numFailures, failures.length, true);
+  u64(HEADER_FIELDS.failuresOffset, failuresOffset);
+  u64(HEADER_FIELDS.failuresSize, failureBytes.length);
+  u64(HEADER_FIELDS.histogramsOffset, histogramsOffset);
 
   // 5. Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition } and data.
   for (let from = 0; from < count; from += STEP_VALUES) {
@@ -270,7 +303,7 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
     hash.update(file.subarray(at, Math.min(dataOffset, at + STEP_HASH_BYTES)));
     yield;
   }
-  hash.digest().copy(file, H.layoutId, 0, 8);
+  hash.digest().copy(file, HEADER_FIELDS.layoutId, 0, 8);
   return file;
 }
 

@@ -8,7 +8,7 @@
  * a million values never blocks a request for long (renderTextChunks, renderJsonChunks, renderBinaryAsync).
  */
 import { performance } from 'node:perf_hooks';
-import { formatWord } from '../model/word.js';
+import { formatWord, TWO32 } from '../model/word.js';
 
 /** Default longest stretch of rendering between two turns of the event loop. */
 export const DEFAULT_SLICE_MS = 10;
@@ -147,7 +147,6 @@ export async function gatherChunks(chunks: AsyncIterable<Buffer>): Promise<Buffe
   return all;
 }
 
-const TWO32 = 4294967296;
 const TWO21 = 2097152;
 
 /** Writes the decimal digits of a non-negative integer below 2^32. */

@@ -12,6 +12,7 @@
  * estimate stays within the `le` bucket that holds the true quantile.
  */
 import type { Histogram } from '../model/histogram.js';
+import { TWO32 } from '../model/word.js';
 
 /** Most finite `le` bounds a histogram family is exported with (plus `+Inf`). */
 export const PROMETHEUS_MAX_LE = 40;
@@ -68,7 +69,7 @@ export function histogramLines(name: string, labels: string, h: Histogram, ladde
     const cumulative = new Float64Array(ladder.high - ladder.low + 1);
     const shift = h.scale - ladder.scale;
     h.forEachBucket((i, lo, hi) => {
-      cumulative[(i >> shift) - ladder.low] += hi * 4294967296 + lo;
+      cumulative[(i >> shift) - ladder.low] += hi * TWO32 + lo;
     });
     let running = Number(h.zeroCount); // 0 is below every bound
     for (let k = 0; k < cumulative.length; k++) {

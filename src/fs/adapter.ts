@@ -48,7 +48,7 @@ export interface StoredValueServer {
   dropStored(): void;
 }
 
-/** The binding's per-user budget for what open files hold (see MountOptions.snapshotBudget). */
+/** The binding's per-user budget for what open files hold (see SessionOptions.snapshotBudget, fs/native.ts). */
 export interface SnapshotBudget {
   /** Whether `bytes` more would take `uid` over its budget; true is counted as a refusal. */
   budgetSpent(uid: number, bytes: number): boolean;

@@ -4,7 +4,7 @@
  */
 import { arena, type SnapshotRenderer, type Source } from '../model/index.js';
 import { StatsFsAdapter } from './adapter.js';
-import { lazyUnmount, mount as mountSession, OP_NAMES, type FuseSession } from './native.js';
+import { lazyUnmount, mountSession, OP_NAMES, type FuseSession } from './native.js';
 
 export { lazyUnmount };
 
@@ -45,10 +45,11 @@ export interface MountedStatsFs {
 }
 
 /**
- * Mounts `root` at `mountpoint` and serves it from this process until unmount(). Never read the mount
- * synchronously from this same process: the thread that would answer is the one waiting.
+ * Mounts `root` at `mountpoint` and serves it from this process until unmount(), with the snapshot files
+ * it is given (options.snapshots: the library's `mount`, src/index.ts, and the daemon pass export/'s).
+ * Never read the mount synchronously from this same process: the thread that would answer is the one waiting.
  */
-export async function mount(root: Source, mountpoint: string, options: MountOptions = {}): Promise<MountedStatsFs> {
+export async function mountTree(root: Source, mountpoint: string, options: MountOptions = {}): Promise<MountedStatsFs> {
   const adapter = new StatsFsAdapter(root, { cacheSeconds: options.cacheSeconds, onError: options.onError, snapshots: options.snapshots ?? {} });
   const session = mountSession(mountpoint, adapter, {
     allowOther: options.allowOther,

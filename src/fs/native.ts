@@ -2,7 +2,7 @@
  * Typed wrapper around the statsfs_fuse native addon (native/, see native/statsfs.h), a libfuse3
  * low-level binding. The addon serves read, readdir(plus), flush, release, statfs and the
  * refused namespace operations in C on its own session thread; lookup, getattr, setattr,
- * opendir, open and write are handed to the JS handler given to {@link mount}, except open and
+ * opendir, open and write are handed to the JS handler given to {@link mountSession}, except open and
  * getattr of the stored values registered with {@link FuseSession.serveStored}, which C answers too.
  *
  * Handler contract:
@@ -107,9 +107,9 @@ export type WriteResult = void | undefined | Errno | { written: number };
 
 export interface FuseHandler {
   lookup(parent: number, name: string): MaybePromise<EntryResult | Errno>;
-  /** Replied with MountOptions.attrTimeout. */
+  /** Replied with SessionOptions.attrTimeout. */
   getattr(ino: number): MaybePromise<Attr | Errno>;
-  /** Replied with MountOptions.attrTimeout. Missing: EPERM. */
+  /** Replied with SessionOptions.attrTimeout. Missing: EPERM. */
   setattr?(ino: number, set: SetAttrRequest): MaybePromise<Attr | Errno>;
   opendir(ino: number): MaybePromise<DirListing | Errno>;
   /**
@@ -133,7 +133,8 @@ export interface FuseHandler {
   onUnmounted?(): void;
 }
 
-export interface MountOptions {
+/** How the binding mounts one session (the tree's mount, fs/mount.ts, takes MountOptions and passes these on). */
+export interface SessionOptions {
   /** allow_other; default true when running as root. */
   allowOther?: boolean;
   /** libfuse auto_unmount (makes libfuse run fusermount3 even as root); default false. */
@@ -169,7 +170,7 @@ export interface SessionStats {
   openDirs: bigint;
   /** Requests queued to or being handled by JS right now. */
   inFlight: bigint;
-  /** Bytes held by open files' snapshots and by snapshots being filled (see MountOptions.snapshotBudget). */
+  /** Bytes held by open files' snapshots and by snapshots being filled (see SessionOptions.snapshotBudget). */
   snapshotBytes: bigint;
   /** Opens refused with EMFILE because the caller had spent its snapshot budget. */
   overBudget: bigint;
@@ -326,11 +327,11 @@ export class FuseSession {
   private readonly marks: { mark: number; resolve: () => void }[] = [];
   private lastSent: Promise<void> | null = null;
 
-  /** @internal use {@link mount} */
+  /** @internal use {@link mountSession} */
   constructor(
     readonly mountpoint: string,
     private readonly handler: FuseHandler,
-    options: MountOptions,
+    options: SessionOptions,
   ) {
     ({ native: this.native, contract: this.contract, packAttr: this.packAttr } = loadBinding());
     this.attrTimeout = options.attrTimeout ?? 1;
@@ -664,7 +665,7 @@ function checkMountpoint(target: string): void {
  * whose message includes libfuse's last log line. The session keeps the event loop alive until
  * unmounted (see {@link FuseSession.unref}).
  */
-export function mount(mountpoint: string, handler: FuseHandler, options: MountOptions = {}): FuseSession {
+export function mountSession(mountpoint: string, handler: FuseHandler, options: SessionOptions = {}): FuseSession {
   const target = resolve(mountpoint);
   checkMountpoint(target);
   const session = new FuseSession(target, handler, options);

@@ -29,9 +29,21 @@ export const RESERVED_NAMES: ReadonlySet<string> = new Set(['.snapshot', '.snaps
  * '/', no NUL and no control characters (they would corrupt `ls` output and line-based formats).
  */
 export function validateName(name: string, what: string): void {
-  if (typeof name !== 'string' || name.length === 0) throw new StatsError('EINVAL', `${what} name must be a non-empty string`);
-  if (name.length > NAME_MAX) throw new StatsError('EINVAL', `${what} name "${name.slice(0, 20)}…" is longer than ${NAME_MAX} characters`);
-  if (name === '.' || name === '..') throw new StatsError('EINVAL', `${what} name may not be "${name}"`);
-  if (RESERVED_NAMES.has(name)) throw new StatsError('EINVAL', `${what} name "${name}" is reserved for the snapshot file of every directory`);
-  if (/[/\u0000-\u001f\u007f]/.test(name)) throw new StatsError('EINVAL', `${what} name ${JSON.stringify(name)} contains '/' or a control character`);
+  const problem = nameProblem(name, what);
+  if (problem !== null) throw new StatsError('EINVAL', problem);
+}
+
+/** Whether `name` can be a source's or value's name: validateName() as a test, for a caller that skips such names. */
+export function isValidName(name: string): boolean {
+  return nameProblem(name, 'a') === null;
+}
+
+/** Why `name` cannot be a path component (a message naming it as `what`), or null when it can. */
+export function nameProblem(name: string, what: string): string | null {
+  if (typeof name !== 'string' || name.length === 0) return `${what} name must be a non-empty string`;
+  if (name.length > NAME_MAX) return `${what} name "${name.slice(0, 20)}…" is longer than ${NAME_MAX} characters`;
+  if (name === '.' || name === '..') return `${what} name may not be "${name}"`;
+  if (RESERVED_NAMES.has(name)) return `${what} name "${name}" is reserved for the snapshot file of every directory`;
+  if (/[/\u0000-\u001f\u007f]/.test(name)) return `${what} name ${JSON.stringify(name)} contains '/' or a control character`;
+  return null;
 }

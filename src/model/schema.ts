@@ -2,8 +2,12 @@ import { StatsError, validateName } from './errors.js';
 import type { Exposure } from './exposure.js';
 import { customType, HISTOGRAM_TYPE, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 
-export type Aggregation = 'none' | 'sum' | 'min' | 'max' | 'count_zero' | 'avg';
-export const AGGREGATIONS: readonly Aggregation[] = ['none', 'sum', 'min', 'max', 'count_zero', 'avg'];
+/**
+ * Every aggregation; its position is its code in the producer protocol and `.snapshot.bin` (as TYPE_CODES,
+ * types.ts, whose comment says who else keeps this list and what checks it).
+ */
+export const AGGREGATIONS = ['none', 'sum', 'min', 'max', 'count_zero', 'avg'] as const;
+export type Aggregation = (typeof AGGREGATIONS)[number];
 
 /** What a producer writes to describe one value; a Schema turns a list of them into definitions. */
 export interface ValueSpec {

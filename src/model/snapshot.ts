@@ -266,7 +266,8 @@ interface OpenAggregate {
   histograms: (Histogram | null)[];
   /** Snapshot index of each definition's placeholder, or -1 when not shown. */
   slots: Int32Array;
-  failure: unknown;
+  /** The first error of each definition's contributors (undefined while none failed): see loadContributor. */
+  failures: unknown[];
 }
 
 /**
@@ -353,7 +354,7 @@ class Capture {
             accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)),
             histograms: defs.map((d) => (d.histogram ? new Histogram() : null)),
             slots: new Int32Array(defs.length).fill(-1),
-            failure: undefined,
+            failures: new Array<unknown>(defs.length).fill(undefined),
           };
           (opened ??= []).push(agg);
           const list = open.get(group.schema);
@@ -452,7 +453,7 @@ function contribute(groups: readonly ValueGroup[], open: Map<Schema, OpenAggrega
       try {
         present = loadContributor(group, def);
       } catch (error) {
-        for (const agg of aggs) agg.failure ??= error;
+        for (const agg of aggs) agg.failures[def.index] ??= error;
         continue;
       }
       if (!present) continue;
@@ -468,8 +469,9 @@ function close(agg: OpenAggregate, dirNo: number, snapshot: Snapshot, open: Map<
   agg.slots.forEach((at, d) => {
     if (at < 0) return;
     const name = agg.group.schema.defs[d].name;
-    if (agg.failure !== undefined) {
-      snapshot.failures.push({ path: joinPath(snapshot.dirPath(dirNo), name), error: agg.failure });
+    const failure = agg.failures[d];
+    if (failure !== undefined) {
+      snapshot.failures.push({ path: joinPath(snapshot.dirPath(dirNo), name), error: failure });
       snapshot.drop(at);
       return;
     }

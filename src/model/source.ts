@@ -298,8 +298,11 @@ function aggregateOf(source: Source, schema: Schema, def: ValueDef): bigint {
 }
 
 /**
- * Loads a contributor into `word` (@internal: also used by snapshot capture). A live value whose owner vanished during the read (ENOENT: an interface
- * or CPU that went away before its source was removed) contributes nothing instead of failing the aggregate.
+ * The one failure rule of aggregation, shared by a read (collect, below) and a capture (snapshot.ts): loads
+ * a contributor of `def` into `word`. false: it contributes nothing, because it is a live value whose owner
+ * vanished during the read (ENOENT: an interface or CPU that went away before its source was removed). Any
+ * other error is thrown and fails the aggregate of that definition only: a read of its file gets EIO; a
+ * capture leaves that aggregate out and lists it in the snapshot's failures. README, "Aggregation".
  */
 export function loadContributor(group: ValueGroup, def: ValueDef): boolean {
   if (def.type.custom === null) {

@@ -1,7 +1,15 @@
 import { word } from './word.js';
 
+/**
+ * Every value type by name; a type's position is its code wherever one is written: the producer protocol
+ * (src/protocol/, and the client that shares it) and `.snapshot.bin` (export/binary.ts, and the client's
+ * reader). The protocol and the reader depend on nothing of the model, so they keep lists of their own,
+ * which a unit test (test/unit/code-lists.test.ts) checks against this one.
+ */
+export const TYPE_CODES = ['u8', 's8', 'u16', 's16', 'u32', 's32', 'u64', 's64', 'bool', 'histogram'] as const;
+
 /** The original's value types. Narrow types wrap like the C type; signed ones are kept sign-extended. */
-export type StandardTypeName = 'u8' | 's8' | 'u16' | 's16' | 'u32' | 's32' | 'u64' | 's64' | 'bool';
+export type StandardTypeName = Exclude<(typeof TYPE_CODES)[number], 'histogram'>;
 
 /**
  * A custom type reads its value from the group's base (the original's custom get/clear/sign): use it for

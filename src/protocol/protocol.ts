@@ -58,19 +58,6 @@ export type OpCode = (typeof Op)[keyof typeof Op];
 
 export const Reply = { OK: 0x80, ERROR: 0x81 } as const;
 
-export const OP_NAMES: Readonly<Record<number, string>> = Object.freeze({
-  0x01: 'HELLO',
-  0x02: 'DEFINE',
-  0x03: 'SOURCE',
-  0x04: 'ATTACH',
-  0x05: 'DETACH',
-  0x06: 'VALUES',
-  0x07: 'UPDATE',
-  0x08: 'REMOVE',
-  0x09: 'REMOVE_PATH',
-  0x0a: 'PING',
-});
-
 /** HELLO flags. */
 export const HelloFlag = { KEEP: 1 } as const;
 /** SOURCE flags. */
@@ -88,9 +75,17 @@ export const UpdateOp = { SET: 0, ADD: 1, OBSERVE: 2, WEIGHT: 3 } as const;
 /** REMOVE kinds. */
 export const RemoveKind = { SOURCE: 0, GROUP: 1, SCHEMA: 2 } as const;
 
-/** Wire codes of the value types and aggregations (their order is part of the protocol). */
+/**
+ * Wire codes of the value types and aggregations (their order is part of the protocol). The model's lists
+ * (TYPE_CODES in model/types.ts, AGGREGATIONS in model/schema.ts) are the definition; these are the client's
+ * copies, checked equal to them by test/unit/code-lists.test.ts.
+ */
 export const TYPE_CODES = ['u8', 's8', 'u16', 's16', 'u32', 's32', 'u64', 's64', 'bool', 'histogram'] as const;
 export type WireType = (typeof TYPE_CODES)[number];
+/** Each type's width in bits, by code (bool is 1; a histogram's word is its 64-bit count), as the model's TYPES. */
+export const TYPE_BITS: readonly number[] = [8, 8, 16, 16, 32, 32, 64, 64, 1, 64];
+/** Whether a type is signed (s8 to s64). */
+export const isSignedType = (type: WireType): boolean => type.startsWith('s');
 export const AGGR_CODES = ['none', 'sum', 'min', 'max', 'count_zero', 'avg'] as const;
 export type WireAggregation = (typeof AGGR_CODES)[number];
 
@@ -440,6 +435,8 @@ export class PayloadReader {
 // ---------------------------------------------------------------------------------------------------------
 // 64-bit values
 
+// The protocol, like the client that shares it, depends on nothing of the model (docs/architecture.md), so it
+// keeps this one constant of its own (the model's is model/word.ts).
 const TWO32 = 4294967296;
 
 /** Writes v as a little-endian 64-bit two's complement integer (wrapping bigints modulo 2^64). */

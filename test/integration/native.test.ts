@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isMounted, lazyUnmount, mount, OP_NAMES, type FuseError } from '../../src/fs/native.js';
+import { isMounted, lazyUnmount, mountSession, OP_NAMES, type FuseError } from '../../src/fs/native.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const fixture = join(root, 'test/fixtures/native-fs.mjs');
@@ -92,10 +92,10 @@ interface FixtureStats {
 
 const noopHandler = { lookup: () => 2, getattr: () => 2, opendir: () => 2, open: () => 2 };
 
-/** mount() in this process where it is expected to fail (unmounts at once if it does not). */
+/** mountSession() in this process where it is expected to fail (unmounts at once if it does not). */
 function mountError(p: string, opts = {}): FuseError {
   try {
-    void mount(p, noopHandler, opts).unmount();
+    void mountSession(p, noopHandler, opts).unmount();
   } catch (err) {
     return err as FuseError;
   }

@@ -12,9 +12,11 @@ import { collect } from '../../helpers/chunks.js';
 import { captureSnapshot, Schema, Source, type CustomType, type ValueGroup } from '../../../src/model/index.js';
 import { renderText, renderTextChunks } from '../../../src/export/text.js';
 import { renderJson, renderJsonChunks } from '../../../src/export/json.js';
-import { renderBinary, renderBinaryAsync, HEADER_SIZE } from '../../../src/export/binary.js';
+import { renderBinary, renderBinaryAsync, BINARY_LAYOUT } from '../../../src/export/binary.js';
 import { unescapeText } from '../../../src/export/common.js';
 import { openBinarySnapshot, parseBinarySnapshot, parseHeader, readValues, BinarySnapshotFormatError } from '../../../src/client/snapshot-reader.js';
+
+const HEADER_SIZE = BINARY_LAYOUT.headerSize;
 
 const U64_MAX = 2n ** 64n - 1n;
 const S64_MIN = -(2n ** 63n);

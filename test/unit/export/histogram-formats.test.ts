@@ -7,11 +7,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { renderBinary, HEADER_FLAG_HISTOGRAMS, H } from '../../../src/export/binary.js';
+import { renderBinary, BINARY_LAYOUT } from '../../../src/export/binary.js';
 import { renderJson } from '../../../src/export/json.js';
 import { renderText } from '../../../src/export/text.js';
 import { BinarySnapshotFormatError, histogramQuantile, openBinarySnapshot, parseBinarySnapshot } from '../../../src/client/snapshot-reader.js';
 import { captureSnapshot, HISTOGRAM_QUANTILES, Schema, Source } from '../../../src/model/index.js';
+
+const { header: HEADER_FIELDS, headerFlagHistograms: HEADER_FLAG_HISTOGRAMS } = BINARY_LAYOUT;
 
 function tree() {
   const root = Source.root();
@@ -67,7 +69,7 @@ describe('histograms in snapshots', () => {
   it('.snapshot.bin: the histograms section, read back exactly, refreshed at fixed offsets', async () => {
     const { root, ga, gb } = tree();
     const file = renderBinary(captureSnapshot(root));
-    expect(file.readUInt32LE(H.flags) & HEADER_FLAG_HISTOGRAMS).toBe(HEADER_FLAG_HISTOGRAMS);
+    expect(file.readUInt32LE(HEADER_FIELDS.flags) & HEADER_FLAG_HISTOGRAMS).toBe(HEADER_FLAG_HISTOGRAMS);
     const snap = parseBinarySnapshot(file);
     const at = (path: string) => [...Array(snap.length).keys()].find((i) => snap.path(i) === path)!;
     const i = at('a/latency');
@@ -85,7 +87,7 @@ describe('histograms in snapshots', () => {
     // a section cut short, or claiming more than the file holds, is refused
     expect(() => parseBinarySnapshot(file.subarray(0, file.length - 8))).toThrow(BinarySnapshotFormatError);
     const lying = Buffer.from(file);
-    const section = Number(lying.readBigUInt64LE(H.histogramsOffset));
+    const section = Number(lying.readBigUInt64LE(HEADER_FIELDS.histogramsOffset));
     lying.writeBigUInt64LE(BigInt(lying.length), section + 8);
     expect(() => parseBinarySnapshot(lying)).toThrow(BinarySnapshotFormatError);
 

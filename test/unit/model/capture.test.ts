@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { renderText } from '../../../src/export/text.js';
-import { arena, captureSnapshot, captureSnapshotSliced, Schema, SEQ, Source, WriteBarrier, Writes, type Snapshot, type ValueGroup } from '../../../src/model/index.js';
+import { arena, captureSnapshot, captureSnapshotSliced, Schema, SEQ, Source, StatsError, WriteBarrier, Writes, type CustomType, type Snapshot, type ValueGroup } from '../../../src/model/index.js';
 
 const schema = new Schema([
   { name: 'n', type: 'u64', aggr: 'sum' },
@@ -186,5 +186,41 @@ describe('captured aggregates', () => {
     expect(valueAt(snap, 's')).toBe(-(2n ** 62n));
     expect(valueAt(snap, 'u')).toBe(root.getValue('u'));
     expect(valueAt(snap, 's')).toBe(root.getValue('s'));
+  });
+
+  it('the failure rule of a read: ENOENT contributes nothing, another error fails that definition only', () => {
+    type Base = { gone: boolean; broken: boolean; n: number };
+    const live: CustomType<Base> = {
+      name: 'live',
+      signed: false,
+      get: (base, name) => {
+        if (base.gone) throw new StatsError('ENOENT', 'its interface went away');
+        if (base.broken && name === 'bad') throw new Error('getter failed');
+        return base.n;
+      },
+    };
+    const schema = new Schema([
+      { name: 'good', type: live, aggr: 'sum' },
+      { name: 'bad', type: live, aggr: 'sum' },
+    ]);
+    const root = Source.root();
+    root.addAggregates(schema);
+    for (const [name, base] of [
+      ['a', { gone: false, broken: false, n: 2 }],
+      ['b', { gone: true, broken: false, n: 100 }],
+      ['c', { gone: false, broken: true, n: 5 }],
+    ] as const) {
+      const src = new Source(name);
+      root.addSubordinate(src);
+      src.addValues(schema, { base });
+    }
+    // a read
+    expect(root.getValue('good')).toBe(7n);
+    expect(() => root.getValue('bad')).toThrow('getter failed');
+    // a capture: the same, value by value
+    const snap = captureSnapshot(root);
+    expect(valueAt(snap, 'good')).toBe(7n);
+    expect(() => valueAt(snap, 'bad')).toThrow('not in the snapshot');
+    expect(snap.failures.map((f) => f.path).sort()).toEqual(['b/bad', 'b/good', 'bad', 'c/bad']);
   });
 });

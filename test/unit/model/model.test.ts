@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   arena,
+  isValidName,
   NAME_MAX,
   RESERVED_NAMES,
   Schema,
@@ -839,6 +840,7 @@ describe('names', () => {
     for (const name of bad) {
       expectCode(() => new Source(name), 'EINVAL');
       expectCode(() => new Schema([{ name, type: 'u8' }]), 'EINVAL');
+      expect(isValidName(name)).toBe(false);
     }
   });
 
@@ -847,6 +849,7 @@ describe('names', () => {
       expectCode(() => new Source(name), 'EINVAL');
       expectCode(() => new Schema([{ name, type: 'u8' }]), 'EINVAL');
     }
+    for (const name of RESERVED_NAMES) expect(isValidName(name)).toBe(false);
     expect(new Source('.snapshot.old').name).toBe('.snapshot.old');
     // the same list as the files the mount serves
     expect([...RESERVED_NAMES].sort()).toEqual(Object.keys(SNAPSHOT_FILES).sort());
@@ -856,6 +859,7 @@ describe('names', () => {
     for (const name of ['x'.repeat(99), 'not a child', '...', '.hidden', 'kvm_123', 'é']) {
       expect(new Source(name).name).toBe(name);
       expect(new Schema([{ name, type: 'u8' }]).defs[0].name).toBe(name);
+      expect(isValidName(name)).toBe(true);
     }
   });
 
