@@ -1,4 +1,4 @@
-export { StatsError, NAME_MAX, RESERVED_NAMES, validateName, isValidName, type StatsErrorCode } from './errors.js';
+export { StatsError, NAME_MAX, RESERVED_NAMES, validateName, isValidName, nameProblem, type StatsErrorCode } from './errors.js';
 export {
   Histogram,
   HISTOGRAM_FILES,

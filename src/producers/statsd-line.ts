@@ -11,7 +11,7 @@
  * Every number is parsed as an exact decimal (BigInt), rounded once, half away from zero; nothing goes
  * through a double but a histogram's sample, which a histogram keeps as one.
  */
-import { StatsError, validateName } from '../model/index.js';
+import { nameProblem } from '../model/index.js';
 
 /** Longest metric name (all parts with their dots); each part is also a model name (≤ 99 characters). */
 export const STATSD_NAME_MAX = 255;
@@ -91,11 +91,8 @@ export function parseStatsdName(name: string): string[] | string {
   const parts = name.split('.');
   if (parts.length > STATSD_DEPTH_MAX) return `more than ${STATSD_DEPTH_MAX} parts`;
   for (const part of parts) {
-    try {
-      validateName(part, 'metric part');
-    } catch (err) {
-      return err instanceof StatsError ? err.message : String(err);
-    }
+    const problem = nameProblem(part, 'metric part');
+    if (problem !== null) return problem;
   }
   return parts;
 }
