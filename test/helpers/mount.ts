@@ -7,6 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+export { waitFor } from './wait.js';
+
 export const ROOT = new URL('../..', import.meta.url).pathname;
 export const BIN = join(ROOT, 'bin/statsfs.js');
 
@@ -22,13 +24,6 @@ export function isMounted(path: string): boolean {
     .some((line) => line.split(' ')[4] === path);
 }
 
-export async function waitFor(what: string, check: () => boolean, ms = 15000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Detaches whatever is mounted at path; for cleanup only. */
 export function forceUnmount(path: string): void {

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { waitFor } from '../../helpers/wait.js';
 import { connect, StatsClientError, type StatsClient } from '../../../src/client/index.js';
 import { Source } from '../../../src/model/index.js';
 import { SHELL_COMMANDS, parseInteger, shellCommand } from '../../../src/client/shell.js';
@@ -27,13 +28,6 @@ function at(path: string): Source | undefined {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(5);
-  }
-}
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'statsfs-client-'));
@@ -132,7 +126,7 @@ describe('client library', () => {
     await a.flush();
     expect(at('temp')).toBeDefined();
     await a.close();
-    await until(() => at('temp') === undefined);
+    await waitFor('temp to be gone from the mirror', () => at('temp') === undefined, 5000);
 
     const b = await client({ owner: 'keeper', keep: true });
     b.counter('kept/n').add(1);
@@ -205,7 +199,7 @@ describe('client library', () => {
     n.add(1);
     await c.flush();
     await server.close();
-    await until(() => !c.connected);
+    await waitFor('the connection to drop', () => !c.connected, 5000);
     n.add(1);
     const flushed = c.flush();
     await sleep(50);
@@ -214,7 +208,7 @@ describe('client library', () => {
     await flushed;
     expect(at('w')!.getValue('n')).toBe(2n);
     await server.close();
-    await until(() => !c.connected);
+    await waitFor('the connection to drop', () => !c.connected, 5000);
     const pending = c.flush();
     await c.close();
     await expect(pending).rejects.toMatchObject({ code: 'ENOTCONN' });

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../helpers/wait.js';
 import { Source } from '../../../src/model/index.js';
 import {
   FrameReader,
@@ -630,13 +631,6 @@ async function holdConnections(path: string, n: number): Promise<ChildProcess> {
   return h.child;
 }
 
-async function waitUntil(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`${what}: not in ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('denial of service', () => {
   it('releases the descriptor of every connection refused at the cap, even from a peer that never closes', async () => {
@@ -647,9 +641,9 @@ describe('denial of service', () => {
     const baseline = fdCount();
     try {
       await go();
-      await waitUntil('300 refusals', () => server.stats.refused === 300);
+      await waitFor('300 refusals', () => server.stats.refused === 300);
       // the refused peers are told EBUSY, then their connection is closed after a short grace
-      await waitUntil(`the refused connections' descriptors to be released (baseline ${baseline}, now ${fdCount()})`, () => fdCount() <= baseline);
+      await waitFor(`the refused connections' descriptors to be released (baseline ${baseline}, now ${fdCount()})`, () => fdCount() <= baseline);
       expect(server.stats.accepted).toBe(302);
       expect(server.stats.connections).toBe(2);
     } finally {
@@ -669,11 +663,11 @@ describe('denial of service', () => {
     // three peers that never say HELLO take every slot: a producer is refused until they time out
     const idle = await holdConnections(sock, 3);
     try {
-      await waitUntil('3 connections', () => server.stats.connections === 3);
+      await waitFor('3 connections', () => server.stats.connections === 3);
       const refused = await Raw.connect(sock);
       await refused.closed;
       expect(refused.unsolicited).toMatchObject([{ ok: false, code: 'EBUSY' }]);
-      await waitUntil('the idle connections to time out', () => server.stats.connections === 0);
+      await waitFor('the idle connections to time out', () => server.stats.connections === 0);
       expect(server.stats.timedOut).toBe(3);
     } finally {
       idle.kill('SIGKILL');

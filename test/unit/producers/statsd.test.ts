@@ -69,7 +69,7 @@ function file(root: Source, path: string, name: string): string {
   return histogramFileText(found.group.histogram(found.def.index), part);
 }
 
-/** UDP is asynchronous: poll the condition until it holds or the deadline passes. */
+/** UDP is asynchronous: poll until the condition holds (a value not there yet throws ENOENT: not yet, unlike helpers/wait.ts). */
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
