@@ -6,10 +6,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeTcpPort } from '../helpers/ports.js';
 import { MetricsServer } from '../../src/export/http.js';
 import { Schema, Source } from '../../src/model/index.js';
 import { ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from '../helpers/mount.js';
@@ -113,20 +113,12 @@ print(len(fds), " ".join(sorted(set(errs))), len(errs))' ${m}/.snapshot.json`);
   });
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe.skipIf(skipWithoutFuse)('concurrent /metrics scrapes of the real daemon', { timeout: 120_000 }, () => {
   let d: Daemon;
   let port: number;
   let producer: ChildProcess;
   beforeAll(async () => {
-    port = await freePort();
+    port = await freeTcpPort();
     d = await startDaemon(['--no-collectors', '--http', `127.0.0.1:${port}`, '--http-max-scrapes', '2']);
     // about 12 MB of exposition: more than a client that does not read and the kernel's buffers take
     producer = spawn(process.execPath, [join(ROOT, 'test/fixtures/wide-tree.mjs'), join(d.mountpoint, '..', 'producers.sock'), '1500', '60', '90'], {

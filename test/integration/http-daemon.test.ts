@@ -1,17 +1,9 @@
 /**
  * The real daemon serving /metrics: scraped over loopback with plain HTTP (a separate process: curl).
  */
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeTcpPort } from '../helpers/ports.js';
 import { sh, skipWithoutFuse, startDaemon, type Daemon } from '../helpers/mount.js';
-
-async function freeTcpPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe.skipIf(skipWithoutFuse)('statsfs mount --http', { timeout: 60_000 }, () => {
   let d: Daemon;

@@ -11,10 +11,10 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeTcpPort } from '../helpers/ports.js';
 import { startDaemon, type Daemon } from '../helpers/mount.js';
 
 const CI = process.env.CI === 'true';
@@ -33,17 +33,6 @@ const UPSTREAM_DEFAULTS = [
   '--collector.netdev.device-exclude=^$',
   '--collector.filesystem.mount-points-exclude=^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)',
 ];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Sample {
   metric: Record<string, string>;
@@ -104,7 +93,7 @@ suite('statsfs beside node_exporter, scraped by a real Prometheus', () => {
 
   beforeAll(async () => {
     if (!ready) throw new Error(`${MISSING}, and /dev/fuse`);
-    const [statsfsPort, exporterPort, promPort] = [await freePort(), await freePort(), await freePort()];
+    const [statsfsPort, exporterPort, promPort] = [await freeTcpPort(), await freeTcpPort(), await freeTcpPort()];
     statsfsUrl = `http://127.0.0.1:${statsfsPort}/metrics`;
     exporterUrl = `http://127.0.0.1:${exporterPort}/metrics`;
     daemon = await startDaemon(['--http', `127.0.0.1:${statsfsPort}`]);

@@ -2,19 +2,11 @@
  * Producers feeding the real daemon from other processes, checked through the mount with real tools.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeUdpPort } from '../helpers/ports.js';
 import { connect, type StatsClientError } from '../../src/client/index.js';
 import { BIN, ROOT, sh, skipWithoutFuse, startDaemon, waitFor, type Daemon } from '../helpers/mount.js';
-
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
 
 describe.skipIf(skipWithoutFuse)('StatsD into the real daemon', { timeout: 60_000 }, () => {
   let d: Daemon;

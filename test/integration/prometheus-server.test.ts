@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeTcpPort } from '../helpers/ports.js';
 import { MetricsServer } from '../../src/export/http.js';
 import { Schema, Source, type ValueGroup } from '../../src/model/index.js';
 
@@ -18,17 +18,6 @@ const MISSING = 'the prometheus server is not installed (Debian: apt-get install
 if (PROMETHEUS === null && !CI) console.warn(`skipping the Prometheus integration test: ${MISSING}`);
 /** With CI=true the suite runs even without Prometheus, so that it fails there instead of skipping. */
 const suite = PROMETHEUS !== null || CI ? describe : describe.skip;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Sample {
   metric: Record<string, string>;
@@ -92,7 +81,7 @@ suite('a real Prometheus server scraping /metrics', () => {
         '',
       ].join('\n'),
     );
-    const port = await freePort();
+    const port = await freeTcpPort();
     api = `http://127.0.0.1:${port}`;
     prometheus = spawn(
       PROMETHEUS,

@@ -5,25 +5,11 @@
  */
 import { createSocket } from 'node:dgram';
 import { get } from 'node:http';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeTcpPort, freeUdpPort } from '../helpers/ports.js';
 import { BIN, sh, skipWithoutFuse, startDaemon, tempDir, waitFor, type Daemon } from '../helpers/mount.js';
-
-async function freePort(kind: 'udp' | 'tcp'): Promise<number> {
-  if (kind === 'udp') {
-    const socket = createSocket('udp4');
-    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-    const { port } = socket.address();
-    await new Promise<void>((resolve) => socket.close(() => resolve()));
-    return port;
-  }
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function sendUdp(port: number, text: string): Promise<void> {
   const socket = createSocket('udp4');
@@ -60,8 +46,8 @@ describe.skipIf(skipWithoutFuse)('StatsD and producer statistics in the real dae
   let statsdSocket: string;
   let producerSocket: string;
   beforeAll(async () => {
-    udp = await freePort('udp');
-    http = await freePort('tcp');
+    udp = await freeUdpPort();
+    http = await freeTcpPort();
     statsdSocket = join(tempDir(), 'statsd.sock');
     d = await startWithUmask(0o000, ['--no-collectors', '--statsd', `127.0.0.1:${udp}`, '--statsd-socket', statsdSocket, '--http', `127.0.0.1:${http}`]);
     m = d.mountpoint;
@@ -159,7 +145,7 @@ describe.skipIf(skipWithoutFuse)('StatsD idle expiry in the real daemon', { time
   let udp: number;
   let statsdSocket: string;
   beforeAll(async () => {
-    udp = await freePort('udp');
+    udp = await freeUdpPort();
     statsdSocket = join(tempDir(), 'statsd.sock');
     d = await startWithUmask(0o077, ['--no-collectors', '--statsd', `127.0.0.1:${udp}`, '--statsd-socket', statsdSocket, '--statsd-expire', '1']);
     m = d.mountpoint;
