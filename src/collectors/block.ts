@@ -132,122 +132,159 @@ export const blockCollector: Collector = {
   create(options: CollectorOptions): Source {
     const top = new Source('block');
     top.addAggregates(diskSchemas[0]);
-    const aggregated = new Set<Schema>([diskSchemas[0]]);
-
-    const sysBlock = kernelPath(options.sysRoot, 'block');
-    const diskstats = new KernelFile(kernelPath(options.procRoot, 'diskstats'), parseDiskstats, options);
-    let listed: Map<string, DiskRow> | null = null;
-    let listing: Listing = { disks: [], partitions: new Map() };
-    let dirty = false;
-    /** Partition -> its disk, as of the last listing (so a listing stats only new partitions). */
-    let placed = new Map<string, string>();
-
-    const list = (table: Map<string, DiskRow>): Listing => {
-      let entries;
-      try {
-        entries = readdirSync(sysBlock, { withFileTypes: true });
-      } catch {
-        return { disks: [], partitions: new Map() };
-      }
-      const disks = entries
-        .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && table.has(kernelName(e.name)) && isValidName(e.name) && shown(options.filters.devices, kernelName(e.name)))
-        .map((e) => e.name);
-      const whole = new Set(disks.map(kernelName));
-      const sysDisks = new Set(disks);
-      const partitions = new Map<string, string[]>();
-      const placedNow = new Map<string, string>();
-      for (const name of table.keys()) {
-        if (whole.has(name)) continue;
-        const sysName = name.replaceAll('/', '!');
-        if (!isValidName(sysName) || !shown(options.filters.devices, name)) continue;
-        // where it was at the last listing, if that disk is still there; else the longest disk name it
-        // starts with that has it as a partition (so "loop10p1" goes under loop10, not loop1)
-        let disk = placed.get(sysName);
-        if (disk === undefined || !sysDisks.has(disk)) {
-          disk = undefined;
-          for (let l = sysName.length - 1; l > 0; l--) {
-            const prefix = sysName.slice(0, l);
-            if (sysDisks.has(prefix) && existsSync(kernelPath(sysBlock, prefix, sysName, 'partition'))) {
-              disk = prefix;
-              break;
-            }
-          }
-        }
-        if (disk === undefined) continue;
-        placedNow.set(sysName, disk);
-        let list = partitions.get(disk);
-        if (list === undefined) partitions.set(disk, (list = []));
-        list.push(sysName);
-      }
-      placed = placedNow;
-      return { disks, partitions };
+    const state: BlockState = {
+      top,
+      options,
+      aggregated: new Set<Schema>([diskSchemas[0]]),
+      sysBlock: kernelPath(options.sysRoot, 'block'),
+      diskstats: new KernelFile(kernelPath(options.procRoot, 'diskstats'), parseDiskstats, options),
+      listed: null,
+      listing: { disks: [], partitions: new Map() },
+      dirty: false,
+      placed: new Map(),
     };
-
-    const current = (): void => {
-      let table: Map<string, DiskRow>;
-      try {
-        table = diskstats.get();
-      } catch (err) {
-        if (!(err instanceof StatsError && err.code === 'ENOENT')) throw err;
-        table = new Map(); // no /proc/diskstats: no devices
-      }
-      if (table === listed && !dirty) return;
-      listed = table;
-      dirty = false;
-      listing = list(table);
-      syncSubordinates(top, listing.disks, makeDisk);
-    };
-
-    /** Values read the shared parse; they never re-list (an aggregate may be walking the sources). */
-    const reader = (src: Source, parent: () => Source | null, name: string) => {
-      const key = kernelName(name);
-      return (field: string): bigint => {
-        const row = diskstats.get().get(key);
-        if (row === undefined || src.parent !== parent()) {
-          if (row === undefined) dirty = true;
-          throw new StatsError('ENOENT', `block device ${name} is gone`);
-        }
-        return row.field(INDEX.get(field)!);
-      };
-    };
-
-    /** Adds the parts of the fields that this device's line has. */
-    const addFields = (src: Source, own: readonly Schema[], read: (field: string) => bigint, count: number): void => {
-      const base = new LiveValues(read);
-      PARTS.forEach(([, to], i) => {
-        if (count >= to) src.addValues(own[i], { base });
-      });
-    };
-
-    const makeDisk = (disk: string): Source => {
-      const src = new Source(disk, { expose: { labels: { device: kernelName(disk) } } });
-      const count = listed?.get(kernelName(disk))?.count ?? 11;
-      addFields(src, diskSchemas, reader(src, () => top, disk), count);
-      for (const [i, [, to]] of PARTS.entries()) {
-        if (count >= to && !aggregated.has(diskSchemas[i])) {
-          top.addAggregates(diskSchemas[i]);
-          aggregated.add(diskSchemas[i]);
-        }
-      }
-      // Partitions follow the top-level listing; this never re-lists block/ itself, since it runs while an
-      // aggregate walks block/'s subordinates (a lookup below block/ refreshes block/ first anyway).
-      let synced: Listing | null = null;
-      src.setRefresher(() => {
-        if (synced === listing) return;
-        synced = listing;
-        syncSubordinates(src, listing.partitions.get(disk) ?? [], (part) => {
-          const p = new Source(part, { expose: { labels: { device: kernelName(part) } } });
-          addFields(p, partitionSchemas, reader(p, () => src, part), listed?.get(kernelName(part))?.count ?? 11);
-          return p;
-        });
-      });
-      return src;
-    };
-
-    top.setRefresher(current);
+    top.setRefresher(() => syncDisks(state));
     // List once now, so that block/ has the discard and flush sums from the start on kernels that have them
     // (a lookup or listing refreshes first anyway; a direct getValue() on block/ does not).
-    current();
+    syncDisks(state);
     return top;
   },
 };
+
+/** What block/'s refresher, its devices' refreshers and their values share. */
+interface BlockState {
+  readonly top: Source;
+  readonly options: CollectorOptions;
+  /** The disk schemas block/ already sums. */
+  readonly aggregated: Set<Schema>;
+  readonly sysBlock: string;
+  readonly diskstats: KernelFile<Map<string, DiskRow>>;
+  /** The parse that membership was last synchronised with. */
+  listed: Map<string, DiskRow> | null;
+  listing: Listing;
+  /** Set when a device's line vanished: re-list at the next access, whatever the window. */
+  dirty: boolean;
+  /** Partition -> its disk, as of the last listing (so a listing stats only new partitions). */
+  placed: Map<string, string>;
+}
+
+/** The whole devices: entries of <sysRoot>/block with a diskstats line, nameable and shown. */
+function listDisks(state: BlockState, table: Map<string, DiskRow>): string[] | null {
+  let entries;
+  try {
+    entries = readdirSync(state.sysBlock, { withFileTypes: true });
+  } catch {
+    return null;
+  }
+  return entries
+    .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && table.has(kernelName(e.name)) && isValidName(e.name) && shown(state.options.filters.devices, kernelName(e.name)))
+    .map((e) => e.name);
+}
+
+/**
+ * The disk a partition belongs to: where it was at the last listing, if that disk is still there; else
+ * the longest disk name it starts with that has it as a partition (so "loop10p1" goes under loop10, not loop1).
+ */
+function diskOf(state: BlockState, sysName: string, sysDisks: Set<string>): string | undefined {
+  const disk = state.placed.get(sysName);
+  if (disk !== undefined && sysDisks.has(disk)) return disk;
+  for (let l = sysName.length - 1; l > 0; l--) {
+    const prefix = sysName.slice(0, l);
+    if (sysDisks.has(prefix) && existsSync(kernelPath(state.sysBlock, prefix, sysName, 'partition'))) return prefix;
+  }
+  return undefined;
+}
+
+/** The disks, and the diskstats lines that are not disks placed under theirs (updating state.placed). */
+function listDevices(state: BlockState, table: Map<string, DiskRow>): Listing {
+  const disks = listDisks(state, table);
+  if (disks === null) return { disks: [], partitions: new Map() };
+  const whole = new Set(disks.map(kernelName));
+  const sysDisks = new Set(disks);
+  const partitions = new Map<string, string[]>();
+  const placedNow = new Map<string, string>();
+  for (const name of table.keys()) {
+    if (whole.has(name)) continue;
+    const sysName = name.replaceAll('/', '!');
+    if (!isValidName(sysName) || !shown(state.options.filters.devices, name)) continue;
+    const disk = diskOf(state, sysName, sysDisks);
+    if (disk === undefined) continue;
+    placedNow.set(sysName, disk);
+    let list = partitions.get(disk);
+    if (list === undefined) partitions.set(disk, (list = []));
+    list.push(sysName);
+  }
+  state.placed = placedNow;
+  return { disks, partitions };
+}
+
+/** Brings block/'s disks in line with the current parse (at most once per parse, unless a line vanished). */
+function syncDisks(state: BlockState): void {
+  let table: Map<string, DiskRow>;
+  try {
+    table = state.diskstats.get();
+  } catch (err) {
+    if (!(err instanceof StatsError && err.code === 'ENOENT')) throw err;
+    table = new Map(); // no /proc/diskstats: no devices
+  }
+  if (table === state.listed && !state.dirty) return;
+  state.listed = table;
+  state.dirty = false;
+  state.listing = listDevices(state, table);
+  syncSubordinates(state.top, state.listing.disks, (disk) => makeDisk(state, disk));
+}
+
+/** Values read the shared parse; they never re-list (an aggregate may be walking the sources). */
+function deviceReader(state: BlockState, src: Source, parent: () => Source | null, name: string): (field: string) => bigint {
+  const key = kernelName(name);
+  return (field: string): bigint => {
+    const row = state.diskstats.get().get(key);
+    if (row === undefined || src.parent !== parent()) {
+      if (row === undefined) state.dirty = true;
+      throw new StatsError('ENOENT', `block device ${name} is gone`);
+    }
+    return row.field(INDEX.get(field)!);
+  };
+}
+
+/** Adds the parts of the fields that this device's line has. */
+function addFields(src: Source, own: readonly Schema[], read: (field: string) => bigint, count: number): void {
+  const base = new LiveValues(read);
+  PARTS.forEach(([, to], i) => {
+    if (count >= to) src.addValues(own[i], { base });
+  });
+}
+
+/** Gives block/ the sums of the parts a disk with `count` fields has, the first time one appears. */
+function addDiskSums(state: BlockState, count: number): void {
+  for (const [i, [, to]] of PARTS.entries()) {
+    if (count >= to && !state.aggregated.has(diskSchemas[i])) {
+      state.top.addAggregates(diskSchemas[i]);
+      state.aggregated.add(diskSchemas[i]);
+    }
+  }
+}
+
+/** block/<disk>/: its fields, and its partitions as subordinates. */
+function makeDisk(state: BlockState, disk: string): Source {
+  const src = new Source(disk, { expose: { labels: { device: kernelName(disk) } } });
+  const count = state.listed?.get(kernelName(disk))?.count ?? 11;
+  addFields(src, diskSchemas, deviceReader(state, src, () => state.top, disk), count);
+  addDiskSums(state, count);
+  // Partitions follow the top-level listing; this never re-lists block/ itself, since it runs while an
+  // aggregate walks block/'s subordinates (a lookup below block/ refreshes block/ first anyway).
+  let synced: Listing | null = null;
+  src.setRefresher(() => {
+    if (synced === state.listing) return;
+    synced = state.listing;
+    syncSubordinates(src, state.listing.partitions.get(disk) ?? [], (part) => makePartition(state, src, part));
+  });
+  return src;
+}
+
+/** block/<disk>/<part>/: the same fields under the partition schemas, which block/ does not sum. */
+function makePartition(state: BlockState, disk: Source, part: string): Source {
+  const p = new Source(part, { expose: { labels: { device: kernelName(part) } } });
+  addFields(p, partitionSchemas, deviceReader(state, p, () => disk, part), state.listed?.get(kernelName(part))?.count ?? 11);
+  return p;
+}

@@ -167,91 +167,114 @@ export const netCollector: Collector = {
   create(options: CollectorOptions): Source {
     const top = new Source('net');
     top.addAggregates(netSchema);
-
-    const classNet = kernelPath(options.sysRoot, 'class', 'net');
-    const netDev = new KernelFile(kernelPath(options.procRoot, 'net', 'dev'), parseNetDev, options);
-    /** The parse that membership was last synchronised with (values read whatever parse is current). */
-    let listed: Map<string, NetDevRow> | null = null;
-    /** Set when an interface's sysfs files vanished: re-list at the next access, whatever the window. */
-    let dirty = false;
-    /** Counters this kernel has no sysfs file for (kernel-wide, e.g. rx_nohandler before 4.6). */
-    const unsupported = new Set<string>();
-
-    const ifnames = (table: Map<string, NetDevRow>): string[] => {
-      let entries;
-      try {
-        entries = readdirSync(classNet, { withFileTypes: true });
-      } catch {
-        return [];
-      }
-      const names: string[] = [];
-      for (const e of entries) {
-        if (!(e.isDirectory() || e.isSymbolicLink()) || !table.has(e.name) || !shown(options.filters.interfaces, e.name)) continue;
-        if (!isValidName(e.name)) continue; // a name the model cannot show (only possible in a fixture): left out
-        names.push(e.name);
-      }
-      return names;
+    const state: NetState = {
+      top,
+      options,
+      classNet: kernelPath(options.sysRoot, 'class', 'net'),
+      netDev: new KernelFile(kernelPath(options.procRoot, 'net', 'dev'), parseNetDev, options),
+      listed: null,
+      dirty: false,
+      unsupported: new Set<string>(),
     };
-
-    /** Brings membership in line with the current parse. */
-    const current = (): void => {
-      let table: Map<string, NetDevRow>;
-      try {
-        table = netDev.get();
-      } catch (err) {
-        if (!(err instanceof StatsError && err.code === 'ENOENT')) throw err;
-        table = new Map(); // no /proc/net/dev: no interfaces
-      }
-      if (table !== listed || dirty) {
-        listed = table;
-        dirty = false;
-        syncSubordinates(top, ifnames(table), makeSource);
-      }
-    };
-
-    const makeSource = (ifname: string): Source => {
-      const src = new Source(ifname, { expose: { labels: { device: ifname } } });
-      const statsDir = kernelPath(classNet, ifname, 'statistics');
-      const files = new Map<string, KernelFile<bigint>>();
-      const sysCounter = (name: string): bigint => {
-        if (unsupported.has(name)) return 0n;
-        let file = files.get(name);
-        if (file === undefined) {
-          file = new KernelFile(kernelPath(statsDir, name), (text) => BigInt(text.trim()), options);
-          files.set(name, file);
-        }
-        try {
-          return file.get();
-        } catch (err) {
-          if (!(err instanceof StatsError && err.code === 'ENOENT')) throw err;
-          if (!existsSync(statsDir)) {
-            dirty = true; // the interface is gone: re-list at the next access
-            throw gone(ifname);
-          }
-          unsupported.add(name);
-          return 0n;
-        }
-      };
-      const read = (name: string): bigint => {
-        const counter = BY_NAME.get(name)!;
-        // Values never re-list (that would change net/'s subordinates under an aggregate that is
-        // walking them): they read the shared parse, and a member missing from it is gone.
-        const row = netDev.get().get(ifname);
-        if (row === undefined) {
-          dirty = true;
-          throw gone(ifname);
-        }
-        // no longer ours (removed, perhaps replaced by a namesake): gone too
-        if (src.parent !== top) throw gone(ifname);
-        return 'proc' in counter.from ? row.column(counter.from.proc) : sysCounter(name);
-      };
-      src.addValues(netSchema, { base: new LiveValues(read) });
-      return src;
-    };
-
     // The refresher is throttled by the parse itself: membership is re-listed exactly when /proc/net/dev
     // is re-read, at most once per freshness window (or at once after an interface's files vanished).
-    top.setRefresher(current);
+    top.setRefresher(() => syncInterfaces(state));
     return top;
   },
 };
+
+/** What net/'s refresher and its interfaces' values share. */
+interface NetState {
+  readonly top: Source;
+  readonly options: CollectorOptions;
+  readonly classNet: string;
+  readonly netDev: KernelFile<Map<string, NetDevRow>>;
+  /** The parse that membership was last synchronised with (values read whatever parse is current). */
+  listed: Map<string, NetDevRow> | null;
+  /** Set when an interface's sysfs files vanished: re-list at the next access, whatever the window. */
+  dirty: boolean;
+  /** Counters this kernel has no sysfs file for (kernel-wide, e.g. rx_nohandler before 4.6). */
+  readonly unsupported: Set<string>;
+}
+
+/** The interfaces: entries of class/net (not the file bonding_masters) with a line in the parse, shown and nameable. */
+function listInterfaces(state: NetState, table: Map<string, NetDevRow>): string[] {
+  let entries;
+  try {
+    entries = readdirSync(state.classNet, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  const names: string[] = [];
+  for (const e of entries) {
+    if (!(e.isDirectory() || e.isSymbolicLink()) || !table.has(e.name) || !shown(state.options.filters.interfaces, e.name)) continue;
+    if (!isValidName(e.name)) continue; // a name the model cannot show (only possible in a fixture): left out
+    names.push(e.name);
+  }
+  return names;
+}
+
+/** Brings membership in line with the current parse. */
+function syncInterfaces(state: NetState): void {
+  let table: Map<string, NetDevRow>;
+  try {
+    table = state.netDev.get();
+  } catch (err) {
+    if (!(err instanceof StatsError && err.code === 'ENOENT')) throw err;
+    table = new Map(); // no /proc/net/dev: no interfaces
+  }
+  if (table !== state.listed || state.dirty) {
+    state.listed = table;
+    state.dirty = false;
+    syncSubordinates(state.top, listInterfaces(state, table), (ifname) => makeInterface(state, ifname));
+  }
+}
+
+/** net/<ifname>/: its values read the shared /proc/net/dev parse, or its own sysfs files. */
+function makeInterface(state: NetState, ifname: string): Source {
+  const src = new Source(ifname, { expose: { labels: { device: ifname } } });
+  const sysCounter = sysfsCounters(state, ifname);
+  const read = (name: string): bigint => {
+    const counter = BY_NAME.get(name)!;
+    // Values never re-list (that would change net/'s subordinates under an aggregate that is
+    // walking them): they read the shared parse, and a member missing from it is gone.
+    const row = state.netDev.get().get(ifname);
+    if (row === undefined) {
+      state.dirty = true;
+      throw gone(ifname);
+    }
+    // no longer ours (removed, perhaps replaced by a namesake): gone too
+    if (src.parent !== state.top) throw gone(ifname);
+    return 'proc' in counter.from ? row.column(counter.from.proc) : sysCounter(name);
+  };
+  src.addValues(netSchema, { base: new LiveValues(read) });
+  return src;
+}
+
+/**
+ * Reads ifname's counters from <sysRoot>/class/net/<if>/statistics, one KernelFile per counter (so a burst
+ * reads each file once). A missing file reads 0 while the directory exists; without it the interface is gone.
+ */
+function sysfsCounters(state: NetState, ifname: string): (name: string) => bigint {
+  const statsDir = kernelPath(state.classNet, ifname, 'statistics');
+  const files = new Map<string, KernelFile<bigint>>();
+  return (name: string): bigint => {
+    if (state.unsupported.has(name)) return 0n;
+    let file = files.get(name);
+    if (file === undefined) {
+      file = new KernelFile(kernelPath(statsDir, name), (text) => BigInt(text.trim()), state.options);
+      files.set(name, file);
+    }
+    try {
+      return file.get();
+    } catch (err) {
+      if (!(err instanceof StatsError && err.code === 'ENOENT')) throw err;
+      if (!existsSync(statsDir)) {
+        state.dirty = true; // the interface is gone: re-list at the next access
+        throw gone(ifname);
+      }
+      state.unsupported.add(name);
+      return 0n;
+    }
+  };
+}

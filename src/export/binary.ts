@@ -153,9 +153,40 @@ const align8 = (n: number): number => (n + 7) & ~7;
 
 /** Renders the file, yielding every few thousand values so that a driver can pause it. */
 export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
-  const count = snapshot.count;
+  const defs = yield* collectDefinitions(snapshot);
+  const tables = encodeTables(snapshot, defs.defList);
+  yield;
+  const text = encodeStrings(defs.texts);
+  const failureBytes = Buffer.from(JSON.stringify(defs.failures), 'utf8');
+  yield;
+  const layout = computeLayout(snapshot, defs, tables.strings.bytes.length, text.bytes.length, failureBytes.length);
+  const file = Buffer.from(new ArrayBuffer(layout.total));
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  writeHeader(file, view, snapshot, layout, defs);
+  yield* writeDescriptorsAndData(view, snapshot, layout, defs);
+  writeTables(file, view, snapshot, layout, defs, tables, text, failureBytes);
+  yield;
+  yield* writeLayoutId(file, layout);
+  return file;
+}
 
-  // 1. Definitions (each distinct ValueDef once), and the show() texts.
+/** What one pass over the values finds: the definitions, each value's definition, show() texts, histograms. */
+interface Definitions {
+  /** Each distinct ValueDef once, in order of first use, and its descriptor flags. */
+  defList: ValueDef[];
+  defFlagList: number[];
+  /** Value i's position in defList. */
+  defNo: Uint32Array;
+  texts: string[];
+  /** The values that are histograms. */
+  histograms: number[];
+  /** The snapshot's failures, then those of show() texts. */
+  failures: { path: string; error: string }[];
+}
+
+/** Numbers the definitions and collects the show() texts; a show() that throws gives the number and a failure. */
+function* collectDefinitions(snapshot: Snapshot): Generator<void, Definitions> {
+  const count = snapshot.count;
   const defIndex = new Map<ValueDef, number>();
   const defList: ValueDef[] = [];
   const defFlagList: number[] = [];
@@ -163,6 +194,7 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   const texts: string[] = [];
   const histograms: number[] = [];
   const failures = snapshot.failures.map(({ path, error }) => ({ path, error: errorMessage(error) }));
+  // neighbours mostly share a definition: remembering the last one skips most map lookups
   let lastDef: ValueDef | null = null;
   let lastNo = 0;
   for (let from = 0; from < count; from += STEP_VALUES) {
@@ -192,8 +224,17 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
     }
     yield;
   }
+  return { defList, defFlagList, defNo, texts, histograms, failures };
+}
 
-  // 2. Strings: every directory, then each distinct name, type name, unit and description once.
+/** The strings section and each definition's four string numbers (name, type, unit, description). */
+interface StringTables {
+  strings: { bytes: Buffer; starts: Uint32Array };
+  defStrings: number[][];
+}
+
+/** Strings: every directory (string d is directory d), then each distinct name, type name, unit and description once. */
+function encodeTables(snapshot: Snapshot, defList: readonly ValueDef[]): StringTables {
   const stringList: string[] = snapshot.dirs.slice();
   const stringNo = new Map<string, number>();
   const intern = (s: string): number => {
@@ -205,61 +246,88 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
     return no;
   };
   const defStrings = defList.map((def) => [intern(def.name), intern(def.type.name), intern(def.unit), intern(def.description)]);
-  const strings = encodeStrings(stringList);
-  yield;
-  const text = encodeStrings(texts);
-  const failureBytes = Buffer.from(JSON.stringify(failures), 'utf8');
-  yield;
+  return { strings: encodeStrings(stringList), defStrings };
+}
 
-  // 3. Sizes and offsets.
+/** Where each section goes, and the file's size. */
+interface Layout {
+  numDirs: number;
+  descOffset: number;
+  dirsOffset: number;
+  defsOffset: number;
+  stringsOffset: number;
+  stringsSize: number;
+  dataOffset: number;
+  dataSize: number;
+  textsOffset: number;
+  textsSize: number;
+  failuresOffset: number;
+  failuresSize: number;
+  /** 0 when there is no histogram (and so no section). */
+  histogramsOffset: number;
+  histogramsSize: number;
+  total: number;
+}
+
+/** Sizes and offsets of the sections, in file order, each 8-byte aligned where the format says so. */
+function computeLayout(snapshot: Snapshot, defs: Definitions, stringsSize: number, textBytes: number, failuresSize: number): Layout {
+  const count = snapshot.count;
   const numDirs = snapshot.dirs.length;
   const descOffset = HEADER_SIZE;
   const dirsOffset = descOffset + count * DESC_SIZE;
   const defsOffset = dirsOffset + numDirs * DIR_SIZE;
-  const stringsOffset = defsOffset + defList.length * DEF_SIZE;
-  const stringsSize = strings.bytes.length;
+  const stringsOffset = defsOffset + defs.defList.length * DEF_SIZE;
   const dataOffset = align8(stringsOffset + stringsSize);
   const dataSize = count * 8;
   const textsOffset = dataOffset + dataSize;
-  const textsSize = (texts.length + 1) * 4 + text.bytes.length;
+  const textsSize = (defs.texts.length + 1) * 4 + textBytes;
   const failuresOffset = align8(textsOffset + textsSize);
-  const histogramsOffset = histograms.length === 0 ? 0 : align8(failuresOffset + failureBytes.length);
+  const histogramsOffset = defs.histograms.length === 0 ? 0 : align8(failuresOffset + failuresSize);
   let histogramsSize = HISTOGRAMS_HEADER_SIZE;
-  for (const i of histograms) histogramsSize += HISTOGRAM_RECORD_SIZE + snapshot.histogram(i)!.bucketRange().counts.length * 4;
-  const total = histogramsOffset === 0 ? failuresOffset + failureBytes.length : histogramsOffset + histogramsSize;
+  for (const i of defs.histograms) histogramsSize += HISTOGRAM_RECORD_SIZE + snapshot.histogram(i)!.bucketRange().counts.length * 4;
+  const total = histogramsOffset === 0 ? failuresOffset + failuresSize : histogramsOffset + histogramsSize;
+  return {
+    numDirs, descOffset, dirsOffset, defsOffset, stringsOffset, stringsSize, dataOffset, dataSize,
+    textsOffset, textsSize, failuresOffset, failuresSize, histogramsOffset, histogramsSize, total,
+  };
+}
 
-  const file = Buffer.from(new ArrayBuffer(total));
-  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+/** The header, all but the layout id (which hashes what the other writers put down). */
+function writeHeader(file: Buffer, view: DataView, snapshot: Snapshot, layout: Layout, defs: Definitions): void {
   const u64 = (at: number, v: number): void => view.setBigUint64(at, BigInt(v), true);
-
-  // 4. Header.
   file.write(BINARY_MAGIC, HEADER_FIELDS.magic, 'latin1');
   view.setUint32(HEADER_FIELDS.version, BINARY_VERSION, true);
   view.setUint32(HEADER_FIELDS.headerSize, HEADER_SIZE, true);
-  view.setUint32(HEADER_FIELDS.flags, histogramsOffset === 0 ? 0 : HEADER_FLAG_HISTOGRAMS, true);
+  view.setUint32(HEADER_FIELDS.flags, layout.histogramsOffset === 0 ? 0 : HEADER_FLAG_HISTOGRAMS, true);
   view.setBigUint64(HEADER_FIELDS.takenAtNs, BigInt(snapshot.takenAtMs) * 1_000_000n, true);
-  view.setUint32(HEADER_FIELDS.numDesc, count, true);
+  view.setUint32(HEADER_FIELDS.numDesc, snapshot.count, true);
   view.setUint32(HEADER_FIELDS.descSize, DESC_SIZE, true);
-  u64(HEADER_FIELDS.descOffset, descOffset);
-  view.setUint32(HEADER_FIELDS.numDirs, numDirs, true);
+  u64(HEADER_FIELDS.descOffset, layout.descOffset);
+  view.setUint32(HEADER_FIELDS.numDirs, layout.numDirs, true);
   view.setUint32(HEADER_FIELDS.dirSize, DIR_SIZE, true);
-  u64(HEADER_FIELDS.dirsOffset, dirsOffset);
-  view.setUint32(HEADER_FIELDS.numDefs, defList.length, true);
+  u64(HEADER_FIELDS.dirsOffset, layout.dirsOffset);
+  view.setUint32(HEADER_FIELDS.numDefs, defs.defList.length, true);
   view.setUint32(HEADER_FIELDS.defSize, DEF_SIZE, true);
-  u64(HEADER_FIELDS.defsOffset, defsOffset);
-  u64(HEADER_FIELDS.stringsOffset, stringsOffset);
-  u64(HEADER_FIELDS.stringsSize, stringsSize);
-  u64(HEADER_FIELDS.dataOffset, dataOffset);
-  u64(HEADER_FIELDS.dataSize, dataSize);
-  u64(HEADER_FIELDS.textsOffset, textsOffset);
-  u64(HEADER_FIELDS.textsSize, textsSize);
-  view.setUint32(HEADER_FIELDS.numTexts, texts.length, true);
-  view.setUint32(HEADER_FIELDS.numFailures, failures.length, true);
-  u64(HEADER_FIELDS.failuresOffset, failuresOffset);
-  u64(HEADER_FIELDS.failuresSize, failureBytes.length);
-  u64(HEADER_FIELDS.histogramsOffset, histogramsOffset);
+  u64(HEADER_FIELDS.defsOffset, layout.defsOffset);
+  u64(HEADER_FIELDS.stringsOffset, layout.stringsOffset);
+  u64(HEADER_FIELDS.stringsSize, layout.stringsSize);
+  u64(HEADER_FIELDS.dataOffset, layout.dataOffset);
+  u64(HEADER_FIELDS.dataSize, layout.dataSize);
+  u64(HEADER_FIELDS.textsOffset, layout.textsOffset);
+  u64(HEADER_FIELDS.textsSize, layout.textsSize);
+  view.setUint32(HEADER_FIELDS.numTexts, defs.texts.length, true);
+  view.setUint32(HEADER_FIELDS.numFailures, defs.failures.length, true);
+  u64(HEADER_FIELDS.failuresOffset, layout.failuresOffset);
+  u64(HEADER_FIELDS.failuresSize, layout.failuresSize);
+  u64(HEADER_FIELDS.histogramsOffset, layout.histogramsOffset);
+}
 
-  // 5. Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition } and data.
+/** Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition } and the data block. */
+function* writeDescriptorsAndData(view: DataView, snapshot: Snapshot, layout: Layout, defs: Definitions): Generator<void, void> {
+  // locals, not property reads, in the loop that runs once per value
+  const count = snapshot.count;
+  const { descOffset, dataOffset } = layout;
+  const { defNo, defFlagList } = defs;
   for (let from = 0; from < count; from += STEP_VALUES) {
     const to = Math.min(count, from + STEP_VALUES);
     for (let i = from; i < to; i++) {
@@ -275,28 +343,39 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
     }
     yield;
   }
+}
 
-  // 6. Directories { u32 string offset, u32 length }, definitions { name, type, unit, description as
-  // offset/length pairs }, strings, texts { u32 starts[numTexts + 1], bytes }, failures.
-  const starts = strings.starts;
-  for (let d = 0; d < numDirs; d++) {
+/**
+ * Directories { u32 string offset, u32 length }, definitions { name, type, unit, description as
+ * offset/length pairs }, strings, texts { u32 starts[numTexts + 1], bytes }, failures, histograms.
+ */
+function writeTables(
+  file: Buffer, view: DataView, snapshot: Snapshot, layout: Layout, defs: Definitions, tables: StringTables,
+  text: { bytes: Buffer; starts: Uint32Array }, failureBytes: Buffer,
+): void {
+  const { dirsOffset, defsOffset, textsOffset } = layout;
+  const starts = tables.strings.starts;
+  for (let d = 0; d < layout.numDirs; d++) {
     view.setUint32(dirsOffset + d * DIR_SIZE, starts[d], true);
     view.setUint32(dirsOffset + d * DIR_SIZE + 4, starts[d + 1] - starts[d], true);
   }
-  defStrings.forEach((nos, d) => {
+  tables.defStrings.forEach((nos, d) => {
     nos.forEach((no, k) => {
       view.setUint32(defsOffset + d * DEF_SIZE + k * 8, starts[no], true);
       view.setUint32(defsOffset + d * DEF_SIZE + k * 8 + 4, starts[no + 1] - starts[no], true);
     });
   });
-  strings.bytes.copy(file, stringsOffset);
-  for (let k = 0; k <= texts.length; k++) view.setUint32(textsOffset + k * 4, text.starts[k], true);
-  text.bytes.copy(file, textsOffset + (texts.length + 1) * 4);
-  failureBytes.copy(file, failuresOffset);
-  if (histogramsOffset !== 0) writeHistograms(view, histogramsOffset, histogramsSize, histograms, snapshot);
-  yield;
+  tables.strings.bytes.copy(file, layout.stringsOffset);
+  const numTexts = defs.texts.length;
+  for (let k = 0; k <= numTexts; k++) view.setUint32(textsOffset + k * 4, text.starts[k], true);
+  text.bytes.copy(file, textsOffset + (numTexts + 1) * 4);
+  failureBytes.copy(file, layout.failuresOffset);
+  if (layout.histogramsOffset !== 0) writeHistograms(view, layout.histogramsOffset, layout.histogramsSize, defs.histograms, snapshot);
+}
 
-  // 7. Layout id.
+/** The layout id: SHA-256 of the header's layout fields and the descriptors up to the data block, hashed in steps. */
+function* writeLayoutId(file: Buffer, layout: Layout): Generator<void, void> {
+  const { descOffset, dataOffset } = layout;
   const hash = createHash('sha256');
   hash.update(file.subarray(LAYOUT_FIELDS_START, LAYOUT_FIELDS_END));
   for (let at = descOffset; at < dataOffset; at += STEP_HASH_BYTES) {
@@ -304,7 +383,6 @@ export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
     yield;
   }
   hash.digest().copy(file, HEADER_FIELDS.layoutId, 0, 8);
-  return file;
 }
 
 /** The histograms section (see HISTOGRAM_RECORD_SIZE) at `at`. */
