@@ -15,7 +15,8 @@ export {
 } from './histogram.js';
 export { HISTOGRAM_TYPE, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from './schema.js';
-export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';
+export { Source, type SourceOptions, type TreeObserver } from './source.js';
+export { ValueGroup, type AddValuesOptions, type Storage } from './value-group.js';
 export { arena, SEQ, SlotArena } from './arena.js';
 export { LiveValues, counterType, gaugeType } from './live.js';
 export { Snapshot, captureSnapshot, type SnapshotRenderer, captureSnapshotSliced, CAPTURE_SLICE_MS, type CaptureFilter } from './snapshot.js';

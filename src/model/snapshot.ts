@@ -4,7 +4,8 @@ import { arena } from './arena.js';
 import { Histogram } from './histogram.js';
 import type { SourceExposure } from './exposure.js';
 import type { Schema, ValueDef } from './schema.js';
-import { loadContributor, type Source, type ValueGroup } from './source.js';
+import type { Source } from './source.js';
+import { loadContributor, type ValueGroup } from './value-group.js';
 import { formatWord, joinSigned, joinUnsigned, splitBigInt, word } from './word.js';
 
 /** Renders a snapshot as a file's contents (the snapshot files every directory shows: src/export/snapshot-files.ts). */
