@@ -2,6 +2,9 @@
  * Reader of `.snapshot.bin` files (docs/snapshot-formats.md), written against the documented layout only:
  * it needs nothing from the daemon's code.
  *
+ * One file, over 450 lines, by design: it is standalone (it imports nothing of the daemon or the rest of
+ * client/; top/ and other tools use it alone), and the layout's constants, parser and refresh read as one.
+ *
  *   const snap = parseBinarySnapshot(readFileSync('/run/statsfs/net/.snapshot.bin'));
  *   snap.path(0), snap.value(0), snap.descriptors[0].unit
  *

@@ -16,7 +16,7 @@ import type { Log } from '../log.js';
 import { whenListening } from '../net.js';
 import { counterType, gaugeType, LiveValues } from '../model/live.js';
 import { Schema } from '../model/schema.js';
-import { captureSnapshotSliced } from '../model/snapshot.js';
+import { captureSnapshotSliced } from '../model/capture.js';
 import { Source } from '../model/source.js';
 import { exportFilter, negotiateFormat, OPENMETRICS_CONTENT_TYPE, PlanCache, renderPrometheus, TEXT_CONTENT_TYPE } from './prometheus.js';
 

@@ -9,7 +9,8 @@
  */
 import type { SourceExposure } from '../model/exposure.js';
 import type { ValueDef } from '../model/schema.js';
-import type { CaptureFilter, Snapshot } from '../model/snapshot.js';
+import type { CaptureFilter } from '../model/capture.js';
+import type { Snapshot } from '../model/snapshot.js';
 import { ByteWriter, runSync } from './common.js';
 import { buildPlan, type Family, type Plan, type PlanOptions } from './prom-plan.js';
 import { processFamilies, scrapeFamilies, type PrebuiltFamily } from './prom-self.js';

@@ -15,10 +15,12 @@ export {
 } from './histogram.js';
 export { HISTOGRAM_TYPE, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from './schema.js';
-export { Source, ValueGroup, type AddValuesOptions, type SourceOptions, type Storage, type TreeObserver } from './source.js';
+export { Source, type SourceOptions, type TreeObserver } from './source.js';
+export { ValueGroup, type AddValuesOptions, type Storage } from './value-group.js';
 export { arena, SEQ, SlotArena } from './arena.js';
 export { LiveValues, counterType, gaugeType } from './live.js';
-export { Snapshot, captureSnapshot, type SnapshotRenderer, captureSnapshotSliced, CAPTURE_SLICE_MS, type CaptureFilter } from './snapshot.js';
+export { Snapshot, type SnapshotRenderer } from './snapshot.js';
+export { captureSnapshot, captureSnapshotSliced, CAPTURE_SLICE_MS, type CaptureFilter } from './capture.js';
 export { WriteBarrier } from './barrier.js';
 export { Writes } from './writes.js';
 export type { Exposure, Scale, SourceExposure } from './exposure.js';
