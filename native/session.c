@@ -3,6 +3,9 @@
  * queued to JS, the snapshots open files are read from and the per-user
  * budget they are charged to, the notifier queue, the session and notifier
  * threads, mounting and the ordered shutdown.
+ *
+ * Longer than the other files on purpose: these parts share the session's
+ * locks and lists, and the shutdown order is only readable beside them.
  */
 #include "statsfs.h"
 
