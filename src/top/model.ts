@@ -57,14 +57,8 @@ interface Series {
 }
 
 /** A descriptor of the current layout, with what every refresh needs of it worked out once. */
-interface Slot {
+interface Slot extends Pick<Row, 'name' | 'path' | 'aggregate' | 'unit' | 'description' | 'mode'> {
   kind: Exclude<RowKind, 'source'>;
-  name: string;
-  path: string;
-  aggregate: SnapshotAggregation | null;
-  unit: string;
-  description: string;
-  mode: number;
   show: boolean;
   /** Index of the child source this value is below, or -1 for a value of the shown source itself. */
   child: number;
