@@ -3,93 +3,13 @@
  * prints it (14, 18 or 20 fields a line), /sys/block/<dev> symlinks into /sys/devices, and partitions as
  * subdirectories of their disk with a `partition` file.
  */
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BLOCK_FIELD_NAMES, blockCollector } from '../../../src/collectors/block.js';
 import { collectorOptions, type CollectorOptions } from '../../../src/collectors/common.js';
 import { Source, StatsError } from '../../../src/model/index.js';
-
-/** 17 values, distinct per device and per field, so that a wrong column shows. */
-function fieldsFor(seed: number): bigint[] {
-  return BLOCK_FIELD_NAMES.map((_, i) => BigInt(seed) * 100n + BigInt(i + 1));
-}
-
-interface Dev {
-  major: number;
-  minor: number;
-  /** The kernel's name, as diskstats prints it ('/' included). */
-  name: string;
-  fields: bigint[];
-  /** The disk it is a partition of (kernel name). */
-  partOf?: string;
-  /** Not in /sys/block (a hidden disk). */
-  hidden?: boolean;
-}
-
-class BlockFixture {
-  readonly root = mkdtempSync(join(tmpdir(), 'statsfs-block-'));
-  readonly proc = join(this.root, 'proc');
-  readonly sys = join(this.root, 'sys');
-  readonly devs = new Map<string, Dev>();
-  /** Fields per line after the name: 11 (before 4.18), 15 (4.18) or 17 (5.5+). */
-  width = 17;
-  private minor = 0;
-
-  constructor() {
-    mkdirSync(this.proc, { recursive: true });
-    mkdirSync(join(this.sys, 'block'), { recursive: true });
-    this.write();
-  }
-
-  private sysName = (name: string) => name.replaceAll('/', '!');
-  private devDir = (disk: string) => join(this.sys, 'devices', 'virtual', 'block', this.sysName(disk));
-
-  disk(name: string, fields: bigint[], { hidden = false } = {}): void {
-    this.devs.set(name, { major: 8, minor: (this.minor += 16), name, fields, hidden });
-    if (hidden) return;
-    mkdirSync(this.devDir(name), { recursive: true });
-    writeFileSync(join(this.devDir(name), 'size'), '1000\n');
-    symlinkSync(join('..', 'devices', 'virtual', 'block', this.sysName(name)), join(this.sys, 'block', this.sysName(name)));
-  }
-
-  partition(disk: string, name: string, fields: bigint[]): void {
-    const d = this.devs.get(disk)!;
-    this.devs.set(name, { major: d.major, minor: d.minor + 1 + [...this.devs.values()].filter((x) => x.partOf === disk).length, name, fields, partOf: disk });
-    const dir = join(this.devDir(disk), this.sysName(name));
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'partition'), '1\n');
-  }
-
-  remove(name: string): void {
-    const d = this.devs.get(name)!;
-    this.devs.delete(name);
-    if (d.partOf !== undefined) rmSync(join(this.devDir(d.partOf), this.sysName(name)), { recursive: true });
-    else {
-      unlinkSync(join(this.sys, 'block', this.sysName(name)));
-      rmSync(this.devDir(name), { recursive: true });
-    }
-  }
-
-  /** As block/genhd.c prints it: "%4d %7d %s %lu %lu %lu %u %lu %lu %lu %u %u %u %u %lu %lu %lu %u %lu %u". */
-  write(): void {
-    let text = '';
-    for (const d of this.devs.values()) {
-      text += `${String(d.major).padStart(4)} ${String(d.minor).padStart(7)} ${d.name} ${d.fields.slice(0, this.width).join(' ')}\n`;
-    }
-    writeFileSync(join(this.proc, 'diskstats'), text);
-  }
-
-  set(name: string, field: string, value: bigint): void {
-    this.devs.get(name)!.fields[BLOCK_FIELD_NAMES.indexOf(field)] = value;
-    this.write();
-  }
-
-  cleanup(): void {
-    rmSync(this.root, { recursive: true, force: true });
-  }
-}
+import { BlockFixture, field, fieldsFor, names } from '../../helpers/block-fixture.js';
 
 let fx: BlockFixture;
 let clock: number;
@@ -103,9 +23,7 @@ beforeEach(() => {
 afterEach(() => fx.cleanup());
 
 const later = () => (clock += 1000);
-const names = (src: Source) => src.visibleSubordinates().map((s) => s.name).sort();
 const valueNames = (src: Source) => src.visibleValues().map((v) => v.def.name).sort();
-const field = (name: string) => BLOCK_FIELD_NAMES.indexOf(name);
 
 function expectCode(code: string, fn: () => unknown): void {
   let error: unknown;
@@ -329,38 +247,5 @@ describe('block collector', () => {
     expect(block.getValue('sectors_read')).toBe(0n);
     const bare = blockCollector.create(collectorOptions({ procRoot: fx.proc, sysRoot: join(fx.root, 'nowhere'), now: () => clock }));
     expect(names(bare)).toEqual([]);
-  });
-
-  it('256 disks with 4 partitions each: exact sums, and listing + aggregating stays cheap', () => {
-    let sectors = 0n;
-    for (let i = 0; i < 256; i++) {
-      const f = fieldsFor(i);
-      f[field('sectors_written')] = 2n ** 55n + BigInt(i);
-      fx.disk(`sd${i}`, f);
-      sectors += f[field('sectors_written')];
-      for (let p = 1; p <= 4; p++) fx.partition(`sd${i}`, `sd${i}p${p}`, fieldsFor(i * 10 + p));
-    }
-    fx.write();
-    const t0 = performance.now();
-    const block = blockCollector.create(options); // lists block/
-    const t1 = performance.now();
-    const total = block.getValue('sectors_written'); // first visit of each disk: lists its partitions
-    const t2 = performance.now();
-    later();
-    const t3 = performance.now();
-    block.visibleSubordinates(); // a new window: parse and list again
-    const again = block.getValue('sectors_written');
-    const t4 = performance.now();
-    for (const f of BLOCK_FIELD_NAMES) block.getValue(f);
-    const t5 = performance.now();
-    expect(block.visibleSubordinates()).toHaveLength(256);
-    expect(total).toBe(sectors);
-    expect(again).toBe(sectors);
-    expect(names(block.subordinate('sd1')!)).toEqual(['sd1p1', 'sd1p2', 'sd1p3', 'sd1p4']);
-    expect(block.subordinate('sd1')!.subordinate('sd1p3')!.getValue('reads_completed')).toBe(fieldsFor(13)[0]);
-    console.log(
-      `block, 256 disks x 4 partitions: create + listing ${(t1 - t0).toFixed(1)} ms, first block/sectors_written ${(t2 - t1).toFixed(1)} ms, ` +
-        `new window: listing + sum ${(t4 - t3).toFixed(1)} ms, all 17 sums in the window ${(t5 - t4).toFixed(1)} ms`,
-    );
   });
 });

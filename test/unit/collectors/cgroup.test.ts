@@ -9,88 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cgroupCollector, findCgroup2Root } from '../../../src/collectors/cgroup.js';
-import { collectorOptions, type CollectorOptions } from '../../../src/collectors/common.js';
+import { collectorOptions } from '../../../src/collectors/common.js';
 import { Source, StatsError } from '../../../src/model/index.js';
+import { at, BIG, cpuStat, Fixture, FRESH, memoryStat, names } from '../../helpers/cgroup-fixture.js';
 
-const FRESH = 250;
-const BIG = 2n ** 53n + 1n; // not representable as a double
-
-interface Cg {
-  cpu?: [bigint, bigint, bigint];
-  memory?: { current: bigint; stat: Record<string, bigint> };
-  io?: string[];
-  pids?: bigint;
-  procs?: number[];
-}
-
-function cpuStat([usage, user, system]: [bigint, bigint, bigint]): string {
-  // the kernel's layout with the cpu controller enabled (extra keys are ignored)
-  return `usage_usec ${usage}\nuser_usec ${user}\nsystem_usec ${system}\nnice_usec 0\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\nnr_bursts 0\nburst_usec 0\n`;
-}
-
-function memoryStat(stat: Record<string, bigint>): string {
-  // the order and the neighbours of the kernel's memory.stat, with the wanted keys overridden
-  const keys = ['anon', 'file', 'kernel', 'kernel_stack', 'pagetables', 'sec_pagetables', 'percpu', 'sock', 'vmalloc', 'shmem', 'zswap', 'zswapped', 'file_mapped', 'file_dirty', 'file_writeback', 'swapcached', 'anon_thp', 'inactive_anon', 'active_anon', 'inactive_file', 'active_file', 'unevictable', 'slab_reclaimable', 'slab_unreclaimable', 'slab', 'workingset_refault_anon', 'pgscan', 'pgsteal', 'pgfault', 'pgmajfault', 'pgrefill', 'thp_fault_alloc'];
-  return keys.map((k) => `${k} ${stat[k] ?? 7n}\n`).join('');
-}
-
-class Fixture {
-  readonly dir = mkdtempSync(join(tmpdir(), 'statsfs-cgroup-'));
-  readonly sys = join(this.dir, 'sys');
-  /** the hybrid layout of this machine: v1 hierarchies in fs/cgroup, v2 in fs/cgroup/unified */
-  readonly root = join(this.sys, 'fs/cgroup/unified');
-  clock = 0;
-  readonly options: CollectorOptions = collectorOptions({ procRoot: join(this.dir, 'proc'), sysRoot: this.sys, freshnessMs: FRESH, now: () => this.clock });
-
-  constructor() {
-    mkdirSync(join(this.sys, 'fs/cgroup/memory'), { recursive: true });
-    writeFileSync(join(this.sys, 'fs/cgroup/memory/memory.usage_in_bytes'), '1\n');
-    this.cgroup('', { cpu: [1000n, 600n, 400n], io: ['8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0'], procs: [1, 2] });
-    writeFileSync(join(this.root, 'cgroup.controllers'), 'cpuset cpu io memory hugetlb pids rdma misc\n');
-  }
-
-  /** Writes a cgroup directory with the files of the controllers given (others are not enabled there). */
-  cgroup(path: string, cg: Cg): void {
-    const d = join(this.root, path);
-    mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, 'cgroup.procs'), (cg.procs ?? []).map((p) => `${p}\n`).join(''));
-    writeFileSync(join(d, 'cgroup.type'), 'domain\n');
-    writeFileSync(join(d, 'cpu.pressure'), 'some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n');
-    if (cg.cpu) writeFileSync(join(d, 'cpu.stat'), cpuStat(cg.cpu));
-    if (cg.memory) {
-      writeFileSync(join(d, 'memory.current'), `${cg.memory.current}\n`);
-      writeFileSync(join(d, 'memory.stat'), memoryStat(cg.memory.stat));
-      writeFileSync(join(d, 'memory.max'), 'max\n');
-    }
-    if (cg.io) writeFileSync(join(d, 'io.stat'), cg.io.map((l) => l + '\n').join(''));
-    if (cg.pids !== undefined) {
-      writeFileSync(join(d, 'pids.current'), `${cg.pids}\n`);
-      writeFileSync(join(d, 'pids.max'), 'max\n');
-    }
-  }
-
-  write(path: string, file: string, text: string): void {
-    writeFileSync(join(this.root, path, file), text);
-  }
-
-  remove(path: string, file?: string): void {
-    rmSync(join(this.root, path, file ?? ''), { recursive: true, force: true });
-  }
-
-  /** Past the freshness window: the next read goes to the files again. */
-  advance(): void {
-    this.clock += FRESH;
-  }
-
-  cleanup(): void {
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-const names = (s: Source) => s.visibleSubordinates().map((x) => x.name);
 // as the filesystem lists a directory: subordinates first (which refreshes the source), then values
 const valueNames = (s: Source) => (s.visibleSubordinates(), s.visibleValues()).map((v) => v.def.name).sort();
-const at = (top: Source, ...path: string[]) => path.reduce<Source>((s, name) => s.subordinate(name)!, top);
 
 function statsError(fn: () => unknown): StatsError {
   try {
@@ -350,27 +274,5 @@ describe('cgroup collector on a fixture hierarchy', () => {
     f.advance();
     user.visibleSubordinates();
     expect(user.subordinates.filter((s) => s.hidden)).toEqual(hidden);
-  });
-
-  it('lists 1,000 cgroups and aggregates procs_total over them exactly', () => {
-    for (let s = 0; s < 10; s++) {
-      f.cgroup(`many-${s}.slice`, { cpu: [0n, 0n, 0n] });
-      for (let u = 0; u < 100; u++) f.cgroup(`many-${s}.slice/unit-${u}.service`, { cpu: [BigInt(u), 0n, 0n], pids: 1n, procs: [s * 1000 + u, s * 1000 + u + 500] });
-    }
-    f.advance();
-    const t0 = performance.now();
-    const slices = names(top).filter((n) => n.startsWith('many-'));
-    let units = 0;
-    for (const n of slices) units += names(at(top, n)).length;
-    const total = top.getValue('procs_total');
-    const ms = performance.now() - t0;
-    expect(slices).toHaveLength(10);
-    expect(units).toBe(1000);
-    expect(total).toBe(2000n + 2n + 2n + 2n + 1n + 2n); // + root, a.service, worker, b.service, user.slice
-    f.advance();
-    const t1 = performance.now();
-    expect(top.getValue('procs_total')).toBe(2009n);
-    const again = performance.now() - t1;
-    console.log(`cgroup: 1,016 cgroups: first listing + procs_total ${ms.toFixed(1)} ms, procs_total after the window ${again.toFixed(1)} ms`);
   });
 });

@@ -2,90 +2,13 @@
  * The net collector against fixture trees written in the kernel's formats: /proc/net/dev as
  * dev_seq_printf_stats prints it (with its summed columns) and /sys/class/net/<if>/statistics/<counter>.
  */
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { collectorOptions, type CollectorOptions } from '../../../src/collectors/common.js';
 import { NET_COUNTER_NAMES, NET_VALUE_NAMES, netCollector } from '../../../src/collectors/net.js';
 import { Source, StatsError } from '../../../src/model/index.js';
-
-type Counters = Record<string, bigint>;
-
-const U64 = 2n ** 64n;
-
-/** All 24 counters, distinct per interface and per counter, so that a wrong mapping shows. */
-function countersFor(seed: number, scale = 1n): Counters {
-  const c: Counters = {};
-  NET_COUNTER_NAMES.forEach((name, i) => (c[name] = (BigInt(seed) * 1000n + BigInt(i + 1)) * scale));
-  return c;
-}
-
-const pad = (v: bigint, w: number) => v.toString().padStart(w);
-
-/** One line of /proc/net/dev, exactly as net/core/net-procfs.c prints it. */
-function netDevLine(name: string, s: Counters): string {
-  const cols: [bigint, number][] = [
-    [s.rx_bytes, 7], [s.rx_packets, 7], [s.rx_errors, 4], [s.rx_dropped + s.rx_missed_errors, 4], [s.rx_fifo_errors, 4],
-    [s.rx_length_errors + s.rx_over_errors + s.rx_crc_errors + s.rx_frame_errors, 5], [s.rx_compressed, 10], [s.multicast, 9],
-    [s.tx_bytes, 8], [s.tx_packets, 7], [s.tx_errors, 4], [s.tx_dropped, 4], [s.tx_fifo_errors, 4], [s.collisions, 5],
-    [s.tx_carrier_errors + s.tx_aborted_errors + s.tx_window_errors + s.tx_heartbeat_errors, 7], [s.tx_compressed, 10],
-  ];
-  return `${name.padStart(6)}: ${cols.map(([v, w]) => pad(BigInt.asUintN(64, v), w)).join(' ')}\n`;
-}
-
-const HEADER =
-  'Inter-|   Receive                                                |  Transmit\n' +
-  ' face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n';
-
-class NetFixture {
-  readonly root = mkdtempSync(join(tmpdir(), 'statsfs-net-'));
-  readonly proc = join(this.root, 'proc');
-  readonly sys = join(this.root, 'sys');
-  readonly ifaces = new Map<string, Counters>();
-  /** Interfaces whose /proc/net/dev line is left out (sysfs only). */
-  readonly notInProc = new Set<string>();
-
-  constructor() {
-    mkdirSync(join(this.proc, 'net'), { recursive: true });
-    mkdirSync(join(this.sys, 'class', 'net'), { recursive: true });
-    mkdirSync(join(this.sys, 'devices', 'virtual', 'net'), { recursive: true });
-    this.writeNetDev();
-  }
-
-  /** As the kernel does: the device directory under devices/, a symlink in class/net. */
-  /** `files`: which statistics files to write (default all 24; the scale test writes fewer to stay quick on a slow disk). */
-  add(name: string, counters: Counters, { sysfs = true, files }: { sysfs?: boolean; files?: string[] } = {}): void {
-    this.ifaces.set(name, counters);
-    if (sysfs) {
-      const dir = join(this.sys, 'devices', 'virtual', 'net', name);
-      mkdirSync(join(dir, 'statistics'), { recursive: true });
-      symlinkSync(join('..', '..', 'devices', 'virtual', 'net', name), join(this.sys, 'class', 'net', name));
-      for (const [k, v] of Object.entries(counters)) if (!files || files.includes(k)) writeFileSync(join(dir, 'statistics', k), `${v}\n`);
-    }
-  }
-
-  set(name: string, counter: string, value: bigint): void {
-    this.ifaces.get(name)![counter] = value;
-    writeFileSync(join(this.sys, 'devices', 'virtual', 'net', name, 'statistics', counter), `${value}\n`);
-  }
-
-  remove(name: string): void {
-    this.ifaces.delete(name);
-    unlinkSync(join(this.sys, 'class', 'net', name));
-    rmSync(join(this.sys, 'devices', 'virtual', 'net', name), { recursive: true });
-  }
-
-  writeNetDev(): void {
-    let text = HEADER;
-    for (const [name, c] of this.ifaces) if (!this.notInProc.has(name)) text += netDevLine(name, c);
-    writeFileSync(join(this.proc, 'net', 'dev'), text);
-  }
-
-  cleanup(): void {
-    rmSync(this.root, { recursive: true, force: true });
-  }
-}
+import { countersFor, NetFixture, U64 } from '../../helpers/net-fixture.js';
 
 let fx: NetFixture;
 let clock: number;
@@ -307,52 +230,5 @@ describe('net collector', () => {
     expect(net.getValue('rx_bytes')).toBe(0n);
     const bare = netCollector.create(collectorOptions({ procRoot: fx.proc, sysRoot: join(fx.root, 'nowhere'), now: () => clock }));
     expect(names(bare)).toEqual([]);
-  });
-
-  it('1,000 interfaces: exact sums beyond 2^53 (wrapping at 2^64), and listing + aggregating stays cheap', () => {
-    const n = 1000;
-    let rx = 0n;
-    let dropped = 0n;
-    for (let i = 0; i < n; i++) {
-      // every tenth interface carries more than 2^53 bytes, two of them near 2^64
-      const rxBytes = i % 10 === 0 ? 2n ** 53n + BigInt(i) * 1_000_003n : BigInt(i) * 1_234_567n + 1n;
-      const c = { ...countersFor(i), rx_bytes: i === 500 || i === 501 ? U64 - 1000n - BigInt(i) : rxBytes };
-      // statistics files: only the one summed below (24,000 files take seconds on a slow /tmp)
-      fx.add(`veth${i}`, c, { files: ['rx_dropped'] });
-      rx += c.rx_bytes;
-      dropped += c.rx_dropped;
-    }
-    fx.writeNetDev();
-    expect(rx).toBeGreaterThan(U64); // the sum must wrap
-    const net = netCollector.create(options);
-
-    const t0 = performance.now();
-    const listed = net.visibleSubordinates();
-    const t1 = performance.now();
-    const total = net.getValue('rx_bytes');
-    const t2 = performance.now();
-    const totalDropped = net.getValue('rx_dropped'); // 1,000 sysfs files
-    const t3 = performance.now();
-    clock += 1; // same window: served from the parse and the cached files
-    net.getValue('rx_bytes');
-    net.getValue('rx_dropped');
-    const t4 = performance.now();
-
-    expect(listed).toHaveLength(n);
-    expect(total).toBe(BigInt.asUintN(64, rx));
-    expect(totalDropped).toBe(dropped);
-    expect(net.subordinate('veth10')!.getValue('rx_bytes')).toBe(2n ** 53n + 10_000_030n);
-    console.log(
-      `net, ${n} interfaces: first listing ${(t1 - t0).toFixed(1)} ms, net/rx_bytes ${(t2 - t1).toFixed(1)} ms, ` +
-        `net/rx_dropped (sysfs) ${(t3 - t2).toFixed(1)} ms, both again in the window ${(t4 - t3).toFixed(1)} ms`,
-    );
-
-    // one interface gone, one new: the sum follows
-    fx.remove('veth500');
-    fx.add('veth1000', countersFor(1000));
-    fx.writeNetDev();
-    later();
-    expect(net.visibleSubordinates()).toHaveLength(n);
-    expect(net.getValue('rx_bytes')).toBe(BigInt.asUintN(64, rx - (U64 - 1500n) + countersFor(1000).rx_bytes));
   });
 });
