@@ -178,4 +178,21 @@ describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell comm
     await new Promise((resolve) => producer.once('exit', resolve));
     await waitFor('the producer\'s sources to go', () => !sh(`ls ${m}`).stdout.includes('web'));
   });
+
+  // hardening item 11: the snapshot files' names are refused wherever a name is made (they would shadow them)
+  it('a producer cannot name a source or a value .snapshot, .snapshot.json or .snapshot.bin', () => {
+    expect(statsfs('set app/hits 7').status).toBe(0);
+    for (const name of ['.snapshot', '.snapshot.json', '.snapshot.bin']) {
+      const asSource = statsfs(`set app/${name}/x 1`);
+      expect(asSource.status).not.toBe(0);
+      expect(asSource.stderr).toMatch(/EINVAL/);
+      const asValue = statsfs(`set app/${name} 1`);
+      expect(asValue.status).not.toBe(0);
+      expect(asValue.stderr).toMatch(/EINVAL/);
+    }
+    // the snapshot files are still the snapshots
+    expect(sh(`cat ${m}/app/.snapshot`).stdout).toBe('hits 7\n');
+    expect(JSON.parse(sh(`cat ${m}/app/.snapshot.json`).stdout).count).toBe(1);
+    expect(sh(`ls -A ${m}/app`).stdout).toBe('hits\n');
+  });
 });
