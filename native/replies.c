@@ -4,6 +4,15 @@
  */
 #include "statsfs.h"
 
+/* Every reply starts alike: its n arguments, the session (argv[0]) and the request it answers (argv[1], one
+ * of events ev1..ev2). A request already answered (or failed) gives false, so JS can tell. Declares s, it. */
+#define TAKE_REPLY(n, ev1, ev2)                                                \
+  ARGS(n);                                                                     \
+  session *s = get_session(env, argv[0]);                                      \
+  if (!s) return NULL;                                                         \
+  item *it = take_reply(env, s, argv[1], (ev1), (ev2));                        \
+  if (!it) return js_bool(env, false)
+
 /* Take the request `id` for a reply; NULL if it was already answered (late,
  * duplicate or after unmount). A reply of the wrong kind answers EIO. */
 static item *take_reply(napi_env env, session *s, napi_value idv, int ev1, int ev2) {
@@ -39,11 +48,7 @@ napi_value js_reply_err(napi_env env, napi_callback_info info) {
 
 /* replyEntry(h, id, attr, entryTimeout, attrTimeout) */
 napi_value js_reply_entry(napi_env env, napi_callback_info info) {
-  ARGS(5);
-  session *s = get_session(env, argv[0]);
-  if (!s) return NULL;
-  item *it = take_reply(env, s, argv[1], EV_LOOKUP, EV_LOOKUP);
-  if (!it) return js_bool(env, false);
+  TAKE_REPLY(5, EV_LOOKUP, EV_LOOKUP);
   struct fuse_entry_param e;
   memset(&e, 0, sizeof e);
   if (get_attr(env, argv[2], &e.attr) != 0) {
@@ -60,11 +65,7 @@ napi_value js_reply_entry(napi_env env, napi_callback_info info) {
 
 /* replyAttr(h, id, attr, attrTimeout) for getattr and setattr */
 napi_value js_reply_attr(napi_env env, napi_callback_info info) {
-  ARGS(4);
-  session *s = get_session(env, argv[0]);
-  if (!s) return NULL;
-  item *it = take_reply(env, s, argv[1], EV_GETATTR, EV_SETATTR);
-  if (!it) return js_bool(env, false);
+  TAKE_REPLY(4, EV_GETATTR, EV_SETATTR);
   struct stat st;
   if (get_attr(env, argv[2], &st) != 0) {
     fail_item(s, it, EIO);
@@ -131,11 +132,7 @@ napi_value js_fill_snapshot(napi_env env, napi_callback_info info) {
 
 /* replyOpen(h, id, snapshot: Buffer | null: the one allocSnapshot made) */
 napi_value js_reply_open(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  session *s = get_session(env, argv[0]);
-  if (!s) return NULL;
-  item *it = take_reply(env, s, argv[1], EV_OPEN, EV_OPEN);
-  if (!it) return js_bool(env, false);
+  TAKE_REPLY(3, EV_OPEN, EV_OPEN);
   snapshot *sn = it->sn;
   it->sn = NULL;
   if (!sn) {
@@ -159,11 +156,7 @@ napi_value js_reply_open(napi_env env, napi_callback_info info) {
  *              sizes: Float64Array|null, mtimesMs: Float64Array|null,
  *              meta: Float64Array laid out as STATSFS_DIR_META) */
 napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
-  ARGS(8);
-  session *s = get_session(env, argv[0]);
-  if (!s) return NULL;
-  item *it = take_reply(env, s, argv[1], EV_OPENDIR, EV_OPENDIR);
-  if (!it) return js_bool(env, false);
+  TAKE_REPLY(8, EV_OPENDIR, EV_OPENDIR);
 
   size_t n_ino = 0, n_mode = 0, n_size = 0, n_mtime = 0, n_meta = 0, names_len = 0;
   double *inos = get_typed(env, argv[3], napi_float64_array, &n_ino);
@@ -220,11 +213,7 @@ napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
 
 /* replyWrite(h, id, written) */
 napi_value js_reply_write(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  session *s = get_session(env, argv[0]);
-  if (!s) return NULL;
-  item *it = take_reply(env, s, argv[1], EV_WRITE, EV_WRITE);
-  if (!it) return js_bool(env, false);
+  TAKE_REPLY(3, EV_WRITE, EV_WRITE);
   double n = get_num(env, argv[2], -1);
   if (!(n >= 0 && n <= (double)it->len)) {
     fail_item(s, it, EIO);
