@@ -21,6 +21,8 @@ export interface ServiceFlags {
   keepOnDisconnect?: boolean;
   statsd?: { host: string; port: number };
   statsdSocket?: string;
+  /** The StatsD UDP socket's receive buffer in bytes, as the kernel counts it. */
+  statsdRcvbuf?: number;
   /** Remove a StatsD metric not updated for this many seconds (0 or absent: never). */
   statsdExpire?: number;
   /** Serve /metrics (Prometheus text or OpenMetrics) here. */
@@ -95,7 +97,7 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
     }
     if (flags.statsd || flags.statsdSocket) {
       statsd = new StatsdServer(root, {
-        udp: flags.statsd,
+        udp: flags.statsd && { ...flags.statsd, rcvbuf: flags.statsdRcvbuf },
         unixPath: flags.statsdSocket,
         expireSeconds: flags.statsdExpire,
         log: log.child({ service: 'statsd' }),

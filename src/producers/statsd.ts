@@ -20,6 +20,8 @@ import { StatsdListeners, type StatsdTransportStats } from './statsd-listeners.j
 import { StatsdTree } from './statsd-tree.js';
 
 export const STATSD_DEFAULT_MAX_METRICS = 100_000;
+/** The UDP socket's receive buffer as the kernel counts it (SO_RCVBUF asks half: the kernel doubles it for its bookkeeping). */
+export const STATSD_DEFAULT_RCVBUF = 8 << 20;
 /**
  * Most entries (values and sources) this server puts in one source. The model finds a value and checks a
  * new group by scanning the source's groups, so a source of n values costs O(n) per lookup and O(n²) to
@@ -31,7 +33,8 @@ export const STATSD_DEFAULT_MAX_PER_SOURCE = 10_000;
 const EXPIRE_SLICE = 250;
 
 export interface StatsdOptions {
-  udp?: { host: string; port: number };
+  /** rcvbuf: the socket's receive buffer in bytes as the kernel counts it (default STATSD_DEFAULT_RCVBUF). */
+  udp?: { host: string; port: number; rcvbuf?: number };
   /** A Unix stream socket (Node has no Unix datagram sockets) carrying newline-terminated lines. */
   unixPath?: string;
   /** Most metrics kept; lines that would create more are dropped and counted (default 100,000). */
@@ -165,7 +168,8 @@ export class StatsdServer {
   async listen(): Promise<{ address: string; port: number }> {
     try {
       let result = { address: this.options.unixPath ?? '', port: 0 };
-      if (this.options.udp) result = await this.listeners.listenUdp(this.options.udp.host, this.options.udp.port);
+      const udp = this.options.udp;
+      if (udp) result = await this.listeners.listenUdp(udp.host, udp.port, udp.rcvbuf ?? STATSD_DEFAULT_RCVBUF);
       if (this.options.unixPath !== undefined) await this.listeners.listenUnix(this.options.unixPath);
       return result;
     } catch (err) {
