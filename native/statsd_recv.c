@@ -308,8 +308,8 @@ static int bind_udp(const char *host, const char *port, int rcvbuf) {
   int e = 0;
   if (fd < 0) e = errno;
   else {
-    int half = rcvbuf / 2;       /* the kernel doubles what it is asked */
-    if (half > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &half, sizeof half);
+    int half = rcvbuf > 1 ? rcvbuf / 2 : 1;  /* the kernel doubles what it is asked; 0: its default */
+    if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &half, sizeof half);
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) e = errno;
   }
   freeaddrinfo(ai);

@@ -113,7 +113,7 @@ export const MOUNT_OPTIONS: readonly MountOption[] = [
   { flags: '--statsd-socket <path>', help: 'accept StatsD lines on a Unix stream socket too (mode 0600), newline-terminated' },
   {
     flags: '--statsd-rcvbuf <bytes>',
-    help: "the StatsD UDP socket's receive buffer, as the kernel counts it (default 8388608, 8 MiB; at most twice net.core.rmem_max)",
+    help: "the StatsD UDP socket's receive buffer, as the kernel counts it (default 8388608, 8 MiB; at most twice net.core.rmem_max; 0: the kernel's default)",
     parse: nonNegative('bytes'),
   },
   { flags: '--statsd-expire <s>', help: 'remove a StatsD metric not updated for <s> seconds (default 0: never)', parse: nonNegative('seconds') },

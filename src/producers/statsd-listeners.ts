@@ -48,7 +48,7 @@ export class StatsdListeners {
 
   constructor(private readonly receiver: StatsdReceiver) {}
 
-  /** rcvbuf: the receive buffer as the kernel counts it (SO_RCVBUF is asked half of it: the kernel doubles what it is asked). */
+  /** rcvbuf: the receive buffer as the kernel counts it (SO_RCVBUF is asked half of it: the kernel doubles what it is asked); 0: the kernel's default. */
   async listenUdp(host: string, port: number, rcvbuf: number): Promise<{ address: string; port: number }> {
     const { receiver } = this;
     const socket = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
@@ -60,7 +60,7 @@ export class StatsdListeners {
       receiver.ingest(msg);
     });
     try {
-      socket.setRecvBufferSize(Math.max(1, Math.floor(rcvbuf / 2))); // bursts of datagrams while the loop is busy
+      if (rcvbuf > 0) socket.setRecvBufferSize(Math.max(1, Math.floor(rcvbuf / 2))); // bursts of datagrams while the loop is busy
     } catch {
       // refused: keep the kernel's default
     }
