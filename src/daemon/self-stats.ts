@@ -207,7 +207,7 @@ export function producerServerSource(stats: ProducerServerStats): Source {
 /** What statsfs/statsd/ reads: a StatsdServer. */
 export interface StatsdStatsReader {
   readonly stats: StatsdStats;
-  readonly receiver: { kernelDrops: number; stalls: number };
+  readonly receiver: { kernelDrops: number; stalls: number; errors: number };
   readonly metricCount: number;
   readonly metricCap: number;
 }
@@ -226,6 +226,7 @@ const statsdStats: ServiceStat<StatsdStatsReader>[] = [
     unit: 'waits',
     description: "times the receiver thread waited for the event loop to apply a full table (datagrams wait in the socket's buffer meanwhile)",
   },
+  { name: 'receive_errors', read: (s) => s.receiver.errors, unit: 'errors', description: 'UDP receive calls that failed (a bug or a kernel problem if not 0)' },
   { name: 'bytes', read: (s) => s.stats.bytes, unit: 'bytes', description: 'bytes received over UDP and the Unix socket' },
   { name: 'connections', read: (s) => s.stats.connections, unit: 'connections', description: 'Unix socket connections accepted' },
   { name: 'refused_connections', read: (s) => s.stats.refusedConnections, unit: 'connections', description: 'Unix socket connections closed at once: 256 were open' },

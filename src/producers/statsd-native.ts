@@ -109,18 +109,15 @@ export class StatsdNativeUdp {
 
   /**
    * Stops the thread and closes the socket. What the binding holds is taken first and applied like the
-   * rest (behind the write barrier).
+   * rest (behind the write barrier, after what is being applied).
    */
   close(): void {
     if (this.handle === null) return;
-    const last = this.take() ? this.buf : null;
+    this.last = this.binding.statsdDrain(this.handle);
+    this.count();
     this.binding.statsdClose(this.handle);
     this.handle = null;
-    this.buf = null;
-    if (last !== null) {
-      this.last = last;
-      if (!this.draining) this.drain();
-    }
+    this.drain();
   }
 
   /** The binding has records: take them, unless they are being applied (the loop takes them next). */
@@ -137,23 +134,26 @@ export class StatsdNativeUdp {
     slice();
   }
 
-  /** Takes the binding's table (or the last one, once closed) and counts its datagrams; false when empty. */
+  /** Takes the binding's table (or the last one, once closed); false when empty. */
   private take(): boolean {
-    let buf: Buffer | null;
     if (this.handle !== null) {
-      buf = this.binding.statsdDrain(this.handle);
-      const t = this.totals();
-      this.sink.stats.packets += t.packets - this.seen.packets;
-      this.sink.stats.bytes += t.bytes - this.seen.bytes;
-      this.seen.packets = t.packets;
-      this.seen.bytes = t.bytes;
+      this.buf = this.binding.statsdDrain(this.handle);
+      this.count();
     } else {
-      buf = this.last;
+      this.buf = this.last;
       this.last = null;
     }
-    this.buf = buf;
     this.at = 0;
-    return buf !== null;
+    return this.buf !== null;
+  }
+
+  /** Adds the datagrams and bytes received since the last call to the server's statistics. */
+  private count(): void {
+    const t = this.totals();
+    this.sink.stats.packets += t.packets - this.seen.packets;
+    this.sink.stats.bytes += t.bytes - this.seen.bytes;
+    this.seen.packets = t.packets;
+    this.seen.bytes = t.bytes;
   }
 
   /** Applies records until `budget` is spent (a record costs 1, a sample 1/16) or the buffer ends. */

@@ -178,11 +178,12 @@ export class StatsdServer {
 
   /**
    * The receiver binding's own counts: datagrams the kernel dropped because the socket's buffer was full
-   * (SO_MEMINFO), and times its thread waited for this side to drain a full table. Zeros without it.
+   * (SO_MEMINFO), times its thread waited for this side to drain a full table, and receive errors. Zeros
+   * without the binding.
    */
-  get receiver(): { kernelDrops: number; stalls: number } {
+  get receiver(): { kernelDrops: number; stalls: number; errors: number } {
     const t = this.nativeUdp?.totals();
-    return { kernelDrops: t?.kernelDrops ?? 0, stalls: t?.stalls ?? 0 };
+    return { kernelDrops: t?.kernelDrops ?? 0, stalls: t?.stalls ?? 0, errors: t?.errors ?? 0 };
   }
 
   /** Metrics kept (counters, gauges, timings, histograms). */
