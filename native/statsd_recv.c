@@ -294,6 +294,12 @@ static void finalize_receiver(napi_env env, void *data, void *hint) {
   free(r);
 }
 
+static void set_u32(napi_env env, napi_value obj, const char *name, uint32_t n) {
+  napi_value v;
+  napi_create_uint32(env, n, &v);
+  napi_set_named_property(env, obj, name, v);
+}
+
 static receiver *get_receiver(napi_env env, napi_value v) {
   void *p = NULL;
   if (napi_get_value_external(env, v, &p) != napi_ok || !p) {
@@ -392,13 +398,11 @@ napi_value js_statsd_open(napi_env env, napi_callback_info info) {
   int got = 0;
   socklen_t gl = sizeof got;
   getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gl);
-  napi_value result, v;
+  napi_value result;
   napi_create_object(env, &result);
   napi_set_named_property(env, result, "handle", handle);
-  napi_create_uint32(env, bound, &v);
-  napi_set_named_property(env, result, "port", v);
-  napi_create_uint32(env, got, &v);
-  napi_set_named_property(env, result, "rcvbuf", v);
+  set_u32(env, result, "port", bound);
+  set_u32(env, result, "rcvbuf", got);
   return result;
 }
 
@@ -497,7 +501,7 @@ napi_value statsd_layout(napi_env env) {
   napi_value o, kinds, stats, v;
   napi_create_object(env, &o);
   napi_create_object(env, &kinds);
-#define X(id, name, n) napi_create_uint32(env, n, &v); napi_set_named_property(env, kinds, name, v);
+#define X(id, name, n) set_u32(env, kinds, name, n);
   STATSD_KINDS(X)
 #undef X
   napi_set_named_property(env, o, "kinds", kinds);
@@ -506,9 +510,7 @@ napi_value statsd_layout(napi_env env) {
   STATSD_STATS(X)
 #undef X
   napi_set_named_property(env, o, "stats", stats);
-  napi_create_uint32(env, STATSD_HEADER, &v);
-  napi_set_named_property(env, o, "header", v);
-  napi_create_uint32(env, STATSD_FLAG_SET, &v);
-  napi_set_named_property(env, o, "flagSet", v);
+  set_u32(env, o, "header", STATSD_HEADER);
+  set_u32(env, o, "flagSet", STATSD_FLAG_SET);
   return o;
 }
