@@ -14,7 +14,7 @@
  * or, with `expireSeconds`, until it has not been updated for that long.
  */
 import { SILENT_LOG, type Log } from '../log.js';
-import { Source, Writes } from '../model/index.js';
+import { Source, Writes, type ValueGroup } from '../model/index.js';
 import { forEachLine, parseStatsdLine, parseStatsdName, type StatsdBadReason, type StatsdKind, type StatsdMetric } from './statsd-line.js';
 import { StatsdListeners, type StatsdTransportStats } from './statsd-listeners.js';
 import { StatsdNativeUdp, type StatsdCoalesced, type StatsdNativeBinding } from './statsd-native.js';
@@ -278,21 +278,19 @@ export class StatsdServer {
   }
 
   private apply(metric: StatsdMetric, line: string): void {
-    const m = this.target(metric.kind, metric.name, metric.parts, line, 1);
-    if (m === undefined) return;
-    switch (metric.kind) {
-      case 'counter':
-        m.group.add(0, metric.delta);
-        break;
-      case 'gauge':
-        if (metric.op === 'set') m.group.set(0, metric.value);
-        else m.group.add(0, metric.value);
-        break;
-      default:
-        m.group.observe(0, metric.value, Number(metric.weight)); // at most 2^32: exact as a number
-    }
-    m.touched = this.now;
-    this.stats.applied++;
+    this.change(metric.kind, metric.name, metric.parts, line, 1, (group) => {
+      switch (metric.kind) {
+        case 'counter':
+          group.add(0, metric.delta);
+          break;
+        case 'gauge':
+          if (metric.op === 'set') group.set(0, metric.value);
+          else group.add(0, metric.value);
+          break;
+        default:
+          group.observe(0, metric.value, Number(metric.weight)); // at most 2^32: exact as a number
+      }
+    });
   }
 
   /**
@@ -302,21 +300,19 @@ export class StatsdServer {
   private coalesced(r: StatsdCoalesced): void {
     this.stats.lines += r.lines;
     try {
-      const m = this.target(r.kind, r.name, null, `${r.name}|${r.kind} (${r.lines} lines)`, r.lines);
-      if (m === undefined) return;
-      switch (r.kind) {
-        case 'counter':
-          m.group.addWord(0, r.lo, r.hi);
-          break;
-        case 'gauge':
-          if (r.set) m.group.setWord(0, r.lo, r.hi);
-          else m.group.addWord(0, r.lo, r.hi);
-          break;
-        default:
-          for (let i = 0; i < r.count; i++) m.group.observe(0, r.samples.readDoubleLE(r.from + 8 * i));
-      }
-      m.touched = this.now;
-      this.stats.applied += r.lines;
+      this.change(r.kind, r.name, null, `${r.name}|${r.kind} (${r.lines} lines)`, r.lines, (group) => {
+        switch (r.kind) {
+          case 'counter':
+            group.addWord(0, r.lo, r.hi);
+            break;
+          case 'gauge':
+            if (r.set) group.setWord(0, r.lo, r.hi);
+            else group.addWord(0, r.lo, r.hi);
+            break;
+          default:
+            for (let i = 0; i < r.count; i++) group.observe(0, r.samples.readDoubleLE(r.from + 8 * i));
+        }
+      });
     } catch (err) {
       this.stats.errors += r.lines;
       this.log.error({ err, metric: r.name }, 'statsd record failed');
@@ -324,8 +320,21 @@ export class StatsdServer {
   }
 
   /**
-   * The one place a line finds its metric: the one named `name`, created if new (its parts checked here
-   * when the caller has not); undefined when the line is refused, counted `lines` times.
+   * The one place a metric changes, for lines parsed here and the binding's records alike: finds or
+   * creates the metric `name` of `kind`, runs `update` on its value group and counts the `lines` applied;
+   * refused lines change nothing and are counted.
+   */
+  private change(kind: StatsdKind, name: string, parts: string[] | null, line: string, lines: number, update: (group: ValueGroup) => void): void {
+    const m = this.target(kind, name, parts, line, lines);
+    if (m === undefined) return;
+    update(m.group);
+    m.touched = this.now;
+    this.stats.applied += lines;
+  }
+
+  /**
+   * Finds the metric named `name`, created if new (its parts checked here when the caller has not);
+   * undefined when the lines are refused, counted `lines` times.
    */
   private target(kind: StatsdKind, name: string, parts: string[] | null, line: string, lines: number): Metric | undefined {
     const m = this.tree.metrics.get(name);
