@@ -4,6 +4,7 @@
  * which exports them with the contract (contract.c).
  */
 #include "statsfs.h"
+#include "statsd_recv.h"
 
 /* ------------------------------------------------------------------ */
 /* N-API helpers                                                       */
@@ -390,6 +391,10 @@ static const struct { const char *name; napi_callback fn; } functions[] = {
   { "dropStored", js_drop_stored },
   { "setRef", js_set_ref },
   { "umountDetach", js_umount_detach },
+  { "statsdOpen", js_statsd_open },
+  { "statsdDrain", js_statsd_drain },
+  { "statsdStats", js_statsd_stats },
+  { "statsdClose", js_statsd_close },
 };
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -404,6 +409,7 @@ static napi_value init(napi_env env, napi_value exports) {
     napi_set_named_property(env, exports, functions[i].name, f);
   }
   napi_set_named_property(env, exports, "contract", contract_object(env));
+  napi_set_named_property(env, exports, "statsdLayout", statsd_layout(env));
   return exports;
 }
 

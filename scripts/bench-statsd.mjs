@@ -8,112 +8,72 @@
  *   parse    parseStatsdLine over a mix of counters, gauges, timings, sampled and tagged lines
  *   apply    StatsdServer.ingest of 20-line packets over 1,000 existing metrics (parse + apply, no socket)
  *   create   --metrics distinct new metrics (sources and values created), with the heap they cost
- *   udp      a child process sends 20-line datagrams on 127.0.0.1 as fast as it can; lines applied per
- *            second and the share lost (UDP drops what the kernel buffer cannot hold)
+ *
+ * UDP, received by the daemon's binding, is measured by `npm run bench -- --only statsd` (scripts/bench/statsd.mjs)
+ * beside collectd and Etsy's statsd.
  */
-import { fork } from 'node:child_process';
-import dgram from 'node:dgram';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-if (process.argv[2] === '--sender') {
-  // child: blast datagrams at the port given, then report how many were sent
-  const [port, seconds] = [Number(process.argv[3]), Number(process.argv[4])];
-  const sock = dgram.createSocket('udp4');
-  const packet = Buffer.from(Array.from({ length: 20 }, (_, i) => `udp.m${i % 10}.c${i}:1|c`).join('\n'));
-  const end = Date.now() + seconds * 1000;
-  let sent = 0;
-  const burst = () => {
-    if (Date.now() >= end) {
-      sock.close();
-      process.send({ sent });
-      return;
-    }
-    let pending = 64;
-    for (let i = 0; i < 64; i++) {
-      sock.send(packet, port, '127.0.0.1', () => {
-        sent++;
-        if (--pending === 0) setImmediate(burst);
-      });
-    }
-  };
-  burst();
-} else {
-  const { values } = parseArgs({
-    options: { seconds: { type: 'string', default: '2' }, metrics: { type: 'string', default: '100000' }, json: { type: 'boolean', default: false } },
-  });
-  const seconds = Number(values.seconds);
-  const metricCount = Number(values.metrics);
-  const { parseStatsdLine, StatsdServer } = await import(join(ROOT, 'dist/src/producers/statsd.js'));
-  const { Source } = await import(join(ROOT, 'dist/src/model/index.js'));
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '2' }, metrics: { type: 'string', default: '100000' }, json: { type: 'boolean', default: false } },
+});
+const seconds = Number(values.seconds);
+const metricCount = Number(values.metrics);
+const { parseStatsdLine, StatsdServer } = await import(join(ROOT, 'dist/src/producers/statsd.js'));
+const { Source } = await import(join(ROOT, 'dist/src/model/index.js'));
 
-  const results = {};
-  const timeLoop = (fn) => {
-    const end = performance.now() + seconds * 1000;
-    let n = 0;
-    const start = performance.now();
-    while (performance.now() < end) n += fn();
-    return n / ((performance.now() - start) / 1000);
-  };
+const results = {};
+const timeLoop = (fn) => {
+  const end = performance.now() + seconds * 1000;
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() < end) n += fn();
+  return n / ((performance.now() - start) / 1000);
+};
 
-  const mix = [];
-  for (let i = 0; i < 1000; i++) {
-    switch (i % 5) {
-      case 0: mix.push(`app.web${i % 50}.requests:1|c`); break;
-      case 1: mix.push(`app.web${i % 50}.queue:${i}|g`); break;
-      case 2: mix.push(`app.web${i % 50}.latency:${(i % 97) / 4}|ms`); break;
-      case 3: mix.push(`app.web${i % 50}.sampled:1|c|@0.1`); break;
-      default: mix.push(`app.web${i % 50}.bytes${i}:${i * 1000}|h|#env:prod,role:web`);
-    }
+const mix = [];
+for (let i = 0; i < 1000; i++) {
+  switch (i % 5) {
+    case 0: mix.push(`app.web${i % 50}.requests:1|c`); break;
+    case 1: mix.push(`app.web${i % 50}.queue:${i}|g`); break;
+    case 2: mix.push(`app.web${i % 50}.latency:${(i % 97) / 4}|ms`); break;
+    case 3: mix.push(`app.web${i % 50}.sampled:1|c|@0.1`); break;
+    default: mix.push(`app.web${i % 50}.bytes${i}:${i * 1000}|h|#env:prod,role:web`);
   }
-  results.parseLinesPerSec = Math.round(timeLoop(() => {
-    for (const line of mix) parseStatsdLine(line);
+}
+results.parseLinesPerSec = Math.round(timeLoop(() => {
+  for (const line of mix) parseStatsdLine(line);
+  return mix.length;
+}));
+
+{
+  const server = new StatsdServer(Source.root());
+  const packets = [];
+  for (let i = 0; i < mix.length; i += 20) packets.push(Buffer.from(mix.slice(i, i + 20).join('\n')));
+  for (const p of packets) server.ingest(p); // create the metrics first
+  results.applyLinesPerSec = Math.round(timeLoop(() => {
+    for (const p of packets) server.ingest(p);
     return mix.length;
   }));
-
-  {
-    const server = new StatsdServer(Source.root());
-    const packets = [];
-    for (let i = 0; i < mix.length; i += 20) packets.push(Buffer.from(mix.slice(i, i + 20).join('\n')));
-    for (const p of packets) server.ingest(p); // create the metrics first
-    results.applyLinesPerSec = Math.round(timeLoop(() => {
-      for (const p of packets) server.ingest(p);
-      return mix.length;
-    }));
-    results.applyErrors = server.stats.errors + server.stats.badLines + server.stats.conflicts;
-  }
-
-  {
-    globalThis.gc?.();
-    const heapBefore = process.memoryUsage().heapUsed;
-    const server = new StatsdServer(Source.root(), { maxMetrics: metricCount });
-    const start = performance.now();
-    for (let i = 0; i < metricCount; i++) server.ingest(`svc${i % 100}.host${(i / 100) % 100 | 0}.m${i}:1|c`);
-    const ms = performance.now() - start;
-    globalThis.gc?.();
-    results.createMetrics = server.metricCount;
-    results.createMetricsPerSec = Math.round(metricCount / (ms / 1000));
-    results.heapBytesPerMetric = Math.round((process.memoryUsage().heapUsed - heapBefore) / metricCount);
-  }
-
-  {
-    const server = new StatsdServer(Source.root(), { udp: { host: '127.0.0.1', port: 0 } });
-    const { port } = await server.listen();
-    const child = fork(fileURLToPath(import.meta.url), ['--sender', String(port), String(seconds)]);
-    const start = performance.now();
-    const { sent } = await new Promise((r) => child.once('message', r));
-    await new Promise((r) => setTimeout(r, 200)); // let the last datagrams land
-    const elapsed = (performance.now() - start - 200) / 1000;
-    await server.close();
-    results.udpPacketsSent = sent;
-    results.udpPacketsReceived = server.stats.packets;
-    results.udpLinesAppliedPerSec = Math.round(server.stats.applied / elapsed);
-    results.udpLossPercent = Number((100 * (1 - server.stats.packets / Math.max(sent, 1))).toFixed(1));
-  }
-
-  if (values.json) process.stdout.write(JSON.stringify(results) + '\n');
-  else for (const [k, v] of Object.entries(results)) process.stdout.write(`${k.padEnd(24)} ${v.toLocaleString('en-US')}\n`);
+  results.applyErrors = server.stats.errors + server.stats.badLines + server.stats.conflicts;
 }
+
+{
+  globalThis.gc?.();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const server = new StatsdServer(Source.root(), { maxMetrics: metricCount });
+  const start = performance.now();
+  for (let i = 0; i < metricCount; i++) server.ingest(`svc${i % 100}.host${(i / 100) % 100 | 0}.m${i}:1|c`);
+  const ms = performance.now() - start;
+  globalThis.gc?.();
+  results.createMetrics = server.metricCount;
+  results.createMetricsPerSec = Math.round(metricCount / (ms / 1000));
+  results.heapBytesPerMetric = Math.round((process.memoryUsage().heapUsed - heapBefore) / metricCount);
+}
+
+if (values.json) process.stdout.write(JSON.stringify(results) + '\n');
+else for (const [k, v] of Object.entries(results)) process.stdout.write(`${k.padEnd(24)} ${v.toLocaleString('en-US')}\n`);

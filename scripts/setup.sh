@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what statsfs needs on a fresh Debian/Ubuntu machine, then builds it. Idempotent and quick when
 # everything is already there, so `npm start` and `npm test` can both run it first (`--for-tests` adds what
-# only the tests need).
+# only the tests need, `--for-bench` what only `npm run bench` needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,10 @@ if [ "${1:-}" = "--for-tests" ]; then
   command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
   # `statsfs top` is tested in a real terminal
   command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
+fi
+# `npm run bench` runs collectd's statsd plugin beside statsfs's StatsD receiver
+if [ "${1:-}" = "--for-bench" ]; then
+  [ -e /usr/lib/collectd/statsd.so ] || need_pkgs+=(collectd-core)
 fi
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -111,6 +111,11 @@ export const MOUNT_OPTIONS: readonly MountOption[] = [
   { flags: '--keep-on-disconnect', help: 'keep what a producer created after it disconnects (default: removed with it)' },
   { flags: '--statsd <host:port>', help: 'accept the StatsD line protocol on UDP (e.g. 127.0.0.1:8125)', parse: hostPort },
   { flags: '--statsd-socket <path>', help: 'accept StatsD lines on a Unix stream socket too (mode 0600), newline-terminated' },
+  {
+    flags: '--statsd-rcvbuf <bytes>',
+    help: "the StatsD UDP socket's receive buffer, as the kernel counts it (default 8388608, 8 MiB; at most twice net.core.rmem_max; 0: the kernel's default)",
+    parse: nonNegative('bytes'),
+  },
   { flags: '--statsd-expire <s>', help: 'remove a StatsD metric not updated for <s> seconds (default 0: never)', parse: nonNegative('seconds') },
   { flags: '--http <host:port>', help: 'serve /metrics for Prometheus (text or OpenMetrics) on this address', parse: hostPort },
   { flags: '--http-max-scrapes <n>', help: 'scrapes of /metrics served at once; beyond, 503 (default 4)', parse: nonNegative('scrapes'), value: () => 4 },

@@ -86,6 +86,11 @@ const tempDirs = new Set();
 export class Scope {
   #undo = [];
 
+  /** Runs fn at close, in reverse order with the rest (a setting to put back). */
+  defer(fn) {
+    this.#undo.push(async () => fn());
+  }
+
   /** A fresh directory under the system temp dir (or under base). */
   tempDir(prefix = 'statsfs-bench-', base = tmpdir()) {
     const dir = mkdtempSync(join(base, prefix));

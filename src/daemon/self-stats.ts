@@ -207,12 +207,26 @@ export function producerServerSource(stats: ProducerServerStats): Source {
 /** What statsfs/statsd/ reads: a StatsdServer. */
 export interface StatsdStatsReader {
   readonly stats: StatsdStats;
+  readonly receiver: { kernelDrops: number; stalls: number; errors: number };
   readonly metricCount: number;
   readonly metricCap: number;
 }
 
 const statsdStats: ServiceStat<StatsdStatsReader>[] = [
   { name: 'packets', read: (s) => s.stats.packets, unit: 'datagrams', description: 'UDP datagrams received' },
+  {
+    name: 'kernel_drops',
+    read: (s) => s.receiver.kernelDrops,
+    unit: 'datagrams',
+    description: "UDP datagrams the kernel dropped: the socket's receive buffer (--statsd-rcvbuf) was full",
+  },
+  {
+    name: 'receiver_stalls',
+    read: (s) => s.receiver.stalls,
+    unit: 'waits',
+    description: "times the receiver thread waited for the event loop to apply a full table (datagrams wait in the socket's buffer meanwhile)",
+  },
+  { name: 'receive_errors', read: (s) => s.receiver.errors, unit: 'errors', description: 'UDP receive calls that failed (a bug or a kernel problem if not 0)' },
   { name: 'bytes', read: (s) => s.stats.bytes, unit: 'bytes', description: 'bytes received over UDP and the Unix socket' },
   { name: 'connections', read: (s) => s.stats.connections, unit: 'connections', description: 'Unix socket connections accepted' },
   { name: 'refused_connections', read: (s) => s.stats.refusedConnections, unit: 'connections', description: 'Unix socket connections closed at once: 256 were open' },

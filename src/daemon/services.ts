@@ -9,7 +9,9 @@ import { dirname, resolve } from 'node:path';
 import type { Source } from '../model/index.js';
 import { MetricsServer } from '../export/http.js';
 import { ProducerServer } from '../producers/socket-server.js';
+import { loadAddon } from '../fs/mount.js';
 import { StatsdServer } from '../producers/statsd.js';
+import { statsdBinding } from '../producers/statsd-native.js';
 import { UserError, type Service } from './daemon.js';
 import type { Logger } from './logger.js';
 import { producerServerSource, statsdSource } from './self-stats.js';
@@ -21,6 +23,8 @@ export interface ServiceFlags {
   keepOnDisconnect?: boolean;
   statsd?: { host: string; port: number };
   statsdSocket?: string;
+  /** The StatsD UDP socket's receive buffer in bytes, as the kernel counts it. */
+  statsdRcvbuf?: number;
   /** Remove a StatsD metric not updated for this many seconds (0 or absent: never). */
   statsdExpire?: number;
   /** Serve /metrics (Prometheus text or OpenMetrics) here. */
@@ -95,9 +99,11 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
     }
     if (flags.statsd || flags.statsdSocket) {
       statsd = new StatsdServer(root, {
-        udp: flags.statsd,
+        udp: flags.statsd && { ...flags.statsd, rcvbuf: flags.statsdRcvbuf },
         unixPath: flags.statsdSocket,
         expireSeconds: flags.statsdExpire,
+        // UDP received and parsed by a thread of the binding: see src/producers/statsd-native.ts
+        native: flags.statsd ? statsdBinding(loadAddon()) : undefined,
         log: log.child({ service: 'statsd' }),
       });
       self?.addSubordinate(statsdSource(statsd));

@@ -4,9 +4,9 @@
  */
 import { arena, type SnapshotRenderer, type Source } from '../model/index.js';
 import { StatsFsAdapter } from './adapter.js';
-import { lazyUnmount, mountSession, OP_NAMES, type FuseSession } from './native.js';
+import { lazyUnmount, loadAddon, mountSession, OP_NAMES, type FuseSession } from './native.js';
 
-export { lazyUnmount };
+export { lazyUnmount, loadAddon };
 
 export interface MountOptions {
   /** Seconds the kernel may cache names and attributes (default 1); removals are invalidated at once. */

@@ -674,6 +674,14 @@ export function mountSession(mountpoint: string, handler: FuseHandler, options: 
 }
 
 /**
+ * The loaded addon, for what uses it beyond FUSE (the daemon's StatsD receiver, native/statsd_recv.c),
+ * which checks its own part of it (src/producers/statsd-native.ts).
+ */
+export function loadAddon(): unknown {
+  return loadBinding().native;
+}
+
+/**
  * Detach a mount at `path` (e.g. a stale "Transport endpoint is not connected" mount left by a
  * kill -9): umount2(MNT_DETACH) as root, otherwise `fusermount3 -u -z`. Throws a FuseError.
  */

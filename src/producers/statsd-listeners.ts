@@ -48,7 +48,8 @@ export class StatsdListeners {
 
   constructor(private readonly receiver: StatsdReceiver) {}
 
-  async listenUdp(host: string, port: number): Promise<{ address: string; port: number }> {
+  /** rcvbuf: the receive buffer as the kernel counts it (SO_RCVBUF is asked half of it: the kernel doubles what it is asked); 0: the kernel's default. */
+  async listenUdp(host: string, port: number, rcvbuf: number): Promise<{ address: string; port: number }> {
     const { receiver } = this;
     const socket = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
     this.udp = socket;
@@ -59,12 +60,13 @@ export class StatsdListeners {
       receiver.ingest(msg);
     });
     try {
-      socket.setRecvBufferSize(4 * 1024 * 1024); // bursts of datagrams while the loop is busy
+      if (rcvbuf > 0) socket.setRecvBufferSize(Math.max(1, Math.floor(rcvbuf / 2))); // bursts of datagrams while the loop is busy
     } catch {
-      // the kernel's limit (net.core.rmem_max) is lower: keep its default
+      // refused: keep the kernel's default
     }
     const a = socket.address();
-    receiver.log.info({ address: a.address, port: a.port }, 'statsd listening on UDP');
+    // the kernel caps the buffer at twice net.core.rmem_max: the log says what it is
+    receiver.log.info({ address: a.address, port: a.port, rcvbuf: socket.getRecvBufferSize() }, 'statsd listening on UDP');
     return { address: a.address, port: a.port };
   }
 

@@ -57,7 +57,7 @@ export class StatsdTree {
   }
 
   /** Creates the metric's sources and values, or says why not (a cap or a conflict) without creating any. */
-  create(metric: StatsdMetric, now: number): Metric | string {
+  create(metric: Pick<StatsdMetric, 'kind' | 'name' | 'parts'>, now: number): Metric | string {
     if (this.metrics.size >= this.caps.maxMetrics) return 'metric-cap';
     const parts = metric.parts;
     const leaf = parts[parts.length - 1];

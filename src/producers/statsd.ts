@@ -14,12 +14,15 @@
  * or, with `expireSeconds`, until it has not been updated for that long.
  */
 import { SILENT_LOG, type Log } from '../log.js';
-import { Source, Writes } from '../model/index.js';
-import { forEachLine, parseStatsdLine, type StatsdBadReason, type StatsdMetric } from './statsd-line.js';
+import { Source, Writes, type ValueGroup } from '../model/index.js';
+import { forEachLine, parseStatsdLine, parseStatsdName, type StatsdBadReason, type StatsdKind, type StatsdMetric } from './statsd-line.js';
 import { StatsdListeners, type StatsdTransportStats } from './statsd-listeners.js';
-import { StatsdTree } from './statsd-tree.js';
+import { StatsdNativeUdp, type StatsdCoalesced, type StatsdNativeBinding } from './statsd-native.js';
+import { StatsdTree, type Metric } from './statsd-tree.js';
 
 export const STATSD_DEFAULT_MAX_METRICS = 100_000;
+/** The UDP socket's receive buffer as the kernel counts it (SO_RCVBUF asks half: the kernel doubles it for its bookkeeping). */
+export const STATSD_DEFAULT_RCVBUF = 8 << 20;
 /**
  * Most entries (values and sources) this server puts in one source. The model finds a value and checks a
  * new group by scanning the source's groups, so a source of n values costs O(n) per lookup and O(n²) to
@@ -31,7 +34,8 @@ export const STATSD_DEFAULT_MAX_PER_SOURCE = 10_000;
 const EXPIRE_SLICE = 250;
 
 export interface StatsdOptions {
-  udp?: { host: string; port: number };
+  /** rcvbuf: the socket's receive buffer in bytes as the kernel counts it (default STATSD_DEFAULT_RCVBUF). */
+  udp?: { host: string; port: number; rcvbuf?: number };
   /** A Unix stream socket (Node has no Unix datagram sockets) carrying newline-terminated lines. */
   unixPath?: string;
   /** Most metrics kept; lines that would create more are dropped and counted (default 100,000). */
@@ -42,6 +46,11 @@ export interface StatsdOptions {
   maxPerSource?: number;
   /** Removes a metric not updated for this many seconds, and counts it (default 0: never). */
   expireSeconds?: number;
+  /**
+   * The binding (src/fs/native.ts): UDP is then received and parsed by a thread of it (statsd-native.ts),
+   * and the kernel's drops are counted. Without it, a Node dgram socket receives.
+   */
+  native?: StatsdNativeBinding;
   log?: Log;
 }
 
@@ -114,6 +123,7 @@ export class StatsdServer {
   private readonly tree: StatsdTree;
   private readonly warned = new Set<string>();
   private readonly listeners: StatsdListeners;
+  private readonly nativeUdp: StatsdNativeUdp | null;
   private readonly expireMs: number;
   private expiryTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
@@ -139,6 +149,19 @@ export class StatsdServer {
       ingestLines: (data) => this.ingestLines(data),
       warnOnce: (key, obj, msg) => this.warnOnce(key, obj, msg),
     });
+    this.nativeUdp =
+      options.native === undefined
+        ? null
+        : new StatsdNativeUdp(options.native, {
+            stats: this.stats,
+            write: (change) =>
+              this.writes.defer(() => {
+                this.now = Date.now();
+                change();
+              }),
+            line: (line) => this.line(line),
+            coalesced: (record) => this.coalesced(record),
+          });
     this.expireMs = Math.max(0, (options.expireSeconds ?? 0) * 1000);
     if (this.expireMs > 0) {
       // a metric goes between expireSeconds and 1.25 × expireSeconds (at most a minute more) after its last line
@@ -153,6 +176,16 @@ export class StatsdServer {
     return this.maxMetrics;
   }
 
+  /**
+   * The receiver binding's own counts: datagrams the kernel dropped because the socket's buffer was full
+   * (SO_MEMINFO), times its thread waited for this side to drain a full table, and receive errors. Zeros
+   * without the binding.
+   */
+  get receiver(): { kernelDrops: number; stalls: number; errors: number } {
+    const t = this.nativeUdp?.totals();
+    return { kernelDrops: t?.kernelDrops ?? 0, stalls: t?.stalls ?? 0, errors: t?.errors ?? 0 };
+  }
+
   /** Metrics kept (counters, gauges, timings, histograms). */
   get metricCount(): number {
     return this.tree.metrics.size;
@@ -165,7 +198,13 @@ export class StatsdServer {
   async listen(): Promise<{ address: string; port: number }> {
     try {
       let result = { address: this.options.unixPath ?? '', port: 0 };
-      if (this.options.udp) result = await this.listeners.listenUdp(this.options.udp.host, this.options.udp.port);
+      const udp = this.options.udp;
+      if (udp && this.nativeUdp !== null) {
+        const bound = this.nativeUdp.listen(udp.host, udp.port, udp.rcvbuf ?? STATSD_DEFAULT_RCVBUF);
+        result = { address: udp.host, port: bound.port };
+        // the kernel caps the buffer at twice net.core.rmem_max: the log says what it is
+        this.log.info({ ...result, rcvbuf: bound.rcvbuf, receiver: 'native' }, 'statsd listening on UDP');
+      } else if (udp) result = await this.listeners.listenUdp(udp.host, udp.port, udp.rcvbuf ?? STATSD_DEFAULT_RCVBUF);
       if (this.options.unixPath !== undefined) await this.listeners.listenUnix(this.options.unixPath);
       return result;
     } catch (err) {
@@ -203,27 +242,28 @@ export class StatsdServer {
     }
   }
 
-  private refuse(reason: StatsdBadReason | 'conflict' | 'metric-cap' | 'source-cap', message: string, line: string): void {
+  /** Counts `lines` lines refused for `reason` (more than one for a record the binding coalesced). */
+  private refuse(reason: StatsdBadReason | 'conflict' | 'metric-cap' | 'source-cap', message: string, line: string, lines = 1): void {
     switch (reason) {
       case 'name':
-        this.stats.badNames++;
+        this.stats.badNames += lines;
         break;
       case 'unsupported':
-        this.stats.unsupported++;
+        this.stats.unsupported += lines;
         break;
       case 'conflict':
-        this.stats.conflicts++;
+        this.stats.conflicts += lines;
         break;
       case 'metric-cap':
-        this.stats.dropped++;
-        this.stats.droppedMetricCap++;
+        this.stats.dropped += lines;
+        this.stats.droppedMetricCap += lines;
         break;
       case 'source-cap':
-        this.stats.dropped++;
-        this.stats.droppedSourceCap++;
+        this.stats.dropped += lines;
+        this.stats.droppedSourceCap += lines;
         break;
       default:
-        this.stats.badLines++;
+        this.stats.badLines += lines;
     }
     this.warnOnce(reason, { line: excerpt(line), reason: message }, 'statsd line refused');
   }
@@ -238,33 +278,82 @@ export class StatsdServer {
   }
 
   private apply(metric: StatsdMetric, line: string): void {
-    let m = this.tree.metrics.get(metric.name);
-    if (m === undefined) {
-      const created = this.tree.create(metric, this.now);
-      if (typeof created === 'string') {
-        if (created === 'metric-cap') this.refuse(created, `${this.maxMetrics} metrics are kept already (remove some, or let them expire)`, line);
-        else if (created === 'source-cap') this.refuse(created, `over a cap: ${this.maxSources} sources, or ${this.maxPerSource} entries in one source`, line);
-        else this.refuse('conflict', created, line);
-        return;
+    this.change(metric.kind, metric.name, metric.parts, line, 1, (group) => {
+      switch (metric.kind) {
+        case 'counter':
+          group.add(0, metric.delta);
+          break;
+        case 'gauge':
+          if (metric.op === 'set') group.set(0, metric.value);
+          else group.add(0, metric.value);
+          break;
+        default:
+          group.observe(0, metric.value, Number(metric.weight)); // at most 2^32: exact as a number
       }
-      m = created;
-    } else if (m.kind !== metric.kind) {
-      this.refuse('conflict', `${metric.name} is a ${m.kind}, not a ${metric.kind}`, line);
-      return;
+    });
+  }
+
+  /**
+   * Applies a record the binding coalesced: `lines` lines of one name and kind, with the effect they have
+   * one after the other (statsd-native.ts).
+   */
+  private coalesced(r: StatsdCoalesced): void {
+    this.stats.lines += r.lines;
+    try {
+      this.change(r.kind, r.name, null, `${r.name}|${r.kind} (${r.lines} lines)`, r.lines, (group) => {
+        switch (r.kind) {
+          case 'counter':
+            group.addWord(0, r.lo, r.hi);
+            break;
+          case 'gauge':
+            if (r.set) group.setWord(0, r.lo, r.hi);
+            else group.addWord(0, r.lo, r.hi);
+            break;
+          default:
+            for (let i = 0; i < r.count; i++) group.observe(0, r.samples.readDoubleLE(r.from + 8 * i));
+        }
+      });
+    } catch (err) {
+      this.stats.errors += r.lines;
+      this.log.error({ err, metric: r.name }, 'statsd record failed');
     }
-    switch (metric.kind) {
-      case 'counter':
-        m.group.add(0, metric.delta);
-        break;
-      case 'gauge':
-        if (metric.op === 'set') m.group.set(0, metric.value);
-        else m.group.add(0, metric.value);
-        break;
-      default:
-        m.group.observe(0, metric.value, Number(metric.weight)); // at most 2^32: exact as a number
-    }
+  }
+
+  /**
+   * The one place a metric changes, for lines parsed here and the binding's records alike: finds or
+   * creates the metric `name` of `kind`, runs `update` on its value group and counts the `lines` applied;
+   * refused lines change nothing and are counted.
+   */
+  private change(kind: StatsdKind, name: string, parts: string[] | null, line: string, lines: number, update: (group: ValueGroup) => void): void {
+    const m = this.target(kind, name, parts, line, lines);
+    if (m === undefined) return;
+    update(m.group);
     m.touched = this.now;
-    this.stats.applied++;
+    this.stats.applied += lines;
+  }
+
+  /**
+   * Finds the metric named `name`, created if new (its parts checked here when the caller has not);
+   * undefined when the lines are refused, counted `lines` times.
+   */
+  private target(kind: StatsdKind, name: string, parts: string[] | null, line: string, lines: number): Metric | undefined {
+    const m = this.tree.metrics.get(name);
+    if (m !== undefined) {
+      if (m.kind === kind) return m;
+      this.refuse('conflict', `${name} is a ${m.kind}, not a ${kind}`, line, lines);
+      return undefined;
+    }
+    const checked = parts ?? parseStatsdName(name);
+    if (typeof checked === 'string') {
+      this.refuse('name', checked, line, lines);
+      return undefined;
+    }
+    const created = this.tree.create({ kind, name, parts: checked }, this.now);
+    if (typeof created !== 'string') return created;
+    if (created === 'metric-cap') this.refuse(created, `${this.maxMetrics} metrics are kept already (remove some, or let them expire)`, line, lines);
+    else if (created === 'source-cap') this.refuse(created, `over a cap: ${this.maxSources} sources, or ${this.maxPerSource} entries in one source`, line, lines);
+    else this.refuse('conflict', created, line, lines);
+    return undefined;
   }
 
   /**
@@ -315,6 +404,7 @@ export class StatsdServer {
   async close(): Promise<void> {
     if (this.expiryTimer !== null) clearInterval(this.expiryTimer);
     this.expiryTimer = null;
+    this.nativeUdp?.close();
     await this.listeners.close();
   }
 }
