@@ -102,13 +102,20 @@ _Static_assert(A_INO == 0 && A_MODE == 1 && A_SHARED == 2, "serveStored compares
 /* The meta argument of replyOpendir: a Float64Array of DM_COUNT. */
 #define STATSFS_DIR_META(X)                                                     \
   X(SELF, "self") X(PARENT, "parent") X(UID, "uid") X(GID, "gid")               \
-  X(ENTRY_TIMEOUT, "entryTimeout") X(ATTR_TIMEOUT, "attrTimeout")
+  X(ENTRY_TIMEOUT, "entryTimeout") X(ATTR_TIMEOUT, "attrTimeout") X(CACHE, "cache")
 
 enum {
 #define X(id, name) DM_##id,
   STATSFS_DIR_META(X)
 #undef X
   DM_COUNT
+};
+
+/* meta[DM_CACHE]: whether the kernel may keep the listing in its page cache (cache_readdir). */
+enum {
+  DIR_UNCACHED = 0,             /* no: every opendir's readdir reaches the session thread */
+  DIR_CACHE_FRESH = 1,          /* yes, dropping whatever it kept: the listing is not the one it was last handed */
+  DIR_CACHE_KEEP = 2,           /* yes, keeping what it has: the same listing as the last opendir of this directory */
 };
 
 /* The `valid` argument of EV_SETATTR: libfuse's own bits, passed through. */

@@ -213,6 +213,10 @@ void reply_snapshot(session *s, fuse_req_t req, struct fuse_file_info *fi, snaps
   }
   fi->direct_io = 1;
   fi->keep_cache = 0;
+  /* A read-only open needs no FLUSH: close(2) then costs no round trip (the release is sent in the
+   * background). Writes keep it: every write is answered before close anyway, but a writer's close
+   * stays a point where the daemon has seen everything. */
+  fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
   if (reply_with_handle(s, req, fi, &s->files, &sn->link, ST_OPEN_FILES) != 0) snapshot_free(s, sn);
 }
 

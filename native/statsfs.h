@@ -105,6 +105,7 @@ typedef struct dirlist {        /* fi->fh of an open directory */
   uint32_t uid, gid;
   double entry_timeout, attr_timeout;
   dent *ents;
+  uint32_t *listed;             /* per entry: times readdirplus handed it to the kernel (a lookup each) */
   char *names;                  /* count NUL-terminated names back to back */
 } dirlist;
 

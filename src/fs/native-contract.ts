@@ -49,7 +49,7 @@ export type EventArgs = { [K in EventName]: ArgsOf<(typeof EVENT_ARGS)[K]> };
 /** Indices into the attributes Float64Array of replyEntry, replyAttr and serveStored (STATSFS_ATTR). */
 export const ATTR_FIELDS = ['ino', 'mode', 'nlink', 'size', 'uid', 'gid', 'mtimeMs', 'ctimeMs', 'atimeMs'] as const;
 /** Indices into replyOpendir's meta Float64Array (STATSFS_DIR_META). */
-export const DIR_META_FIELDS = ['self', 'parent', 'uid', 'gid', 'entryTimeout', 'attrTimeout'] as const;
+export const DIR_META_FIELDS = ['self', 'parent', 'uid', 'gid', 'entryTimeout', 'attrTimeout', 'cache'] as const;
 /** libfuse's FUSE_SET_ATTR_* bits in the `valid` argument of setattr (STATSFS_SETATTR). */
 export const SETATTR_BITS = ['mode', 'uid', 'gid', 'size', 'atime', 'mtime', 'atimeNow', 'mtimeNow'] as const;
 /** Flags of the binding's mount() (STATSFS_MOUNT_FLAGS). */
