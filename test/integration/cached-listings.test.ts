@@ -1,0 +1,85 @@
+/**
+ * Large directories (a kept listing, 256 entries or more) are opened with cache_readdir: the kernel keeps
+ * the listing in its page cache and an `ls` of an unchanged directory costs no readdir (src/fs/adapter.ts
+ * opendir, native/replies.c replyOpendir). Checked through the real daemon, with a producer in a second
+ * process changing the directory, and ls, cat and the daemon's own statistics.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, sh, skipWithoutFuse, startDaemon, type Daemon } from '../helpers/mount.js';
+
+const N = 300;
+
+describe.skipIf(skipWithoutFuse)('listings the kernel keeps in its cache', { timeout: 60_000 }, () => {
+  let d: Daemon;
+  let m: string;
+  let producer: ChildProcessWithoutNullStreams;
+  let lines: AsyncIterator<string>;
+
+  /** Sends a command to the producer; resolves once it has been applied. */
+  const command = async (line: string) => {
+    producer.stdin.write(`${line}\n`);
+    expect((await lines.next()).value).toBe('ok');
+  };
+  const listed = () => sh(`ls ${m}/big`).stdout.split('\n').filter(Boolean);
+  const stat = (path: string) => BigInt(sh(`cat ${m}/statsfs/fuse/${path}`).stdout.trim());
+
+  beforeAll(async () => {
+    d = await startDaemon(['--no-collectors']);
+    m = d.mountpoint;
+    producer = spawn(process.execPath, [join(ROOT, 'test/fixtures/listing-producer.mjs'), join(m, '../producers.sock'), String(N)]);
+    lines = createInterface({ input: producer.stdout })[Symbol.asyncIterator]();
+    expect((await lines.next()).value).toBe('ready');
+  });
+  afterAll(() => {
+    producer?.kill();
+    d?.cleanup();
+  });
+
+  it('an unchanged directory is listed again without a readdir', () => {
+    expect(listed()).toHaveLength(N);
+    const before = stat('readdir/requests');
+    for (let i = 0; i < 5; i++) expect(listed()).toHaveLength(N);
+    expect(stat('readdir/requests')).toBe(before);
+    // ls -l takes the attributes of the cached names; values still read through the mount
+    const long = sh(`ls -l ${m}/big`);
+    expect(long.stderr).toBe('');
+    expect(long.stdout.split('\n').filter((l) => l.startsWith('d'))).toHaveLength(N);
+    expect(sh(`cat ${m}/big/s7/v ${m}/big/s299/v`).stdout).toBe('7\n299\n');
+  });
+
+  it('a source that comes or goes shows in the next ls, at once', async () => {
+    expect(listed()).not.toContain('s300');
+    await command('add 300');
+    expect(listed()).toContain('s300');
+    expect(listed()).toHaveLength(N + 1);
+    expect(sh(`cat ${m}/big/s300/v`).stdout).toBe('300\n');
+    await command('rm 5');
+    const now = listed();
+    expect(now).not.toContain('s5');
+    expect(now).toHaveLength(N);
+    expect(sh(`ls -l ${m}/big`).stdout).not.toMatch(/ s5\n/);
+    // and the listing the kernel keeps is the new one from then on
+    for (let i = 0; i < 3; i++) expect(listed()).toEqual(now);
+    await command('add 5');
+    expect(listed()).toContain('s5');
+  });
+
+  it.skipIf(process.getuid?.() !== 0 && process.env.CI !== 'true')(
+    'listings served from the cache hold no inode once the kernel forgets: the lookups they did not hand out are given back',
+    async () => {
+      for (let i = 0; i < 20; i++) expect(listed()).toHaveLength(N + 1);
+      const held = stat('inodes');
+      expect(held).toBeGreaterThan(BigInt(N));
+      await command('rmall');
+      expect(sh(`ls ${m}`).stdout).not.toMatch(/^big$/m);
+      // the kernel forgets what it no longer caches
+      expect(sh('sync && echo 2 > /proc/sys/vm/drop_caches')).toMatchObject({ status: 0, stderr: '' });
+      await sleep(300);
+      expect(stat('inodes')).toBeLessThan(BigInt(N) / 2n);
+    },
+  );
+});
