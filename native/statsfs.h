@@ -132,7 +132,8 @@ typedef struct session {
   uv_async_t *async;
 
   pthread_t loop_thread, notify_thread;
-  int wake_fd;                  /* eventfd: asks the session thread to stop */
+  int wake_fd;                  /* eventfd: asks the session thread to stop (when it polls) */
+  int blocking;                 /* the session thread blocks in read(2); WAKE_SIGNAL stops it */
   int stop;                     /* atomic */
 
   /* queue to JS */
