@@ -96,12 +96,13 @@ interface Node {
 /**
  * A directory's listing, with its children counted as looked up at each opendir. `handedParent`: the
  * parent inode it was last returned with (null: not yet returned), so that an unchanged listing lets the
- * kernel serve `ls` from what it cached.
+ * kernel serve `ls` from what it cached; `freshAt`: when the kernel last took it whole (Date.now()).
  */
 interface KeptListing {
   listing: DirListing;
   children: Node[];
   handedParent: number | null;
+  freshAt: number;
 }
 
 /** Directories with at least this many entries keep their listing (small ones are cheap to build). */
@@ -229,8 +230,13 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     // the parent's inode is looked up each time: it may have been forgotten and handed out anew
     const parent = dir.parent ? (this.sourceInos.get(dir.parent) ?? ROOT_INO) : ROOT_INO;
     // A kept listing is dropped whenever an entry comes, goes or is forgotten: while it is the same object,
-    // what the kernel cached from it is still exact.
-    const cache = !this.listings.has(dir) ? 'none' : built.handedParent === parent ? 'keep' : 'fresh';
+    // what the kernel cached from it is still exact. Its names only, though: the entries' own timeouts run
+    // from the readdirplus that handed them, and past them `ls -l` would cost one lookup per name. So the
+    // kernel takes the listing anew (readdirplus renews them all) once half of that time has gone.
+    const now = Date.now();
+    const keep = built.handedParent === parent && now - built.freshAt < (this.timeout * 1000) / 2;
+    const cache = !this.listings.has(dir) ? 'none' : keep ? 'keep' : 'fresh';
+    if (cache === 'fresh') built.freshAt = now;
     built.handedParent = parent;
     return { ...built.listing, parent, cache };
   }
@@ -290,6 +296,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
       },
       children,
       handedParent: null,
+      freshAt: 0,
     };
     if (n >= KEPT_LISTING_MIN) this.listings.set(dir, built);
     return built;

@@ -51,6 +51,15 @@ describe.skipIf(skipWithoutFuse)('listings the kernel keeps in its cache', { tim
     expect(sh(`cat ${m}/big/s7/v ${m}/big/s299/v`).stdout).toBe('7\n299\n');
   });
 
+  it('ls -l after the entries\' timeout (1 s) takes the listing anew rather than a lookup or getattr per name', async () => {
+    expect(listed()).toHaveLength(N);
+    await sleep(1200);
+    const asked = () => stat('lookup/requests') + stat('getattr/requests');
+    const before = asked();
+    expect(sh(`ls -l ${m}/big`).stdout.split('\n').filter((l) => l.startsWith('d'))).toHaveLength(N);
+    expect(asked() - before).toBeLessThan(20n);
+  });
+
   it('a source that comes or goes shows in the next ls, at once', async () => {
     expect(listed()).not.toContain('s300');
     await command('add 300');
