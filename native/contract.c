@@ -88,6 +88,15 @@ static napi_value dir_meta(napi_env env) {
   return o;
 }
 
+static napi_value dir_cache(napi_env env) {
+  napi_value o = object(env);
+  set_num(env, o, "length", DIR_CACHE_COUNT);
+#define X(id, name) set_num(env, o, name, DIR_CACHE_##id);
+  STATSFS_DIR_CACHE(X)
+#undef X
+  return o;
+}
+
 static napi_value setattr_bits(napi_env env) {
   napi_value o = object(env);
 #define X(name, bit) set_num(env, o, name, bit);
@@ -112,6 +121,7 @@ napi_value contract_object(napi_env env) {
   napi_set_named_property(env, c, "mountFlags", mount_flags(env));
   napi_set_named_property(env, c, "attr", attr(env));
   napi_set_named_property(env, c, "dirMeta", dir_meta(env));
+  napi_set_named_property(env, c, "dirCache", dir_cache(env));
   napi_set_named_property(env, c, "setattr", setattr_bits(env));
   napi_set_named_property(env, c, "arena", arena(env));
   return c;

@@ -111,11 +111,17 @@ enum {
   DM_COUNT
 };
 
-/* meta[DM_CACHE]: whether the kernel may keep the listing in its page cache (cache_readdir). */
+/* meta[DM_CACHE]: whether the kernel may keep the listing in its page cache (cache_readdir):
+ * NONE no, every opendir's readdir reaches the session thread; FRESH yes, dropping whatever it kept
+ * (the listing is not the one it was last handed); KEEP yes, keeping what it has (the same listing as
+ * the last opendir of this directory). */
+#define STATSFS_DIR_CACHE(X) X(NONE, "none") X(FRESH, "fresh") X(KEEP, "keep")
+
 enum {
-  DIR_UNCACHED = 0,             /* no: every opendir's readdir reaches the session thread */
-  DIR_CACHE_FRESH = 1,          /* yes, dropping whatever it kept: the listing is not the one it was last handed */
-  DIR_CACHE_KEEP = 2,           /* yes, keeping what it has: the same listing as the last opendir of this directory */
+#define X(id, name) DIR_CACHE_##id,
+  STATSFS_DIR_CACHE(X)
+#undef X
+  DIR_CACHE_COUNT
 };
 
 /* The `valid` argument of EV_SETATTR: libfuse's own bits, passed through. */

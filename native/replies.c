@@ -210,7 +210,7 @@ napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
   d->attr_timeout = meta[DM_ATTR_TIMEOUT];
   /* A listing the kernel keeps costs no readdir at the next `ls`; KEEP only when JS says it is the very
    * listing the kernel was handed last, so the kernel never shows a listing older than this opendir. */
-  it->fi.cache_readdir = meta[DM_CACHE] >= DIR_CACHE_FRESH;
+  it->fi.cache_readdir = meta[DM_CACHE] == DIR_CACHE_FRESH || meta[DM_CACHE] == DIR_CACHE_KEEP;
   it->fi.keep_cache = meta[DM_CACHE] == DIR_CACHE_KEEP;
   if (reply_with_handle(s, it->req, &it->fi, &s->dirs, &d->link, ST_OPEN_DIRS) != 0) free(d);
   finish(s, it);

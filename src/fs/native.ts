@@ -202,9 +202,6 @@ type Handler<A> = A extends unknown[] ? (id: number, ...args: A) => void : never
 type Decoded = (id: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => void;
 type OpenContent = Buffer | Uint8Array | string | readonly Buffer[];
 
-/** DirListing.cache as the binding reads it (DIR_UNCACHED, DIR_CACHE_FRESH, DIR_CACHE_KEEP in native/contract.h). */
-const DIR_CACHE = { none: 0, fresh: 1, keep: 2 } as const;
-
 /** Snapshots at least this large are copied into the binding in pieces of this size, a turn of the loop apart. */
 const FILL_STEP = 8 << 20;
 
@@ -642,7 +639,7 @@ export class FuseSession {
     meta[at.gid] = l.gid ?? 0;
     meta[at.entryTimeout] = l.entryTimeout;
     meta[at.attrTimeout] = l.attrTimeout;
-    meta[at.cache] = DIR_CACHE[l.cache ?? 'none'];
+    meta[at.cache] = this.contract.dirCache[l.cache ?? 'none'];
     this.native.replyOpendir(this.handle, id, names, l.inos, l.modes, l.sizes ?? null, l.mtimesMs ?? null, meta);
   }
 }
