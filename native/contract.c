@@ -69,24 +69,21 @@ static napi_value mount_flags(napi_env env) {
   return o;
 }
 
-/* { length, ino, mode, ... }: index of each attribute in the Float64Array */
-static napi_value attr(napi_env env) {
+/* { length, <name>: index, ... } for a list whose enum numbers its entries in order from 0 */
+static napi_value indices(napi_env env, const char *const *names, uint32_t n) {
   napi_value o = object(env);
-  set_num(env, o, "length", A_COUNT);
-#define X(id, name) set_num(env, o, name, A_##id);
-  STATSFS_ATTR(X)
-#undef X
+  set_num(env, o, "length", n);
+  for (uint32_t i = 0; i < n; i++) set_num(env, o, names[i], i);
   return o;
 }
 
-static napi_value dir_meta(napi_env env) {
-  napi_value o = object(env);
-  set_num(env, o, "length", DM_COUNT);
-#define X(id, name) set_num(env, o, name, DM_##id);
-  STATSFS_DIR_META(X)
-#undef X
-  return o;
-}
+#define NAME(id, name) name,
+/* the attributes in the Float64Array of replyEntry, replyAttr and serveStored */
+static const char *const attr_names[A_COUNT] = { STATSFS_ATTR(NAME) };
+/* replyOpendir's meta, and the values of its `cache` field */
+static const char *const dir_meta_names[DM_COUNT] = { STATSFS_DIR_META(NAME) };
+static const char *const dir_cache_names[DIR_CACHE_COUNT] = { STATSFS_DIR_CACHE(NAME) };
+#undef NAME
 
 static napi_value setattr_bits(napi_env env) {
   napi_value o = object(env);
@@ -110,8 +107,9 @@ napi_value contract_object(napi_env env) {
   napi_set_named_property(env, c, "stats", stats(env));
   napi_set_named_property(env, c, "events", events(env));
   napi_set_named_property(env, c, "mountFlags", mount_flags(env));
-  napi_set_named_property(env, c, "attr", attr(env));
-  napi_set_named_property(env, c, "dirMeta", dir_meta(env));
+  napi_set_named_property(env, c, "attr", indices(env, attr_names, A_COUNT));
+  napi_set_named_property(env, c, "dirMeta", indices(env, dir_meta_names, DM_COUNT));
+  napi_set_named_property(env, c, "dirCache", indices(env, dir_cache_names, DIR_CACHE_COUNT));
   napi_set_named_property(env, c, "setattr", setattr_bits(env));
   napi_set_named_property(env, c, "arena", arena(env));
   return c;

@@ -102,13 +102,26 @@ _Static_assert(A_INO == 0 && A_MODE == 1 && A_SHARED == 2, "serveStored compares
 /* The meta argument of replyOpendir: a Float64Array of DM_COUNT. */
 #define STATSFS_DIR_META(X)                                                     \
   X(SELF, "self") X(PARENT, "parent") X(UID, "uid") X(GID, "gid")               \
-  X(ENTRY_TIMEOUT, "entryTimeout") X(ATTR_TIMEOUT, "attrTimeout")
+  X(ENTRY_TIMEOUT, "entryTimeout") X(ATTR_TIMEOUT, "attrTimeout") X(CACHE, "cache")
 
 enum {
 #define X(id, name) DM_##id,
   STATSFS_DIR_META(X)
 #undef X
   DM_COUNT
+};
+
+/* meta[DM_CACHE]: whether the kernel may keep the listing in its page cache (cache_readdir):
+ * NONE no, every opendir's readdir reaches the session thread; FRESH yes, dropping whatever it kept
+ * (the listing is not the one it was last handed); KEEP yes, keeping what it has (the same listing as
+ * the last opendir of this directory). */
+#define STATSFS_DIR_CACHE(X) X(NONE, "none") X(FRESH, "fresh") X(KEEP, "keep")
+
+enum {
+#define X(id, name) DIR_CACHE_##id,
+  STATSFS_DIR_CACHE(X)
+#undef X
+  DIR_CACHE_COUNT
 };
 
 /* The `valid` argument of EV_SETATTR: libfuse's own bits, passed through. */

@@ -135,20 +135,45 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   to_js(req, it, K_LOOKUP);
 }
 
+/* An EV_FORGET item with room for `count` (ino, nlookup) pairs, or NULL (no memory, or JS does not count). */
+static item *forget_item(session *s, size_t count) {
+  if (!(s->flags & MF_FORGET) || count == 0) return NULL;
+  item *it = item_new(NULL, EV_FORGET, K_FORGET, 0, count * 2 * sizeof(double));
+  if (it) it->u.count = count;
+  return it;
+}
+
 static void queue_forgets(session *s, const struct fuse_forget_data *f, size_t count) {
   /* A forgotten inode is looked up anew before its next open, and registered again by JS. */
   pthread_mutex_lock(&s->vmu);
   for (size_t i = 0; s->stored.count && i < count; i++) stored_remove(&s->stored, f[i].ino);
   pthread_mutex_unlock(&s->vmu);
-  if (!(s->flags & MF_FORGET)) return;
-  item *it = item_new(NULL, EV_FORGET, K_FORGET, 0, count * 2 * sizeof(double));
+  item *it = forget_item(s, count);
   if (!it) return;
   double *pairs = (double *)it->data;
   for (size_t i = 0; i < count; i++) {
     pairs[2 * i] = (double)f[i].ino;
     pairs[2 * i + 1] = (double)f[i].nlookup;
   }
-  it->u.count = count;
+  if (enqueue(s, it) != 0) free(it);
+}
+
+/* JS counted one lookup per entry of a listing at opendir, as if readdirplus handed each to the kernel
+ * once. When the kernel lists from its cache it hands none; a rewound listing hands some twice. At
+ * release the difference goes back to JS as forgets of 1 - (times handed): negative ones add lookups. */
+static void queue_listing_corrections(session *s, const dirlist *d) {
+  size_t off = 0;
+  for (uint32_t i = 0; i < d->count; i++) off += d->listed[i] != 1;
+  item *it = forget_item(s, off);
+  if (!it) return;
+  double *pairs = (double *)it->data;
+  off = 0;
+  for (uint32_t i = 0; i < d->count; i++) {
+    if (d->listed[i] == 1) continue;
+    pairs[2 * off] = (double)d->ents[i].ino;
+    pairs[2 * off + 1] = 1.0 - (double)d->listed[i];
+    off++;
+  }
   if (enqueue(s, it) != 0) free(it);
 }
 
@@ -285,6 +310,7 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
                        : fuse_add_direntry(req, buf + used, size - used, name, &e.attr, (off_t)(i + 1));
     if (need > size - used) break;   /* did not fit: not sent, so not counted as a lookup */
     used += need;
+    if (plus && i >= 2) d->listed[i - 2]++;
   }
   fuse_reply_buf(req, buf, used);
 }
@@ -302,6 +328,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
   stat_add(s, ST_REQUESTS + K_RELEASEDIR, 1);
   dirlist *d = (dirlist *)(uintptr_t)fi->fh;
   list_del(s, &d->link);
+  queue_listing_corrections(s, d);
   free(d);
   stat_sub(s, ST_OPEN_DIRS, 1);
   fuse_reply_err(req, 0);

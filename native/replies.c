@@ -178,10 +178,12 @@ napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
   /* One block: header, entries, then the names with their separators
    * turned into terminators. */
   size_t count = n_ino;
-  dirlist *d = malloc(sizeof *d + count * sizeof(dent) + names_len + 1);
+  dirlist *d = malloc(sizeof *d + count * (sizeof(dent) + sizeof(uint32_t)) + names_len + 1);
   if (!d) { fail_item(s, it, ENOMEM); return js_bool(env, true); }
   d->ents = (dent *)(d + 1);
-  d->names = (char *)(d->ents + count);
+  d->listed = (uint32_t *)(d->ents + count);
+  memset(d->listed, 0, count * sizeof(uint32_t));
+  d->names = (char *)(d->listed + count);
   napi_get_value_string_utf8(env, argv[2], d->names, names_len + 1, &names_len);
   uint32_t off = 0;
   size_t i;
@@ -206,6 +208,10 @@ napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
   d->gid = (uint32_t)meta[DM_GID];
   d->entry_timeout = meta[DM_ENTRY_TIMEOUT];
   d->attr_timeout = meta[DM_ATTR_TIMEOUT];
+  /* A listing the kernel keeps costs no readdir at the next `ls`; KEEP only when JS says it is the very
+   * listing the kernel was handed last, so the kernel never shows a listing older than this opendir. */
+  it->fi.cache_readdir = meta[DM_CACHE] == DIR_CACHE_FRESH || meta[DM_CACHE] == DIR_CACHE_KEEP;
+  it->fi.keep_cache = meta[DM_CACHE] == DIR_CACHE_KEEP;
   if (reply_with_handle(s, it->req, &it->fi, &s->dirs, &d->link, ST_OPEN_DIRS) != 0) free(d);
   finish(s, it);
   return js_bool(env, true);

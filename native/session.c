@@ -213,6 +213,10 @@ void reply_snapshot(session *s, fuse_req_t req, struct fuse_file_info *fi, snaps
   }
   fi->direct_io = 1;
   fi->keep_cache = 0;
+  /* A read-only open needs no FLUSH: close(2) then costs no round trip (the release is sent in the
+   * background). Writes keep it: every write is answered before close anyway, but a writer's close
+   * stays a point where the daemon has seen everything. */
+  fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
   if (reply_with_handle(s, req, fi, &s->files, &sn->link, ST_OPEN_FILES) != 0) snapshot_free(s, sn);
 }
 
@@ -263,11 +267,64 @@ void to_js(fuse_req_t req, item *it, int kind) {
 /* ------------------------------------------------------------------ */
 /* Threads                                                             */
 
-/* Our own loop instead of fuse_session_loop: polling the (non-blocking)
- * /dev/fuse fd together with an eventfd lets unmount stop the thread before
- * the fd is closed, so no thread is ever left blocked in read(). */
+/* Our own loop instead of fuse_session_loop, so that unmount can stop the
+ * thread before the fd is closed and no thread is ever left blocked in read().
+ * It blocks in read(2) on /dev/fuse: one system call per request, where a
+ * non-blocking read that finds nothing costs a read, a poll and a read again
+ * (measured, reader and daemon on one CPU: 22 -> 19 us of daemon CPU per `cat`). Unmount wakes
+ * it with WAKE_SIGNAL, which only this thread takes, caught by a handler that
+ * does nothing and without SA_RESTART, so read(2) returns EINTR. Where that
+ * signal already has a handler in this process, the fd is non-blocking and the
+ * thread polls it together with the eventfd instead. */
+#define WAKE_SIGNAL (SIGRTMIN + 5)
+
+static void on_wake_signal(int sig) { (void)sig; }
+
+static int g_wake_signal_ok;
+static void install_wake_signal(void) {
+  struct sigaction old, sa;
+  if (sigaction(WAKE_SIGNAL, NULL, &old) != 0 || old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO)) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_wake_signal;   /* no SA_RESTART: the blocked read(2) returns EINTR */
+  sigemptyset(&sa.sa_mask);
+  g_wake_signal_ok = sigaction(WAKE_SIGNAL, &sa, NULL) == 0;
+}
+
+/* Whether the session thread may block in read(2) (the handler of WAKE_SIGNAL is ours). */
+static int wake_signal_ready(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, install_wake_signal);
+  return g_wake_signal_ok;
+}
+
+/* Stops and joins the session thread. A signal sent just before the thread enters read(2) is
+ * missed, so it is sent again until the thread has ended. */
+static void stop_session_thread(session *s) {
+  __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+  if (!s->blocking) {
+    uint64_t one = 1;
+    if (write(s->wake_fd, &one, sizeof one) < 0) { /* eventfd write cannot fail here */ }
+    pthread_join(s->loop_thread, NULL);
+    return;
+  }
+  for (;;) {
+    pthread_kill(s->loop_thread, WAKE_SIGNAL);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 10 * 1000 * 1000;
+    if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+    if (pthread_timedjoin_np(s->loop_thread, NULL, &until) == 0) return;
+  }
+}
+
 static void *session_main(void *arg) {
   session *s = arg;
+  if (s->blocking) {
+    sigset_t wake;
+    sigemptyset(&wake);
+    sigaddset(&wake, WAKE_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+  }
   struct fuse_buf fbuf = { .mem = NULL };
   struct pollfd pfd[2] = {
     { .fd = fuse_session_fd(s->se), .events = POLLIN },
@@ -393,10 +450,7 @@ void shutdown_session(session *s) {
   pthread_mutex_unlock(&s->nmu);
   pthread_join(s->notify_thread, NULL);
 
-  __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
-  uint64_t one = 1;
-  if (write(s->wake_fd, &one, sizeof one) < 0) { /* eventfd write cannot fail here */ }
-  pthread_join(s->loop_thread, NULL);
+  stop_session_thread(s);
 
   pthread_mutex_lock(&g_log_mu);
   if (g_debug_session == s) g_debug_session = NULL;
@@ -579,8 +633,11 @@ const char *session_fuse_mount(session *s, const char *mnt, const char *opts, ch
     return code;
   }
   if (said[0]) fprintf(stderr, "%s\n", said);
-  int fd = fuse_session_fd(s->se);
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  s->blocking = wake_signal_ready();
+  if (!s->blocking) {
+    int fd = fuse_session_fd(s->se);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  }
   return NULL;
 }
 

@@ -105,6 +105,7 @@ typedef struct dirlist {        /* fi->fh of an open directory */
   uint32_t uid, gid;
   double entry_timeout, attr_timeout;
   dent *ents;
+  uint32_t *listed;             /* per entry: times readdirplus handed it to the kernel (a lookup each) */
   char *names;                  /* count NUL-terminated names back to back */
 } dirlist;
 
@@ -131,7 +132,8 @@ typedef struct session {
   uv_async_t *async;
 
   pthread_t loop_thread, notify_thread;
-  int wake_fd;                  /* eventfd: asks the session thread to stop */
+  int wake_fd;                  /* eventfd: asks the session thread to stop (when it polls) */
+  int blocking;                 /* the session thread blocks in read(2); WAKE_SIGNAL stops it */
   int stop;                     /* atomic */
 
   /* queue to JS */

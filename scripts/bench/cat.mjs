@@ -13,7 +13,13 @@ export const name = 'cat';
 export const title = 'cat throughput';
 
 const SYS_FILE = '/sys/class/net/lo/statistics/rx_bytes';
-const TARGET = 0.8;
+const TARGET = 1.3;
+/**
+ * Issue 17's target for a value unchanged since its last read, with an option trading freshness for speed:
+ * half a /sys file's throughput. statsfs has no such option (see the note written with the row): the row
+ * shows where the exact default stands against it.
+ */
+const CACHED_TARGET = 0.5;
 
 export async function run({ full, scope }) {
   requireBuild();
@@ -41,7 +47,8 @@ export async function run({ full, scope }) {
   const seconds = full ? 2 : 1.5;
   const rows = [];
   const notes = [
-    `Each round runs the reader for ${seconds} s per contender, in turn; ${rounds} rounds per configuration. A reader process loops open(O_RDONLY) + read(128 KiB) until EOF + close and counts a cycle whose content is empty or lacks its newline as an error; 8 readers are 8 processes. Files are served with direct_io, so each cycle costs open, two reads, flush and release at the FUSE level.`,
+    `Each round runs the reader for ${seconds} s per contender, in turn; ${rounds} rounds per configuration. A reader process loops open(O_RDONLY) + read(128 KiB) until EOF + close and counts a cycle whose content is empty or lacks its newline as an error; 8 readers are 8 processes. Files are served with direct_io, so each cycle costs open, two reads (the second answers 0 bytes) and release at the FUSE level, and flush on the C baseline (statsfs answers a read-only open with noflush); release is sent in the background, so a cycle waits for three requests on statsfs and four on the C baseline.`,
+    'No option trades freshness for speed: serving values from the kernel\'s page cache (keep_cache, FUSE_CAP_NO_OPEN_SUPPORT) bounds every read by the cached i_size, and when a value\'s length changes (999 → 1000) a concurrent reader can pair the new i_size with the old page or the reverse: a torn or zero-padded value. The /sys row with a target shows the exact default against the goal such an option would have had.',
   ];
 
   const configurations = [
@@ -72,7 +79,11 @@ export async function run({ full, scope }) {
     for (const c of contenders) rows.push(measured(`${c.label}, ${who}`, samples[c.name], fmtRate('ops')));
     rows.push(ratioRow(`statsfs ÷ C FUSE, ${who}`, samples.statsfs, samples['C FUSE'], target ? { min: TARGET } : {}));
     rows.push(ratioRow(`statsfs getter ÷ C FUSE, ${who}`, samples['statsfs getter'], samples['C FUSE']));
-    for (const k of ['C FUSE mt', 'tmpfs', '/sys']) if (samples[k]) rows.push(ratioRow(`statsfs ÷ ${k}, ${who}`, samples.statsfs, samples[k]));
+    for (const k of ['C FUSE mt', 'tmpfs']) if (samples[k]) rows.push(ratioRow(`statsfs ÷ ${k}, ${who}`, samples.statsfs, samples[k]));
+    if (samples['/sys']) {
+      const cachedTarget = target && procs === 1 ? { min: CACHED_TARGET } : {};
+      rows.push(ratioRow(`statsfs ÷ /sys, ${who}${cachedTarget.min ? ' (target of a freshness-for-speed option; statsfs has none: its exact default)' : ''}`, samples.statsfs, samples['/sys'], cachedTarget));
+    }
     const bad = Object.entries(errors).filter(([, n]) => n > 0);
     if (bad.length) notes.push(`${who}: failed or torn cycles: ${bad.map(([k, n]) => `${k} ${n}`).join(', ')}.`);
     notes.push(`${who}: daemon CPU per cycle (user + system, all rounds): ${cpuNote(cpu)}.`);

@@ -93,6 +93,18 @@ interface Node {
   nlookup: number;
 }
 
+/**
+ * A directory's listing, with its children counted as looked up at each opendir. `handedParent`: the
+ * parent inode it was last returned with (null: not yet returned), so that an unchanged listing lets the
+ * kernel serve `ls` from what it cached; `freshAt`: when the kernel last took it whole (Date.now()).
+ */
+interface KeptListing {
+  listing: DirListing;
+  children: Node[];
+  handedParent: number | null;
+  freshAt: number;
+}
+
 /** Directories with at least this many entries keep their listing (small ones are cheap to build). */
 const KEPT_LISTING_MIN = 256;
 
@@ -137,7 +149,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
    * Listings of large directories, kept until an entry comes, goes or is forgotten: `ls` of 10,000
    * sources then costs the kernel's work, not 10,000 map lookups and a join in JS per opendir.
    */
-  private readonly listings = new WeakMap<Source, { listing: DirListing; children: Node[] }>();
+  private readonly listings = new WeakMap<Source, KeptListing>();
 
   constructor(
     readonly root: Source,
@@ -212,10 +224,21 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     const dir = node.source;
     dir.refresh();
     const built = this.listings.get(dir) ?? this.buildListing(dir);
-    // Every listed entry counts as looked up: readdirplus hands the kernel its attributes.
+    // Every listed entry counts as looked up: readdirplus hands the kernel its attributes. The binding
+    // gives back, at release, what the kernel did not take (a listing served from its cache takes none).
     for (const child of built.children) child.nlookup++;
     // the parent's inode is looked up each time: it may have been forgotten and handed out anew
-    return { ...built.listing, parent: dir.parent ? (this.sourceInos.get(dir.parent) ?? ROOT_INO) : ROOT_INO };
+    const parent = dir.parent ? (this.sourceInos.get(dir.parent) ?? ROOT_INO) : ROOT_INO;
+    // A kept listing is dropped whenever an entry comes, goes or is forgotten: while it is the same object,
+    // what the kernel cached from it is still exact. Its names only, though: the entries' own timeouts run
+    // from the readdirplus that handed them, and past them `ls -l` would cost one lookup per name. So the
+    // kernel takes the listing anew (readdirplus renews them all) once half of that time has gone.
+    const now = Date.now();
+    const keep = built.handedParent === parent && now - built.freshAt < (this.timeout * 1000) / 2;
+    const cache = !this.listings.has(dir) ? 'none' : keep ? 'keep' : 'fresh';
+    if (cache === 'fresh') built.freshAt = now;
+    built.handedParent = parent;
+    return { ...built.listing, parent, cache };
   }
 
   /** A histogram value's directory: its files, each counted as looked up (see opendir). */
@@ -239,7 +262,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
    * The entries of a directory the caller has just refreshed; kept while nothing in it changes when it is
    * large (see listings).
    */
-  private buildListing(dir: Source): { listing: DirListing; children: Node[] } {
+  private buildListing(dir: Source): KeptListing {
     const subs = dir.subordinates.filter((sub) => !sub.hidden);
     const values = dir.visibleValues();
     const n = subs.length + values.length;
@@ -272,6 +295,8 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
         attrTimeout: this.timeout,
       },
       children,
+      handedParent: null,
+      freshAt: 0,
     };
     if (n >= KEPT_LISTING_MIN) this.listings.set(dir, built);
     return built;

@@ -49,7 +49,9 @@ export type EventArgs = { [K in EventName]: ArgsOf<(typeof EVENT_ARGS)[K]> };
 /** Indices into the attributes Float64Array of replyEntry, replyAttr and serveStored (STATSFS_ATTR). */
 export const ATTR_FIELDS = ['ino', 'mode', 'nlink', 'size', 'uid', 'gid', 'mtimeMs', 'ctimeMs', 'atimeMs'] as const;
 /** Indices into replyOpendir's meta Float64Array (STATSFS_DIR_META). */
-export const DIR_META_FIELDS = ['self', 'parent', 'uid', 'gid', 'entryTimeout', 'attrTimeout'] as const;
+export const DIR_META_FIELDS = ['self', 'parent', 'uid', 'gid', 'entryTimeout', 'attrTimeout', 'cache'] as const;
+/** The values of meta[dirMeta.cache] (STATSFS_DIR_CACHE): DirListing.cache. */
+export const DIR_CACHE_NAMES = ['none', 'fresh', 'keep'] as const;
 /** libfuse's FUSE_SET_ATTR_* bits in the `valid` argument of setattr (STATSFS_SETATTR). */
 export const SETATTR_BITS = ['mode', 'uid', 'gid', 'size', 'atime', 'mtime', 'atimeNow', 'mtimeNow'] as const;
 /** Flags of the binding's mount() (STATSFS_MOUNT_FLAGS). */
@@ -76,6 +78,7 @@ export interface Contract {
   readonly mountFlags: Bits<(typeof MOUNT_FLAGS)[number]>;
   readonly attr: Layout<(typeof ATTR_FIELDS)[number]>;
   readonly dirMeta: Layout<(typeof DIR_META_FIELDS)[number]>;
+  readonly dirCache: Layout<(typeof DIR_CACHE_NAMES)[number]>;
   readonly setattr: Bits<(typeof SETATTR_BITS)[number]>;
   readonly arena: Readonly<Record<keyof typeof ARENA_LAYOUT, number>>;
 }
@@ -187,6 +190,7 @@ export function checkContract(exported: unknown, file = 'statsfs_fuse.node'): Co
   d.bits('mountFlags', c.mountFlags, MOUNT_FLAGS);
   d.layout('attr', c.attr, ATTR_FIELDS);
   d.layout('dirMeta', c.dirMeta, DIR_META_FIELDS);
+  d.layout('dirCache', c.dirCache, DIR_CACHE_NAMES);
   d.bits('setattr', c.setattr, SETATTR_BITS);
   const arena = d.object('arena', c.arena) ?? {};
   for (const [name, want] of Object.entries(ARENA_LAYOUT)) {

@@ -97,6 +97,13 @@ export interface DirListing {
   /** readdirplus caching of each entry (seconds): `ls -l` costs no lookups within these. */
   entryTimeout: number;
   attrTimeout: number;
+  /**
+   * Whether the kernel may keep the listing in its page cache, so that the readdirs of later opendirs
+   * cost no request: 'fresh' drops what it kept and caches this listing; 'keep' serves what it kept
+   * (say it only when this is the very listing the previous opendir of this directory returned: what
+   * it kept is then a part of it). Default 'none': every readdir is answered from this listing.
+   */
+  cache?: 'none' | 'fresh' | 'keep';
 }
 
 /**
@@ -124,7 +131,10 @@ export interface FuseHandler {
   write?(ino: number, data: Buffer, offset: number, accepted: number): MaybePromise<WriteResult>;
   /**
    * The kernel dropped `nlookup` references to `ino`. Every successful lookup reply and every
-   * readdirplus entry other than "." and ".." counts as one reference.
+   * readdirplus entry other than "." and ".." counts as one reference. The binding also corrects, when
+   * an open directory is released, the one reference opendir is expected to count per listed entry:
+   * `nlookup` 1 for an entry the kernel was not handed (it listed from its cache), negative for one it
+   * was handed more than once.
    */
   forget?(ino: number, nlookup: number): void;
   /** A handler threw, rejected or returned something malformed (the request got EIO). */
@@ -629,6 +639,7 @@ export class FuseSession {
     meta[at.gid] = l.gid ?? 0;
     meta[at.entryTimeout] = l.entryTimeout;
     meta[at.attrTimeout] = l.attrTimeout;
+    meta[at.cache] = this.contract.dirCache[l.cache ?? 'none'];
     this.native.replyOpendir(this.handle, id, names, l.inos, l.modes, l.sizes ?? null, l.mtimesMs ?? null, meta);
   }
 }

@@ -10,12 +10,12 @@ import { Schema, Source } from '../../../src/model/index.js';
 
 const N = 300; // above the size from which listings are kept
 
-function setup() {
+function setup(cacheSeconds = 1) {
   const root = Source.root();
   const big = new Source('big');
   root.addSubordinate(big);
   for (let i = 0; i < N; i++) big.addSubordinate(new Source(`s${i}`));
-  const adapter = new StatsFsAdapter(root);
+  const adapter = new StatsFsAdapter(root, { cacheSeconds });
   const lookup = adapter.lookup(1, 'big');
   if (typeof lookup === 'number') throw new Error('no big');
   const bigIno = lookup.attr.ino;
@@ -47,6 +47,29 @@ describe('adapter: kept listings of large directories', () => {
     const third = list();
     expect(inoOf(third, 's7')).not.toBe(s7);
     expect(adapter.getattr(inoOf(third, 's7'))).toMatchObject({ ino: inoOf(third, 's7') });
+  });
+
+  it('lets the kernel keep the very listing it was handed last, and drop it once it changed', () => {
+    // a day of cache time: the half-timeout renewal plays no part here
+    const { root, big, adapter, list } = setup(86_400);
+    expect(list().cache).toBe('fresh');
+    expect(list().cache).toBe('keep');
+    expect(list().cache).toBe('keep');
+    big.addSubordinate(new Source('extra'));
+    expect(list().cache).toBe('fresh');
+    expect(list().cache).toBe('keep');
+    // small directories are built anew at each opendir: nothing for the kernel to keep
+    const small = new Source('small');
+    root.addSubordinate(small);
+    const lookup = adapter.lookup(1, 'small');
+    if (typeof lookup === 'number') throw new Error('no small');
+    expect(adapter.opendir(lookup.attr.ino)).toMatchObject({ cache: 'none' });
+  });
+
+  it('with a cache time of 0, hands every listing fresh: the entries it renews would have expired already', () => {
+    const { list } = setup(0);
+    expect(list().cache).toBe('fresh');
+    expect(list().cache).toBe('fresh');
   });
 
   it('follows entries that come and go, values included', () => {

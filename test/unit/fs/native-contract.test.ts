@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SEQ, SlotArena } from '../../../src/model/arena.js';
 import {
-  ARENA_LAYOUT, ATTR_FIELDS, checkContract, ContractError, DIR_META_FIELDS, EVENT_ARGS, GAUGE_NAMES, MOUNT_FLAGS,
+  ARENA_LAYOUT, ATTR_FIELDS, checkContract, ContractError, DIR_CACHE_NAMES, DIR_META_FIELDS, EVENT_ARGS, GAUGE_NAMES, MOUNT_FLAGS,
   OP_NAMES, SETATTR_BITS,
 } from '../../../src/fs/native-contract.js';
 import { ROOT } from '../../helpers/mount.js';
@@ -33,6 +33,7 @@ function fakeContract(): Record<string, Record<string, unknown> | unknown[]> {
     mountFlags: bits(MOUNT_FLAGS),
     attr: index(ATTR_FIELDS),
     dirMeta: index(DIR_META_FIELDS),
+    dirCache: index(DIR_CACHE_NAMES),
     setattr: bits(SETATTR_BITS),
     arena: { ...ARENA_LAYOUT },
   };
@@ -63,6 +64,7 @@ describe('native contract', () => {
     expect(c.setattr).toEqual({ mode: 1, uid: 2, gid: 4, size: 8, atime: 16, mtime: 32, atimeNow: 128, mtimeNow: 256 });
     expect(c.attr).toEqual(index(ATTR_FIELDS));
     expect(c.dirMeta).toEqual(index(DIR_META_FIELDS));
+    expect(c.dirCache).toEqual({ length: 3, none: 0, fresh: 1, keep: 2 });
     expect(c.arena).toEqual(ARENA_LAYOUT);
   });
 
