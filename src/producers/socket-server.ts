@@ -18,7 +18,8 @@
  * then applied, all of it or none.
  *
  * Fairness: the event loop is shared with the mount's requests, so frames are applied in turns of at most
- * SLICE_MS (and at least one frame), and a turn also ends as soon as the mount has requests waiting. Frames
+ * SLICE_MS (and at least one frame), and a turn also ends as soon as the mount has requests waiting (the next
+ * then comes READERS_FIRST_MS later). Frames
  * received and not applied in a turn stay with their connection, whose reading is paused (counted in
  * `throttled`) until they are applied: a producer faster than the daemon is slowed down by the socket's own
  * flow control, and what the daemon holds for it stays within a chunk or two. Connections with such a
@@ -111,6 +112,9 @@ const CLOSE_GRACE_MS = 1000;
 /** The longest a turn of applying frames runs before the event loop goes on (other work, the mount's requests). */
 const SLICE_MS = 1;
 
+/** How long producers wait after a turn that readers interrupted (see nextTurn). */
+const READERS_FIRST_MS = 1;
+
 function errorCode(err: unknown): string {
   if (err instanceof ProtocolError || err instanceof StatsError) return err.code;
   return 'EIO';
@@ -134,6 +138,8 @@ export class ProducerServer {
   private readonly backlog = new Set<Connection>();
   /** When the current turn of applying frames ends (performance.now()); 0: no turn under way. */
   private turnEnds = 0;
+  /** A turn ended early because the mount had requests waiting. */
+  private readersCame = false;
 
   private readonly writes: Writes;
 
@@ -276,13 +282,26 @@ export class ProducerServer {
 
   /** Whether the turn may apply another frame: time is left, and the mount has no request waiting. */
   private turnGoesOn(): boolean {
-    return performance.now() < this.turnEnds && !this.root.readersWaiting();
+    if (this.root.readersWaiting()) {
+      this.readersCame = true;
+      return false;
+    }
+    return performance.now() < this.turnEnds;
   }
 
-  /** Serves the connections with a backlog, each after the other, while the turn lasts (at least one frame). */
+  /**
+   * Serves the connections with a backlog, each after the other, while the turn lasts (at least one frame).
+   * When readers came during the last turn, the next comes READERS_FIRST_MS later instead of at once, so a
+   * reader's next request (ls asks for one directory after the other) finds the event loop free.
+   */
   private readonly nextTurn = (): void => {
     this.turnEnds = 0;
     if (this.backlog.size === 0) return;
+    if (this.readersCame) {
+      this.readersCame = false;
+      setTimeout(this.nextTurn, READERS_FIRST_MS);
+      return;
+    }
     this.writes.defer(() => {
       let first = true;
       for (const conn of [...this.backlog]) {
