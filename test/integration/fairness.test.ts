@@ -91,19 +91,16 @@ function floodFrames(count: number, id: () => number): Buffer {
 }
 
 describe.skipIf(skipWithoutFuse)('fairness: readers and a flooding producer on the real daemon', { timeout: 120_000 }, () => {
-  let d: Daemon;
-  let m: string;
-  let socket: string;
-  beforeAll(async () => {
-    d = await startDaemon(['--no-collectors']);
-    m = d.mountpoint;
-    socket = join(m, '..', 'producers.sock');
-  });
+  let d: Daemon | undefined;
+  beforeAll(async () => void (d = await startDaemon(['--no-collectors'])));
   afterAll(() => d?.cleanup());
+  /** The mount and the producer socket beside it. */
+  const where = () => ({ m: d!.mountpoint, socket: join(d!.mountpoint, '..', 'producers.sock') });
 
-  const stat = async (name: string) => Number(await readFile(join(m, 'statsfs/producers', name), 'utf8'));
+  const stat = async (name: string) => Number(await readFile(join(where().m, 'statsfs/producers', name), 'utf8'));
 
   it('ls and cat complete and are right while a producer floods; the producer is throttled, the backlog stays bounded; every frame is applied, in order', async () => {
+    const { m, socket } = where();
     const p = new RawProducer(socket);
     await p.send(encodeHello(p.id()));
     await p.send(encodeDefine(p.id(), 1, [{ name: 'c0', type: 'u64', aggr: 'sum' }]));
@@ -156,6 +153,7 @@ describe.skipIf(skipWithoutFuse)('fairness: readers and a flooding producer on t
   });
 
   it('a client flooding in batches: flush() resolves once every update it sent is applied', async () => {
+    const { m, socket } = where();
     const client = await connect({ path: socket, reconnect: false });
     try {
       const schema = client.define([{ name: 'n', type: 'u64', aggr: 'sum' }]);
