@@ -112,6 +112,9 @@ const CLOSE_GRACE_MS = 1000;
 /** The longest a turn of applying frames runs before the event loop goes on (other work, the mount's requests). */
 const SLICE_MS = 1;
 
+/** How often at most a turn looks whether the mount has requests waiting (a look costs a call into the binding). */
+const READERS_CHECK_MS = 0.05;
+
 /** How long producers wait after a turn that readers interrupted (see nextTurn). */
 const READERS_FIRST_MS = 1;
 
@@ -138,8 +141,12 @@ export class ProducerServer {
   private readonly backlog = new Set<Connection>();
   /** When the current turn of applying frames ends (performance.now()); 0: no turn under way. */
   private turnEnds = 0;
+  /** When the turn next looks whether the mount has requests waiting. */
+  private readersCheck = 0;
   /** A turn ended early because the mount had requests waiting. */
   private readersCame = false;
+  /** nextTurn is scheduled. */
+  private turnScheduled = false;
 
   private readonly writes: Writes;
 
@@ -269,24 +276,41 @@ export class ProducerServer {
     }
     // the connection's next turn comes after the others' (insertion order)
     this.backlog.delete(conn);
-    if (more) this.backlog.add(conn);
+    if (more) {
+      this.backlog.add(conn);
+      this.scheduleTurn();
+    }
     this.flow(conn, this.stats.frames !== framesBefore);
   }
 
-  /** Begins a turn of applying frames, unless one is under way; the next turn comes after the loop's other work. */
+  /** Begins a turn of applying frames, unless one is under way. */
   private startTurn(): void {
-    if (this.turnEnds !== 0) return;
-    this.turnEnds = performance.now() + SLICE_MS;
-    setImmediate(this.nextTurn);
+    const now = performance.now();
+    if (now < this.turnEnds) return;
+    this.turnEnds = now + SLICE_MS;
+    this.readersCheck = now;
+    this.readersCame = false;
   }
 
-  /** Whether the turn may apply another frame: time is left, and the mount has no request waiting. */
+  /**
+   * Whether the turn may apply another frame: time is left, and the mount has no request waiting (looked at
+   * every READERS_CHECK_MS at most, so that small frames do not pay for a look each).
+   */
   private turnGoesOn(): boolean {
-    if (this.root.readersWaiting()) {
-      this.readersCame = true;
-      return false;
-    }
-    return performance.now() < this.turnEnds;
+    const now = performance.now();
+    if (now >= this.turnEnds) return false;
+    if (now < this.readersCheck) return true;
+    this.readersCheck = now + READERS_CHECK_MS;
+    if (!this.root.readersWaiting()) return true;
+    this.readersCame = true;
+    return false;
+  }
+
+  /** The connections with a backlog get their next turn after the loop's other work (I/O, the mount's requests). */
+  private scheduleTurn(): void {
+    if (this.turnScheduled) return;
+    this.turnScheduled = true;
+    setImmediate(this.nextTurn);
   }
 
   /**
@@ -295,10 +319,12 @@ export class ProducerServer {
    * reader's next request (ls asks for one directory after the other) finds the event loop free.
    */
   private readonly nextTurn = (): void => {
+    this.turnScheduled = false;
     this.turnEnds = 0;
     if (this.backlog.size === 0) return;
     if (this.readersCame) {
       this.readersCame = false;
+      this.turnScheduled = true;
       setTimeout(this.nextTurn, READERS_FIRST_MS);
       return;
     }
