@@ -341,6 +341,18 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* waiting(h) -> whether events wait in the queue for the JS thread: a writer working in slices
+ * (producer frames) checks it between slices and yields the loop to them. */
+static napi_value js_waiting(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  pthread_mutex_lock(&s->qmu);
+  bool waiting = s->qhead != NULL;
+  pthread_mutex_unlock(&s->qmu);
+  return js_bool(env, waiting);
+}
+
 /* setRef(h, ref): whether the mounted session keeps the event loop alive. */
 static napi_value js_set_ref(napi_env env, napi_callback_info info) {
   ARGS(2);
@@ -389,6 +401,7 @@ static const struct { const char *name; napi_callback fn; } functions[] = {
   { "shareArena", js_share_arena },
   { "serveStored", js_serve_stored },
   { "dropStored", js_drop_stored },
+  { "waiting", js_waiting },
   { "setRef", js_set_ref },
   { "umountDetach", js_umount_detach },
   { "statsdOpen", js_statsd_open },

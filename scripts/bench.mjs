@@ -3,7 +3,7 @@
 //
 //   npm run bench                       quick mode (a few minutes on 2 cores)
 //   npm run bench -- --full             more and longer rounds
-//   npm run bench -- --only cat,ls      some benchmarks only (cat, ls, aggregate, memory, ingest, export, host, histogram, statsd)
+//   npm run bench -- --only cat,ls      some benchmarks only (cat, ls, aggregate, memory, ingest, export, host, histogram, statsd, fairness)
 //   npm run bench -- --out <file>       write the report elsewhere (default BENCHMARKS.md at the repo root)
 //
 // Progress goes to stderr. Exit status 0 when every benchmark ran, whether or not it met its target; 1 when
@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CannotRun, ROOT, say, Scope } from './bench/common.mjs';
 
-const BENCHMARKS = ['cat', 'ls', 'aggregate', 'memory', 'ingest', 'export', 'host', 'histogram', 'statsd'];
+const BENCHMARKS = ['cat', 'ls', 'aggregate', 'memory', 'ingest', 'export', 'host', 'histogram', 'statsd', 'fairness'];
 
 let opts;
 try {
@@ -27,7 +27,7 @@ try {
   process.exit(2);
 }
 if (opts.help) {
-  process.stdout.write('usage: node scripts/bench.mjs [--full] [--only cat,ls,aggregate,memory,ingest,export,host,histogram,statsd] [--out BENCHMARKS.md]\n');
+  process.stdout.write('usage: node scripts/bench.mjs [--full] [--only cat,ls,aggregate,memory,ingest,export,host,histogram,statsd,fairness] [--out BENCHMARKS.md]\n');
   process.exit(0);
 }
 const selected = opts.only ? opts.only.split(',').map((s) => s.trim()).filter(Boolean) : BENCHMARKS;

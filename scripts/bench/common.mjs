@@ -128,11 +128,11 @@ export class Scope {
 
   /**
    * Starts a long-running process and resolves once ready(line) returns something truthy for a line of
-   * its stdout or stderr (that value is returned as `ready`). Rejects with the process's last messages if
+   * its stdout or stderr (that value is returned as `ready`); stdin 'pipe' lets the caller command it. Rejects with the process's last messages if
    * it exits first or takes longer than timeoutMs.
    */
-  start(name, cmd, args, { ready, timeoutMs = 120_000, mountpoint = null, env } = {}) {
-    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  start(name, cmd, args, { ready, timeoutMs = 120_000, mountpoint = null, env, stdin = 'ignore' } = {}) {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'], env: env ?? process.env });
     const tail = [];
     const proc = { name, child, tail, exited: null };
     proc.exited = new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));

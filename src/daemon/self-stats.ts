@@ -197,6 +197,8 @@ const producerStats: ServiceStat<ProducerServerStats>[] = [
   { name: 'updates', read: (s) => s.updates, unit: 'operations', description: 'set and add operations applied by UPDATE frames' },
   { name: 'errors', read: (s) => s.errors, unit: 'requests', description: 'requests answered with an error' },
   { name: 'closed_for_protocol_errors', read: (s) => s.closedForProtocolErrors, unit: 'connections', description: 'connections closed after an error that lost the framing' },
+  { name: 'throttled', read: (s) => s.throttled, unit: 'pauses', description: 'times reading a connection was paused because frames it sent were still waiting to be applied' },
+  { name: 'backlog', read: (s) => s.backlogBytes, level: true, unit: 'bytes', description: 'bytes received from producers and not applied yet' },
 ];
 
 /** statsfs/producers/: the producer socket's counters, read from `stats` at read time. */

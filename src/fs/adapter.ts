@@ -38,6 +38,8 @@ export interface Invalidator {
   invalidateEntry(parentIno: number, name: string): void;
   /** Resolves once what was queued has reached the kernel; null when nothing is outstanding. */
   invalidationsSent?(): Promise<void> | null;
+  /** Whether requests of the mount wait for the event loop (see TreeObserver.readersWaiting). */
+  requestsWaiting?(): boolean;
 }
 
 /**
@@ -167,6 +169,11 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   /** TreeObserver: the kernel has dropped the names the changes so far made stale (null: nothing pending). */
   settled(): Promise<void> | null {
     return this.invalidator?.invalidationsSent?.() ?? null;
+  }
+
+  /** TreeObserver: requests of the mount wait for the event loop. */
+  readersWaiting(): boolean {
+    return this.invalidator?.requestsWaiting?.() ?? false;
   }
 
   // ---- requests ----

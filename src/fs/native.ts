@@ -233,6 +233,8 @@ interface NativeAddon {
   shareArena(h: NativeHandle, words: Uint32Array): void;
   serveStored(h: NativeHandle, ino: number, slot: number, signed: boolean, attr: Float64Array, attrTimeout: number): boolean;
   dropStored(h: NativeHandle): void;
+  /** Whether events wait in the queue for the JavaScript thread. */
+  waiting(h: NativeHandle): boolean;
   setRef(h: NativeHandle, ref: boolean): void;
   umountDetach(path: string): void;
 }
@@ -401,6 +403,14 @@ export class FuseSession {
   private settleMarks(mark: number): void {
     while (this.marks.length > 0 && this.marks[0].mark <= mark) this.marks.shift()!.resolve();
     if (this.marks.length === 0) this.lastSent = null;
+  }
+
+  /**
+   * Whether requests wait for this thread (queued by the session thread, not yet handed to their handler):
+   * a writer working in slices checks it between slices and yields the event loop to them.
+   */
+  requestsWaiting(): boolean {
+    return this.live && this.native.waiting(this.handle);
   }
 
   /**

@@ -21,6 +21,11 @@ export interface TreeObserver {
    * name is forgotten); null when nothing is pending. Who answers for a change (a producer's OK) waits on it.
    */
   settled?(): Promise<void> | null;
+  /**
+   * Whether readers of a viewer wait for the event loop (a mount's requests queued for this thread): a writer
+   * that applies a backlog in slices (the producer socket) yields the loop between slices while they do.
+   */
+  readersWaiting?(): boolean;
 }
 
 
@@ -137,6 +142,11 @@ export class Source {
   /** See TreeObserver.settled: null when the tree's observer has nothing pending (or there is none). */
   changesSettled(): Promise<void> | null {
     return this.treeObserver()?.settled?.() ?? null;
+  }
+
+  /** See TreeObserver.readersWaiting: false when the tree's observer has none waiting (or there is none). */
+  readersWaiting(): boolean {
+    return this.treeObserver()?.readersWaiting?.() ?? false;
   }
 
   private treeObserver(): TreeObserver | null {

@@ -34,6 +34,8 @@ export class Connection {
   readonly groupHandles = new Map<ValueGroup, number[]>();
   /** The HELLO timeout, then the timeout of the frame being received (null: none pending). */
   timer: NodeJS.Timeout | null = null;
+  /** Reading is paused until the producer reads its replies (a 'drain' listener is set). */
+  awaitingDrain = false;
 
   constructor(
     readonly id: number,

@@ -16,6 +16,14 @@
  * Requests are applied synchronously, one frame at a time, so no reader of the tree (the FUSE adapter runs
  * on the same event loop) ever sees part of a frame: an UPDATE batch is validated as a whole first and only
  * then applied, all of it or none.
+ *
+ * Fairness: the event loop is shared with the mount's requests, so frames are applied in turns of at most
+ * SLICE_MS (and at least one frame), and a turn also ends as soon as the mount has requests waiting (the next
+ * then comes READERS_FIRST_MS later). Frames
+ * received and not applied in a turn stay with their connection, whose reading is paused (counted in
+ * `throttled`) until they are applied: a producer faster than the daemon is slowed down by the socket's own
+ * flow control, and what the daemon holds for it stays within a chunk or two. Connections with such a
+ * backlog are served in turn, one turn of the event loop apart.
  */
 import type { Log } from '../log.js';
 import { unlink } from 'node:fs/promises';
@@ -92,10 +100,23 @@ export interface ProducerServerStats {
   updates: number;
   errors: number;
   closedForProtocolErrors: number;
+  /** Times the server paused reading a connection because frames it had received were still waiting to be applied. */
+  throttled: number;
+  /** Bytes received and not yet applied, all connections together (frames held back, and frames not complete yet). */
+  readonly backlogBytes: number;
 }
 
 /** How long a connection the server is closing may take to read its last reply before it is destroyed. */
 const CLOSE_GRACE_MS = 1000;
+
+/** The longest a turn of applying frames runs before the event loop goes on (other work, the mount's requests). */
+const SLICE_MS = 1;
+
+/** How often at most a turn looks whether the mount has requests waiting (a look costs a call into the binding). */
+const READERS_CHECK_MS = 0.05;
+
+/** How long producers wait after a turn that readers interrupted (see nextTurn). */
+const READERS_FIRST_MS = 1;
 
 function errorCode(err: unknown): string {
   if (err instanceof ProtocolError || err instanceof StatsError) return err.code;
@@ -115,7 +136,17 @@ export class ProducerServer {
   private readonly maxConnections: number;
   private readonly helloTimeoutMs: number;
   private readonly frameTimeoutMs: number;
-  readonly stats: ProducerServerStats = { connections: 0, accepted: 0, refused: 0, timedOut: 0, frames: 0, updates: 0, errors: 0, closedForProtocolErrors: 0 };
+  readonly stats: ProducerServerStats = serverStats(this.conns);
+  /** Connections holding frames received and not applied yet, in the order their next turn comes. */
+  private readonly backlog = new Set<Connection>();
+  /** When the current turn of applying frames ends (performance.now()); 0: no turn under way. */
+  private turnEnds = 0;
+  /** When the turn next looks whether the mount has requests waiting. */
+  private readersCheck = 0;
+  /** A turn ended early because the mount had requests waiting. */
+  private readersCame = false;
+  /** nextTurn is scheduled. */
+  private turnScheduled = false;
 
   private readonly writes: Writes;
 
@@ -214,40 +245,130 @@ export class ProducerServer {
     conn.timer = null;
   }
 
+  /** Applies what `chunk` completes, after the frames `conn` holds back, for as long as the turn lasts. */
   private onData(conn: Connection, chunk: Buffer): void {
     if (conn.closing) return;
     const socket = conn.socket;
     const framesBefore = this.stats.frames;
-    socket.cork();
+    this.startTurn();
+    let more = false;
+    // replies are held while the connection has a backlog: one write for all of them, not one a turn
+    if (!this.backlog.has(conn)) socket.cork();
     try {
-      conn.reader.push(chunk, (frame) => this.onFrame(conn, frame));
+      more = conn.reader.push(chunk, (frame) => {
+        this.onFrame(conn, frame);
+        return this.turnGoesOn();
+      });
     } catch (err) {
       // framing is lost (bad length): say why, then close
       this.fatal(conn, 0, err);
     } finally {
-      // the replies go out once the kernel has dropped the names they made stale
-      const settled = this.root.changesSettled();
-      if (settled === null) socket.uncork();
-      else void settled.then(() => socket.uncork());
+      if (!more || conn.closing) {
+        // the replies go out once the kernel has dropped the names they made stale
+        const settled = this.root.changesSettled();
+        if (settled === null) socket.uncork();
+        else void settled.then(() => socket.uncork());
+      }
     }
-    if (conn.closing) return;
-    // A producer that does not read its replies: stop reading its requests until it does (and do not time
-    // out the frame it may have started meanwhile: the server is the one not reading).
-    if (socket.writableLength > this.maxBuffered && !socket.isPaused()) {
-      socket.pause();
-      if (conn.owner !== null) this.disarm(conn);
-      socket.once('drain', () => {
-        if (conn.closing) return;
-        socket.resume();
-        if (conn.owner !== null && conn.reader.buffered > 0) this.arm(conn, this.frameTimeoutMs, 'frame');
-      });
+    if (conn.closing) {
+      this.backlog.delete(conn);
       return;
     }
+    // the connection's next turn comes after the others' (insertion order)
+    this.backlog.delete(conn);
+    if (more) {
+      this.backlog.add(conn);
+      this.scheduleTurn();
+    }
+    this.flow(conn, this.stats.frames !== framesBefore);
+  }
+
+  /** Begins a turn of applying frames, unless one is under way. */
+  private startTurn(): void {
+    const now = performance.now();
+    if (now < this.turnEnds) return;
+    this.turnEnds = now + SLICE_MS;
+    this.readersCheck = now;
+    this.readersCame = false;
+  }
+
+  /**
+   * Whether the turn may apply another frame: time is left, and the mount has no request waiting (looked at
+   * every READERS_CHECK_MS at most, so that small frames do not pay for a look each).
+   */
+  private turnGoesOn(): boolean {
+    const now = performance.now();
+    if (now >= this.turnEnds) return false;
+    if (now < this.readersCheck) return true;
+    this.readersCheck = now + READERS_CHECK_MS;
+    if (!this.root.readersWaiting()) return true;
+    this.readersCame = true;
+    return false;
+  }
+
+  /** The connections with a backlog get their next turn after the loop's other work (I/O, the mount's requests). */
+  private scheduleTurn(): void {
+    if (this.turnScheduled) return;
+    this.turnScheduled = true;
+    setImmediate(this.nextTurn);
+  }
+
+  /**
+   * Serves the connections with a backlog, each after the other, while the turn lasts (at least one frame).
+   * When readers came during the last turn, the next comes READERS_FIRST_MS later instead of at once, so a
+   * reader's next request (ls asks for one directory after the other) finds the event loop free.
+   */
+  private readonly nextTurn = (): void => {
+    this.turnScheduled = false;
+    this.turnEnds = 0;
+    if (this.backlog.size === 0) return;
+    if (this.readersCame) {
+      this.readersCame = false;
+      this.turnScheduled = true;
+      setTimeout(this.nextTurn, READERS_FIRST_MS);
+      return;
+    }
+    this.writes.defer(() => {
+      let first = true;
+      for (const conn of [...this.backlog]) {
+        if (!this.backlog.has(conn)) continue; // closed meanwhile
+        if (!first && !this.turnGoesOn()) break;
+        first = false;
+        this.onData(conn, EMPTY);
+      }
+    });
+  };
+
+  /**
+   * Pauses reading `conn` while it holds a backlog, or while its replies are not read (a producer that does not
+   * read them: stop reading its requests until it does), else reads on. While paused its frame timeout does
+   * not run: the server is the one not reading.
+   */
+  private flow(conn: Connection, applied: boolean): void {
+    const socket = conn.socket;
+    const backlogged = this.backlog.has(conn);
+    const unread = socket.writableLength > this.maxBuffered;
+    if (backlogged || unread) {
+      if (!socket.isPaused()) {
+        socket.pause();
+        if (backlogged) this.stats.throttled++;
+      }
+      if (conn.owner !== null) this.disarm(conn);
+      if (unread && !conn.awaitingDrain) {
+        conn.awaitingDrain = true;
+        socket.once('drain', () => {
+          conn.awaitingDrain = false;
+          if (!conn.closing) this.flow(conn, false);
+        });
+      }
+      return;
+    }
+    if (socket.isPaused()) socket.resume();
     // Before HELLO the HELLO timeout runs on. After it, a frame left partial must be completed in time (a new
     // one begun after a complete frame gets the full time); an idle producer has nothing pending.
     if (conn.owner === null) return;
     if (conn.reader.buffered === 0) this.disarm(conn);
-    else if (conn.timer === null || this.stats.frames !== framesBefore) this.arm(conn, this.frameTimeoutMs, 'frame');
+    else if (conn.timer === null || applied) this.arm(conn, this.frameTimeoutMs, 'frame');
   }
 
   private fatal(conn: Connection, id: number, err: unknown): void {
@@ -308,6 +429,14 @@ export class ProducerServer {
 
   private disconnect(conn: Connection): void {
     if (!this.conns.delete(conn)) return;
+    if (this.backlog.delete(conn)) {
+      // frames it sent before it went are applied as if it had stayed (the replies go nowhere)
+      try {
+        conn.reader.push(EMPTY, (frame) => this.onFrame(conn, frame));
+      } catch {
+        // framing lost in what it left: nothing more to apply
+      }
+    }
     conn.closing = true;
     this.disarm(conn);
     this.stats.connections = this.conns.size;
@@ -315,6 +444,20 @@ export class ProducerServer {
     this.options.log?.debug({ connection: conn.id, owner: owner?.name }, 'producer disconnected');
     if (owner !== null) this.tree.depart(conn, owner);
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Counters at 0; backlogBytes is read from the connections when it is read. */
+function serverStats(conns: ReadonlySet<Connection>): ProducerServerStats {
+  return {
+    connections: 0, accepted: 0, refused: 0, timedOut: 0, frames: 0, updates: 0, errors: 0, closedForProtocolErrors: 0, throttled: 0,
+    get backlogBytes() {
+      let bytes = 0;
+      for (const conn of conns) bytes += conn.reader.buffered;
+      return bytes;
+    },
+  };
 }
 
 /**

@@ -29,16 +29,21 @@ export class FrameReader {
     return this.pending?.length ?? 0;
   }
 
-  /** Calls `onFrame` for every complete frame; frames reference `chunk` (or a concatenation), not copies. */
-  push(chunk: Buffer, onFrame: (frame: Frame) => void): void {
+  /**
+   * Calls `onFrame` for every complete frame; frames reference `chunk` (or a concatenation), not copies. When
+   * `onFrame` returns false the frames after that one are held back (counted in `buffered`) and push returns
+   * true: a later push (of more bytes, or of none) goes on from them.
+   */
+  push(chunk: Buffer, onFrame: (frame: Frame) => boolean | void): boolean {
     let buf = chunk;
     if (this.pending !== null) {
-      buf = Buffer.concat([this.pending, chunk]);
+      buf = chunk.length === 0 ? this.pending : Buffer.concat([this.pending, chunk]);
       this.pending = null;
     }
     let at = 0;
+    let stopped = false;
     const total = buf.length;
-    while (total - at >= 4) {
+    while (!stopped && total - at >= 4) {
       const length = buf.readUInt32LE(at);
       if (length < MIN_LENGTH) throw new ProtocolError('EPROTO', `frame length ${length} is below the ${MIN_LENGTH}-byte header`, true);
       if (length + 4 > this.maxFrameBytes) {
@@ -55,9 +60,10 @@ export class FrameReader {
         end: at + 4 + length,
       };
       at += 4 + length;
-      onFrame(frame);
+      stopped = onFrame(frame) === false;
     }
     if (at < total) this.pending = at === 0 ? buf : buf.subarray(at);
+    return stopped && at < total;
   }
 }
 
