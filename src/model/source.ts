@@ -1,6 +1,7 @@
 /** A node of the statistics tree (Source) and who hears about its changes (TreeObserver); its value groups are value-group.ts. */
 import { StatsError, validateName } from './errors.js';
 import type { SourceExposure } from './exposure.js';
+import { forgetAbove, type KeptPartials } from './incremental.js';
 import type { Schema, ValueDef } from './schema.js';
 import { ValueGroup, type AddValuesOptions, type Storage } from './value-group.js';
 
@@ -58,6 +59,8 @@ export class Source {
   private groups: ValueGroup[] | null = null;
   private observer: TreeObserver | null = null;
   private refresher: ((source: Source) => void) | null = null;
+  /** Partial aggregation results of this subtree (incremental.ts); null until an aggregate above is read. @internal */
+  keptPartials: KeptPartials | null = null;
 
   constructor(name: string, options: SourceOptions = {}) {
     if (options !== AS_ROOT) validateName(name, 'source');
@@ -99,6 +102,7 @@ export class Source {
    */
   setRefresher(refresher: ((source: Source) => void) | null): void {
     this.refresher = refresher;
+    forgetAbove(this);
   }
 
   /** Whether a refresher is set (see setRefresher). @internal */
@@ -163,6 +167,7 @@ export class Source {
     }
     sub.position = (this.subs ??= []).push(sub) - 1;
     sub.parentSource = this;
+    forgetAbove(this);
     this.treeObserver()?.subordinateAdded?.(this, sub);
   }
 
@@ -180,6 +185,7 @@ export class Source {
       else same.splice(same.indexOf(sub), 1);
     }
     sub.parentSource = null;
+    forgetAbove(this);
     observer?.subordinateRemoved?.(this, sub);
   }
 
@@ -200,6 +206,7 @@ export class Source {
     }
     const group = new ValueGroup(this, schema, storage, base as Record<string, unknown> | null, hidden);
     (this.groups ??= []).push(group);
+    forgetAbove(this);
     this.treeObserver()?.valuesChanged?.(this, group, 'added');
     return group;
   }
@@ -211,6 +218,7 @@ export class Source {
     // observers first: a view that reads storage from another thread stops before the slots are reused
     this.treeObserver()?.valuesChanged?.(this, group, 'removed');
     group.releaseStorage();
+    forgetAbove(this);
   }
 
   /**
@@ -297,5 +305,6 @@ export class Source {
     // observers first, as in removeValues
     this.treeObserver()?.valuesChanged?.(this, null, 'revoked');
     if (this.groups) for (const g of this.groups) g.revoke();
+    forgetAbove(this);
   }
 }
