@@ -126,8 +126,8 @@ export class Scope {
    * its stdout or stderr (that value is returned as `ready`). Rejects with the process's last messages if
    * it exits first or takes longer than timeoutMs.
    */
-  start(name, cmd, args, { ready, timeoutMs = 120_000, mountpoint = null, env } = {}) {
-    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  start(name, cmd, args, { ready, timeoutMs = 120_000, mountpoint = null, env, stdin = 'ignore' } = {}) {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'], env: env ?? process.env });
     const tail = [];
     const proc = { name, child, tail, exited: null };
     proc.exited = new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));
@@ -217,12 +217,28 @@ export async function startDaemon(scope) {
 }
 
 /** tree.mjs (the library program) with the given shape, mounted on a fresh mountpoint; `ready` is its JSON. */
-export async function startTree(scope, args) {
+export async function startTree(scope, args, { timeoutMs } = {}) {
   const mnt = scope.mountpoint();
   const json = (line) => line.startsWith('ready ') && JSON.parse(line.slice(6));
-  const proc = await scope.start('statsfs library program (tree.mjs)', process.execPath, [join(HERE, 'tree.mjs'), ...args, '--mount', mnt], { ready: json, mountpoint: mnt });
+  const stdin = args.includes('--control') ? 'pipe' : 'ignore';
+  const proc = await scope.start('statsfs library program (tree.mjs)', process.execPath, [join(HERE, 'tree.mjs'), ...args, '--mount', mnt], { ready: json, mountpoint: mnt, stdin, timeoutMs });
   return { ...proc, mnt };
 }
+
+/** Sends a --control command to tree.mjs and resolves with its answer (the expected root value_0, a bigint). */
+export function treeCommand(tree, command) {
+  let waiting = answerQueues.get(tree.child);
+  if (waiting === undefined) {
+    const queue = (waiting = []);
+    answerQueues.set(tree.child, queue);
+    createInterface({ input: tree.child.stdout }).on('line', (line) => line.startsWith('done ') && queue.shift()?.(BigInt(line.slice(5))));
+  }
+  return new Promise((resolveDone) => {
+    waiting.push(resolveDone);
+    tree.child.stdin.write(`${command}\n`);
+  });
+}
+const answerQueues = new WeakMap();
 
 /** basefs.c, the C baseline, on a fresh mountpoint. */
 export async function startBasefs(scope, args = []) {

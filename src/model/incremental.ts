@@ -53,7 +53,9 @@ class ChangeLog {
       grown.set(this.old.subarray(0, at));
       this.old = grown;
     }
-    this.old.set(arena.u32.subarray(slot * 2, (slot + size) * 2), at);
+    const old = this.old;
+    const u32 = arena.u32;
+    for (let i = 0, from = slot * 2; i < words; i++) old[at + i] = u32[from + i];
     this.used = at + words;
     this.groups.push(group);
     return at;
@@ -85,7 +87,7 @@ class ChangeLog {
     }
     groups.length = 0;
     this.used = 0;
-    if (this.old.length > 1 << 16) this.old = new Uint32Array(1024); // a burst of changes gives its memory back
+    if (this.old.length > 1 << 20) this.old = new Uint32Array(1024); // a burst of changes gives its memory back
   }
 }
 
