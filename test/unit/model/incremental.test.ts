@@ -217,7 +217,7 @@ describe('incremental aggregation equals the walk', () => {
     expect(compared).toBeGreaterThan(50_000);
   });
 
-  it('keeps results above unchanged subtrees and notes a batch of stores once per group', () => {
+  it('keeps results above unchanged subtrees, notes a write's stores once per group and applies them at its end', () => {
     const schema = new Schema([{ name: 'v', type: 'u64', aggr: 'sum' }]);
     const root = Source.root();
     const agg = root.addAggregates(schema);
@@ -236,12 +236,21 @@ describe('incremental aggregation equals the walk', () => {
     expect(agg.get(0)).toBe(12n);
     // the subtrees are kept: their results are at their sources
     expect(root.subordinates.every((mid) => mid.keptPartials?.partials[0] != null)).toBe(true);
+    let inside = -1;
     Writes.of(root).apply(() => {
       for (let i = 0; i < 100; i++) leaves[0].add(0, 1);
       leaves[5].set(0, 10);
+      inside = changes.pending;
     });
-    expect(changes.pending).toBe(2);
+    expect(inside).toBe(2);
+    // the end of the write applied them to what is kept: nothing is left for the read
+    expect(changes.pending).toBe(0);
+    expect(root.keptPartials?.partials[0]?.result()).toBe(12n + 100n + 9n);
     expect(agg.get(0)).toBe(12n + 100n + 9n);
+    // a store outside a write (a library user's set()) waits for the next read
+    leaves[11].add(0, 5);
+    expect(changes.pending).toBe(1);
+    expect(agg.get(0)).toBe(12n + 100n + 9n + 5n);
     expect(changes.pending).toBe(0);
   });
 
