@@ -217,7 +217,7 @@ describe('incremental aggregation equals the walk', () => {
     expect(compared).toBeGreaterThan(50_000);
   });
 
-  it('keeps results above unchanged subtrees, notes a write's stores once per group and applies them at its end', () => {
+  it('keeps results above unchanged subtrees, notes the stores of a write once per group and applies them at its end', () => {
     const schema = new Schema([{ name: 'v', type: 'u64', aggr: 'sum' }]);
     const root = Source.root();
     const agg = root.addAggregates(schema);
