@@ -208,11 +208,11 @@ process.on('exit', () => {
 // ---- the processes under test ----
 
 /** The real daemon (bin/statsfs.js mount) on a fresh mountpoint, showing only its own statistics. */
-export async function startDaemon(scope) {
+export async function startDaemon(scope, { env } = {}) {
   const mnt = scope.mountpoint();
   const socket = join(scope.tempDir(), 'producers.sock');
   const args = [join(ROOT, 'bin', 'statsfs.js'), 'mount', mnt, '--no-collectors', '--no-allow-other', '--socket', socket];
-  const proc = await scope.start('statsfs daemon', process.execPath, args, { ready: (line) => line.includes('"msg":"mounted"'), mountpoint: mnt });
+  const proc = await scope.start('statsfs daemon', process.execPath, args, { ready: (line) => line.includes('"msg":"mounted"'), mountpoint: mnt, env });
   return { ...proc, mnt, socket };
 }
 
