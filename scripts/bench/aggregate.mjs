@@ -53,13 +53,23 @@ async function atScale(scope, { groups, per, label, full: isFull }, full) {
   ];
   const modes = ['incremental', 'walk'];
   const samples = {};
-  for (const c of cases) for (const m of modes) samples[`${c.key} ${m}`] = [];
+  const writes = {};
+  for (const c of cases) {
+    for (const m of modes) {
+      samples[`${c.key} ${m}`] = [];
+      writes[`${c.key} ${m}`] = [];
+    }
+  }
   const rounds = full ? 5 : 3;
   for (let r = 0; r < rounds; r++) {
     for (const m of modes) {
-      read(await treeCommand(tree, `mode ${m}`)); // the first read after the switch builds what is kept: not timed
+      read((await treeCommand(tree, `mode ${m}`)).expected); // the first read after the switch builds what is kept: not timed
       for (const c of cases) {
-        for (let i = 0; i < c.samples; i++) samples[`${c.key} ${m}`].push(read(await treeCommand(tree, `touch ${c.n}`)));
+        for (let i = 0; i < c.samples; i++) {
+          const { expected, ms } = await treeCommand(tree, `touch ${c.n}`);
+          samples[`${c.key} ${m}`].push(read(expected));
+          writes[`${c.key} ${m}`].push(ms);
+        }
       }
     }
     say(`aggregate ${label} round ${r + 1}/${rounds}: ${Object.entries(samples).map(([k, xs]) => `${k} ${xs.at(-1).toFixed(2)} ms`).join(', ')}`);
@@ -70,6 +80,8 @@ async function atScale(scope, { groups, per, label, full: isFull }, full) {
     rows.push({ ...row, met: row.value <= c.target });
     rows.push(measured(`${label}: the same with the reference walk`, samples[`${c.key} walk`], fmtMs));
     rows.push(ratioRow(`${label}, ${c.what}: walk ÷ incremental`, samples[`${c.key} walk`], samples[`${c.key} incremental`]));
+    rows.push(measured(`${label}: context: the writes that changed them, with change tracking`, writes[`${c.key} incremental`], fmtMs));
+    rows.push(ratioRow(`${label}: context: those writes, without ÷ with change tracking (sources at random: the worst case for tracking)`, writes[`${c.key} walk`], writes[`${c.key} incremental`]));
   }
   return rows;
 }

@@ -225,13 +225,16 @@ export async function startTree(scope, args, { timeoutMs } = {}) {
   return { ...proc, mnt };
 }
 
-/** Sends a --control command to tree.mjs and resolves with its answer (the expected root value_0, a bigint). */
+/** Sends a --control command to tree.mjs and resolves with its answer: { expected: root value_0 (a bigint), ms: its writes' time }. */
 export function treeCommand(tree, command) {
   let waiting = answerQueues.get(tree.child);
   if (waiting === undefined) {
     const queue = (waiting = []);
     answerQueues.set(tree.child, queue);
-    createInterface({ input: tree.child.stdout }).on('line', (line) => line.startsWith('done ') && queue.shift()?.(BigInt(line.slice(5))));
+    createInterface({ input: tree.child.stdout }).on('line', (line) => {
+      const [word, expected, ms] = line.split(' ');
+      if (word === 'done') queue.shift()?.({ expected: BigInt(expected), ms: Number(ms) });
+    });
   }
   return new Promise((resolveDone) => {
     waiting.push(resolveDone);

@@ -12,8 +12,8 @@
 //       no mount: prints the memory the tree cost (heap, external, RSS deltas after full collections), with
 //       the root aggregates read once (what incremental aggregation keeps is counted)
 //   ... --control
-//       reads commands on stdin, one a line, and answers each with a line "done <value_0 at the root>" (the
-//       expected total, kept by this program): "touch <n>" sets every value of n sources picked at random
+//       reads commands on stdin, one a line, and answers each with a line "done <value_0 at the root> <ms>"
+//       (the expected total, kept by this program, and how long the command's writes took): "touch <n>" sets every value of n sources picked at random
 //       (in writes of at most 4,096 updates, as a producer's frames); "mode walk|incremental" chooses how aggregates are computed
 //       (incremental aggregation, or the reference walk over every source: src/model/incremental.ts)
 //
@@ -129,7 +129,9 @@ function control(root, leaves) {
   const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
   createInterface({ input: process.stdin }).on('line', async (line) => {
     const [cmd, arg] = line.trim().split(' ');
+    let ms = 0;
     if (cmd === 'touch') {
+      const t0 = performance.now();
       const n = Number(arg);
       // in writes of at most 4,096 updates, as a producer's frames come
       const per = Math.max(1, Math.floor(4096 / leaves[0].schema.size));
@@ -144,7 +146,8 @@ function control(root, leaves) {
           }
         });
       }
+      ms = performance.now() - t0;
     } else if (cmd === 'mode') setIncrementalAggregation(arg !== 'walk');
-    process.stdout.write(`done ${expected}\n`);
+    process.stdout.write(`done ${expected} ${ms}\n`);
   });
 }
