@@ -254,6 +254,49 @@ describe('incremental aggregation equals the walk', () => {
     expect(changes.pending).toBe(0);
   });
 
+  it('runs refreshers at every read and counts what they change, even in subtrees that are kept', () => {
+    const schema = new Schema([
+      { name: 'n', type: 'u64', aggr: 'sum' },
+      { name: 'm', type: 's8', aggr: 'max' },
+    ]);
+    const root = Source.root();
+    const agg = root.addAggregates(schema);
+    // `live` comes first: its refresher changes a value in `kept` (walked after it) and adds sources below itself
+    const live = new Source('live');
+    const kept = new Source('kept');
+    root.addSubordinate(live);
+    root.addSubordinate(kept);
+    const keptValues: ValueGroup[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = new Source(`k${i}`);
+      kept.addSubordinate(s);
+      keptValues.push(s.addValues(schema));
+      keptValues[i].set(0, 10);
+    }
+    let calls = 0;
+    live.setRefresher((self) => {
+      calls++;
+      keptValues[0].add(0, 1);
+      keptValues[1].set(1, calls % 4 === 0 ? 100 : -5);
+      const s = new Source(`r${calls}`);
+      self.addSubordinate(s);
+      s.addValues(schema).set(0, 1000);
+    });
+    for (let read = 1; read <= 6; read++) {
+      // every read refreshes once: 3 × 10, + 1 per refresh so far, + 1000 per source the refresher added
+      const n = agg.get(0);
+      expect(n).toBe(30n + BigInt(calls) * 1001n);
+      // k1's m was just set to 100 (every 4th refresh) or -5; the other values' m are 0
+      const m = agg.get(1);
+      expect(m).toBe(calls % 4 === 0 ? 100n : 0n);
+    }
+    expect(calls).toBe(12);
+    // the subtree without a refresher is kept; the one with it is never
+    expect(kept.keptPartials?.partials[0]?.result()).toBe(30n + BigInt(calls));
+    expect(live.keptPartials).toBeNull();
+    expect(root.keptPartials).toBeNull();
+  });
+
   it('gives the walk\'s results when switched to the walk and back', () => {
     const schema = new Schema([{ name: 'v', type: 's16', aggr: 'min' }]);
     const root = Source.root();
