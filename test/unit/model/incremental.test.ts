@@ -19,18 +19,7 @@ import {
   type ValueSpec,
 } from '../../../src/model/index.js';
 import { changes, setIncrementalAggregation, walkAggregate } from '../../../src/model/incremental.js';
-
-/** mulberry32: a small PRNG, so that a failing round can be replayed from the seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../helpers/rng.js';
 
 const TYPE_NAMES = Object.keys(TYPES) as StandardTypeName[];
 const AGGRS = AGGREGATIONS.filter((a) => a !== 'none');
@@ -39,6 +28,19 @@ const EDGES = [0n, 1n, -1n, 2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 
 /** A getter whose values the test changes behind the tree's back, as a collector's kernel counters change. */
 const live = new Map<string, bigint>();
 const liveType: CustomType<{ id: string }> = { name: 'live', signed: true, get: (base, name) => live.get(`${base.id}/${name}`) ?? 0n };
+
+/** A source named `name` under `parent` with `count` subordinates s0.. of one group of `schema` each, value 0 set to `first + i`. */
+function sourcesUnder(parent: Source, name: string, schema: Schema, count: number, first: number): ValueGroup[] {
+  const mid = new Source(name);
+  parent.addSubordinate(mid);
+  return Array.from({ length: count }, (_, i) => {
+    const s = new Source(`s${i}`);
+    mid.addSubordinate(s);
+    const values = s.addValues(schema);
+    values.set(0, first + i);
+    return values;
+  });
+}
 
 describe('incremental aggregation equals the walk', () => {
   it('on random trees under random changes (fixed seed, every aggregation × type)', () => {
@@ -221,19 +223,9 @@ describe('incremental aggregation equals the walk', () => {
     const schema = new Schema([{ name: 'v', type: 'u64', aggr: 'sum' }]);
     const root = Source.root();
     const agg = root.addAggregates(schema);
-    const leaves: ValueGroup[] = [];
-    for (let g = 0; g < 3; g++) {
-      const mid = new Source(`g${g}`);
-      root.addSubordinate(mid);
-      for (let i = 0; i < 4; i++) {
-        const s = new Source(`s${i}`);
-        mid.addSubordinate(s);
-        const values = s.addValues(schema);
-        values.set(0, 1);
-        leaves.push(values);
-      }
-    }
-    expect(agg.get(0)).toBe(12n);
+    const leaves = [0, 1, 2].flatMap((g) => sourcesUnder(root, `g${g}`, schema, 4, 0));
+    // 3 × (0 + 1 + 2 + 3)
+    expect(agg.get(0)).toBe(18n);
     // the subtrees are kept: their results are at their sources
     expect(root.subordinates.every((mid) => mid.keptPartials?.partials[0] != null)).toBe(true);
     let inside = -1;
@@ -245,12 +237,13 @@ describe('incremental aggregation equals the walk', () => {
     expect(inside).toBe(2);
     // the end of the write applied them to what is kept: nothing is left for the read
     expect(changes.pending).toBe(0);
-    expect(root.keptPartials?.partials[0]?.result()).toBe(12n + 100n + 9n);
-    expect(agg.get(0)).toBe(12n + 100n + 9n);
+    // leaves[5] (g1/s1) went from 1 to 10
+    expect(root.keptPartials?.partials[0]?.result()).toBe(18n + 100n + 9n);
+    expect(agg.get(0)).toBe(18n + 100n + 9n);
     // a store outside a write (a library user's set()) waits for the next read
     leaves[11].add(0, 5);
     expect(changes.pending).toBe(1);
-    expect(agg.get(0)).toBe(12n + 100n + 9n + 5n);
+    expect(agg.get(0)).toBe(18n + 100n + 9n + 5n);
     expect(changes.pending).toBe(0);
   });
 
@@ -263,16 +256,9 @@ describe('incremental aggregation equals the walk', () => {
     const agg = root.addAggregates(schema);
     // `live` comes first: its refresher changes a value in `kept` (walked after it) and adds sources below itself
     const live = new Source('live');
-    const kept = new Source('kept');
     root.addSubordinate(live);
-    root.addSubordinate(kept);
-    const keptValues: ValueGroup[] = [];
-    for (let i = 0; i < 3; i++) {
-      const s = new Source(`k${i}`);
-      kept.addSubordinate(s);
-      keptValues.push(s.addValues(schema));
-      keptValues[i].set(0, 10);
-    }
+    const keptValues = sourcesUnder(root, 'kept', schema, 3, 10);
+    const kept = keptValues[0].source.parent!;
     let calls = 0;
     live.setRefresher((self) => {
       calls++;
@@ -283,16 +269,16 @@ describe('incremental aggregation equals the walk', () => {
       s.addValues(schema).set(0, 1000);
     });
     for (let read = 1; read <= 6; read++) {
-      // every read refreshes once: 3 × 10, + 1 per refresh so far, + 1000 per source the refresher added
+      // every read refreshes once: 10 + 11 + 12, + 1 per refresh so far, + 1000 per source the refresher added
       const n = agg.get(0);
-      expect(n).toBe(30n + BigInt(calls) * 1001n);
+      expect(n).toBe(33n + BigInt(calls) * 1001n);
       // k1's m was just set to 100 (every 4th refresh) or -5; the other values' m are 0
       const m = agg.get(1);
       expect(m).toBe(calls % 4 === 0 ? 100n : 0n);
     }
     expect(calls).toBe(12);
     // the subtree without a refresher is kept; the one with it is never
-    expect(kept.keptPartials?.partials[0]?.result()).toBe(30n + BigInt(calls));
+    expect(kept.keptPartials?.partials[0]?.result()).toBe(33n + BigInt(calls));
     expect(live.keptPartials).toBeNull();
     expect(root.keptPartials).toBeNull();
   });
@@ -301,15 +287,7 @@ describe('incremental aggregation equals the walk', () => {
     const schema = new Schema([{ name: 'v', type: 's16', aggr: 'min' }]);
     const root = Source.root();
     const agg = root.addAggregates(schema);
-    const mid = new Source('m');
-    root.addSubordinate(mid);
-    const vals: ValueGroup[] = [];
-    for (let i = 0; i < 5; i++) {
-      const s = new Source(`s${i}`);
-      mid.addSubordinate(s);
-      vals.push(s.addValues(schema));
-      vals[i].set(0, 10 + i);
-    }
+    const vals = sourcesUnder(root, 'm', schema, 5, 10);
     expect(agg.get(0)).toBe(10n);
     setIncrementalAggregation(false);
     try {
