@@ -23,6 +23,10 @@ export interface KeptPartials {
   next: KeptPartials | null;
 }
 
+/** How many groups, and how many of their words, are noted at most before the notes are applied. */
+const NOTES_MAX = 4096;
+const NOTE_WORDS_MAX = 1 << 18;
+
 /**
  * The groups stored into since the last read of an aggregate, with their words from before the first of
  * those stores. A group is noted once however often it is stored into, so the cost of a batch of updates
@@ -44,8 +48,11 @@ class ChangeLog {
 
   /** Notes `group` (slot storage at `slot`, not noted yet) before its first store; returns where its words went. */
   note(group: ValueGroup, slot: number, size: number): number {
-    const at = this.used;
     const words = size * 2;
+    // stores outside a write (a library's own set()) are applied a bounded batch at a time, while still in
+    // the CPU's caches; a group noted earlier and changed again after this starts over with a new note
+    if (this.groups.length >= NOTES_MAX || (this.used > 0 && this.used + words > NOTE_WORDS_MAX)) this.flush();
+    const at = this.used;
     if (at + words > this.old.length) {
       let length = this.old.length * 2;
       while (at + words > length) length *= 2;
@@ -87,7 +94,6 @@ class ChangeLog {
     }
     groups.length = 0;
     this.used = 0;
-    if (this.old.length > 1 << 20) this.old = new Uint32Array(1024); // a burst of changes gives its memory back
   }
 }
 

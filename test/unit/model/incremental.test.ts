@@ -247,6 +247,34 @@ describe('incremental aggregation equals the walk', () => {
     expect(changes.pending).toBe(0);
   });
 
+  it('applies stores outside a write a bounded batch at a time, and a group changed again after is noted again', () => {
+    const schema = new Schema([
+      { name: 'n', type: 'u32', aggr: 'sum' },
+      { name: 'lo', type: 'u32', aggr: 'min' },
+    ]);
+    const root = Source.root();
+    const agg = root.addAggregates(schema);
+    const values = sourcesUnder(root, 'many', schema, 10_000, 0);
+    expect(agg.get(0)).toBe(BigInt((10_000 * 9_999) / 2));
+    expect(agg.get(1)).toBe(0n);
+    const mirror = values.map((_, i) => i);
+    let most = 0;
+    for (const [i, v] of values.entries()) {
+      v.set(0, 1); // half of a group's change, then the rest after other groups were noted
+      mirror[i] = 1;
+      most = Math.max(most, changes.pending);
+      if (i % 3 === 0) {
+        values[(i * 7) % values.length].add(0, 2);
+        mirror[(i * 7) % values.length] += 2;
+      }
+      v.set(1, 5 + (i % 11));
+    }
+    expect(most).toBeLessThanOrEqual(4096);
+    expect(agg.get(0)).toBe(BigInt(mirror.reduce((a, b) => a + b, 0)));
+    expect(agg.get(0)).toBe(walkAggregate(root, schema, schema.defs[0]));
+    expect(agg.get(1)).toBe(5n);
+  });
+
   it('runs refreshers at every read and counts what they change, even in subtrees that are kept', () => {
     const schema = new Schema([
       { name: 'n', type: 'u64', aggr: 'sum' },
