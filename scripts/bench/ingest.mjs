@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { alternate, CannotRun, fmtMs, fmtRate, measured, ratioRow, requireBuild, ROOT, say, startDaemon } from './common.mjs';
+import { alternate, CannotRun, fmtMs, fmtRate, measured, ratioRow, requireBuild, ROOT, say, startDaemon, threadCpuMs } from './common.mjs';
 
 export const name = 'ingest';
 export const title = 'producer ingest';
@@ -75,7 +75,7 @@ export async function run({ full, scope }) {
   rows.push(full ? { ...buildRow, met: build.seconds <= BUILD_TARGET_S } : buildRow);
   const notes = [
     `${rounds} rounds, alternating: ${batchedN.toLocaleString('en-US')} batched updates, the same into the daemon without change tracking, then ${unbatchedN.toLocaleString('en-US')} unbatched, each from a fresh connection (the producer runs in the driver process, the daemons in their own). Each round is checked by reading the ten sum aggregates through the mount, which is also what makes the tracking daemon track (it notes changes once an aggregate has been read).`,
-    `The build: ${build.connections} connections, each its own owner (an owner may have 100,000 sources), each create ${(build.sources / build.connections).toLocaleString('en-US')} sources of 10 u64 values in groups of 1,000 under sum aggregates, below a top source of sum aggregates; timed from the first connect until every connection's flush() resolved; every top's sum is then checked through the mount.`,
+    `The build: ${build.connections} connections, each its own owner (an owner may have 100,000 sources), each create ${(build.sources / build.connections).toLocaleString('en-US')} sources of 10 u64 values in groups of 1,000 under sum aggregates, below a top source of sum aggregates; timed from the first connect until every connection's flush() resolved; every top's sum is then checked through the mount. CPU meanwhile: the daemon ${build.cpu.daemon.toFixed(1)} s, the producer (the driver) ${build.cpu.producer.toFixed(1)} s: on a busy machine the time is theirs plus waiting.`,
   ];
   return { rows, notes };
 }
@@ -88,6 +88,9 @@ async function buildTree(connect, daemon, full) {
   const groups = full ? 1000 : 100;
   const perConnection = 50; // groups: 50,051 sources per owner
   const connections = groups / perConnection;
+  const daemonCpuMs = () => [...threadCpuMs(daemon.child.pid).values()].reduce((a, b) => a + b, 0);
+  const cpu0 = daemonCpuMs();
+  const driver0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const clients = await Promise.all(Array.from({ length: connections }, (_, ci) => connect({ path: daemon.socket, reconnect: false, owner: `build${ci}` })));
   try {
@@ -109,6 +112,8 @@ async function buildTree(connect, daemon, full) {
       }),
     );
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const driver = process.cpuUsage(driver0);
+    const cpu = { daemon: (daemonCpuMs() - cpu0) / 1000, producer: (driver.user + driver.system) / 1e6 };
     for (let ci = 0; ci < connections; ci++) {
       // v0 of source i of group g is g * 1000 + i: the top sums the numbers of its groups' sources
       const from = BigInt(ci * perConnection * 1000);
@@ -117,8 +122,8 @@ async function buildTree(connect, daemon, full) {
       const got = (await readFile(join(daemon.mnt, `build${ci}`, 'v0'), 'latin1')).trim();
       if (got !== String(expected)) throw new CannotRun(`build: build${ci}/v0 read ${got}, expected ${expected}`);
     }
-    say(`ingest build: ${groups * 1000} sources × 10 values in ${seconds.toFixed(1)} s`);
-    return { sources: groups * 1000, connections, seconds };
+    say(`ingest build: ${groups * 1000} sources × 10 values in ${seconds.toFixed(1)} s (CPU: daemon ${cpu.daemon.toFixed(1)} s, producer ${cpu.producer.toFixed(1)} s)`);
+    return { sources: groups * 1000, connections, seconds, cpu };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
   }
