@@ -213,21 +213,40 @@ process.on('exit', () => {
 // ---- the processes under test ----
 
 /** The real daemon (bin/statsfs.js mount) on a fresh mountpoint, showing only its own statistics. */
-export async function startDaemon(scope) {
+export async function startDaemon(scope, { env } = {}) {
   const mnt = scope.mountpoint();
   const socket = join(scope.tempDir(), 'producers.sock');
   const args = [join(ROOT, 'bin', 'statsfs.js'), 'mount', mnt, '--no-collectors', '--no-allow-other', '--socket', socket];
-  const proc = await scope.start('statsfs daemon', process.execPath, args, { ready: (line) => line.includes('"msg":"mounted"'), mountpoint: mnt });
+  const proc = await scope.start('statsfs daemon', process.execPath, args, { ready: (line) => line.includes('"msg":"mounted"'), mountpoint: mnt, env });
   return { ...proc, mnt, socket };
 }
 
 /** tree.mjs (the library program) with the given shape, mounted on a fresh mountpoint; `ready` is its JSON. */
-export async function startTree(scope, args) {
+export async function startTree(scope, args, { timeoutMs } = {}) {
   const mnt = scope.mountpoint();
   const json = (line) => line.startsWith('ready ') && JSON.parse(line.slice(6));
-  const proc = await scope.start('statsfs library program (tree.mjs)', process.execPath, [join(HERE, 'tree.mjs'), ...args, '--mount', mnt], { ready: json, mountpoint: mnt });
+  const stdin = args.includes('--control') ? 'pipe' : 'ignore';
+  const proc = await scope.start('statsfs library program (tree.mjs)', process.execPath, [join(HERE, 'tree.mjs'), ...args, '--mount', mnt], { ready: json, mountpoint: mnt, stdin, timeoutMs });
   return { ...proc, mnt };
 }
+
+/** Sends a --control command to tree.mjs and resolves with its answer: { expected: root value_0 (a bigint), ms: its writes' time }. */
+export function treeCommand(tree, command) {
+  let waiting = answerQueues.get(tree.child);
+  if (waiting === undefined) {
+    const queue = (waiting = []);
+    answerQueues.set(tree.child, queue);
+    createInterface({ input: tree.child.stdout }).on('line', (line) => {
+      const [word, expected, ms] = line.split(' ');
+      if (word === 'done') queue.shift()?.({ expected: BigInt(expected), ms: Number(ms) });
+    });
+  }
+  return new Promise((resolveDone) => {
+    waiting.push(resolveDone);
+    tree.child.stdin.write(`${command}\n`);
+  });
+}
+const answerQueues = new WeakMap();
 
 /** basefs.c, the C baseline, on a fresh mountpoint. */
 export async function startBasefs(scope, args = []) {

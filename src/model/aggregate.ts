@@ -65,6 +65,67 @@ export class Accumulator {
     }
   }
 
+  /**
+   * Adds a partial result of the same definition (a subtree's, kept by incremental.ts) as if its values
+   * had been added one by one.
+   */
+  merge(other: Accumulator): void {
+    other.fold();
+    this.count += other.count;
+    this.countZero += other.countZero;
+    this.sumLo += other.sumLo;
+    this.sumHi += other.sumHi;
+    this.sumTop += other.sumTop;
+    this.negatives += other.negatives;
+    if (++this.pending === FOLD_EVERY) this.fold();
+    if (wordLess(other.minLo, other.minHi, this.minLo, this.minHi, this.signed)) {
+      this.minLo = other.minLo;
+      this.minHi = other.minHi;
+    }
+    if (wordLess(this.maxLo, this.maxHi, other.maxLo, other.maxHi, this.signed)) {
+      this.maxLo = other.maxLo;
+      this.maxHi = other.maxHi;
+    }
+  }
+
+  /**
+   * One contributor went from (oldLo, oldHi) to (lo, hi): the result becomes what adding every value anew
+   * would give. false when that cannot be known without the other contributors (min or max: the old value
+   * may have been the extreme and the new one is worse); the caller then recomputes.
+   */
+  replace(oldLo: number, oldHi: number, lo: number, hi: number): boolean {
+    if (lo === oldLo && hi === oldHi) return true;
+    switch (this.aggr) {
+      case 'sum':
+      case 'avg':
+        if (this.signed) this.negatives += (hi >= 0x80000000 ? 1 : 0) - (oldHi >= 0x80000000 ? 1 : 0);
+        // each step moves a half by less than 2^32, so FOLD_EVERY steps stay exact in a double
+        this.sumLo += lo - oldLo;
+        this.sumHi += hi - oldHi;
+        if (++this.pending === FOLD_EVERY) this.fold();
+        return true;
+      case 'count_zero':
+        this.countZero += (lo === 0 && hi === 0 ? 1 : 0) - (oldLo === 0 && oldHi === 0 ? 1 : 0);
+        return true;
+      case 'min':
+        if (wordLess(lo, hi, this.minLo, this.minHi, this.signed)) {
+          this.minLo = lo;
+          this.minHi = hi;
+          return true;
+        }
+        return oldLo !== this.minLo || oldHi !== this.minHi;
+      case 'max':
+        if (wordLess(this.maxLo, this.maxHi, lo, hi, this.signed)) {
+          this.maxLo = lo;
+          this.maxHi = hi;
+          return true;
+        }
+        return oldLo !== this.maxLo || oldHi !== this.maxHi;
+      case 'none':
+        return true;
+    }
+  }
+
   private fold(): void {
     const carry = Math.floor(this.sumLo / TWO32);
     this.sumLo -= carry * TWO32;

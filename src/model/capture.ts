@@ -8,7 +8,8 @@ import { arena } from './arena.js';
 import { Histogram } from './histogram.js';
 import type { Schema, ValueDef } from './schema.js';
 import type { Source } from './source.js';
-import { loadContributor, type ValueGroup } from './value-group.js';
+import { keptResults, loadContributor } from './incremental.js';
+import type { ValueGroup } from './value-group.js';
 import { splitBigInt, word } from './word.js';
 import { Snapshot } from './snapshot.js';
 
@@ -98,6 +99,8 @@ class Capture {
     source.refresh();
     const groups = source.groupList;
     let opened: OpenAggregate[] | null = null;
+    /** Aggregate groups whose every result is kept (incremental.ts): taken as they are, not computed. */
+    let kept: Map<ValueGroup, bigint[]> | null = null;
     let dirNo = -1;
     if (visible) {
       dirNo = snapshot.addDir(parent, parent < 0 ? '' : source.name, source.expose);
@@ -106,6 +109,11 @@ class Capture {
           if (!group.isAggregate || group.hidden) continue;
           const defs = group.schema.defs;
           if (this.keep !== null && !defs.some((def) => this.keep!(def, true))) continue;
+          const results = keptResults(group);
+          if (results !== null) {
+            (kept ??= new Map()).set(group, results);
+            continue;
+          }
           const agg: OpenAggregate = {
             group,
             accs: defs.map((d) => new Accumulator(d.type.signed, d.aggr)),
@@ -127,6 +135,12 @@ class Capture {
         source.forEachVisibleValue((group, def) => {
           if (keep !== null && !keep(def, group.isAggregate)) return;
           if (group.isAggregate) {
+            const results = kept?.get(group);
+            if (results !== undefined) {
+              splitBigInt(results[def.index]);
+              snapshot.push(dirNo, group.schema.defs, def.index, true);
+              return;
+            }
             const agg = opened?.find((a) => a.group === group);
             if (agg === undefined) return; // its schema has nothing to keep
             agg.slots[def.index] = snapshot.count;

@@ -1,6 +1,7 @@
 /** A node of the statistics tree (Source) and who hears about its changes (TreeObserver); its value groups are value-group.ts. */
 import { StatsError, validateName } from './errors.js';
 import type { SourceExposure } from './exposure.js';
+import { forgetAbove, type KeptPartials } from './incremental.js';
 import type { Schema, ValueDef } from './schema.js';
 import { ValueGroup, type AddValuesOptions, type Storage } from './value-group.js';
 
@@ -39,6 +40,15 @@ export interface SourceOptions {
 
 const NONE: readonly Source[] = Object.freeze([]);
 
+/** What few sources have, kept apart so that the many leaves do not pay a field for each. */
+interface Rare {
+  expose: SourceExposure | null;
+  /** Hidden subordinates by name; several may share one (producers' own). */
+  hiddenByName: Map<string, Source[]> | null;
+  observer: TreeObserver | null;
+  refresher: ((source: Source) => void) | null;
+}
+
 /** Only Source.root() passes this: a root's empty name would fail validation. */
 const AS_ROOT: SourceOptions = Object.freeze({});
 
@@ -49,7 +59,6 @@ const AS_ROOT: SourceOptions = Object.freeze({});
 export class Source {
   readonly name: string;
   readonly hidden: boolean;
-  readonly expose: SourceExposure | null;
   private parentSource: Source | null = null;
   /**
    * Index in the parent's list when added. Removals only move later entries towards the front, so the
@@ -58,17 +67,25 @@ export class Source {
   private position = 0;
   private subs: Source[] | null = null;
   private visibleByName: Map<string, Source> | null = null;
-  /** Hidden subordinates by name; several may share one (producers' own). Rare, so made when first needed. */
-  private hiddenByName: Map<string, Source[]> | null = null;
   private groups: ValueGroup[] | null = null;
-  private observer: TreeObserver | null = null;
-  private refresher: ((source: Source) => void) | null = null;
+  private rare: Rare | null = null;
+  /** Partial aggregation results of this subtree (incremental.ts); null until an aggregate above is read. @internal */
+  keptPartials: KeptPartials | null = null;
 
   constructor(name: string, options: SourceOptions = {}) {
     if (options !== AS_ROOT) validateName(name, 'source');
     this.name = name;
     this.hidden = options.hidden ?? false;
-    this.expose = options.expose ?? null;
+    if (options.expose !== undefined) this.extra().expose = options.expose;
+  }
+
+  private extra(): Rare {
+    return (this.rare ??= { expose: null, hiddenByName: null, observer: null, refresher: null });
+  }
+
+  /** Labels and instance label name for exports (src/model/exposure.ts). */
+  get expose(): SourceExposure | null {
+    return this.rare?.expose ?? null;
   }
 
   /** A root: the top of a tree (a mount), whose empty name is not part of any path. */
@@ -103,17 +120,19 @@ export class Source {
    * adds or removes them. It should throttle itself; what it throws reaches the reader (EIO).
    */
   setRefresher(refresher: ((source: Source) => void) | null): void {
-    this.refresher = refresher;
+    if (refresher !== null || this.rare !== null) this.extra().refresher = refresher;
+    forgetAbove(this);
   }
 
   /** Whether a refresher is set (see setRefresher). @internal */
   get refreshes(): boolean {
-    return this.refresher !== null;
+    return (this.rare?.refresher ?? null) !== null;
   }
 
   /** Brings the subordinates up to date (see setRefresher). */
   refresh(): void {
-    if (this.refresher !== null) this.refresher(this);
+    const refresher = this.rare?.refresher ?? null;
+    if (refresher !== null) refresher(this);
   }
 
   get subordinates(): readonly Source[] {
@@ -132,11 +151,11 @@ export class Source {
 
   /** The hidden subordinates with this name (several owners may each have one), without a refresh. */
   hiddenSubordinates(name: string): readonly Source[] {
-    return this.hiddenByName?.get(name) ?? NONE;
+    return this.rare?.hiddenByName?.get(name) ?? NONE;
   }
 
   observe(observer: TreeObserver | null): void {
-    this.observer = observer;
+    if (observer !== null || this.rare !== null) this.extra().observer = observer;
   }
 
   /** See TreeObserver.settled: null when the tree's observer has nothing pending (or there is none). */
@@ -152,7 +171,7 @@ export class Source {
   private treeObserver(): TreeObserver | null {
     let s: Source = this;
     while (s.parentSource !== null) s = s.parentSource;
-    return s.observer;
+    return s.rare?.observer ?? null;
   }
 
   addSubordinate(sub: Source): void {
@@ -166,13 +185,18 @@ export class Source {
       if (this.visibleByName?.has(sub.name)) throw new StatsError('EEXIST', `"${this.path ? this.path + '/' : ''}${sub.name}" exists`);
       (this.visibleByName ??= new Map()).set(sub.name, sub);
     } else {
-      const hidden = (this.hiddenByName ??= new Map());
+      const hidden = (this.extra().hiddenByName ??= new Map());
       const same = hidden.get(sub.name);
       if (same === undefined) hidden.set(sub.name, [sub]);
       else same.push(sub);
     }
-    sub.position = (this.subs ??= []).push(sub) - 1;
+    // a list of one to begin with: an empty one would reserve room for 17
+    if (this.subs === null) {
+      this.subs = [sub];
+      sub.position = 0;
+    } else sub.position = this.subs.push(sub) - 1;
     sub.parentSource = this;
+    forgetAbove(this);
     this.treeObserver()?.subordinateAdded?.(this, sub);
   }
 
@@ -185,11 +209,13 @@ export class Source {
     subs!.splice(i, 1);
     if (this.visibleByName?.get(sub.name) === sub) this.visibleByName.delete(sub.name);
     else if (sub.hidden) {
-      const same = this.hiddenByName!.get(sub.name)!;
-      if (same.length === 1) this.hiddenByName!.delete(sub.name);
+      const hiddenByName = this.rare!.hiddenByName!;
+      const same = hiddenByName.get(sub.name)!;
+      if (same.length === 1) hiddenByName.delete(sub.name);
       else same.splice(same.indexOf(sub), 1);
     }
     sub.parentSource = null;
+    forgetAbove(this);
     observer?.subordinateRemoved?.(this, sub);
   }
 
@@ -209,7 +235,9 @@ export class Source {
       throw new StatsError('EEXIST', `this schema is already added to "${this.path || '/'}" with the same ${storage === 'aggregate' ? 'aggregates' : 'storage'}`);
     }
     const group = new ValueGroup(this, schema, storage, base as Record<string, unknown> | null, hidden);
-    (this.groups ??= []).push(group);
+    if (this.groups === null) this.groups = [group];
+    else this.groups.push(group);
+    forgetAbove(this);
     this.treeObserver()?.valuesChanged?.(this, group, 'added');
     return group;
   }
@@ -221,6 +249,7 @@ export class Source {
     // observers first: a view that reads storage from another thread stops before the slots are reused
     this.treeObserver()?.valuesChanged?.(this, group, 'removed');
     group.releaseStorage();
+    forgetAbove(this);
   }
 
   /**
@@ -307,5 +336,6 @@ export class Source {
     // observers first, as in removeValues
     this.treeObserver()?.valuesChanged?.(this, null, 'revoked');
     if (this.groups) for (const g of this.groups) g.revoke();
+    forgetAbove(this);
   }
 }

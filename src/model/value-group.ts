@@ -1,11 +1,11 @@
 /**
- * A value group (one schema added to one source) and the aggregation walk over the tree below a source.
+ * A value group (one schema added to one source); aggregates are computed by incremental.ts.
  * Source (source.ts) creates the groups; this module needs it only as a type, so the two form no cycle at run time.
  */
-import { Accumulator } from './aggregate.js';
 import { arena } from './arena.js';
 import { StatsError } from './errors.js';
 import { Histogram } from './histogram.js';
+import { aggregateOf, changes } from './incremental.js';
 import type { Schema, ValueDef } from './schema.js';
 import type { Source } from './source.js';
 import { narrow } from './types.js';
@@ -35,6 +35,8 @@ export class ValueGroup {
    * an object base holds numbers, not distributions. Null for aggregates and once released.
    */
   private histograms: (Histogram | null)[] | null;
+  /** Where the change log keeps this group's words from before its first store since the last read; -1: not noted. */
+  private noted = -1;
 
   constructor(
     readonly source: Source,
@@ -240,6 +242,8 @@ export class ValueGroup {
   private store(def: ValueDef): void {
     if (this.storageKind === 'slots') {
       if (this.slot < 0) throw new StatsError('ENOENT', `${this.source.path}/${def.name} was removed`);
+      // every store of a word passes here, so no change can escape the aggregates that keep results
+      if (this.noted < 0 && changes.active) this.noted = changes.note(this, this.slot, this.schema.size);
       arena.store(this.slot + def.index, word.lo, word.hi);
       return;
     }
@@ -260,6 +264,13 @@ export class ValueGroup {
     this.base = null;
   }
 
+  /** Where the change log keeps this group's words from before its changes, and forgets it. @internal */
+  takeNote(): number {
+    const at = this.noted;
+    this.noted = -1;
+    return at;
+  }
+
   /** @internal */
   releaseStorage(): void {
     if (this.slot >= 0) arena.release(this.slot, this.schema.size);
@@ -275,54 +286,7 @@ export class ValueGroup {
   }
 }
 
-function aggregateOf(source: Source, schema: Schema, def: ValueDef): bigint {
-  const acc = new Accumulator(def.type.signed, def.aggr);
-  const accs: (Accumulator | null)[] = schema.defs.map((d) => (d === def ? acc : null));
-  collect(source, schema, accs);
-  return acc.result();
-}
-
-/**
- * The one failure rule of aggregation, shared by a read (collect, below) and a capture (snapshot.ts): loads
- * a contributor of `def` into `word`. false: it contributes nothing, because it is a live value whose owner
- * vanished during the read (ENOENT: an interface or CPU that went away before its source was removed). Any
- * other error is thrown and fails the aggregate of that definition only: a read of its file gets EIO; a
- * capture leaves that aggregate out and lists it in the snapshot's failures. README, "Aggregation".
- */
-export function loadContributor(group: ValueGroup, def: ValueDef): boolean {
-  if (def.type.custom === null) {
-    group.load(def);
-    return true;
-  }
-  try {
-    group.load(def);
-    return true;
-  } catch (err) {
-    if (err instanceof StatsError && err.code === 'ENOENT') return false;
-    throw err;
-  }
-}
-
-// Self first, then subordinates depth-first, hidden ones included; other aggregates are skipped so no
-// value is counted twice.
-function collect(source: Source, schema: Schema, accs: readonly (Accumulator | null)[]): void {
-  source.refresh();
-  const groups = source.groupList;
-  if (groups !== null) {
-    for (let i = 0; i < groups.length; i++) {
-      const g = groups[i];
-      if (g.schema !== schema || g.isAggregate) continue;
-      for (let d = 0; d < accs.length; d++) {
-        const acc = accs[d];
-        if (acc !== null && loadContributor(g, schema.defs[d])) acc.add(word.lo, word.hi);
-      }
-    }
-  }
-  const subs = source.subordinateList;
-  if (subs !== null) for (let i = 0; i < subs.length; i++) collect(subs[i], schema, accs);
-}
-
-/** Merges every stored histogram of `def` at and below `source` into `into` (the order of collect()). */
+/** Merges every stored histogram of `def` at and below `source` into `into` (self first, then subordinates depth-first). */
 function mergeBelow(source: Source, schema: Schema, def: ValueDef, into: Histogram): void {
   source.refresh();
   const groups = source.groupList;

@@ -1,5 +1,6 @@
 import { arena } from './arena.js';
 import { WriteBarrier } from './barrier.js';
+import { changes } from './incremental.js';
 import type { Source } from './source.js';
 
 /**
@@ -22,11 +23,22 @@ export class Writes {
 
   /** Applies `change` as one write and returns its result, or a promise of it when it had to wait. */
   apply<T>(change: () => T): T | Promise<T> {
-    return this.barrier.run(() => arena.batch(change));
+    return this.barrier.run(() => arena.batch(() => settled(change)));
   }
 
   /** Like apply() for changes whose result nobody waits for (socket data, datagrams); errors are theirs to handle. */
   defer(change: () => void): void {
-    this.barrier.defer(() => arena.batch(change));
+    this.barrier.defer(() => arena.batch(() => settled(change)));
   }
+}
+
+/**
+ * The end of a write: its changes go into the aggregates' kept results now, while what they touched is
+ * still in the CPU's caches (a read would find the groups scattered over memory), so that a read finds
+ * nothing left to do. A batch is a frame of at most a few thousand updates.
+ */
+function settled<T>(change: () => T): T {
+  const result = change();
+  if (changes.pending > 0) changes.flush();
+  return result;
 }

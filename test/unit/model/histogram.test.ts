@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { captureSnapshot, Histogram, HISTOGRAM_QUANTILES, relativeError, Schema, Source, StatsError } from '../../../src/model/index.js';
-
-/** mulberry32: a small seeded generator, so every run checks the same samples. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../helpers/rng.js';
 
 function normal(rand: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());

@@ -29,22 +29,11 @@ import {
   type WireValueSpec,
 } from '../../../src/protocol/protocol.js';
 import { ProducerServer } from '../../../src/producers/socket-server.js';
+import { rng as prng } from '../../helpers/rng.js';
 
 const FRAMES = 110_000;
 const GARBAGE_CONNECTIONS = 300;
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed1234);
-
-/** mulberry32: small, seedable, good enough to pick mutations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rand = prng(SEED);
 const int = (n: number): number => Math.floor(rand() * n);
