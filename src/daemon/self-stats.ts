@@ -10,6 +10,7 @@ import { arena, Schema, Source, type CustomType, type ValueSpec } from '../model
 import type { FuseCounterReader } from '../fs/mount.js';
 import type { ProducerServerStats } from '../producers/socket-server.js';
 import type { StatsdStats } from '../producers/statsd.js';
+import type { StateStats } from '../state/keeper.js';
 
 const opSchema = new Schema([
   { name: 'requests', type: counterType, aggr: 'sum', description: 'FUSE requests served', unit: 'requests' },
@@ -238,3 +239,18 @@ export function statsdSource(server: StatsdStatsReader): Source {
   return serviceSource('statsd', server, statsdStats);
 }
 
+
+const stateStats: ServiceStat<StateStats>[] = [
+  { name: 'checkpoints', read: (s) => s.checkpoints, unit: 'checkpoints', description: 'state checkpoints written and made durable' },
+  { name: 'checkpoint_bytes', read: (s) => s.checkpointBytes, level: true, unit: 'bytes', description: 'size of the last checkpoint' },
+  { name: 'fsyncs', read: (s) => s.fsyncs, unit: 'calls', description: 'fsync calls made for checkpoints (file and directory)' },
+  { name: 'last_durable_ms', read: (s) => s.lastDurableMs, level: true, unit: 'milliseconds since the epoch', description: 'the last durable point: every change applied before it is in a durable checkpoint (0: none yet)' },
+  { name: 'write_failures', read: (s) => s.writeFailures, unit: 'checkpoints', description: 'checkpoints that could not be written (logged; the previous one stays)' },
+  { name: 'corrupt_moved_aside', read: (s) => s.corruptMovedAside, unit: 'files', description: 'state files that failed their checks and were moved aside' },
+  { name: 'load_failures', read: (s) => s.loadFailures, unit: 'parts', description: 'parts of a loaded state that could not be restored (logged)' },
+];
+
+/** statsfs/state/: the state directory's checkpoints and what loading found. */
+export function stateSource(stats: StateStats): Source {
+  return serviceSource('state', stats, stateStats);
+}

@@ -10,6 +10,9 @@ import type { Source } from '../model/index.js';
 import { MetricsServer } from '../export/http.js';
 import { ProducerServer } from '../producers/socket-server.js';
 import { StatsdServer } from '../producers/statsd.js';
+import type { KeptOwner } from '../producers/producer-tree.js';
+import type { SavedMetric } from '../producers/statsd-tree.js';
+import type { StateKeeper } from '../state/keeper.js';
 import { UserError, type Service } from './daemon.js';
 import type { Logger } from './logger.js';
 import { producerServerSource, statsdSource } from './self-stats.js';
@@ -73,7 +76,11 @@ async function listen<T>(option: string, at: string, start: () => Promise<T>): P
 }
 
 /** Each service's statistics go under statsfs/ (the daemon's own, made before the services start). */
-export async function startServices(root: Source, flags: ServiceFlags, log: Logger): Promise<Service[]> {
+/**
+ * What the services own goes in the state directory when there is one (`state`): each restores before it
+ * listens, so a producer that reconnects finds what it kept.
+ */
+export async function startServices(root: Source, flags: ServiceFlags, log: Logger, state: StateKeeper | null = null): Promise<Service[]> {
   const services: Service[] = [];
   const self = root.subordinate('statsfs');
   let statsd: StatsdServer | null = null;
@@ -91,6 +98,11 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
       });
       self?.addSubordinate(producerServerSource(producers.stats));
       services.push(producers);
+      await state?.register('producers', {
+        save: () => producers.saveKept(),
+        restore: (saved) => producers.restoreKept(saved as KeptOwner[]),
+        generation: () => producers.keptChanges,
+      });
       await listen('--socket', flags.socket, () => producers.listen()); // each server logs its own start
     }
     if (flags.statsd || flags.statsdSocket) {
@@ -102,6 +114,12 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
       });
       self?.addSubordinate(statsdSource(statsd));
       services.push(statsd);
+      const receiver = statsd;
+      await state?.register('statsd', {
+        save: () => receiver.saveMetrics(),
+        restore: (saved) => receiver.restoreMetrics(saved as SavedMetric[]),
+        generation: () => receiver.changes,
+      });
       await statsd.listen().catch((err: unknown) => {
         // one server, two listeners: the UDP bind fails in 'bind', the Unix socket in 'listen'
         const udp = (err as NodeJS.ErrnoException).syscall === 'bind' && flags.statsd;

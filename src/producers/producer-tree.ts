@@ -4,7 +4,7 @@
  * the owner may change or remove a node, and nodes are created only under the root or the owner's own
  * sources. Each request is checked whole before anything changes, so a refused one changes nothing.
  */
-import { NAME_MAX, Schema, Source, StatsError, validateName, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { Histogram, NAME_MAX, Schema, Source, StatsError, validateName, type HistogramState, type ValueGroup, type ValueSpec } from '../model/index.js';
 import {
   DESCRIPTION_MAX,
   HISTOGRAM_PROTOCOL_VERSION,
@@ -41,6 +41,10 @@ export class ProducerTree {
   private readonly schemaGc = new FinalizationRegistry<string>((key) => {
     if (this.schemas.get(key)?.deref() === undefined) this.schemas.delete(key);
   });
+  /** The definitions each schema was made from, as they came (a state checkpoint saves these). */
+  private readonly specsOf = new WeakMap<Schema, WireValueSpec[]>();
+  /** Changes made through keeping connections: a state keeper checkpoints when this moves. */
+  keptChanges = 0;
   private readonly maxSources: number;
   private readonly maxHandles: number;
   private readonly maxValues: number;
@@ -66,6 +70,7 @@ export class ProducerTree {
   /** Applies a request; returns the OK reply when it has a payload (else null: an empty OK). */
   apply(conn: Connection, frame: Frame): Buffer | null {
     const req = decodeRequest(frame);
+    if (conn.keep) this.keptChanges++;
     switch (req.op) {
       case Op.HELLO:
         throw new ProtocolError('EPROTO', 'HELLO was already received on this connection');
@@ -166,14 +171,20 @@ export class ProducerTree {
       if (conn.version < HISTOGRAM_PROTOCOL_VERSION) throw new ProtocolError('EINVAL', `value "${v.name}": histograms need protocol version ${HISTOGRAM_PROTOCOL_VERSION}`);
       if (v.enum && v.enum.length > 0) throw new ProtocolError('EINVAL', `histogram "${v.name}" cannot have enum names`);
     }
-    const key = JSON.stringify(req.values.map((v) => [v.name, v.type, v.aggr ?? 'none', v.floating ?? false, v.mode ?? null, v.unit ?? '', v.description ?? '', v.enum ?? []]));
+    conn.schemas.set(req.schema, this.schemaFor(req.values));
+  }
+
+  /** The schema of these (checked) definitions: one per distinct list, shared. */
+  private schemaFor(values: WireValueSpec[]): Schema {
+    const key = JSON.stringify(values.map((v) => [v.name, v.type, v.aggr ?? 'none', v.floating ?? false, v.mode ?? null, v.unit ?? '', v.description ?? '', v.enum ?? []]));
     let schema = this.schemas.get(key)?.deref();
     if (schema === undefined) {
-      schema = new Schema(req.values.map(toValueSpec));
+      schema = new Schema(values.map(toValueSpec));
       this.schemas.set(key, new WeakRef(schema));
       this.schemaGc.register(schema, key);
+      this.specsOf.set(schema, values);
     }
-    conn.schemas.set(req.schema, schema);
+    return schema;
   }
 
   // --- SOURCE ----------------------------------------------------------------------------------------------
@@ -407,6 +418,87 @@ export class ProducerTree {
     for (const c of owner.conns) unbindTarget(c.sources, c.sourceHandles, src);
   }
 
+  // --- state: what a restart finds again (the daemon's state directory) -----------------------------------------
+
+  /**
+   * What the owners that keep their nodes (a KEEP connection, or none left after one) hold: their attached
+   * sources, parents first, with their value groups and values. Anonymous owners and detached sources could
+   * never be found again, so they are not kept.
+   */
+  saveKept(): KeptOwner[] {
+    const out: KeptOwner[] = [];
+    for (const owner of this.owners.values()) {
+      if (owner.conns.size > 0 && ![...owner.conns].some((c) => c.keep)) continue;
+      const depth = new Map<Source, number>();
+      const depthOf = (s: Source): number => {
+        let d = depth.get(s);
+        if (d !== undefined) return d;
+        const p = s.parent;
+        const above = p === this.root ? 0 : p !== null && owner.sources.has(p) ? depthOf(p) : -1;
+        d = above < 0 ? -1 : above + 1;
+        depth.set(s, d);
+        return d;
+      };
+      const sources = [...owner.sources].filter((s) => depthOf(s) > 0).sort((a, b) => depthOf(a) - depthOf(b));
+      const index = new Map(sources.map((s, i) => [s, i]));
+      const kept: KeptSource[] = sources.map((s) => ({
+        name: s.name,
+        parent: s.parent === this.root ? -1 : index.get(s.parent!)!,
+        hidden: s.hidden,
+        groups: s.valueGroups.filter((g) => owner.groups.has(g)).map((g) => ({
+          specs: this.specsOf.get(g.schema)!,
+          aggregate: g.isAggregate,
+          hidden: g.hidden,
+          values: g.isAggregate ? [] : g.schema.defs.map((d) => (d.histogram ? g.ownHistogram(d).toState() : g.get(d.index).toString())),
+        })),
+      }));
+      if (kept.length > 0) out.push({ owner: owner.name!, sources: kept });
+    }
+    return out;
+  }
+
+  /**
+   * Creates saved owners' sources and groups again, as kept nodes waiting for their owner to reconnect and
+   * adopt them (with the values they held). Returns how many sources could not be (a name taken by another
+   * since), which are left out with what was below them.
+   */
+  restoreKept(saved: readonly KeptOwner[]): number {
+    let skipped = 0;
+    for (const k of saved) {
+      const owner = this.owner(k.owner);
+      const made: (Source | undefined)[] = [];
+      for (const ks of k.sources) {
+        const parent = ks.parent < 0 ? this.root : made[ks.parent];
+        if (parent === undefined || parent.subordinate(ks.name) !== undefined || parent.hiddenSubordinates(ks.name).length > 0) {
+          made.push(undefined);
+          skipped++;
+          continue;
+        }
+        validateName(ks.name, 'source');
+        const src = new Source(ks.name, { hidden: ks.hidden });
+        parent.addSubordinate(src);
+        this.own(owner, src);
+        made.push(src);
+        for (const kg of ks.groups) {
+          const schema = this.schemaFor(kg.specs);
+          const g = kg.aggregate ? src.addAggregates(schema, { hidden: kg.hidden }) : src.addValues(schema, { hidden: kg.hidden });
+          owner.groups.add(g);
+          if (kg.aggregate) continue;
+          owner.valueSlots += valueCost(schema);
+          kg.values.forEach((v, i) => {
+            const def = schema.defs[i];
+            if (def.histogram) g.ownHistogram(def).merge(Histogram.fromState(v as HistogramState));
+            else {
+              const w = BigInt.asUintN(64, BigInt(v as string));
+              g.setWord(i, Number(w & 0xffffffffn), Number(w >> 32n));
+            }
+          });
+        }
+      }
+    }
+    return skipped;
+  }
+
   /**
    * `conn` has gone: when it was its owner's last connection, the owner's sources go unless that connection
    * kept them. Detached sources could never be found again, so they go in any case.
@@ -414,10 +506,25 @@ export class ProducerTree {
   depart(conn: Connection, owner: Owner): void {
     owner.conns.delete(conn);
     if (owner.conns.size > 0) return;
+    if (conn.keep) this.keptChanges++;
     const tops = [...owner.sources].filter((s) => s.parent === null || !owner.sources.has(s.parent));
     for (const src of tops) if (!conn.keep || src.parent === null) this.removeTree(owner, src);
     if (owner.sources.size === 0 && owner.name !== null) this.owners.delete(owner.name);
   }
+}
+
+/** A kept owner as a state file holds it (ProducerTree.saveKept). */
+export interface KeptOwner {
+  owner: string;
+  sources: KeptSource[];
+}
+
+/** A source: its name, the index of its parent among the owner's (-1: the root), and its groups. */
+export interface KeptSource {
+  name: string;
+  parent: number;
+  hidden: boolean;
+  groups: { specs: WireValueSpec[]; aggregate: boolean; hidden: boolean; values: (string | HistogramState)[] }[];
 }
 
 function noControl(s: string, what: string, max: number): void {

@@ -36,7 +36,7 @@ import {
   type HelloRequest,
 } from '../protocol/protocol.js';
 import { Connection } from './producer-owners.js';
-import { ProducerTree } from './producer-tree.js';
+import { ProducerTree, type KeptOwner } from './producer-tree.js';
 import { listenUnix } from './unix-socket.js';
 
 export interface ProducerServerOptions {
@@ -167,6 +167,24 @@ export class ProducerServer {
     if (!server) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await unlink(this.options.path).catch(() => undefined);
+  }
+
+  // --- state (issue 15): what owners keep outlives the daemon through its state directory ---------------------
+
+  /** Moves with every change a keeping connection makes. */
+  get keptChanges(): number {
+    return this.tree.keptChanges;
+  }
+
+  /** What the keeping owners hold, for a state checkpoint. */
+  saveKept(): KeptOwner[] {
+    return this.tree.saveKept();
+  }
+
+  /** Puts back what saveKept() returned (call before listen()): the owners adopt it when they reconnect. */
+  restoreKept(saved: readonly KeptOwner[]): void {
+    const skipped = this.tree.restoreKept(saved);
+    this.options.log?.info({ owners: saved.length, skippedSources: skipped }, 'kept producer sources restored');
   }
 
   private accept(socket: net.Socket): void {

@@ -17,7 +17,7 @@ import { SILENT_LOG, type Log } from '../log.js';
 import { Source, Writes } from '../model/index.js';
 import { forEachLine, parseStatsdLine, type StatsdBadReason, type StatsdMetric } from './statsd-line.js';
 import { StatsdListeners, type StatsdTransportStats } from './statsd-listeners.js';
-import { StatsdTree } from './statsd-tree.js';
+import { StatsdTree, type SavedMetric } from './statsd-tree.js';
 
 export const STATSD_DEFAULT_MAX_METRICS = 100_000;
 /**
@@ -277,6 +277,25 @@ export class StatsdServer {
     if (removed === false) return false;
     this.stats.removed += removed;
     return true;
+  }
+
+  // --- state (issue 15): every path that changes a metric is counted in applied, removed or expired, so a
+  // state keeper sees each change here, whatever transport the lines came by (the C receive path included).
+
+  /** Moves with every change of the metrics kept (lines applied, removals, expiries). */
+  get changes(): number {
+    return this.stats.applied + this.stats.removed + this.stats.expired;
+  }
+
+  /** The metrics and their values, for a state checkpoint. */
+  saveMetrics(): SavedMetric[] {
+    return this.tree.save();
+  }
+
+  /** Puts back saved metrics (call before listen()); those that no longer fit are left out and logged. */
+  restoreMetrics(saved: readonly SavedMetric[]): void {
+    const skipped = this.tree.restore(saved, Date.now());
+    this.log.info({ metrics: saved.length - skipped, skipped }, 'statsd metrics restored');
   }
 
   /**

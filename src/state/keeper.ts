@@ -1,0 +1,197 @@
+/**
+ * The daemon's state directory: what the daemon owns (kept producer sources, StatsD metrics, baselines of
+ * cleared kernel counters) written as one checkpoint file, so that a restart finds it again.
+ *
+ * Each part of the daemon that owns state registers a StatePart; the keeper restores it from the file
+ * loaded at the start, and writes a new checkpoint when a part's generation moved: every interval (1 s),
+ * and at a clean stop (SIGTERM, SIGINT), after the services have stopped, so a clean stop loses nothing.
+ * The document is built synchronously on the event loop (one consistent moment: no request is applied
+ * halfway), then written off the loop: a temporary file, fsync, rename over the old one, fsync of the
+ * directory. A crash or kill -9 at any moment leaves the previous checkpoint or the new one, never a
+ * mix; what changed after the last checkpoint (at most one interval, plus the time a write takes) is lost.
+ *
+ * A file that fails its checks (cut short, checksum, not JSON) is moved aside as `statsfs.state.corrupt-<time>`
+ * with one log line and the daemon starts empty; one written by a newer format is refused (the daemon does
+ * not start), never overwritten.
+ */
+import { mkdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Log } from '../log.js';
+import { ValueGroup, Writes, type Source } from '../model/index.js';
+import { decodeState, encodeState } from './codec.js';
+
+export const STATE_FILE = 'statsfs.state';
+/** The default interval between checkpoints: the most a kill -9, a crash or a power loss can lose. */
+export const STATE_INTERVAL_MS = 1000;
+
+/** One owner of state: what to write, how to put it back, and a counter that moves when it changed. */
+export interface StatePart {
+  /** What to keep, as JSON-able data (64-bit words as decimal strings). */
+  save(): unknown;
+  /** Puts back what save() returned in an earlier run; what no longer fits is skipped and counted. */
+  restore(data: unknown): void;
+  /** Moves whenever what save() returns may have changed (a count of changes). */
+  generation(): number;
+}
+
+/** The keeper's own statistics (statsfs/state/). */
+export interface StateStats {
+  checkpoints: number;
+  /** Bytes of the last checkpoint written. */
+  checkpointBytes: number;
+  fsyncs: number;
+  /** The last durable point: what was applied before this time is in a durable checkpoint (ms since the epoch; 0: none yet). */
+  lastDurableMs: number;
+  /** Checkpoints that could not be written (disk full, permissions): logged, retried at the next interval. */
+  writeFailures: number;
+  /** State files that failed their checks and were moved aside. */
+  corruptMovedAside: number;
+  /** Parts of a loaded state that could not be restored (logged). */
+  loadFailures: number;
+}
+
+/** A state file this version must not load nor overwrite (written by a newer statsfs). */
+export class StateRefused extends Error {
+  override readonly name = 'StateRefused';
+}
+
+export class StateKeeper {
+  readonly stats: StateStats = { checkpoints: 0, checkpointBytes: 0, fsyncs: 0, lastDurableMs: 0, writeFailures: 0, corruptMovedAside: 0, loadFailures: 0 };
+  private readonly parts = new Map<string, StatePart>();
+  private loaded: Record<string, unknown> = {};
+  private timer: NodeJS.Timeout | null = null;
+  private writing: Promise<void> | null = null;
+  /** The sum of the parts' generations at the last checkpoint begun (-1: none yet). */
+  private savedGeneration = -1;
+  private closed = false;
+
+  constructor(
+    private readonly root: Source,
+    readonly dir: string,
+    private readonly log: Log,
+    private readonly intervalMs = STATE_INTERVAL_MS,
+  ) {}
+
+  get file(): string {
+    return join(this.dir, STATE_FILE);
+  }
+
+  /**
+   * Creates the directory (0700: metric names can say much) and loads the state file if there is one.
+   * Throws StateRefused for a newer format, and an Error when the directory cannot be made.
+   */
+  open(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    try {
+      unlinkSync(`${this.file}.tmp`); // a checkpoint a crash interrupted: the previous one is still whole
+    } catch {
+      // none
+    }
+    let buf: Buffer;
+    try {
+      buf = readFileSync(this.file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const decoded = decodeState(buf);
+    if (decoded.ok) {
+      const parts = decoded.doc.parts;
+      this.loaded = typeof parts === 'object' && parts !== null ? (parts as Record<string, unknown>) : {};
+      this.log.info({ file: this.file, bytes: buf.length, savedAt: decoded.doc.savedAt }, 'state loaded');
+      return;
+    }
+    if (decoded.problem === 'newer') {
+      throw new StateRefused(
+        `state file ${this.file} was ${decoded.message}: run that version, or move the file away (or use --no-state, or another --state-dir) to start without it`,
+      );
+    }
+    const aside = `${this.file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    renameSync(this.file, aside);
+    this.stats.corruptMovedAside++;
+    this.log.error({ file: this.file, movedTo: aside, problem: decoded.message }, 'state file is corrupt: moved aside, starting without it');
+  }
+
+  /** Adds a part and restores what the loaded state holds for it (one write of the tree, as a request is). */
+  async register(name: string, part: StatePart): Promise<void> {
+    this.parts.set(name, part);
+    const data = this.loaded[name];
+    if (data === undefined) return;
+    delete this.loaded[name];
+    try {
+      await Writes.of(this.root).apply(() => part.restore(data));
+    } catch (err) {
+      this.stats.loadFailures++;
+      this.log.error({ part: name, err }, 'state: could not restore this part (what was restored before the error stays)');
+    }
+  }
+
+  /** Checkpoints every interval from now on (when something changed). */
+  start(): void {
+    if (this.timer !== null || this.closed) return;
+    this.timer = setInterval(() => {
+      if (this.writing === null && this.generation() !== this.savedGeneration) void this.checkpoint();
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  private generation(): number {
+    let sum = ValueGroup.clears; // a clear through the mount changes a part without its knowing
+    for (const part of this.parts.values()) sum += part.generation();
+    return sum;
+  }
+
+  /** Writes a checkpoint of every part now (after the one being written, if any); resolves once durable. */
+  async checkpoint(): Promise<void> {
+    while (this.writing !== null) await this.writing;
+    const generation = this.generation();
+    const doc: Record<string, unknown> = {};
+    for (const [name, part] of this.parts) doc[name] = part.save();
+    // parts of the loaded state that no registered part took (a service not started this time) are kept
+    const builtAt = Date.now();
+    const buf = encodeState({ savedAt: new Date(builtAt).toISOString(), parts: { ...this.loaded, ...doc } });
+    this.savedGeneration = generation;
+    this.writing = this.write(buf, builtAt).finally(() => (this.writing = null));
+    return this.writing;
+  }
+
+  private async write(buf: Buffer, builtAt: number): Promise<void> {
+    const tmp = `${this.file}.tmp`;
+    try {
+      const fh = await open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(buf);
+        await fh.datasync();
+        this.stats.fsyncs++;
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.file);
+      // the rename itself is durable once the directory is
+      const dir = await open(this.dir, 'r');
+      try {
+        await dir.sync();
+        this.stats.fsyncs++;
+      } finally {
+        await dir.close();
+      }
+      this.stats.checkpoints++;
+      this.stats.checkpointBytes = buf.length;
+      this.stats.lastDurableMs = builtAt;
+    } catch (err) {
+      this.stats.writeFailures++;
+      this.savedGeneration = -1; // try again at the next interval
+      this.log.error({ file: this.file, err }, 'state: checkpoint failed; the previous one stays');
+    }
+  }
+
+  /** Stops the interval and writes the last checkpoint (call once nothing changes the tree any more). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    await this.checkpoint();
+  }
+}
