@@ -47,10 +47,12 @@ export function decodeState(buf: Buffer): Decoded {
   const corrupt = (message: string): Decoded => ({ ok: false, problem: 'corrupt', message });
   if (buf.length < HEADER_BYTES || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return corrupt('not a statsfs state file (no SFSSTATE header)');
   const format = buf.readUInt32LE(MAGIC.length);
-  if (format === 0) return corrupt('format version 0');
-  if (format > STATE_FORMAT) return { ok: false, problem: 'newer', message: `written by a newer statsfs (state format ${format}; this version reads format ${STATE_FORMAT})` };
   const length = buf.readUInt32LE(MAGIC.length + 4);
-  if (buf.length !== HEADER_BYTES + length) return corrupt(`${buf.length - HEADER_BYTES} bytes of body where the header says ${length} (cut short or extended)`);
+  const whole = buf.length === HEADER_BYTES + length;
+  if (format === 0 || format >= 0x10000) return corrupt(`format version ${format}`);
+  // newer only when the rest of the header holds too: garbage after the magic is corrupt, not newer
+  if (format > STATE_FORMAT && whole) return { ok: false, problem: 'newer', message: `written by a newer statsfs (state format ${format}; this version reads format ${STATE_FORMAT})` };
+  if (!whole) return corrupt(`${buf.length - HEADER_BYTES} bytes of body where the header says ${length} (cut short or extended)`);
   const body = buf.subarray(HEADER_BYTES);
   if (crc32(body) !== buf.readUInt32LE(MAGIC.length + 8)) return corrupt('checksum mismatch');
   let doc: unknown;
