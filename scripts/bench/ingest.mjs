@@ -2,7 +2,9 @@
 // separate process: bin/statsfs.js mount --socket), batched (the client's default: up to 4096 updates per
 // frame) and unbatched (every update its own frame and reply), alternating. A run is timed from the first
 // update until flush() resolves, i.e. until the daemon has applied them all; the totals are then read back
-// through the mount (sum aggregates) to check that every update landed.
+// through the mount (sum aggregates) to check that every update landed. The same runs go to a second daemon
+// with a state directory (--state-dir: what keeping producers own is checkpointed every second), alternating
+// with the first (--no-state), so the cost of the state is a ratio of the same run.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,11 +18,17 @@ const TARGET = 1_000_000;
 export async function run({ full, scope }) {
   requireBuild();
   const { connect } = await import(pathToFileURL(join(ROOT, 'dist', 'src', 'client', 'index.js')).href);
-  const { mnt, socket: sock } = await startDaemon(scope);
+  const plain = await startDaemon(scope);
+  const stateful = await startDaemon(scope, { state: true });
+  let runs = 0;
 
-  // 10 sources × 10 counters under one aggregating parent: the updates cycle over the 100 values
-  async function once(label, n, options, yieldEvery) {
-    const client = await connect({ path: sock, reconnect: false, ...options });
+  // 10 sources × 10 counters under one aggregating parent: the updates cycle over the 100 values. The
+  // producer keeps them (a named owner with keep), so the daemon with state checkpoints them; each run has a
+  // label of its own (what earlier runs kept stays, as it would).
+  async function once(daemon, name, n, options, yieldEvery) {
+    const { mnt, socket: sock } = daemon;
+    const label = `${name}${runs++}`;
+    const client = await connect({ path: sock, reconnect: false, owner: 'bench', keep: true, ...options });
     try {
       const schema = client.define(Array.from({ length: 10 }, (_, i) => ({ name: `c${i}`, aggr: 'sum' })));
       const top = client.source(label);
@@ -47,21 +55,33 @@ export async function run({ full, scope }) {
 
   const batchedN = full ? 10_000_000 : 5_000_000;
   const unbatchedN = full ? 1_000_000 : 300_000;
-  await once('warmup', 500_000, {}, 50_000);
-  await once('warmup', 20_000, { batch: false }, 1_000);
+  for (const d of [plain, stateful]) {
+    await once(d, 'warmup', 500_000, {}, 50_000);
+    await once(d, 'warmup', 20_000, { batch: false }, 1_000);
+  }
   const rounds = full ? 9 : 5;
+  const show = (x) => `${Math.round(x)}/s`;
   const samples = await alternate('ingest', rounds, [
-    { name: 'batched', show: (x) => `${Math.round(x)}/s`, run: () => once('batched', batchedN, {}, 50_000) },
-    { name: 'unbatched', show: (x) => `${Math.round(x)}/s`, run: () => once('unbatched', unbatchedN, { batch: false }, 1_000) },
+    { name: 'batched', show, run: () => once(plain, 'batched', batchedN, {}, 50_000) },
+    { name: 'batchedState', show, run: () => once(stateful, 'batched', batchedN, {}, 50_000) },
+    { name: 'unbatched', show, run: () => once(plain, 'unbatched', unbatchedN, { batch: false }, 1_000) },
+    { name: 'unbatchedState', show, run: () => once(stateful, 'unbatched', unbatchedN, { batch: false }, 1_000) },
   ]);
+  const checkpoints = Number(await readFile(join(stateful.mnt, 'statsfs', 'state', 'checkpoints'), 'latin1'));
+  if (!(checkpoints > 0)) throw new CannotRun('the daemon with a state directory wrote no checkpoint');
   const batched = measured('batched (client default, ≤ 4096 updates per frame)', samples.batched, fmtRate('updates'), { target: `≥ ${fmtRate('updates')(TARGET)}` });
   const rows = [
     { ...batched, met: batched.value >= TARGET },
     measured('unbatched (one frame and one reply per update)', samples.unbatched, fmtRate('updates')),
     ratioRow('batched ÷ unbatched', samples.batched, samples.unbatched),
+    measured('batched, state on (--state-dir)', samples.batchedState, fmtRate('updates')),
+    measured('unbatched, state on (--state-dir)', samples.unbatchedState, fmtRate('updates')),
+    ratioRow('ingest with state ÷ without, batched', samples.batchedState, samples.batched, { min: 0.9 }),
+    ratioRow('ingest with state ÷ without, unbatched', samples.unbatchedState, samples.unbatched, { min: 0.9 }),
   ];
   const notes = [
     `${rounds} rounds, alternating: ${batchedN.toLocaleString('en-US')} batched updates, then ${unbatchedN.toLocaleString('en-US')} unbatched, each from a fresh connection (the producer runs in the driver process, the daemon in its own). Each round is checked by reading the ten sum aggregates through the mount.`,
+    `State on vs off: the same runs into a second daemon with --state-dir (checkpoints every second while the kept values change: ${checkpoints} were written), alternating with the daemon with --no-state; the producer keeps its values (owner with keep) in both.`,
   ];
   return { rows, notes };
 }

@@ -243,6 +243,8 @@ export function statsdSource(server: StatsdStatsReader): Source {
 const stateStats: ServiceStat<StateStats>[] = [
   { name: 'checkpoints', read: (s) => s.checkpoints, unit: 'checkpoints', description: 'state checkpoints written and made durable' },
   { name: 'checkpoint_bytes', read: (s) => s.checkpointBytes, level: true, unit: 'bytes', description: 'size of the last checkpoint' },
+  { name: 'build_ms', read: (s) => s.buildMs, level: true, unit: 'milliseconds', description: 'how long building the last checkpoint held the event loop' },
+  { name: 'interval_ms', read: (s) => s.intervalMs, level: true, unit: 'milliseconds', description: 'checkpoint interval now: 1000, or 50 times the last build when longer (the most a kill -9 loses)' },
   { name: 'fsyncs', read: (s) => s.fsyncs, unit: 'calls', description: 'fsync calls made for checkpoints (file and directory)' },
   { name: 'last_durable_ms', read: (s) => s.lastDurableMs, level: true, unit: 'milliseconds since the epoch', description: 'the last durable point: every change applied before it is in a durable checkpoint (0: none yet)' },
   { name: 'write_failures', read: (s) => s.writeFailures, unit: 'checkpoints', description: 'checkpoints that could not be written (logged; the previous one stays)' },

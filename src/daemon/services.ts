@@ -10,7 +10,7 @@ import type { Source } from '../model/index.js';
 import { MetricsServer } from '../export/http.js';
 import { ProducerServer } from '../producers/socket-server.js';
 import { StatsdServer } from '../producers/statsd.js';
-import type { KeptOwner } from '../producers/producer-tree.js';
+import type { KeptState } from '../producers/producer-tree.js';
 import type { SavedMetric } from '../producers/statsd-tree.js';
 import type { StateKeeper } from '../state/keeper.js';
 import { UserError, type Service } from './daemon.js';
@@ -100,7 +100,7 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
       services.push(producers);
       await state?.register('producers', {
         save: () => producers.saveKept(),
-        restore: (saved) => producers.restoreKept(saved as KeptOwner[]),
+        restore: (saved) => producers.restoreKept(saved as KeptState),
         generation: () => producers.keptChanges,
       });
       await listen('--socket', flags.socket, () => producers.listen()); // each server logs its own start

@@ -425,8 +425,16 @@ export class ProducerTree {
    * sources, parents first, with their value groups and values. Anonymous owners and detached sources could
    * never be found again, so they are not kept.
    */
-  saveKept(): KeptOwner[] {
+  saveKept(): KeptState {
     const out: KeptOwner[] = [];
+    // each definition list once, the groups refer to it by index
+    const schemas: WireValueSpec[][] = [];
+    const schemaIndex = new Map<Schema, number>();
+    const indexOf = (schema: Schema): number => {
+      let i = schemaIndex.get(schema);
+      if (i === undefined) schemaIndex.set(schema, (i = schemas.push(this.specsOf.get(schema)!) - 1));
+      return i;
+    };
     for (const owner of this.owners.values()) {
       if (owner.conns.size > 0 && ![...owner.conns].some((c) => c.keep)) continue;
       const depth = new Map<Source, number>();
@@ -446,7 +454,7 @@ export class ProducerTree {
         parent: s.parent === this.root ? -1 : index.get(s.parent!)!,
         hidden: s.hidden,
         groups: s.valueGroups.filter((g) => owner.groups.has(g)).map((g) => ({
-          specs: this.specsOf.get(g.schema)!,
+          schema: indexOf(g.schema),
           aggregate: g.isAggregate,
           hidden: g.hidden,
           values: g.isAggregate ? [] : g.schema.defs.map((d) => (d.histogram ? g.ownHistogram(d).toState() : g.get(d.index).toString())),
@@ -454,7 +462,7 @@ export class ProducerTree {
       }));
       if (kept.length > 0) out.push({ owner: owner.name!, sources: kept });
     }
-    return out;
+    return { schemas, owners: out };
   }
 
   /**
@@ -462,9 +470,9 @@ export class ProducerTree {
    * adopt them (with the values they held). Returns how many sources could not be (a name taken by another
    * since), which are left out with what was below them.
    */
-  restoreKept(saved: readonly KeptOwner[]): number {
+  restoreKept(saved: KeptState): number {
     let skipped = 0;
-    for (const k of saved) {
+    for (const k of saved.owners) {
       const owner = this.owner(k.owner);
       const made: (Source | undefined)[] = [];
       for (const ks of k.sources) {
@@ -480,7 +488,7 @@ export class ProducerTree {
         this.own(owner, src);
         made.push(src);
         for (const kg of ks.groups) {
-          const schema = this.schemaFor(kg.specs);
+          const schema = this.schemaFor(saved.schemas[kg.schema]);
           const g = kg.aggregate ? src.addAggregates(schema, { hidden: kg.hidden }) : src.addValues(schema, { hidden: kg.hidden });
           owner.groups.add(g);
           if (kg.aggregate) continue;
@@ -513,7 +521,13 @@ export class ProducerTree {
   }
 }
 
-/** A kept owner as a state file holds it (ProducerTree.saveKept). */
+/** What keeping owners hold, as a state file holds it (ProducerTree.saveKept): definitions once, then owners. */
+export interface KeptState {
+  schemas: WireValueSpec[][];
+  owners: KeptOwner[];
+}
+
+/** A kept owner and its sources, parents first. */
 export interface KeptOwner {
   owner: string;
   sources: KeptSource[];
@@ -524,7 +538,8 @@ export interface KeptSource {
   name: string;
   parent: number;
   hidden: boolean;
-  groups: { specs: WireValueSpec[]; aggregate: boolean; hidden: boolean; values: (string | HistogramState)[] }[];
+  /** schema: an index into KeptState.schemas. */
+  groups: { schema: number; aggregate: boolean; hidden: boolean; values: (string | HistogramState)[] }[];
 }
 
 function noControl(s: string, what: string, max: number): void {

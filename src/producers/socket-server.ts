@@ -36,7 +36,7 @@ import {
   type HelloRequest,
 } from '../protocol/protocol.js';
 import { Connection } from './producer-owners.js';
-import { ProducerTree, type KeptOwner } from './producer-tree.js';
+import { ProducerTree, type KeptState } from './producer-tree.js';
 import { listenUnix } from './unix-socket.js';
 
 export interface ProducerServerOptions {
@@ -177,14 +177,14 @@ export class ProducerServer {
   }
 
   /** What the keeping owners hold, for a state checkpoint. */
-  saveKept(): KeptOwner[] {
+  saveKept(): KeptState {
     return this.tree.saveKept();
   }
 
   /** Puts back what saveKept() returned (call before listen()): the owners adopt it when they reconnect. */
-  restoreKept(saved: readonly KeptOwner[]): void {
+  restoreKept(saved: KeptState): void {
     const skipped = this.tree.restoreKept(saved);
-    this.options.log?.info({ owners: saved.length, skippedSources: skipped }, 'kept producer sources restored');
+    this.options.log?.info({ owners: saved.owners.length, skippedSources: skipped }, 'kept producer sources restored');
   }
 
   private accept(socket: net.Socket): void {

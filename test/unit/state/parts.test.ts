@@ -68,7 +68,8 @@ describe('producer state', () => {
     other.counter('q/x').add(1);
     await other.flush();
     const saved = viaJson(first.server.saveKept());
-    expect(saved.map((o) => o.owner)).toEqual(['p']);
+    expect(saved.owners.map((o) => o.owner)).toEqual(['p']);
+    expect(saved.schemas).toHaveLength(1); // each definition list once
 
     const root = Source.root();
     const second = await serve(root);
