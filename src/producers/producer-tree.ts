@@ -514,7 +514,7 @@ export class ProducerTree {
   depart(conn: Connection, owner: Owner): void {
     owner.conns.delete(conn);
     if (owner.conns.size > 0) return;
-    if (conn.keep) this.keptChanges++;
+    this.keptChanges++; // kept nodes may go now (the last connection did not keep), or become kept
     const tops = [...owner.sources].filter((s) => s.parent === null || !owner.sources.has(s.parent));
     for (const src of tops) if (!conn.keep || src.parent === null) this.removeTree(owner, src);
     if (owner.sources.size === 0 && owner.name !== null) this.owners.delete(owner.name);
