@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type StatsClient } from '../../../src/client/index.js';
+import { waitFor } from '../../helpers/wait.js';
 import { Source } from '../../../src/model/index.js';
 import { ProducerServer } from '../../../src/producers/socket-server.js';
 import { StatsdServer } from '../../../src/producers/statsd.js';
@@ -89,6 +90,21 @@ describe('producer state', () => {
     back.web.add('n', 1);
     await again.flush();
     expect(at(root, 'app/web')!.getValue('n')).toBe(2n ** 53n + 2n);
+  });
+
+  it("an owner whose last connection did not keep loses its nodes, and the change is counted for the next checkpoint", async () => {
+    const { server, sock } = await serve(Source.root());
+    const kept = await connect({ socket: sock, owner: 'p', keep: true, reconnect: false });
+    kept.counter('a/n').add(1);
+    await kept.flush();
+    const plain = await connect({ socket: sock, owner: 'p', keep: false, reconnect: false });
+    await plain.flush();
+    expect(server.saveKept().owners).toHaveLength(1);
+    await kept.close();
+    const before = server.keptChanges;
+    await plain.close();
+    await waitFor('the departure', () => server.keptChanges > before);
+    expect(server.saveKept().owners).toEqual([]);
   });
 
   it('a restored source whose name another took meanwhile is left out with what was below it', async () => {
