@@ -249,6 +249,11 @@ const stateStats: ServiceStat<StateStats>[] = [
   { name: 'last_durable_ms', read: (s) => s.lastDurableMs, level: true, unit: 'milliseconds since the epoch', description: 'the last durable point: every change applied before it is in a durable checkpoint (0: none yet)' },
   { name: 'write_failures', read: (s) => s.writeFailures, unit: 'checkpoints', description: 'checkpoints that could not be written (logged; the previous one stays)' },
   { name: 'corrupt_moved_aside', read: (s) => s.corruptMovedAside, unit: 'files', description: 'state files that failed their checks and were moved aside' },
+  { name: 'journal_records', read: (s) => s.journalRecords, unit: 'records', description: 'journal records appended (before the changes they hold were acknowledged)' },
+  { name: 'journal_bytes', read: (s) => s.journalBytes, unit: 'bytes', description: 'bytes appended to the journal' },
+  { name: 'journal_replayed', read: (s) => s.journalReplayed, unit: 'records', description: 'journal records replayed at the start' },
+  { name: 'journal_torn', read: (s) => s.journalTorn, unit: 'files', description: 'journal files that ended with a record cut short (replayed up to it)' },
+  { name: 'journal_failures', read: (s) => s.journalFailures, unit: 'records', description: 'journal records that could not be written (logged once)' },
   { name: 'load_failures', read: (s) => s.loadFailures, unit: 'parts', description: 'parts of a loaded state that could not be restored (logged)' },
 ];
 

@@ -94,6 +94,7 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         keepOnDisconnect: flags.keepOnDisconnect,
         // `statsfs rm` of a StatsD metric: the receiver removes what it keeps
         removeKept: (path) => statsd?.removePath(path) ?? false,
+        journal: state ?? undefined,
         log: log.child({ service: 'producers' }),
       });
       self?.addSubordinate(producerServerSource(producers.stats));
@@ -102,6 +103,8 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         save: () => producers.saveKept(),
         restore: (saved) => producers.restoreKept(saved as KeptState),
         generation: () => producers.keptChanges,
+        replay: (data) => producers.replayKept(data),
+        everything: () => ({ kept: producers.saveKept() }),
       });
       await listen('--socket', flags.socket, () => producers.listen()); // each server logs its own start
     }
@@ -110,6 +113,7 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         udp: flags.statsd,
         unixPath: flags.statsdSocket,
         expireSeconds: flags.statsdExpire,
+        journal: state ?? undefined,
         log: log.child({ service: 'statsd' }),
       });
       self?.addSubordinate(statsdSource(statsd));
@@ -119,6 +123,8 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         save: () => receiver.saveMetrics(),
         restore: (saved) => receiver.restoreMetrics(saved as SavedMetric[]),
         generation: () => receiver.changes,
+        replay: (data) => receiver.replayJournal(data as { all: SavedMetric[] }),
+        everything: () => ({ all: receiver.saveMetrics() }),
       });
       await statsd.listen().catch((err: unknown) => {
         // one server, two listeners: the UDP bind fails in 'bind', the Unix socket in 'listen'

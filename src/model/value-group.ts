@@ -30,6 +30,8 @@ type Key = number | string;
 export class ValueGroup {
   /** Clears asked of any group since the start (a state keeper checkpoints when this moves). */
   static clears = 0;
+  /** Called at each clear (a state keeper journals it). */
+  static onClear: (() => void) | null = null;
   /** First storage slot when storage is 'slots'. */
   private slot: number;
   /**
@@ -188,6 +190,7 @@ export class ValueGroup {
    */
   clear(key: Key): void {
     ValueGroup.clears++;
+    ValueGroup.onClear?.();
     const def = this.def(key);
     if (!def.clearable) throw new StatsError('EPERM', `${this.source.path}/${def.name} cannot be cleared`);
     if (this.storageKind === 'aggregate') clearBelow(this.source, this.schema, def);

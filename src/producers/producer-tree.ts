@@ -45,6 +45,12 @@ export class ProducerTree {
   private readonly specsOf = new WeakMap<Schema, WireValueSpec[]>();
   /** Changes made through keeping connections: a state keeper checkpoints when this moves. */
   keptChanges = 0;
+  /** Whether what keeping connections change is journaled (journalChunk() after each chunk of frames). */
+  journaling = false;
+  /** Groups of keeping connections updated since the last journalChunk(). */
+  private readonly touched = new Set<ValueGroup>();
+  /** A keeping connection changed more than values since the last journalChunk() (or an owner left). */
+  private structural = false;
   private readonly maxSources: number;
   private readonly maxHandles: number;
   private readonly maxValues: number;
@@ -70,7 +76,10 @@ export class ProducerTree {
   /** Applies a request; returns the OK reply when it has a payload (else null: an empty OK). */
   apply(conn: Connection, frame: Frame): Buffer | null {
     const req = decodeRequest(frame);
-    if (conn.keep) this.keptChanges++;
+    if (conn.keep) {
+      this.keptChanges++;
+      if (req.op !== Op.UPDATE && req.op !== Op.PING) this.structural = true;
+    }
     switch (req.op) {
       case Op.HELLO:
         throw new ProtocolError('EPROTO', 'HELLO was already received on this connection');
@@ -335,6 +344,7 @@ export class ProducerTree {
       if (!(value >= 0) || value === Infinity) throw new ProtocolError('EINVAL', `update ${i}: a histogram takes finite values >= 0, not ${value}`);
     }
     lastHandle = -1;
+    const journaled = this.journaling && conn.keep;
     // the words go in as they came (lo, hi): no number or bigint per entry
     let weightLo = 1;
     let weightHi = 0;
@@ -343,6 +353,7 @@ export class ProducerTree {
       if (handle !== lastHandle) {
         last = groups.get(handle);
         lastHandle = handle;
+        if (journaled) this.touched.add(last!);
       }
       const op = buf[at + 6];
       if (op === UpdateOp.OBSERVE) {
@@ -457,7 +468,7 @@ export class ProducerTree {
           schema: indexOf(g.schema),
           aggregate: g.isAggregate,
           hidden: g.hidden,
-          values: g.isAggregate ? [] : g.schema.defs.map((d) => (d.histogram ? g.ownHistogram(d).toState() : g.get(d.index).toString())),
+          values: g.isAggregate ? [] : groupValues(g),
         })),
       }));
       if (kept.length > 0) out.push({ owner: owner.name!, sources: kept });
@@ -493,18 +504,56 @@ export class ProducerTree {
           owner.groups.add(g);
           if (kg.aggregate) continue;
           owner.valueSlots += valueCost(schema);
-          kg.values.forEach((v, i) => {
-            const def = schema.defs[i];
-            if (def.histogram) g.ownHistogram(def).merge(Histogram.fromState(v as HistogramState));
-            else {
-              const w = BigInt.asUintN(64, BigInt(v as string));
-              g.setWord(i, Number(w & 0xffffffffn), Number(w >> 32n));
-            }
-          });
+          setGroupValues(g, kg.values);
         }
       }
     }
     return skipped;
+  }
+
+  /**
+   * The journal record of what keeping connections changed since the last call, or null: after a change of
+   * nodes, everything kept (saveKept(): restored over the checkpoint's); else the values of each group
+   * updated, keyed by owner, source path and first value name.
+   */
+  journalChunk(): { kept: KeptState } | { values: JournaledGroup[] } | null {
+    if (this.structural) {
+      this.structural = false;
+      this.touched.clear();
+      return { kept: this.saveKept() };
+    }
+    if (this.touched.size === 0) return null;
+    const values: JournaledGroup[] = [];
+    for (const g of this.touched) {
+      const owner = this.nodeOwner.get(g.source);
+      if (owner?.name == null || g.source.parent === null) continue;
+      const path: string[] = [];
+      for (let s: Source | null = g.source; s !== null && s !== this.root; s = s.parent) path.unshift(s.name);
+      values.push([owner.name, path, g.schema.defs[0].name, groupValues(g)]);
+    }
+    this.touched.clear();
+    return { values };
+  }
+
+  /** Applies a journal record (after restoreKept() of the checkpoint). */
+  replayKept(data: { kept: KeptState } | { values: JournaledGroup[] }): void {
+    if ('kept' in data) {
+      // the nodes as they were then: what the checkpoint restored goes, owners have no connection yet
+      for (const owner of this.owners.values()) for (const src of [...owner.sources]) if (owner.sources.has(src) && (src.parent === null || !owner.sources.has(src.parent))) this.removeTree(owner, src);
+      this.owners.clear();
+      this.restoreKept(data.kept);
+      return;
+    }
+    for (const [name, path, first, vals] of data.values) {
+      const owner = this.owners.get(name);
+      let src: Source | undefined = this.root;
+      for (const p of path) {
+        if (src === undefined) break;
+        src = src.subordinate(p) ?? src.hiddenSubordinates(p).find((h) => this.nodeOwner.get(h) === owner);
+      }
+      const g = src?.valueGroups.find((v) => !v.isAggregate && owner?.groups.has(v) && v.schema.defs[0].name === first);
+      if (g !== undefined) setGroupValues(g, vals);
+    }
   }
 
   /**
@@ -515,11 +564,34 @@ export class ProducerTree {
     owner.conns.delete(conn);
     if (owner.conns.size > 0) return;
     this.keptChanges++; // kept nodes may go now (the last connection did not keep), or become kept
+    this.structural = true;
     const tops = [...owner.sources].filter((s) => s.parent === null || !owner.sources.has(s.parent));
     for (const src of tops) if (!conn.keep || src.parent === null) this.removeTree(owner, src);
     if (owner.sources.size === 0 && owner.name !== null) this.owners.delete(owner.name);
   }
 }
+
+/** A group's values as a state file holds them: decimal words, histograms bucket for bucket. */
+function groupValues(g: ValueGroup): (string | HistogramState)[] {
+  return g.schema.defs.map((d) => (d.histogram ? g.ownHistogram(d).toState() : g.get(d.index).toString()));
+}
+
+function setGroupValues(g: ValueGroup, values: readonly (string | HistogramState)[]): void {
+  values.forEach((v, i) => {
+    const def = g.schema.defs[i];
+    if (def.histogram) {
+      const h = g.ownHistogram(def);
+      h.clear();
+      h.merge(Histogram.fromState(v as HistogramState));
+    } else {
+      const w = BigInt.asUintN(64, BigInt(v as string));
+      g.setWord(i, Number(w & 0xffffffffn), Number(w >> 32n));
+    }
+  });
+}
+
+/** A journaled group: owner, source path (names from the root), first value name, values. */
+export type JournaledGroup = [owner: string, path: string[], first: string, values: (string | HistogramState)[]];
 
 /** What keeping owners hold, as a state file holds it (ProducerTree.saveKept): definitions once, then owners. */
 export interface KeptState {

@@ -213,11 +213,22 @@ export class StatsdTree {
 
   // --- state: what a restart finds again (the daemon's state directory) ---------------------------------------
 
-  /** Every metric and its value, for a checkpoint. */
-  save(): SavedMetric[] {
+  /** Every metric (or those named) and its value, for a checkpoint or a journal record. */
+  save(names?: Iterable<string>): SavedMetric[] {
     const out: SavedMetric[] = [];
-    for (const [name, m] of this.metrics) out.push([name, m.kind, m.kind === 'counter' || m.kind === 'gauge' ? m.group.get(0).toString() : m.group.histogram(0).toState()]);
+    const saved = (name: string, m: Metric): SavedMetric => [name, m.kind, m.kind === 'counter' || m.kind === 'gauge' ? m.group.get(0).toString() : m.group.histogram(0).toState()];
+    if (names === undefined) for (const [name, m] of this.metrics) out.push(saved(name, m));
+    else
+      for (const name of names) {
+        const m = this.metrics.get(name);
+        if (m !== undefined) out.push(saved(name, m));
+      }
     return out;
+  }
+
+  /** Removes every metric (a journal replay that replaces them all). */
+  removeAll(): void {
+    for (const [name, m] of [...this.metrics]) if (this.metrics.get(name) === m) this.remove(name, m);
   }
 
   /**
@@ -227,14 +238,19 @@ export class StatsdTree {
   restore(saved: readonly SavedMetric[], now: number): number {
     let skipped = 0;
     for (const [name, kind, value] of saved) {
+      // a metric there already (a journal record after the checkpoint) takes the value
       const parts = parseStatsdName(name);
-      const m = typeof parts === 'string' || this.metrics.has(name) ? 'exists' : this.create({ kind, name, parts, delta: 0n } as StatsdMetric, now);
+      const m = this.metrics.get(name) ?? (typeof parts === 'string' ? 'bad name' : this.create({ kind, name, parts, delta: 0n } as StatsdMetric, now));
       if (typeof m === 'string' || m.kind !== kind) {
         skipped++;
         continue;
       }
       if (typeof value === 'string') m.group.set(0, BigInt(value));
-      else m.group.histogram(0).merge(Histogram.fromState(value));
+      else {
+        const h = m.group.histogram(0);
+        h.clear();
+        h.merge(Histogram.fromState(value));
+      }
     }
     return skipped;
   }

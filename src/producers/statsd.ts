@@ -42,6 +42,8 @@ export interface StatsdOptions {
   maxPerSource?: number;
   /** Removes a metric not updated for this many seconds, and counts it (default 0: never). */
   expireSeconds?: number;
+  /** Where changes are journaled (the daemon's state directory): once per event-loop turn. */
+  journal?: { append(part: string, data: unknown): void };
   log?: Log;
 }
 
@@ -119,6 +121,10 @@ export class StatsdServer {
   private sweeping = false;
   /** Date.now() of the lines being applied: read once per datagram or chunk. */
   private now = 0;
+  /** With a journal: the metrics changed in this turn, and whether some were removed. */
+  private readonly touched: Set<string> | null;
+  private removedSome = false;
+  private journalScheduled = false;
 
   private readonly writes: Writes;
 
@@ -139,6 +145,7 @@ export class StatsdServer {
       ingestLines: (data) => this.ingestLines(data),
       warnOnce: (key, obj, msg) => this.warnOnce(key, obj, msg),
     });
+    this.touched = options.journal === undefined ? null : new Set();
     this.expireMs = Math.max(0, (options.expireSeconds ?? 0) * 1000);
     if (this.expireMs > 0) {
       // a metric goes between expireSeconds and 1.25 × expireSeconds (at most a minute more) after its last line
@@ -265,6 +272,7 @@ export class StatsdServer {
     }
     m.touched = this.now;
     this.stats.applied++;
+    if (this.touched !== null) this.journalLater(metric.name); // state (issue 15): every applied line passes here
   }
 
   /**
@@ -276,6 +284,7 @@ export class StatsdServer {
     const removed = this.tree.removePath(path);
     if (removed === false) return false;
     this.stats.removed += removed;
+    if (this.touched !== null) this.journalLater(null);
     return true;
   }
 
@@ -290,6 +299,29 @@ export class StatsdServer {
   /** The metrics and their values, for a state checkpoint. */
   saveMetrics(): SavedMetric[] {
     return this.tree.save();
+  }
+
+  /** Journals `name` (or, for null, a removal) at the end of this event-loop turn. */
+  private journalLater(name: string | null): void {
+    if (name === null) this.removedSome = true;
+    else this.touched!.add(name);
+    if (this.journalScheduled) return;
+    this.journalScheduled = true;
+    setImmediate(() => {
+      this.journalScheduled = false;
+      const touched = this.touched!;
+      // after a removal, every metric (a replay replaces them all); else the values of those changed
+      const data = this.removedSome ? { all: this.tree.save() } : { values: this.tree.save(touched) };
+      this.removedSome = false;
+      touched.clear();
+      this.options.journal!.append('statsd', data);
+    });
+  }
+
+  /** Applies a journal record (after restoreMetrics()). */
+  replayJournal(data: { all: SavedMetric[] } | { values: SavedMetric[] }): void {
+    if ('all' in data) this.tree.removeAll();
+    this.tree.restore('all' in data ? data.all : data.values, Date.now());
   }
 
   /** Puts back saved metrics (call before listen()); those that no longer fit are left out and logged. */
@@ -319,6 +351,7 @@ export class StatsdServer {
         try {
           this.tree.remove(name, m);
           this.stats.expired++;
+          if (this.touched !== null) this.journalLater(null);
         } catch (err) {
           this.stats.errors++;
           this.log.error({ err, metric: name }, 'statsd expiry failed');

@@ -40,6 +40,12 @@ export function baselinesPart(root: Source): StatePart & { skipped: number } {
       walk(root);
       return { bootId: bootId(), baselines };
     },
+    everything(): BaselinesState {
+      return part.save();
+    },
+    replay(data: unknown): void {
+      part.restore(data);
+    },
     restore(data: unknown): void {
       const saved = data as BaselinesState;
       if (saved.bootId !== bootId()) return; // rebooted: the kernel's counters started again

@@ -1,18 +1,20 @@
 /**
  * The daemon's state directory: what the daemon owns (kept producer sources, StatsD metrics, baselines of
- * cleared kernel counters) written as one checkpoint file, so that a restart finds it again.
+ * cleared kernel counters) as a checkpoint file plus a journal of what changed since (journal.ts), so that a
+ * restart finds it again.
  *
- * Each part of the daemon that owns state registers a StatePart; the keeper restores it from the file
- * loaded at the start, and writes a new checkpoint when a part's generation moved: every interval (1 s),
- * and at a clean stop (SIGTERM, SIGINT), after the services have stopped, so a clean stop loses nothing.
- * The document is built synchronously on the event loop (one consistent moment: no request is applied
- * halfway; a large state stretches the interval, see BUILD_SPACING), then written off the loop: a temporary file, fsync, rename over the old one, fsync of the
- * directory. A crash or kill -9 at any moment leaves the previous checkpoint or the new one, never a
- * mix; what changed after the last checkpoint (at most one interval, plus the time a write takes) is lost.
+ * Each part of the daemon that owns state registers a StatePart; the keeper restores it from the checkpoint
+ * loaded at the start, replays the journal over it, and writes a new checkpoint when a part's generation
+ * moved: every interval (1 s), and at a clean stop (SIGTERM, SIGINT), after the services have stopped. The
+ * document is built synchronously on the event loop (one consistent moment: no request is applied halfway;
+ * a large state stretches the interval, see BUILD_SPACING), then written off the loop: a temporary file,
+ * fsync, rename over the old one, fsync of the directory; each checkpoint starts a new journal file, and the
+ * older ones go once it is durable. Parts append journal records (append()) before what they record is
+ * acknowledged, so a kill -9 loses nothing acknowledged; a power loss, what came after the last checkpoint.
  *
- * A file that fails its checks (cut short, checksum, not JSON) is moved aside as `statsfs.state.corrupt-<time>`
- * with one log line and the daemon starts empty; one written by a newer format is refused (the daemon does
- * not start), never overwritten.
+ * A checkpoint that fails its checks (cut short, checksum, not JSON) is moved aside as
+ * `statsfs.state.corrupt-<time>` with one log line and the daemon starts empty; one written by a newer format
+ * is refused (the daemon does not start), never overwritten.
  */
 import { mkdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
@@ -20,6 +22,7 @@ import { join } from 'node:path';
 import type { Log } from '../log.js';
 import { ValueGroup, Writes, type Source } from '../model/index.js';
 import { decodeState, encodeState } from './codec.js';
+import { dropJournalsBefore, JournalFile, journalFiles, journalRecord, readJournal } from './journal.js';
 
 export const STATE_FILE = 'statsfs.state';
 /** The default interval between checkpoints: the most a kill -9, a crash or a power loss can lose. */
@@ -39,6 +42,10 @@ export interface StatePart {
   restore(data: unknown): void;
   /** Moves whenever what save() returns may have changed (a count of changes). */
   generation(): number;
+  /** Applies a journal record the part appended (after restore(), in order). */
+  replay?(data: unknown): void;
+  /** A journal record that replaces everything the part holds (journaled after a clear through the mount). */
+  everything?(): unknown;
 }
 
 /** The keeper's own statistics (statsfs/state/). */
@@ -59,6 +66,14 @@ export interface StateStats {
   corruptMovedAside: number;
   /** Parts of a loaded state that could not be restored (logged). */
   loadFailures: number;
+  /** Journal records appended, and their bytes. */
+  journalRecords: number;
+  journalBytes: number;
+  /** Journal records replayed at the start, and torn tails found (a record cut short: a power loss). */
+  journalReplayed: number;
+  journalTorn: number;
+  /** Records that could not be appended (logged once; what they held waits for the next checkpoint). */
+  journalFailures: number;
 }
 
 /** A state file this version must not load nor overwrite (written by a newer statsfs). */
@@ -67,7 +82,7 @@ export class StateRefused extends Error {
 }
 
 export class StateKeeper {
-  readonly stats: StateStats = { checkpoints: 0, checkpointBytes: 0, buildMs: 0, intervalMs: STATE_INTERVAL_MS, fsyncs: 0, lastDurableMs: 0, writeFailures: 0, corruptMovedAside: 0, loadFailures: 0 };
+  readonly stats: StateStats = { checkpoints: 0, checkpointBytes: 0, buildMs: 0, intervalMs: STATE_INTERVAL_MS, fsyncs: 0, lastDurableMs: 0, writeFailures: 0, corruptMovedAside: 0, loadFailures: 0, journalRecords: 0, journalBytes: 0, journalReplayed: 0, journalTorn: 0, journalFailures: 0 };
   private readonly parts = new Map<string, StatePart>();
   private loaded: Record<string, unknown> = {};
   private timer: NodeJS.Timeout | null = null;
@@ -77,6 +92,10 @@ export class StateKeeper {
   private closed = false;
   /** When the interval allows the next checkpoint (see BUILD_SPACING). */
   private notBefore = 0;
+  /** Journal records found at the start, by part, to replay after its restore. */
+  private replays = new Map<string, unknown[]>();
+  /** The journal being appended to (a new one at each checkpoint). */
+  private journal: JournalFile | null = null;
 
   constructor(
     private readonly root: Source,
@@ -100,11 +119,37 @@ export class StateKeeper {
     } catch {
       // none
     }
+    const from = this.loadCheckpoint();
+    // what changed after that checkpoint; a corrupt checkpoint's journals describe changes to an unknown base
+    const files = journalFiles(this.dir);
+    if (from >= 0) {
+      for (const f of files.filter((j) => j.epoch >= from)) {
+        const { records, torn } = readJournal(f.path);
+        for (const [part, data] of records) {
+          const list = this.replays.get(part);
+          if (list === undefined) this.replays.set(part, [data]);
+          else list.push(data);
+        }
+        this.stats.journalReplayed += records.length;
+        if (torn > 0) {
+          this.stats.journalTorn++;
+          this.log.warn({ file: f.path, records: records.length }, 'state journal ends with a torn record (cut short): replayed up to it');
+        }
+      }
+      if (files.length > 0) this.log.info({ records: this.stats.journalReplayed, files: files.length }, 'state journal loaded');
+    }
+    // appended records go to a file after every existing one (never after a torn tail)
+    this.journal = new JournalFile(this.dir, Math.max(from, ...files.map((f) => f.epoch + 1), 0));
+    if (from < 0) dropJournalsBefore(this.dir, this.journal.epoch);
+  }
+
+  /** Loads the checkpoint; returns the journal epoch it starts at (0: none), or -1 when it was corrupt. */
+  private loadCheckpoint(): number {
     let buf: Buffer;
     try {
       buf = readFileSync(this.file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
       throw err;
     }
     const decoded = decodeState(buf);
@@ -112,7 +157,7 @@ export class StateKeeper {
       const parts = decoded.doc.parts;
       this.loaded = typeof parts === 'object' && parts !== null ? (parts as Record<string, unknown>) : {};
       this.log.info({ file: this.file, bytes: buf.length, savedAt: decoded.doc.savedAt }, 'state loaded');
-      return;
+      return typeof decoded.doc.epoch === 'number' ? decoded.doc.epoch : 0;
     }
     if (decoded.problem === 'newer') {
       throw new StateRefused(
@@ -123,25 +168,64 @@ export class StateKeeper {
     renameSync(this.file, aside);
     this.stats.corruptMovedAside++;
     this.log.error({ file: this.file, movedTo: aside, problem: decoded.message }, 'state file is corrupt: moved aside, starting without it');
+    return -1;
   }
 
   /** Adds a part and restores what the loaded state holds for it (one write of the tree, as a request is). */
   async register(name: string, part: StatePart): Promise<void> {
     this.parts.set(name, part);
     const data = this.loaded[name];
-    if (data === undefined) return;
+    const records = this.replays.get(name) ?? [];
+    this.replays.delete(name);
+    if (data === undefined && records.length === 0) return;
     delete this.loaded[name];
+    // changes replayed from the journal are in no checkpoint yet: the first one comes at start()
+    if (records.length > 0) this.savedGeneration = -1;
     try {
-      await Writes.of(this.root).apply(() => part.restore(data));
+      await Writes.of(this.root).apply(() => {
+        if (data !== undefined) part.restore(data);
+        for (const r of records) part.replay?.(r);
+      });
     } catch (err) {
       this.stats.loadFailures++;
       this.log.error({ part: name, err }, 'state: could not restore this part (what was restored before the error stays)');
     }
   }
 
-  /** Checkpoints every interval from now on (when something changed). */
+  /**
+   * Appends a journal record for `part` (before the change it records is acknowledged): one write(2), so it
+   * survives a kill -9 of the daemon. A failure is logged once and counted; the next checkpoint holds it.
+   */
+  append(part: string, data: unknown): void {
+    if (this.journal === null || this.closed) return;
+    try {
+      const record = journalRecord(part, data);
+      this.journal.append(record);
+      this.stats.journalRecords++;
+      this.stats.journalBytes += record.length;
+    } catch (err) {
+      if (this.stats.journalFailures++ === 0) this.log.error({ err }, 'state: journal append failed (further failures are counted, not logged)');
+    }
+  }
+
+  /**
+   * A clear through the mount (of a kept value, a StatsD metric, a kernel counter's baseline) is journaled
+   * at the end of the current job, so that its write is answered with the journal record written.
+   */
+  private clearScheduled = false;
+  private onClear = (): void => {
+    if (this.clearScheduled) return;
+    this.clearScheduled = true;
+    queueMicrotask(() => {
+      this.clearScheduled = false;
+      for (const [name, part] of this.parts) if (part.everything !== undefined) this.append(name, part.everything());
+    });
+  };
+
+  /** Checkpoints every interval from now on (when something changed), and journals clears. */
   start(): void {
     if (this.timer !== null || this.closed) return;
+    ValueGroup.onClear = this.onClear;
     this.stats.intervalMs = this.intervalMs;
     this.timer = setInterval(() => {
       if (this.writing !== null || Date.now() < this.notBefore || this.generation() === this.savedGeneration) return;
@@ -163,17 +247,24 @@ export class StateKeeper {
     const builtAt = Date.now();
     const doc: Record<string, unknown> = {};
     for (const [name, part] of this.parts) doc[name] = part.save();
+    // what changes from now on goes to a new journal file, which this checkpoint names
+    let epoch = 0;
+    if (this.journal !== null) {
+      epoch = this.journal.epoch + 1;
+      this.journal.close();
+      this.journal = this.closed ? null : new JournalFile(this.dir, epoch);
+    }
     // parts of the loaded state that no registered part took (a service not started this time) are kept
-    const buf = encodeState({ savedAt: new Date(builtAt).toISOString(), parts: { ...this.loaded, ...doc } });
+    const buf = encodeState({ savedAt: new Date(builtAt).toISOString(), epoch, parts: { ...this.loaded, ...doc } });
     this.stats.buildMs = Date.now() - builtAt;
     this.stats.intervalMs = Math.max(this.intervalMs, BUILD_SPACING * this.stats.buildMs);
     this.notBefore = builtAt + this.stats.intervalMs - this.intervalMs / 2; // the tick that comes after
     this.savedGeneration = generation;
-    this.writing = this.write(buf, builtAt).finally(() => (this.writing = null));
+    this.writing = this.write(buf, builtAt, epoch).finally(() => (this.writing = null));
     return this.writing;
   }
 
-  private async write(buf: Buffer, builtAt: number): Promise<void> {
+  private async write(buf: Buffer, builtAt: number, epoch: number): Promise<void> {
     const tmp = `${this.file}.tmp`;
     try {
       const fh = await open(tmp, 'w', 0o600);
@@ -196,6 +287,7 @@ export class StateKeeper {
       this.stats.checkpoints++;
       this.stats.checkpointBytes = buf.length;
       this.stats.lastDurableMs = builtAt;
+      dropJournalsBefore(this.dir, epoch);
     } catch (err) {
       this.stats.writeFailures++;
       this.savedGeneration = -1; // try again at the next interval
@@ -207,8 +299,9 @@ export class StateKeeper {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (ValueGroup.onClear === this.onClear) ValueGroup.onClear = null;
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    await this.checkpoint();
+    await this.checkpoint(); // and no journal after it: everything is in the checkpoint
   }
 }

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -201,22 +201,22 @@ describe.skipIf(skipWithoutFuse)('state across restarts in the real daemon', { t
       // no checkpoint since the previous round: the previous state (or none) is what must load
       const loadedNow = /"savedAt":"([^"]+)","msg":"state loaded"/.exec(next.stderr());
       const savedAt = loadedNow === null ? 0 : Date.parse(loadedNow[1]);
-      const v = loadedNow === null ? 0 : Number(cat(`${mnt}/k/c`));
+      const v = existsSync(`${mnt}/k/c`) ? Number(cat(`${mnt}/k/c`)) : 0;
       const sent = acks[acks.length - 1][0] + 1; // at most one set in flight, never acknowledged
       expect(v).toBeLessThanOrEqual(sent);
       expect(v).toBeGreaterThanOrEqual(last);
-      // everything acknowledged before the durable point is there
+      // everything acknowledged before the durable point is there (the checkpoint)…
       const durable = acks.filter(([, at]) => at < savedAt).map(([i]) => i);
       if (durable.length > 0) expect(v).toBeGreaterThanOrEqual(durable[durable.length - 1]);
-      // the window lost: from the first acknowledged value that is not there to the kill
-      const lost = acks.find(([i]) => i > v);
-      windows.push(lost === undefined ? 0 : killedAt - lost[1]);
+      // …and everything acknowledged at all (the journal): a kill -9 loses nothing acknowledged
+      expect(v).toBeGreaterThanOrEqual(acks[acks.length - 1][0]);
+      windows.push(killedAt - savedAt);
       next.child.kill('SIGKILL');
       await next.exited;
       last = v;
     }
-    // the documented window: one checkpoint interval (1 s), plus the time a checkpoint takes to write
-    expect(Math.max(...windows)).toBeLessThan(2500);
+    // checkpoints came every interval (1 s, plus the time one takes to write) while the journal held the rest
+    expect(windows.filter((w) => w < 2500).length).toBeGreaterThan(windows.length / 2);
     expect(readdirSync(state).filter((f) => f.includes('corrupt'))).toEqual([]);
   });
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -59,7 +59,7 @@ describe('StateKeeper', () => {
     expect(lines.filter((l) => l.level === 'error')).toHaveLength(1);
     expect(lines[0].msg).toMatch(/corrupt: moved aside/);
     expect(k.stats.corruptMovedAside).toBe(1);
-    expect(readdirSync(dir)).toEqual([expect.stringMatching(/^statsfs\.state\.corrupt-/)]);
+    expect(readdirSync(dir).filter((f) => !f.startsWith('statsfs.journal.'))).toEqual([expect.stringMatching(/^statsfs\.state\.corrupt-/)]);
 
     const newer = Buffer.alloc(20);
     newer.write('SFSSTATE', 'latin1');
@@ -67,6 +67,36 @@ describe('StateKeeper', () => {
     writeFileSync(join(dir, STATE_FILE), newer);
     expect(() => new StateKeeper(Source.root(), dir, log).open()).toThrow(StateRefused);
     expect(readFileSync(join(dir, STATE_FILE))).toEqual(newer);
+  });
+
+  it('journal records survive a keeper that never closed (kill -9), in order, up to a torn tail', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'statsfs-keeper-'));
+    const k1 = new StateKeeper(Source.root(), dir, recordingLog().log);
+    k1.open();
+    const a = box(0);
+    a.replay = (v) => void (a.value = v);
+    await k1.register('a', a);
+    await k1.checkpoint(); // a = 0, then a journal file for what follows
+    k1.append('a', 1);
+    k1.append('a', 2);
+    expect(k1.stats.journalRecords).toBe(2);
+    // never closed; and a record cut short at the end, as a power loss could leave
+    const journal = readdirSync(dir).find((f) => f.startsWith('statsfs.journal.'))!;
+    appendFileSync(join(dir, journal), Buffer.from([9, 0, 0, 0, 1, 2]));
+    const { lines, log } = recordingLog();
+    const k2 = new StateKeeper(Source.root(), dir, log);
+    k2.open();
+    const seen: unknown[] = [];
+    const a2 = box(null);
+    a2.replay = (v) => void seen.push(v);
+    await k2.register('a', a2);
+    expect([a2.value, seen]).toEqual([0, [1, 2]]);
+    expect(k2.stats).toMatchObject({ journalReplayed: 2, journalTorn: 1 });
+    expect(lines.filter((l) => /torn/.test(l.msg))).toHaveLength(1);
+    // new records go to a later file, never after the torn one; a checkpoint then drops the old ones
+    k2.append('a', 3);
+    await k2.close();
+    expect(readdirSync(dir)).toEqual([STATE_FILE]);
   });
 
   it('a part whose restore throws is logged and counted; the others are restored', async () => {
