@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { alternate, CannotRun, fmtRate, measured, ratioRow, requireBuild, ROOT, startDaemon } from './common.mjs';
+import { CannotRun, fmtRate, measured, ratioRow, requireBuild, ROOT, say, startDaemon } from './common.mjs';
 
 export const name = 'ingest';
 export const title = 'producer ingest';
@@ -68,8 +68,13 @@ export async function run({ full, scope }) {
   const unbatchedRun = (d) => ({ name: d === plain ? 'unbatched' : 'unbatchedState', show, run: () => once(d, 'unbatched', unbatchedN, { batch: false }, 1_000) });
   const samples = { batched: [], batchedState: [], unbatched: [], unbatchedState: [] };
   for (let r = 0; r < rounds; r++) {
-    const got = await alternate(`ingest round ${r + 1}/${rounds}:`, 1, [...pair(r, plain, stateful).map(batchedRun), ...pair(r, plain, stateful).map(unbatchedRun)]);
-    for (const [k, v] of Object.entries(got)) samples[k].push(...v);
+    const got = [];
+    for (const c of [...pair(r, plain, stateful).map(batchedRun), ...pair(r, plain, stateful).map(unbatchedRun)]) {
+      const x = await c.run();
+      samples[c.name].push(x);
+      got.push(`${c.name} ${c.show(x)}`);
+    }
+    say(`ingest round ${r + 1}/${rounds}: ${got.join(', ')}`);
   }
   const checkpoints = Number(await readFile(join(stateful.mnt, 'statsfs', 'state', 'checkpoints'), 'latin1'));
   if (!(checkpoints > 0)) throw new CannotRun('the daemon with a state directory wrote no checkpoint');
