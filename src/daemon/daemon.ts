@@ -141,13 +141,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   await prepareMountpoint(mountpoint, options.createMountpoint, log);
   const allowOther = resolveAllowOther(options.allowOther);
   const root = Source.root();
-  const state = options.state?.(root) ?? null;
-  try {
-    state?.open();
-  } catch (err) {
-    if (err instanceof StateRefused) throw new UserError(err.message);
-    throw new UserError(`cannot use the state directory ${state?.dir}: ${(err as Error).message}: choose another with --state-dir, or run in memory with --no-state`);
-  }
   options.populate?.(root);
   const mounted = await mountTree(root, mountpoint, {
     cacheSeconds: options.cacheSeconds,
@@ -166,7 +159,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   root.addSubordinate(createSelfStats(mounted.counters));
   let services: Service[] = [];
+  // the state is opened once mounted: a daemon that cannot mount reads and writes none
+  const state = options.state?.(root) ?? null;
   try {
+    try {
+      state?.open();
+    } catch (err) {
+      if (err instanceof StateRefused) throw new UserError(err.message);
+      throw new UserError(`cannot use the state directory ${state?.dir}: ${(err as Error).message}: choose another with --state-dir, or run in memory with --no-state`);
+    }
     if (state !== null) {
       root.subordinate('statsfs')?.addSubordinate(stateSource(state.stats));
       await state.register('baselines', baselinesPart(root));

@@ -51,6 +51,9 @@ export class ProducerTree {
   private readonly touched = new Set<ValueGroup>();
   /** A keeping connection changed more than values since the last journalChunk() (or an owner left). */
   private structural = false;
+  /** When the last record of everything kept was built, and how long that took (ms). */
+  private wholeAt = 0;
+  private wholeMs = 0;
   private readonly maxSources: number;
   private readonly maxHandles: number;
   private readonly maxValues: number;
@@ -517,10 +520,16 @@ export class ProducerTree {
    * updated, keyed by owner, source path and first value name.
    */
   journalChunk(): { kept: KeptState } | { values: JournaledGroup[] } | null {
-    if (this.structural) {
+    // A large kept state (its record took over 5 ms) is journaled whole at most once a second, as a
+    // checkpoint is: sources and groups created meanwhile wait for it (or for the next checkpoint).
+    const now = Date.now();
+    if (this.structural && (this.wholeMs <= 5 || now - this.wholeAt >= 1000)) {
       this.structural = false;
       this.touched.clear();
-      return { kept: this.saveKept() };
+      const kept = this.saveKept();
+      this.wholeAt = now;
+      this.wholeMs = Date.now() - now;
+      return { kept };
     }
     if (this.touched.size === 0) return null;
     const values: JournaledGroup[] = [];

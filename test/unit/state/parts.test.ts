@@ -141,3 +141,53 @@ describe('StatsD state', () => {
     expect(second.changes).toBe(1);
   });
 });
+
+describe('journal records of the parts', () => {
+  it('producers: a chunk of updates journals the touched groups; replayed over the checkpoint, they win', async () => {
+    const first = await serve(Source.root());
+    const records: unknown[] = [];
+    // a server journaling into `records`, as the daemon's keeper would
+    const root = Source.root();
+    const sock = join(mkdtempSync(join(tmpdir(), 'statsfs-parts-')), 'p.sock');
+    const server = new ProducerServer(root, { path: sock, journal: { append: (part, data) => void records.push([part, viaJson(data)]) } });
+    await server.listen();
+    closers.push(() => server.close());
+    const c = await client(sock, 'p', true);
+    const { web } = build(c);
+    await c.flush();
+    const checkpoint = viaJson(server.saveKept());
+    web.set('n', 41);
+    await c.flush();
+    web.add('n', 1);
+    web.observe('lat', 3);
+    await c.flush();
+    expect(records.map((r) => Object.keys((r as [string, object])[1])[0])).toEqual(['kept', 'values', 'values']);
+    // a restart: the checkpoint, then the journal after it
+    first.server.restoreKept(checkpoint);
+    for (const [, data] of records.slice(1)) first.server.replayKept(data);
+    const again = await client(first.sock, 'p', true);
+    const back = build(again);
+    await again.flush();
+    expect([back.web.get('n'), back.web.get('lat')]).toEqual([42, 1]);
+  });
+
+  it('StatsD: the values changed in a turn, or all of them after a removal', async () => {
+    const records: unknown[] = [];
+    const server = new StatsdServer(Source.root(), { journal: { append: (part, data) => void records.push(viaJson(data)) } });
+    server.ingest('a.x:1|c\na.y:2|g');
+    await new Promise((r) => setImmediate(r));
+    expect(records).toEqual([{ values: [['a.x', 'counter', '1'], ['a.y', 'gauge', '2']] }]);
+    records.length = 0;
+    const checkpoint = viaJson(server.saveMetrics());
+    server.ingest('a.x:4|c');
+    await new Promise((r) => setImmediate(r));
+    server.removePath('a/y');
+    await new Promise((r) => setImmediate(r));
+    expect(records).toEqual([{ values: [['a.x', 'counter', '5']] }, { all: [['a.x', 'counter', '5']] }]);
+    const root = Source.root();
+    const restarted = new StatsdServer(root);
+    restarted.restoreMetrics(checkpoint);
+    for (const r of records) restarted.replayJournal(r as { all: [] });
+    expect(viaJson(restarted.saveMetrics())).toEqual([['a.x', 'counter', '5']]);
+  });
+});
