@@ -25,7 +25,7 @@ import { decodeState, encodeState } from './codec.js';
 import { dropJournalsBefore, JournalFile, journalFiles, journalRecord, readJournal } from './journal.js';
 
 export const STATE_FILE = 'statsfs.state';
-/** The default interval between checkpoints: the most a kill -9, a crash or a power loss can lose. */
+/** The default interval between checkpoints: the most a power loss or an OS crash can lose (the journal holds the rest). */
 export const STATE_INTERVAL_MS = 1000;
 /**
  * A checkpoint is built on the event loop (one consistent moment), so a large state stretches the interval:
