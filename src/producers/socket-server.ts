@@ -192,6 +192,11 @@ export class ProducerServer {
     this.tree.replayKept(data as { kept: KeptState } | { values: JournaledGroup[] });
   }
 
+  /** Journals what keeping connections changed and was not journaled yet (the keeper calls it every second). */
+  flushJournal(): void {
+    this.journalChanges();
+  }
+
   /** Journals what keeping connections changed, if anything (before the replies go). */
   private journalChanges(): void {
     if (this.options.journal === undefined) return;

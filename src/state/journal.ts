@@ -1,14 +1,14 @@
 /**
  * The journal: what changed since the last checkpoint, appended as records before a producer's change is
  * acknowledged (and within the event-loop turn for StatsD). A record is written with one write(2): it is in
- * the kernel's page cache when the acknowledgement leaves, so a kill -9 or a crash of the daemon loses none
- * (a power loss or an OS crash may lose what came after the last checkpoint, which is fsynced).
+ * the kernel's page cache when the acknowledgement leaves, so a kill -9 or a crash of the daemon loses none;
+ * the keeper fdatasyncs it every second, which bounds what a power loss or an OS crash can lose.
  *
  * Files `statsfs.journal.<epoch>`: the checkpoint names the epoch its journal starts at; older files go once
  * it is durable. A record: u32 length, u32 CRC-32 of the payload, payload (JSON [part, data]). Reading stops
  * at the first record that is cut short or fails its checksum (a torn tail).
  */
-import { closeSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from './codec.js';
 
@@ -57,6 +57,10 @@ export function journalRecord(part: string, data: unknown): Buffer {
 export class JournalFile {
   private fd: number;
   bytes = 0;
+  /** Bytes made durable by the last fdatasync (sync()). */
+  private syncedBytes = 0;
+  private syncing: Promise<boolean> | null = null;
+  private closeWhenSynced = false;
 
   constructor(
     readonly dir: string,
@@ -71,7 +75,30 @@ export class JournalFile {
     this.bytes += record.length;
   }
 
+  /**
+   * fdatasync off the event loop when something was appended since the last one; resolves true once what
+   * was appended before the call is durable (false: nothing to do, or a sync already under way).
+   */
+  sync(): Promise<boolean> {
+    if (this.syncing !== null || this.fd < 0 || this.bytes === this.syncedBytes) return Promise.resolve(false);
+    const upTo = this.bytes;
+    this.syncing = new Promise<boolean>((resolve) =>
+      fdatasync(this.fd, (err) => {
+        this.syncing = null;
+        if (err === null) this.syncedBytes = upTo;
+        if (this.closeWhenSynced) this.close();
+        resolve(err === null);
+      }),
+    );
+    return this.syncing;
+  }
+
+  /** Closes the file (once a sync under way has ended: its descriptor must not be reused meanwhile). */
   close(): void {
+    if (this.syncing !== null) {
+      this.closeWhenSynced = true;
+      return;
+    }
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
   }

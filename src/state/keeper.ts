@@ -4,13 +4,14 @@
  * restart finds it again.
  *
  * Each part of the daemon that owns state registers a StatePart; the keeper restores it from the checkpoint
- * loaded at the start, replays the journal over it, and writes a new checkpoint when a part's generation
- * moved: every interval (1 s), and at a clean stop (SIGTERM, SIGINT), after the services have stopped. The
+ * loaded at the start, replays the journal over it, fdatasyncs the journal every second, and writes a new
+ * checkpoint when a part's generation moved: every 10 s, when the journal passes 16 MiB, and at a clean stop
+ * (SIGTERM, SIGINT), after the services have stopped. The
  * document is built synchronously on the event loop (one consistent moment: no request is applied halfway;
  * a large state stretches the interval, see BUILD_SPACING), then written off the loop: a temporary file,
  * fsync, rename over the old one, fsync of the directory; each checkpoint starts a new journal file, and the
  * older ones go once it is durable. Parts append journal records (append()) before what they record is
- * acknowledged, so a kill -9 loses nothing acknowledged; a power loss, what came after the last checkpoint.
+ * acknowledged, so a kill -9 loses nothing acknowledged; a power loss, at most the last second.
  *
  * A checkpoint that fails its checks (cut short, checksum, not JSON) is moved aside as
  * `statsfs.state.corrupt-<time>` with one log line and the daemon starts empty; one written by a newer format
@@ -25,8 +26,12 @@ import { decodeState, encodeState } from './codec.js';
 import { dropJournalsBefore, JournalFile, journalFiles, journalRecord, readJournal } from './journal.js';
 
 export const STATE_FILE = 'statsfs.state';
-/** The default interval between checkpoints: the most a power loss or an OS crash can lose (the journal holds the rest). */
+/** How often the journal is fdatasynced: the most a power loss or an OS crash can lose (a kill -9: nothing). */
 export const STATE_INTERVAL_MS = 1000;
+/** A checkpoint when something changed this long after the last one, or sooner when the journal passes JOURNAL_MAX_BYTES. */
+export const CHECKPOINT_EVERY_MS = 10_000;
+/** Journal bytes that start a checkpoint (and a new journal): what a start replays stays bounded. */
+export const JOURNAL_MAX_BYTES = 16 << 20;
 /**
  * A checkpoint is built on the event loop (one consistent moment), so a large state stretches the interval:
  * the next one waits at least this many times as long as the last one took to build, so checkpoints take at
@@ -46,6 +51,8 @@ export interface StatePart {
   replay?(data: unknown): void;
   /** A journal record that replaces everything the part holds (journaled after a clear through the mount). */
   everything?(): unknown;
+  /** Appends what the part holds back (a record it defers), before the journal is synced each second. */
+  flush?(): void;
 }
 
 /** The keeper's own statistics (statsfs/state/). */
@@ -55,10 +62,10 @@ export interface StateStats {
   checkpointBytes: number;
   /** How long building the last checkpoint held the event loop (ms). */
   buildMs: number;
-  /** The interval now: STATE_INTERVAL_MS, or BUILD_SPACING times the last build when longer (ms). */
+  /** The checkpoint interval now: CHECKPOINT_EVERY_MS, or BUILD_SPACING times the last build when longer (ms). */
   intervalMs: number;
   fsyncs: number;
-  /** The last durable point: what was applied before this time is in a durable checkpoint (ms since the epoch; 0: none yet). */
+  /** The last durable point: what was applied before this time is fsynced, in the journal or a checkpoint (ms since the epoch; 0: none yet). */
   lastDurableMs: number;
   /** Checkpoints that could not be written (disk full, permissions): logged, retried at the next interval. */
   writeFailures: number;
@@ -82,7 +89,7 @@ export class StateRefused extends Error {
 }
 
 export class StateKeeper {
-  readonly stats: StateStats = { checkpoints: 0, checkpointBytes: 0, buildMs: 0, intervalMs: STATE_INTERVAL_MS, fsyncs: 0, lastDurableMs: 0, writeFailures: 0, corruptMovedAside: 0, loadFailures: 0, journalRecords: 0, journalBytes: 0, journalReplayed: 0, journalTorn: 0, journalFailures: 0 };
+  readonly stats: StateStats = { checkpoints: 0, checkpointBytes: 0, buildMs: 0, intervalMs: CHECKPOINT_EVERY_MS, fsyncs: 0, lastDurableMs: 0, writeFailures: 0, corruptMovedAside: 0, loadFailures: 0, journalRecords: 0, journalBytes: 0, journalReplayed: 0, journalTorn: 0, journalFailures: 0 };
   private readonly parts = new Map<string, StatePart>();
   private loaded: Record<string, unknown> = {};
   private timer: NodeJS.Timeout | null = null;
@@ -90,8 +97,9 @@ export class StateKeeper {
   /** The sum of the parts' generations at the last checkpoint begun (-1: none yet). */
   private savedGeneration = -1;
   private closed = false;
-  /** When the interval allows the next checkpoint (see BUILD_SPACING). */
+  /** When the interval allows the next checkpoint (see BUILD_SPACING), and when the last one was built. */
   private notBefore = 0;
+  private lastCheckpointAt = 0;
   /** Journal records found at the start, by part, to replay after its restore. */
   private replays = new Map<string, unknown[]>();
   /** The journal being appended to (a new one at each checkpoint). */
@@ -226,12 +234,30 @@ export class StateKeeper {
   start(): void {
     if (this.timer !== null || this.closed) return;
     ValueGroup.onClear = this.onClear;
-    this.stats.intervalMs = this.intervalMs;
-    this.timer = setInterval(() => {
-      if (this.writing !== null || Date.now() < this.notBefore || this.generation() === this.savedGeneration) return;
-      void this.checkpoint();
-    }, this.intervalMs);
+    this.timer = setInterval(() => this.tick(), this.intervalMs);
     this.timer.unref();
+  }
+
+  /**
+   * Every interval: the parts' deferred records, then an fdatasync of the journal (the last durable point
+   * moves to when it began); a checkpoint when something changed CHECKPOINT_EVERY_MS after the last one, or
+   * once the journal passes JOURNAL_MAX_BYTES.
+   */
+  private tick(): void {
+    for (const part of this.parts.values()) part.flush?.();
+    const journal = this.journal;
+    if (journal !== null) {
+      const began = Date.now();
+      void journal.sync().then((done) => {
+        if (!done) return;
+        this.stats.fsyncs++;
+        this.stats.lastDurableMs = Math.max(this.stats.lastDurableMs, began); // what was appended before it is on disk
+      });
+    }
+    const now = Date.now();
+    if (this.writing !== null || now < this.notBefore || this.generation() === this.savedGeneration) return;
+    if (now - this.lastCheckpointAt < CHECKPOINT_EVERY_MS && (journal?.bytes ?? 0) < JOURNAL_MAX_BYTES && this.savedGeneration !== -1) return;
+    void this.checkpoint();
   }
 
   private generation(): number {
@@ -245,6 +271,7 @@ export class StateKeeper {
     while (this.writing !== null) await this.writing;
     const generation = this.generation();
     const builtAt = Date.now();
+    this.lastCheckpointAt = builtAt;
     const doc: Record<string, unknown> = {};
     for (const [name, part] of this.parts) doc[name] = part.save();
     // what changes from now on goes to a new journal file, which this checkpoint names
@@ -257,8 +284,8 @@ export class StateKeeper {
     // parts of the loaded state that no registered part took (a service not started this time) are kept
     const buf = encodeState({ savedAt: new Date(builtAt).toISOString(), epoch, parts: { ...this.loaded, ...doc } });
     this.stats.buildMs = Date.now() - builtAt;
-    this.stats.intervalMs = Math.max(this.intervalMs, BUILD_SPACING * this.stats.buildMs);
-    this.notBefore = builtAt + this.stats.intervalMs - this.intervalMs / 2; // the tick that comes after
+    this.stats.intervalMs = Math.max(CHECKPOINT_EVERY_MS, BUILD_SPACING * this.stats.buildMs);
+    this.notBefore = builtAt + BUILD_SPACING * this.stats.buildMs;
     this.savedGeneration = generation;
     this.writing = this.write(buf, builtAt, epoch).finally(() => (this.writing = null));
     return this.writing;

@@ -164,7 +164,7 @@ describe.skipIf(skipWithoutFuse)('state across restarts in the real daemon', { t
     const state = join(dir, 'state');
     const sock = join(dir, 'p.sock');
     let last = 0; // the value the state holds after the previous round
-    const windows: number[] = [];
+    let replayed = 0; // journal records replayed by the restarts
     for (let round = 0; round < 50; round++) {
       const d = await start(mnt, state);
       expect(d.stderr()).not.toMatch(/corrupt/);
@@ -187,7 +187,6 @@ describe.skipIf(skipWithoutFuse)('state across restarts in the real daemon', { t
       const out = linesOf(p);
       await out.next(/^ready$/);
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 1500));
-      const killedAt = Date.now();
       d.child.kill('SIGKILL');
       await d.exited;
       await new Promise<void>((r) => (p.exitCode !== null ? r() : p.once('exit', () => r())));
@@ -210,13 +209,13 @@ describe.skipIf(skipWithoutFuse)('state across restarts in the real daemon', { t
       if (durable.length > 0) expect(v).toBeGreaterThanOrEqual(durable[durable.length - 1]);
       // …and everything acknowledged at all (the journal): a kill -9 loses nothing acknowledged
       expect(v).toBeGreaterThanOrEqual(acks[acks.length - 1][0]);
-      windows.push(killedAt - savedAt);
+      replayed += Number(cat(`${mnt}/statsfs/state/journal_replayed`));
       next.child.kill('SIGKILL');
       await next.exited;
       last = v;
     }
-    // checkpoints came every interval (1 s, plus the time one takes to write) while the journal held the rest
-    expect(windows.filter((w) => w < 2500).length).toBeGreaterThan(windows.length / 2);
+    // what came after the checkpoints was replayed from the journal
+    expect(replayed).toBeGreaterThan(0);
     expect(readdirSync(state).filter((f) => f.includes('corrupt'))).toEqual([]);
   });
 
