@@ -26,7 +26,7 @@ const dir = mkdtempSync(join(tmpdir(), 'bench-top-'));
 const mnt = join(dir, 'mnt');
 mkdirSync(mnt);
 const sock = join(dir, 'producers.sock');
-const daemon = spawn(process.execPath, [join(root, 'bin/statsfs.js'), 'mount', mnt, '--no-collectors', '--socket', sock, '--log-level', 'warn'], { stdio: 'inherit' });
+const daemon = spawn(process.execPath, [join(root, 'bin/statsfs.js'), 'mount', mnt, '--no-collectors', '--no-state', '--socket', sock, '--log-level', 'warn'], { stdio: 'inherit' });
 const read = (p) => readFileSync(join(mnt, p), 'utf8').trim();
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (x) => `${x.toFixed(2)} ms`;

@@ -19,7 +19,7 @@ const mnt = join(dir, 'mnt');
 const sock = join(dir, 'producers.sock');
 const port = 20000 + (process.pid % 20000);
 mkdirSync(mnt);
-const daemon = spawn(process.execPath, [new URL('../bin/statsfs.js', import.meta.url).pathname, 'mount', mnt, '--no-collectors',
+const daemon = spawn(process.execPath, [new URL('../bin/statsfs.js', import.meta.url).pathname, 'mount', mnt, '--no-collectors', '--no-state',
   '--socket', sock, '--http', `127.0.0.1:${port}`, '--log-level', 'warn', ...process.argv.slice(2)], { stdio: ['ignore', 'inherit', 'inherit'] });
 const mib = (kb) => `${(kb / 1024).toFixed(0)} MiB`;
 const rss = () => {

@@ -245,7 +245,7 @@ async function run(opts, state) {
   state.mountpoint = realpathSync(mkdtempSync(join(tmpdir(), 'statsfs-load-mnt-')));
 
   say(`mounting the daemon on ${state.mountpoint}`);
-  state.daemon = launch(process.execPath, [DAEMON, 'mount', state.mountpoint, '--log-level', 'warn'], 'daemon', state.daemonMessages);
+  state.daemon = launch(process.execPath, [DAEMON, 'mount', state.mountpoint, '--no-state', '--log-level', 'warn'], 'daemon', state.daemonMessages);
   const deadline = Date.now() + MOUNT_TIMEOUT_MS;
   while (!isMounted(state.mountpoint)) {
     if (state.interrupted) return;

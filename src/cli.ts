@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { addFilter, collectorOptions, COLLECTORS, filtersFrom, findCollector, type Collector } from './collectors/index.js';
 import { runDaemon, UserError } from './daemon/daemon.js';
@@ -11,6 +12,7 @@ import { createLogger, type Logger } from './daemon/logger.js';
 import { hostPort, startServices, type ServiceFlags } from './daemon/services.js';
 import { defaultSocketPath } from './protocol/protocol.js';
 import { seeHelp, SHELL_COMMANDS, shellCommand, shellHelp, UsageError } from './client/shell.js';
+import { StateKeeper } from './state/keeper.js';
 import { registerTopCommand } from './top/command.js';
 import type { Source } from './model/index.js';
 
@@ -18,6 +20,12 @@ import type { Source } from './model/index.js';
 export function defaultMountpoint(): string {
   if (process.getuid?.() === 0) return '/run/statsfs';
   return join(process.env.XDG_RUNTIME_DIR || '/tmp', `statsfs-${process.getuid?.() ?? 'user'}`);
+}
+
+/** Where the daemon keeps its state: root's under /var/lib, a user's under $XDG_STATE_HOME (~/.local/state). */
+export function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return '/var/lib/statsfs';
+  return join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'statsfs');
 }
 
 /** A commander parser for a non-negative number of `unit`. */
@@ -108,6 +116,12 @@ export const MOUNT_OPTIONS: readonly MountOption[] = [
   },
   { flags: '--no-socket', help: 'accept no producers over the Unix socket' },
   { flags: '--socket-group <group>', help: 'let this group publish too (socket mode 0660 instead of 0600)' },
+  {
+    flags: '--state-dir <dir>',
+    help: 'keep kept values, StatsD metrics and clears across restarts here (default /var/lib/statsfs, non-root: $XDG_STATE_HOME/statsfs)',
+    value: () => defaultStateDir(),
+  },
+  { flags: '--no-state', help: 'keep nothing across restarts: run in memory only' },
   { flags: '--keep-on-disconnect', help: 'keep what a producer created after it disconnects (default: removed with it)' },
   { flags: '--statsd <host:port>', help: 'accept the StatsD line protocol on UDP (e.g. 127.0.0.1:8125)', parse: hostPort },
   { flags: '--statsd-socket <path>', help: 'accept StatsD lines on a Unix stream socket too (mode 0600), newline-terminated' },
@@ -185,6 +199,9 @@ interface MountFlags extends ServiceFlags {
   allowOther?: boolean;
   snapshotBudget: number;
   logLevel: string;
+  /** False with --no-state. */
+  state: boolean;
+  stateDir: string;
   collectors: Collector[] | false;
   hostRoot: string;
   freshnessMs: number;
@@ -233,7 +250,8 @@ export function buildProgram(): Command {
         snapshotBudget: flags.snapshotBudget,
         log,
         populate: (root) => addCollectors(root, flags, log),
-        services: (root) => startServices(root, flags, log),
+        services: (root, state) => startServices(root, flags, log, state),
+        state: flags.state ? (root) => new StateKeeper(root, flags.stateDir, log.child({ service: 'state' })) : null,
       });
     });
   for (const o of MOUNT_OPTIONS) {

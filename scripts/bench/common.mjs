@@ -212,11 +212,15 @@ process.on('exit', () => {
 
 // ---- the processes under test ----
 
-/** The real daemon (bin/statsfs.js mount) on a fresh mountpoint, showing only its own statistics. */
-export async function startDaemon(scope, { env } = {}) {
+/**
+ * The real daemon (bin/statsfs.js mount) on a fresh mountpoint, showing only its own statistics; in memory
+ * unless `state` is true (then its state directory is a fresh one of the scope).
+ */
+export async function startDaemon(scope, { env, state = false } = {}) {
   const mnt = scope.mountpoint();
   const socket = join(scope.tempDir(), 'producers.sock');
-  const args = [join(ROOT, 'bin', 'statsfs.js'), 'mount', mnt, '--no-collectors', '--no-allow-other', '--socket', socket];
+  const stateArgs = state ? ['--state-dir', join(scope.tempDir(), 'state')] : ['--no-state'];
+  const args = [join(ROOT, 'bin', 'statsfs.js'), 'mount', mnt, '--no-collectors', '--no-allow-other', '--socket', socket, ...stateArgs];
   const proc = await scope.start('statsfs daemon', process.execPath, args, { ready: (line) => line.includes('"msg":"mounted"'), mountpoint: mnt, env });
   return { ...proc, mnt, socket };
 }

@@ -54,7 +54,7 @@ export async function run({ full, scope }) {
 
   const mnt = scope.mountpoint();
   const socket = join(scope.tempDir(), 'producers.sock');
-  const daemon = await scope.start('statsfs daemon', process.execPath, [join(ROOT, 'bin', 'statsfs.js'), 'mount', mnt, '--no-allow-other', '--socket', socket, '--http', `127.0.0.1:${statsfsPort}`], {
+  const daemon = await scope.start('statsfs daemon', process.execPath, [join(ROOT, 'bin', 'statsfs.js'), 'mount', mnt, '--no-allow-other', '--no-state', '--socket', socket, '--http', `127.0.0.1:${statsfsPort}`], {
     ready: (line) => line.includes('"msg":"mounted"'),
     mountpoint: mnt,
   });

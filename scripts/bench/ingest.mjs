@@ -2,13 +2,16 @@
 // separate process: bin/statsfs.js mount --socket), batched (the client's default: up to 4096 updates per
 // frame) and unbatched (every update its own frame and reply), alternating. A run is timed from the first
 // update until flush() resolves, i.e. until the daemon has applied them all; the totals are then read back
-// through the mount (sum aggregates) to check that every update landed. The batched runs alternate with a
-// second daemon that aggregates by the reference walk (STATSFS_AGGREGATION=walk: no change tracking), and
-// a producer builds a tree of 100,000 sources × 10 values (1,000,000 sources with --full) into a third.
+// through the mount (sum aggregates) to check that every update landed. The same runs go to a second daemon
+// with a state directory (--state-dir: what keeping producers own is journaled and checkpointed), alternating
+// with the first (--no-state), so the cost of the state is a ratio of the same run. The batched runs also
+// alternate with a third daemon that aggregates by the reference walk (STATSFS_AGGREGATION=walk: no change
+// tracking), and a producer builds a tree of 100,000 sources × 10 values (1,000,000 sources with --full)
+// into a fourth.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { alternate, CannotRun, fmtMs, fmtRate, measured, ratioRow, requireBuild, ROOT, say, startDaemon, threadCpuMs } from './common.mjs';
+import { CannotRun, fmtMs, fmtRate, measured, ratioRow, requireBuild, ROOT, say, startDaemon, threadCpuMs } from './common.mjs';
 
 export const name = 'ingest';
 export const title = 'producer ingest';
@@ -22,12 +25,18 @@ const BUILD_TARGET_S = 30;
 export async function run({ full, scope }) {
   requireBuild();
   const { connect } = await import(pathToFileURL(join(ROOT, 'dist', 'src', 'client', 'index.js')).href);
-  const tracked = await startDaemon(scope);
+  const plain = await startDaemon(scope);
+  const stateful = await startDaemon(scope, { state: true });
   const walking = await startDaemon(scope, { env: { ...process.env, STATSFS_AGGREGATION: 'walk' } });
+  let runs = 0;
 
-  // 10 sources × 10 counters under one aggregating parent: the updates cycle over the 100 values
-  async function once(label, n, options, yieldEvery, { mnt, socket: sock } = tracked) {
-    const client = await connect({ path: sock, reconnect: false, ...options });
+  // 10 sources × 10 counters under one aggregating parent: the updates cycle over the 100 values. The
+  // producer keeps them (a named owner with keep), so the daemon with state journals and checkpoints them;
+  // each run has a label of its own (what earlier runs kept stays, as it would).
+  async function once(daemon, name, n, options, yieldEvery) {
+    const { mnt, socket: sock } = daemon;
+    const label = `${name}${runs++}`;
+    const client = await connect({ path: sock, reconnect: false, owner: 'bench', keep: true, ...options });
     try {
       const schema = client.define(Array.from({ length: 10 }, (_, i) => ({ name: `c${i}`, aggr: 'sum' })));
       const top = client.source(label);
@@ -54,19 +63,39 @@ export async function run({ full, scope }) {
 
   const batchedN = full ? 10_000_000 : 5_000_000;
   const unbatchedN = full ? 1_000_000 : 300_000;
-  await once('warmup', 500_000, {}, 50_000);
-  await once('warmup', 20_000, { batch: false }, 1_000);
+  for (const d of [plain, stateful, walking]) {
+    await once(d, 'warmup', 500_000, {}, 50_000);
+    await once(d, 'warmup', 20_000, { batch: false }, 1_000);
+  }
   const rounds = full ? 9 : 5;
-  const samples = await alternate('ingest', rounds, [
-    { name: 'untracked', show: (x) => `${Math.round(x)}/s`, run: () => once('batched', batchedN, {}, 50_000, walking) },
-    { name: 'batched', show: (x) => `${Math.round(x)}/s`, run: () => once('batched', batchedN, {}, 50_000) },
-    { name: 'unbatched', show: (x) => `${Math.round(x)}/s`, run: () => once('unbatched', unbatchedN, { batch: false }, 1_000) },
-  ]);
+  const show = (x) => `${Math.round(x)}/s`;
+  // state on and off take turns going first (the producer shares the driver's process: the second run of a
+  // pair would otherwise always pay for the first one's garbage)
+  const pair = (r, off, on) => (r % 2 === 0 ? [off, on] : [on, off]);
+  const batchedRun = (d) => ({ name: d === plain ? 'batched' : 'batchedState', show, run: () => once(d, 'batched', batchedN, {}, 50_000) });
+  const unbatchedRun = (d) => ({ name: d === plain ? 'unbatched' : 'unbatchedState', show, run: () => once(d, 'unbatched', unbatchedN, { batch: false }, 1_000) });
+  const samples = { batched: [], batchedState: [], untracked: [], unbatched: [], unbatchedState: [] };
+  for (let r = 0; r < rounds; r++) {
+    const got = [];
+    const untracked = { name: 'untracked', show, run: () => once(walking, 'batched', batchedN, {}, 50_000) };
+    for (const c of [...pair(r, plain, stateful).map(batchedRun), untracked, ...pair(r, plain, stateful).map(unbatchedRun)]) {
+      const x = await c.run();
+      samples[c.name].push(x);
+      got.push(`${c.name} ${c.show(x)}`);
+    }
+    say(`ingest round ${r + 1}/${rounds}: ${got.join(', ')}`);
+  }
+  const checkpoints = Number(await readFile(join(stateful.mnt, 'statsfs', 'state', 'checkpoints'), 'latin1'));
+  if (!(checkpoints > 0)) throw new CannotRun('the daemon with a state directory wrote no checkpoint');
   const batched = measured('batched (client default, ≤ 4096 updates per frame)', samples.batched, fmtRate('updates'), { target: `≥ ${fmtRate('updates')(TARGET)}` });
   const rows = [
     { ...batched, met: batched.value >= TARGET },
     measured('unbatched (one frame and one reply per update)', samples.unbatched, fmtRate('updates')),
     ratioRow('batched ÷ unbatched', samples.batched, samples.unbatched),
+    measured('batched, state on (--state-dir)', samples.batchedState, fmtRate('updates')),
+    measured('unbatched, state on (--state-dir)', samples.unbatchedState, fmtRate('updates')),
+    ratioRow('ingest with state ÷ without, batched', samples.batchedState, samples.batched, { min: 0.9 }),
+    ratioRow('ingest with state ÷ without, unbatched', samples.unbatchedState, samples.unbatched, { min: 0.9 }),
     measured('batched into a daemon without change tracking (aggregates by the reference walk)', samples.untracked, fmtRate('updates')),
     ratioRow('batched: with change tracking ÷ without', samples.batched, samples.untracked, { min: TRACKING_MIN_RATIO }),
   ];
@@ -74,7 +103,8 @@ export async function run({ full, scope }) {
   const buildRow = measured(`a producer builds ${build.sources.toLocaleString('en-US')} sources × 10 values (${build.connections} connections)`, [build.seconds * 1000], fmtMs, { target: full ? `≤ ${BUILD_TARGET_S} s` : '' });
   rows.push(full ? { ...buildRow, met: build.seconds <= BUILD_TARGET_S } : buildRow);
   const notes = [
-    `${rounds} rounds, alternating: ${batchedN.toLocaleString('en-US')} batched updates, the same into the daemon without change tracking, then ${unbatchedN.toLocaleString('en-US')} unbatched, each from a fresh connection (the producer runs in the driver process, the daemons in their own). Each round is checked by reading the ten sum aggregates through the mount, which is also what makes the tracking daemon track (it notes changes once an aggregate has been read).`,
+    `${rounds} rounds, alternating: ${batchedN.toLocaleString('en-US')} batched updates into the daemon with --no-state and the one with --state-dir (taking turns going first), the same into the daemon without change tracking, then ${unbatchedN.toLocaleString('en-US')} unbatched into the first two, each from a fresh connection (the producer runs in the driver process, the daemons in their own). Each round is checked by reading the ten sum aggregates through the mount, which is also what makes the tracking daemons track (they note changes once an aggregate has been read).`,
+    `State on vs off: the producer keeps its values (owner with keep) in both; the daemon with --state-dir journals every chunk of frames before its replies leave and checkpoints every 10 s while the kept values change (${checkpoints} checkpoints were written).`,
     `The build: ${build.connections} connections, each its own owner (an owner may have 100,000 sources), each create ${(build.sources / build.connections).toLocaleString('en-US')} sources of 10 u64 values in groups of 1,000 under sum aggregates, below a top source of sum aggregates; timed from the first connect until every connection's flush() resolved; every top's sum is then checked through the mount. CPU meanwhile: the daemon ${build.cpu.daemon.toFixed(1)} s, the producer (the driver) ${build.cpu.producer.toFixed(1)} s: on a busy machine the time is theirs plus waiting.`,
   ];
   return { rows, notes };

@@ -7,8 +7,10 @@ import { resolve } from 'node:path';
 import { SNAPSHOT_FILES } from '../export/snapshot-files.js';
 import { lazyUnmount, mountTree, type MountedStatsFs } from '../fs/mount.js';
 import { Source } from '../model/index.js';
+import { baselinesPart } from '../state/baselines.js';
+import { StateRefused, type StateKeeper } from '../state/keeper.js';
 import type { Logger } from './logger.js';
-import { createSelfStats } from './self-stats.js';
+import { createSelfStats, stateSource } from './self-stats.js';
 
 /** A failure the user can fix: printed as one line that says what to do, exit status 1. */
 export class UserError extends Error {
@@ -31,7 +33,12 @@ export interface DaemonOptions {
   /** Adds producers and collectors to the tree before it is mounted. */
   populate?: (root: Source) => void;
   /** Starts the services that feed or export the tree (producer socket, StatsD, HTTP); closed at stop. */
-  services?: (root: Source) => Promise<Service[]>;
+  services?: (root: Source, state: StateKeeper | null) => Promise<Service[]>;
+  /**
+   * Keeps what the daemon owns across restarts (the state directory), made for the tree's root; null or
+   * absent: in memory only.
+   */
+  state?: ((root: Source) => StateKeeper) | null;
 }
 
 export interface Service {
@@ -152,8 +159,21 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   root.addSubordinate(createSelfStats(mounted.counters));
   let services: Service[] = [];
+  // the state is opened once mounted: a daemon that cannot mount reads and writes none
+  const state = options.state?.(root) ?? null;
   try {
-    services = (await options.services?.(root)) ?? [];
+    try {
+      state?.open();
+    } catch (err) {
+      if (err instanceof StateRefused) throw new UserError(err.message);
+      throw new UserError(`cannot use the state directory ${state?.dir}: ${(err as Error).message}: choose another with --state-dir, or run in memory with --no-state`);
+    }
+    if (state !== null) {
+      root.subordinate('statsfs')?.addSubordinate(stateSource(state.stats));
+      await state.register('baselines', baselinesPart(root));
+    }
+    services = (await options.services?.(root, state)) ?? [];
+    state?.start();
   } catch (err) {
     await mounted.unmount();
     throw err;
@@ -182,6 +202,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         const closed = Promise.allSettled(services.map((service) => service.close())).then(() => true);
         const waited = new Promise<false>((r) => setTimeout(r, SERVICES_CLOSE_MS, false).unref());
         if (!(await Promise.race([closed, waited]))) log.warn({ afterMs: SERVICES_CLOSE_MS }, 'services still closing (peers hold connections open): unmounting anyway');
+        // nothing changes what the daemon owns any more: the last checkpoint is exact
+        await state?.close();
         await mounted.unmount();
         log.info({ mountpoint }, 'unmounted');
         resolveDone(0);

@@ -10,6 +10,7 @@ import { arena, Schema, Source, type CustomType, type ValueSpec } from '../model
 import type { FuseCounterReader } from '../fs/mount.js';
 import type { ProducerServerStats } from '../producers/socket-server.js';
 import type { StatsdStats } from '../producers/statsd.js';
+import type { StateStats } from '../state/keeper.js';
 
 const opSchema = new Schema([
   { name: 'requests', type: counterType, aggr: 'sum', description: 'FUSE requests served', unit: 'requests' },
@@ -254,3 +255,25 @@ export function statsdSource(server: StatsdStatsReader): Source {
   return serviceSource('statsd', server, statsdStats);
 }
 
+
+const stateStats: ServiceStat<StateStats>[] = [
+  { name: 'checkpoints', read: (s) => s.checkpoints, unit: 'checkpoints', description: 'state checkpoints written and made durable' },
+  { name: 'checkpoint_bytes', read: (s) => s.checkpointBytes, level: true, unit: 'bytes', description: 'size of the last checkpoint' },
+  { name: 'build_ms', read: (s) => s.buildMs, level: true, unit: 'milliseconds', description: 'how long building the last checkpoint held the event loop' },
+  { name: 'interval_ms', read: (s) => s.intervalMs, level: true, unit: 'milliseconds', description: 'checkpoint interval now: 10000 (when something changed), or 50 times the last build when longer' },
+  { name: 'fsyncs', read: (s) => s.fsyncs, unit: 'calls', description: 'fsync calls made (the journal every second, checkpoints: file and directory)' },
+  { name: 'last_durable_ms', read: (s) => s.lastDurableMs, level: true, unit: 'milliseconds since the epoch', description: 'the last durable point: every change applied before it is fsynced, in the journal or a checkpoint (0: none yet)' },
+  { name: 'write_failures', read: (s) => s.writeFailures, unit: 'checkpoints', description: 'checkpoints that could not be written (logged; the previous one stays)' },
+  { name: 'corrupt_moved_aside', read: (s) => s.corruptMovedAside, unit: 'files', description: 'state files that failed their checks and were moved aside' },
+  { name: 'journal_records', read: (s) => s.journalRecords, unit: 'records', description: 'journal records appended (before the changes they hold were acknowledged)' },
+  { name: 'journal_bytes', read: (s) => s.journalBytes, unit: 'bytes', description: 'bytes appended to the journal' },
+  { name: 'journal_replayed', read: (s) => s.journalReplayed, unit: 'records', description: 'journal records replayed at the start' },
+  { name: 'journal_torn', read: (s) => s.journalTorn, unit: 'files', description: 'journal files that ended with a record cut short (replayed up to it)' },
+  { name: 'journal_failures', read: (s) => s.journalFailures, unit: 'records', description: 'journal records that could not be written (logged once)' },
+  { name: 'load_failures', read: (s) => s.loadFailures, unit: 'parts', description: 'parts of a loaded state that could not be restored (logged)' },
+];
+
+/** statsfs/state/: the state directory's checkpoints and what loading found. */
+export function stateSource(stats: StateStats): Source {
+  return serviceSource('state', stats, stateStats);
+}

@@ -12,6 +12,9 @@ import { ProducerServer } from '../producers/socket-server.js';
 import { loadAddon } from '../fs/mount.js';
 import { StatsdServer } from '../producers/statsd.js';
 import { statsdBinding } from '../producers/statsd-native.js';
+import type { KeptState } from '../producers/producer-tree.js';
+import type { SavedMetric } from '../producers/statsd-tree.js';
+import type { StateKeeper } from '../state/keeper.js';
 import { UserError, type Service } from './daemon.js';
 import type { Logger } from './logger.js';
 import { producerServerSource, statsdSource } from './self-stats.js';
@@ -77,7 +80,11 @@ async function listen<T>(option: string, at: string, start: () => Promise<T>): P
 }
 
 /** Each service's statistics go under statsfs/ (the daemon's own, made before the services start). */
-export async function startServices(root: Source, flags: ServiceFlags, log: Logger): Promise<Service[]> {
+/**
+ * What the services own goes in the state directory when there is one (`state`): each restores before it
+ * listens, so a producer that reconnects finds what it kept.
+ */
+export async function startServices(root: Source, flags: ServiceFlags, log: Logger, state: StateKeeper | null = null): Promise<Service[]> {
   const services: Service[] = [];
   const self = root.subordinate('statsfs');
   let statsd: StatsdServer | null = null;
@@ -91,10 +98,19 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         keepOnDisconnect: flags.keepOnDisconnect,
         // `statsfs rm` of a StatsD metric: the receiver removes what it keeps
         removeKept: (path) => statsd?.removePath(path) ?? false,
+        journal: state ?? undefined,
         log: log.child({ service: 'producers' }),
       });
       self?.addSubordinate(producerServerSource(producers.stats));
       services.push(producers);
+      await state?.register('producers', {
+        save: () => producers.saveKept(),
+        restore: (saved) => producers.restoreKept(saved as KeptState),
+        generation: () => producers.keptChanges,
+        replay: (data) => producers.replayKept(data),
+        everything: () => ({ kept: producers.saveKept() }),
+        flush: () => producers.flushJournal(),
+      });
       await listen('--socket', flags.socket, () => producers.listen()); // each server logs its own start
     }
     if (flags.statsd || flags.statsdSocket) {
@@ -104,10 +120,19 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         expireSeconds: flags.statsdExpire,
         // UDP received and parsed by a thread of the binding: see src/producers/statsd-native.ts
         native: flags.statsd ? statsdBinding(loadAddon()) : undefined,
+        journal: state ?? undefined,
         log: log.child({ service: 'statsd' }),
       });
       self?.addSubordinate(statsdSource(statsd));
       services.push(statsd);
+      const receiver = statsd;
+      await state?.register('statsd', {
+        save: () => receiver.saveMetrics(),
+        restore: (saved) => receiver.restoreMetrics(saved as SavedMetric[]),
+        generation: () => receiver.changes,
+        replay: (data) => receiver.replayJournal(data as { all: SavedMetric[] }),
+        everything: () => ({ all: receiver.saveMetrics() }),
+      });
       await statsd.listen().catch((err: unknown) => {
         // one server, two listeners: the UDP bind fails in 'bind', the Unix socket in 'listen'
         const udp = (err as NodeJS.ErrnoException).syscall === 'bind' && flags.statsd;

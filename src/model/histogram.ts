@@ -47,6 +47,18 @@ const EMPTY = new Uint32Array(0);
  * the exact extremes. Negative, NaN and infinite values are refused (EINVAL): histograms are for
  * durations and sizes.
  */
+/** A histogram as plain data (Histogram.toState). */
+export interface HistogramState {
+  scale: number;
+  offset: number;
+  counts: number[];
+  zero: [number, number];
+  count: [number, number];
+  sum: number;
+  min: number | null;
+  max: number | null;
+}
+
 export class Histogram {
   scale = HISTOGRAM_SCALE;
   /** Buckets per power of two, 2^scale (indexOf() without a power per observation). */
@@ -193,6 +205,37 @@ export class Histogram {
   bucketRange(): { offset: number; counts: Uint32Array } {
     if (this.lowest > this.highest) return { offset: 0, counts: EMPTY };
     return { offset: this.lowest, counts: this.counts.subarray((this.lowest - this.start) * 2, (this.highest - this.start + 1) * 2) };
+  }
+
+  /**
+   * Everything the distribution holds, as plain data (a state file keeps it): counts as u32 (lo, hi) pairs
+   * from bucket `offset`, so fromState() gives back the same histogram, bucket for bucket.
+   */
+  toState(): HistogramState {
+    const { offset, counts } = this.bucketRange();
+    return { scale: this.scale, offset, counts: Array.from(counts), zero: [this.zeroLo, this.zeroHi], count: [this.countLo, this.countHi], sum: this.sum, min: this.min, max: this.max };
+  }
+
+  /** The histogram toState() described (EINVAL when the data cannot be one). */
+  static fromState(s: HistogramState): Histogram {
+    const h = new Histogram();
+    const words = [...s.counts, ...s.zero, ...s.count];
+    if (!Number.isInteger(s.scale) || s.scale > HISTOGRAM_SCALE || s.scale < -10 || !Number.isInteger(s.offset) || s.counts.length % 2 !== 0 || s.counts.length > HISTOGRAM_MAX_BUCKETS * 2 || words.some((w) => !Number.isInteger(w) || w < 0 || w >= TWO32)) {
+      throw new StatsError('EINVAL', 'not a histogram state');
+    }
+    h.scale = s.scale;
+    h.perOctave = 2 ** s.scale;
+    if (s.counts.length > 0) {
+      h.counts = Uint32Array.from(s.counts);
+      h.start = h.lowest = s.offset;
+      h.highest = s.offset + s.counts.length / 2 - 1;
+    }
+    [h.zeroLo, h.zeroHi] = s.zero;
+    [h.countLo, h.countHi] = s.count;
+    h.sum = s.sum;
+    h.min = s.min ?? Infinity; // JSON writes ±Infinity as null
+    h.max = s.max ?? -Infinity;
+    return h;
   }
 
   /** sum / count; 0 when empty. */

@@ -12,6 +12,7 @@ export {
   histogramFileText,
   relativeError,
   type HistogramFile,
+  type HistogramState,
 } from './histogram.js';
 export { HISTOGRAM_TYPE, TYPES, type CustomType, type StandardTypeName, type ValueType } from './types.js';
 export { Schema, ValueDef, AGGREGATIONS, type Aggregation, type ValueSpec } from './schema.js';

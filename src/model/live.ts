@@ -19,6 +19,16 @@ export class LiveValues {
   reset(name: string): void {
     (this.baselines ??= new Map()).set(name, BigInt(this.read(name)));
   }
+
+  /** The baselines recorded by clears (a state file keeps them, so a clear outlives a restart). */
+  baselineEntries(): [string, bigint][] {
+    return this.baselines === null ? [] : [...this.baselines];
+  }
+
+  /** Puts back a baseline saved by baselineEntries(). */
+  restoreBaseline(name: string, baseline: bigint): void {
+    (this.baselines ??= new Map()).set(name, baseline);
+  }
 }
 
 /** Cumulative, clearable (0644) counters of a LiveValues base. */

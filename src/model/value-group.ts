@@ -28,6 +28,10 @@ type Key = number | string;
  * stats_fs_value_source). Reads and writes go by definition index or name.
  */
 export class ValueGroup {
+  /** Clears asked of any group since the start (a state keeper checkpoints when this moves). */
+  static clears = 0;
+  /** Called at each clear (a state keeper journals it). */
+  static onClear: (() => void) | null = null;
   /** First storage slot when storage is 'slots'. */
   private slot: number;
   /**
@@ -63,6 +67,11 @@ export class ValueGroup {
    */
   storedSlot(def: ValueDef): number {
     return this.storageKind === 'slots' && this.slot >= 0 && def.type.custom === null && def.show === null && !def.histogram ? this.slot + def.index : -1;
+  }
+
+  /** The object base the values are read from (a LiveValues, a producer's object), or null. @internal */
+  get objectBase(): object | null {
+    return this.base;
   }
 
   get storage(): Storage {
@@ -182,6 +191,8 @@ export class ValueGroup {
    * included, as the original did. Floating values and custom values without clear() are EPERM.
    */
   clear(key: Key): void {
+    ValueGroup.clears++;
+    ValueGroup.onClear?.();
     const def = this.def(key);
     if (!def.clearable) throw new StatsError('EPERM', `${this.source.path}/${def.name} cannot be cleared`);
     if (this.storageKind === 'aggregate') clearBelow(this.source, this.schema, def);

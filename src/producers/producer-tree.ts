@@ -4,7 +4,7 @@
  * the owner may change or remove a node, and nodes are created only under the root or the owner's own
  * sources. Each request is checked whole before anything changes, so a refused one changes nothing.
  */
-import { NAME_MAX, Schema, Source, StatsError, validateName, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { Histogram, NAME_MAX, Schema, Source, StatsError, validateName, type HistogramState, type ValueGroup, type ValueSpec } from '../model/index.js';
 import {
   DESCRIPTION_MAX,
   HISTOGRAM_PROTOCOL_VERSION,
@@ -41,6 +41,19 @@ export class ProducerTree {
   private readonly schemaGc = new FinalizationRegistry<string>((key) => {
     if (this.schemas.get(key)?.deref() === undefined) this.schemas.delete(key);
   });
+  /** The definitions each schema was made from, as they came (a state checkpoint saves these). */
+  private readonly specsOf = new WeakMap<Schema, WireValueSpec[]>();
+  /** Changes made through keeping connections: a state keeper checkpoints when this moves. */
+  keptChanges = 0;
+  /** Whether what keeping connections change is journaled (journalChunk() after each chunk of frames). */
+  journaling = false;
+  /** Groups of keeping connections updated since the last journalChunk(). */
+  private readonly touched = new Set<ValueGroup>();
+  /** A keeping connection changed more than values since the last journalChunk() (or an owner left). */
+  private structural = false;
+  /** When the last record of everything kept was built, and how long that took (ms). */
+  private wholeAt = 0;
+  private wholeMs = 0;
   private readonly maxSources: number;
   private readonly maxHandles: number;
   private readonly maxValues: number;
@@ -66,6 +79,10 @@ export class ProducerTree {
   /** Applies a request; returns the OK reply when it has a payload (else null: an empty OK). */
   apply(conn: Connection, frame: Frame): Buffer | null {
     const req = decodeRequest(frame);
+    if (conn.keep) {
+      this.keptChanges++;
+      if (req.op !== Op.UPDATE && req.op !== Op.PING) this.structural = true;
+    }
     switch (req.op) {
       case Op.HELLO:
         throw new ProtocolError('EPROTO', 'HELLO was already received on this connection');
@@ -166,14 +183,20 @@ export class ProducerTree {
       if (conn.version < HISTOGRAM_PROTOCOL_VERSION) throw new ProtocolError('EINVAL', `value "${v.name}": histograms need protocol version ${HISTOGRAM_PROTOCOL_VERSION}`);
       if (v.enum && v.enum.length > 0) throw new ProtocolError('EINVAL', `histogram "${v.name}" cannot have enum names`);
     }
-    const key = JSON.stringify(req.values.map((v) => [v.name, v.type, v.aggr ?? 'none', v.floating ?? false, v.mode ?? null, v.unit ?? '', v.description ?? '', v.enum ?? []]));
+    conn.schemas.set(req.schema, this.schemaFor(req.values));
+  }
+
+  /** The schema of these (checked) definitions: one per distinct list, shared. */
+  private schemaFor(values: WireValueSpec[]): Schema {
+    const key = JSON.stringify(values.map((v) => [v.name, v.type, v.aggr ?? 'none', v.floating ?? false, v.mode ?? null, v.unit ?? '', v.description ?? '', v.enum ?? []]));
     let schema = this.schemas.get(key)?.deref();
     if (schema === undefined) {
-      schema = new Schema(req.values.map(toValueSpec));
+      schema = new Schema(values.map(toValueSpec));
       this.schemas.set(key, new WeakRef(schema));
       this.schemaGc.register(schema, key);
+      this.specsOf.set(schema, values);
     }
-    conn.schemas.set(req.schema, schema);
+    return schema;
   }
 
   // --- SOURCE ----------------------------------------------------------------------------------------------
@@ -324,6 +347,7 @@ export class ProducerTree {
       if (!(value >= 0) || value === Infinity) throw new ProtocolError('EINVAL', `update ${i}: a histogram takes finite values >= 0, not ${value}`);
     }
     lastHandle = -1;
+    const journaled = this.journaling && conn.keep;
     // the words go in as they came (lo, hi): no number or bigint per entry
     let weightLo = 1;
     let weightHi = 0;
@@ -332,6 +356,7 @@ export class ProducerTree {
       if (handle !== lastHandle) {
         last = groups.get(handle);
         lastHandle = handle;
+        if (journaled) this.touched.add(last!);
       }
       const op = buf[at + 6];
       if (op === UpdateOp.OBSERVE) {
@@ -407,6 +432,139 @@ export class ProducerTree {
     for (const c of owner.conns) unbindTarget(c.sources, c.sourceHandles, src);
   }
 
+  // --- state: what a restart finds again (the daemon's state directory) -----------------------------------------
+
+  /**
+   * What the owners that keep their nodes (a KEEP connection, or none left after one) hold: their attached
+   * sources, parents first, with their value groups and values. Anonymous owners and detached sources could
+   * never be found again, so they are not kept.
+   */
+  saveKept(): KeptState {
+    const out: KeptOwner[] = [];
+    // each definition list once, the groups refer to it by index
+    const schemas: WireValueSpec[][] = [];
+    const schemaIndex = new Map<Schema, number>();
+    const indexOf = (schema: Schema): number => {
+      let i = schemaIndex.get(schema);
+      if (i === undefined) schemaIndex.set(schema, (i = schemas.push(this.specsOf.get(schema)!) - 1));
+      return i;
+    };
+    for (const owner of this.owners.values()) {
+      if (owner.conns.size > 0 && ![...owner.conns].some((c) => c.keep)) continue;
+      const depth = new Map<Source, number>();
+      const depthOf = (s: Source): number => {
+        let d = depth.get(s);
+        if (d !== undefined) return d;
+        const p = s.parent;
+        const above = p === this.root ? 0 : p !== null && owner.sources.has(p) ? depthOf(p) : -1;
+        d = above < 0 ? -1 : above + 1;
+        depth.set(s, d);
+        return d;
+      };
+      const sources = [...owner.sources].filter((s) => depthOf(s) > 0).sort((a, b) => depthOf(a) - depthOf(b));
+      const index = new Map(sources.map((s, i) => [s, i]));
+      const kept: KeptSource[] = sources.map((s) => ({
+        name: s.name,
+        parent: s.parent === this.root ? -1 : index.get(s.parent!)!,
+        hidden: s.hidden,
+        groups: s.valueGroups.filter((g) => owner.groups.has(g)).map((g) => ({
+          schema: indexOf(g.schema),
+          aggregate: g.isAggregate,
+          hidden: g.hidden,
+          values: g.isAggregate ? [] : groupValues(g),
+        })),
+      }));
+      if (kept.length > 0) out.push({ owner: owner.name!, sources: kept });
+    }
+    return { schemas, owners: out };
+  }
+
+  /**
+   * Creates saved owners' sources and groups again, as kept nodes waiting for their owner to reconnect and
+   * adopt them (with the values they held). Returns how many sources could not be (a name taken by another
+   * since), which are left out with what was below them.
+   */
+  restoreKept(saved: KeptState): number {
+    let skipped = 0;
+    for (const k of saved.owners) {
+      const owner = this.owner(k.owner);
+      const made: (Source | undefined)[] = [];
+      for (const ks of k.sources) {
+        const parent = ks.parent < 0 ? this.root : made[ks.parent];
+        if (parent === undefined || parent.subordinate(ks.name) !== undefined || parent.hiddenSubordinates(ks.name).length > 0) {
+          made.push(undefined);
+          skipped++;
+          continue;
+        }
+        validateName(ks.name, 'source');
+        const src = new Source(ks.name, { hidden: ks.hidden });
+        parent.addSubordinate(src);
+        this.own(owner, src);
+        made.push(src);
+        for (const kg of ks.groups) {
+          const schema = this.schemaFor(saved.schemas[kg.schema]);
+          const g = kg.aggregate ? src.addAggregates(schema, { hidden: kg.hidden }) : src.addValues(schema, { hidden: kg.hidden });
+          owner.groups.add(g);
+          if (kg.aggregate) continue;
+          owner.valueSlots += valueCost(schema);
+          setGroupValues(g, kg.values);
+        }
+      }
+    }
+    return skipped;
+  }
+
+  /**
+   * The journal record of what keeping connections changed since the last call, or null: after a change of
+   * nodes, everything kept (saveKept(): restored over the checkpoint's); else the values of each group
+   * updated, keyed by owner, source path and first value name.
+   */
+  journalChunk(): { kept: KeptState } | { values: JournaledGroup[] } | null {
+    // A large kept state (its record took over 5 ms) is journaled whole at most once a second, as a
+    // checkpoint is: sources and groups created meanwhile wait for it (or for the next checkpoint).
+    const now = Date.now();
+    if (this.structural && (this.wholeMs <= 5 || now - this.wholeAt >= 1000)) {
+      this.structural = false;
+      this.touched.clear();
+      const kept = this.saveKept();
+      this.wholeAt = now;
+      this.wholeMs = Date.now() - now;
+      return { kept };
+    }
+    if (this.touched.size === 0) return null;
+    const values: JournaledGroup[] = [];
+    for (const g of this.touched) {
+      const owner = this.nodeOwner.get(g.source);
+      if (owner?.name == null || g.source.parent === null) continue;
+      const path: string[] = [];
+      for (let s: Source | null = g.source; s !== null && s !== this.root; s = s.parent) path.unshift(s.name);
+      values.push([owner.name, path, g.schema.defs[0].name, groupValues(g)]);
+    }
+    this.touched.clear();
+    return { values };
+  }
+
+  /** Applies a journal record (after restoreKept() of the checkpoint). */
+  replayKept(data: { kept: KeptState } | { values: JournaledGroup[] }): void {
+    if ('kept' in data) {
+      // the nodes as they were then: what the checkpoint restored goes, owners have no connection yet
+      for (const owner of this.owners.values()) for (const src of [...owner.sources]) if (owner.sources.has(src) && (src.parent === null || !owner.sources.has(src.parent))) this.removeTree(owner, src);
+      this.owners.clear();
+      this.restoreKept(data.kept);
+      return;
+    }
+    for (const [name, path, first, vals] of data.values) {
+      const owner = this.owners.get(name);
+      let src: Source | undefined = this.root;
+      for (const p of path) {
+        if (src === undefined) break;
+        src = src.subordinate(p) ?? src.hiddenSubordinates(p).find((h) => this.nodeOwner.get(h) === owner);
+      }
+      const g = src?.valueGroups.find((v) => !v.isAggregate && owner?.groups.has(v) && v.schema.defs[0].name === first);
+      if (g !== undefined) setGroupValues(g, vals);
+    }
+  }
+
   /**
    * `conn` has gone: when it was its owner's last connection, the owner's sources go unless that connection
    * kept them. Detached sources could never be found again, so they go in any case.
@@ -414,10 +572,55 @@ export class ProducerTree {
   depart(conn: Connection, owner: Owner): void {
     owner.conns.delete(conn);
     if (owner.conns.size > 0) return;
+    this.keptChanges++; // kept nodes may go now (the last connection did not keep), or become kept
+    this.structural = true;
     const tops = [...owner.sources].filter((s) => s.parent === null || !owner.sources.has(s.parent));
     for (const src of tops) if (!conn.keep || src.parent === null) this.removeTree(owner, src);
     if (owner.sources.size === 0 && owner.name !== null) this.owners.delete(owner.name);
   }
+}
+
+/** A group's values as a state file holds them: decimal words, histograms bucket for bucket. */
+function groupValues(g: ValueGroup): (string | HistogramState)[] {
+  return g.schema.defs.map((d) => (d.histogram ? g.ownHistogram(d).toState() : g.get(d.index).toString()));
+}
+
+function setGroupValues(g: ValueGroup, values: readonly (string | HistogramState)[]): void {
+  values.forEach((v, i) => {
+    const def = g.schema.defs[i];
+    if (def.histogram) {
+      const h = g.ownHistogram(def);
+      h.clear();
+      h.merge(Histogram.fromState(v as HistogramState));
+    } else {
+      const w = BigInt.asUintN(64, BigInt(v as string));
+      g.setWord(i, Number(w & 0xffffffffn), Number(w >> 32n));
+    }
+  });
+}
+
+/** A journaled group: owner, source path (names from the root), first value name, values. */
+export type JournaledGroup = [owner: string, path: string[], first: string, values: (string | HistogramState)[]];
+
+/** What keeping owners hold, as a state file holds it (ProducerTree.saveKept): definitions once, then owners. */
+export interface KeptState {
+  schemas: WireValueSpec[][];
+  owners: KeptOwner[];
+}
+
+/** A kept owner and its sources, parents first. */
+export interface KeptOwner {
+  owner: string;
+  sources: KeptSource[];
+}
+
+/** A source: its name, the index of its parent among the owner's (-1: the root), and its groups. */
+export interface KeptSource {
+  name: string;
+  parent: number;
+  hidden: boolean;
+  /** schema: an index into KeptState.schemas. */
+  groups: { schema: number; aggregate: boolean; hidden: boolean; values: (string | HistogramState)[] }[];
 }
 
 function noControl(s: string, what: string, max: number): void {

@@ -44,7 +44,7 @@ import {
   type HelloRequest,
 } from '../protocol/protocol.js';
 import { Connection } from './producer-owners.js';
-import { ProducerTree } from './producer-tree.js';
+import { ProducerTree, type JournaledGroup, type KeptState } from './producer-tree.js';
 import { listenUnix } from './unix-socket.js';
 
 export interface ProducerServerOptions {
@@ -69,6 +69,11 @@ export interface ProducerServerOptions {
    * HISTOGRAM_VALUE_COST of them.
    */
   maxValuesPerConnection?: number;
+  /**
+   * Where what keeping connections change is journaled (the daemon's state directory): called after each
+   * chunk of frames, before their replies are sent, so an acknowledged change is never lost.
+   */
+  journal?: { append(part: string, data: unknown): void };
   /** Simultaneous connections (default 1024); more are refused with EBUSY and closed. */
   maxConnections?: number;
   /**
@@ -167,6 +172,7 @@ export class ProducerServer {
       { maxSources: this.maxSources, maxHandles: this.maxHandles, maxValues: options.maxValuesPerConnection ?? 1_000_000, removeKept: options.removeKept },
       this.stats,
     );
+    this.tree.journaling = options.journal !== undefined;
   }
 
   get path(): string {
@@ -198,6 +204,41 @@ export class ProducerServer {
     if (!server) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await unlink(this.options.path).catch(() => undefined);
+  }
+
+  // --- state (issue 15): what owners keep outlives the daemon through its state directory ---------------------
+
+  /** Moves with every change a keeping connection makes. */
+  get keptChanges(): number {
+    return this.tree.keptChanges;
+  }
+
+  /** What the keeping owners hold, for a state checkpoint. */
+  saveKept(): KeptState {
+    return this.tree.saveKept();
+  }
+
+  /** Applies a journal record (after restoreKept()). */
+  replayKept(data: unknown): void {
+    this.tree.replayKept(data as { kept: KeptState } | { values: JournaledGroup[] });
+  }
+
+  /** Journals what keeping connections changed and was not journaled yet (the keeper calls it every second). */
+  flushJournal(): void {
+    this.journalChanges();
+  }
+
+  /** Journals what keeping connections changed, if anything (before the replies go). */
+  private journalChanges(): void {
+    if (this.options.journal === undefined) return;
+    const data = this.tree.journalChunk();
+    if (data !== null) this.options.journal.append('producers', data);
+  }
+
+  /** Puts back what saveKept() returned (call before listen()): the owners adopt it when they reconnect. */
+  restoreKept(saved: KeptState): void {
+    const skipped = this.tree.restoreKept(saved);
+    this.options.log?.info({ owners: saved.owners.length, skippedSources: skipped }, 'kept producer sources restored');
   }
 
   private accept(socket: net.Socket): void {
@@ -263,6 +304,7 @@ export class ProducerServer {
       // framing is lost (bad length): say why, then close
       this.fatal(conn, 0, err);
     } finally {
+      this.journalChanges(); // before any reply can leave: what they acknowledge is in the journal
       if (!more || conn.closing) {
         // the replies go out once the kernel has dropped the names they made stale
         const settled = this.root.changesSettled();
@@ -443,6 +485,7 @@ export class ProducerServer {
     const owner = conn.owner;
     this.options.log?.debug({ connection: conn.id, owner: owner?.name }, 'producer disconnected');
     if (owner !== null) this.tree.depart(conn, owner);
+    this.journalChanges();
   }
 }
 

@@ -3,8 +3,12 @@
  * are created with their first metric and go with their last; the caps (sources, entries per source) are
  * counted here, and names already taken by others are refused, never shadowed.
  */
-import { Schema, Source, StatsError, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { Histogram, Schema, Source, StatsError, type HistogramState, type ValueGroup, type ValueSpec } from '../model/index.js';
+import { parseStatsdName } from './statsd-line.js';
 import type { StatsdKind, StatsdMetric } from './statsd-line.js';
+
+/** One metric as a state file keeps it: name, kind, and its value (a decimal word) or histogram. */
+export type SavedMetric = [name: string, kind: StatsdKind, value: string | HistogramState];
 
 /**
  * The definition of each kind's value. A timing's histogram is in whole microseconds, its files named
@@ -205,6 +209,50 @@ export class StatsdTree {
 
   private uncounted(parent: Source): void {
     this.entries.set(parent, (this.entries.get(parent) ?? 1) - 1);
+  }
+
+  // --- state: what a restart finds again (the daemon's state directory) ---------------------------------------
+
+  /** Every metric (or those named) and its value, for a checkpoint or a journal record. */
+  save(names?: Iterable<string>): SavedMetric[] {
+    const out: SavedMetric[] = [];
+    const saved = (name: string, m: Metric): SavedMetric => [name, m.kind, m.kind === 'counter' || m.kind === 'gauge' ? m.group.get(0).toString() : m.group.histogram(0).toState()];
+    if (names === undefined) for (const [name, m] of this.metrics) out.push(saved(name, m));
+    else
+      for (const name of names) {
+        const m = this.metrics.get(name);
+        if (m !== undefined) out.push(saved(name, m));
+      }
+    return out;
+  }
+
+  /** Removes every metric (a journal replay that replaces them all). */
+  removeAll(): void {
+    for (const [name, m] of [...this.metrics]) if (this.metrics.get(name) === m) this.remove(name, m);
+  }
+
+  /**
+   * Creates the saved metrics again with their values (before any line arrives); returns how many could not
+   * be (a bad name, a cap or a clash with what exists now), which are left out.
+   */
+  restore(saved: readonly SavedMetric[], now: number): number {
+    let skipped = 0;
+    for (const [name, kind, value] of saved) {
+      // a metric there already (a journal record after the checkpoint) takes the value
+      const parts = parseStatsdName(name);
+      const m = this.metrics.get(name) ?? (typeof parts === 'string' ? 'bad name' : this.create({ kind, name, parts, delta: 0n } as StatsdMetric, now));
+      if (typeof m === 'string' || m.kind !== kind) {
+        skipped++;
+        continue;
+      }
+      if (typeof value === 'string') m.group.set(0, BigInt(value));
+      else {
+        const h = m.group.histogram(0);
+        h.clear();
+        h.merge(Histogram.fromState(value));
+      }
+    }
+    return skipped;
   }
 
   private schemaFor(kind: StatsdKind, name: string): Schema {

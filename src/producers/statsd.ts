@@ -18,7 +18,7 @@ import { Source, Writes, type ValueGroup } from '../model/index.js';
 import { forEachLine, parseStatsdLine, parseStatsdName, type StatsdBadReason, type StatsdKind, type StatsdMetric } from './statsd-line.js';
 import { StatsdListeners, type StatsdTransportStats } from './statsd-listeners.js';
 import { StatsdNativeUdp, type StatsdCoalesced, type StatsdNativeBinding } from './statsd-native.js';
-import { StatsdTree, type Metric } from './statsd-tree.js';
+import { StatsdTree, type Metric, type SavedMetric } from './statsd-tree.js';
 
 export const STATSD_DEFAULT_MAX_METRICS = 100_000;
 /** The UDP socket's receive buffer as the kernel counts it (SO_RCVBUF asks half: the kernel doubles it for its bookkeeping). */
@@ -51,6 +51,8 @@ export interface StatsdOptions {
    * and the kernel's drops are counted. Without it, a Node dgram socket receives.
    */
   native?: StatsdNativeBinding;
+  /** Where changes are journaled (the daemon's state directory): once per event-loop turn. */
+  journal?: { append(part: string, data: unknown): void };
   log?: Log;
 }
 
@@ -129,6 +131,10 @@ export class StatsdServer {
   private sweeping = false;
   /** Date.now() of the lines being applied: read once per datagram or chunk. */
   private now = 0;
+  /** With a journal: the metrics changed in this turn, and whether some were removed. */
+  private readonly touched: Set<string> | null;
+  private removedSome = false;
+  private journalScheduled = false;
 
   private readonly writes: Writes;
 
@@ -162,6 +168,7 @@ export class StatsdServer {
             line: (line) => this.line(line),
             coalesced: (record) => this.coalesced(record),
           });
+    this.touched = options.journal === undefined ? null : new Set();
     this.expireMs = Math.max(0, (options.expireSeconds ?? 0) * 1000);
     if (this.expireMs > 0) {
       // a metric goes between expireSeconds and 1.25 × expireSeconds (at most a minute more) after its last line
@@ -330,6 +337,7 @@ export class StatsdServer {
     update(m.group);
     m.touched = this.now;
     this.stats.applied += lines;
+    if (this.touched !== null) this.journalLater(name); // state (issue 15): every applied change passes here
   }
 
   /**
@@ -365,7 +373,50 @@ export class StatsdServer {
     const removed = this.tree.removePath(path);
     if (removed === false) return false;
     this.stats.removed += removed;
+    if (this.touched !== null) this.journalLater(null);
     return true;
+  }
+
+  // --- state (issue 15): every path that changes a metric is counted in applied, removed or expired, so a
+  // state keeper sees each change here, whatever transport the lines came by (the C receive path included).
+
+  /** Moves with every change of the metrics kept (lines applied, removals, expiries). */
+  get changes(): number {
+    return this.stats.applied + this.stats.removed + this.stats.expired;
+  }
+
+  /** The metrics and their values, for a state checkpoint. */
+  saveMetrics(): SavedMetric[] {
+    return this.tree.save();
+  }
+
+  /** Journals `name` (or, for null, a removal) at the end of this event-loop turn. */
+  private journalLater(name: string | null): void {
+    if (name === null) this.removedSome = true;
+    else this.touched!.add(name);
+    if (this.journalScheduled) return;
+    this.journalScheduled = true;
+    setImmediate(() => {
+      this.journalScheduled = false;
+      const touched = this.touched!;
+      // after a removal, every metric (a replay replaces them all); else the values of those changed
+      const data = this.removedSome ? { all: this.tree.save() } : { values: this.tree.save(touched) };
+      this.removedSome = false;
+      touched.clear();
+      this.options.journal!.append('statsd', data);
+    });
+  }
+
+  /** Applies a journal record (after restoreMetrics()). */
+  replayJournal(data: { all: SavedMetric[] } | { values: SavedMetric[] }): void {
+    if ('all' in data) this.tree.removeAll();
+    this.tree.restore('all' in data ? data.all : data.values, Date.now());
+  }
+
+  /** Puts back saved metrics (call before listen()); those that no longer fit are left out and logged. */
+  restoreMetrics(saved: readonly SavedMetric[]): void {
+    const skipped = this.tree.restore(saved, Date.now());
+    this.log.info({ metrics: saved.length - skipped, skipped }, 'statsd metrics restored');
   }
 
   /**
@@ -389,6 +440,7 @@ export class StatsdServer {
         try {
           this.tree.remove(name, m);
           this.stats.expired++;
+          if (this.touched !== null) this.journalLater(null);
         } catch (err) {
           this.stats.errors++;
           this.log.error({ err, metric: name }, 'statsd expiry failed');

@@ -187,7 +187,7 @@ describe.skipIf(skipWithoutFuse)('statsfs daemon start-up and failures', { timeo
     }
   });
 
-  const fail = (args: string[]) => spawnSync(process.execPath, [BIN, 'mount', ...args], { encoding: 'utf8', timeout: 20000 });
+  const fail = (args: string[]) => spawnSync(process.execPath, [BIN, 'mount', '--no-state', ...args], { encoding: 'utf8', timeout: 20000 });
 
   it('a missing mountpoint or a file gives one line that says what to do, and exit 1', () => {
     const dir = tempDir();

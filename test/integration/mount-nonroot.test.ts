@@ -48,7 +48,7 @@ describe.skipIf(skip)('statsfs mount as a user who is not root (nobody, via setp
       mkdir -p ${t}/project && mount --bind ${ROOT} ${t}/project || exit 99
       T=${t}
       AS_NOBODY="setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups --inh-caps=-all env -i PATH=$PATH HOME=/ XDG_RUNTIME_DIR=$T/run"
-      STATSFS="${process.execPath} $T/project/bin/statsfs.js mount --no-collectors"
+      STATSFS="${process.execPath} $T/project/bin/statsfs.js mount --no-collectors --no-state"
       ${body}
     `;
     const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script], { encoding: 'utf8', timeout: 50_000 });

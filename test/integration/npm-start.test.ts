@@ -25,7 +25,7 @@ describe.skipIf(skipWithoutFuse)('npm start', { timeout: 60_000 }, () => {
       mkdirSync(m);
       // --ignore-scripts skips only prestart (the set-up, already done by the test run; it would rebuild dist/
       // under the other tests' daemons); the start script itself runs as `npm start` runs it
-      const npm = spawn('npm', ['start', '--ignore-scripts', '--', m, '--no-collectors', '--socket', join(dir, 'p.sock')], {
+      const npm = spawn('npm', ['start', '--ignore-scripts', '--', m, '--no-collectors', '--socket', join(dir, 'p.sock'), '--state-dir', join(dir, 'state')], {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
       });

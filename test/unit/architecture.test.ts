@@ -19,9 +19,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   fs: ['model', 'log.ts'],
   export: ['model', 'log.ts', 'net.ts'],
   producers: ['model', 'protocol', 'log.ts', 'net.ts'],
+  state: ['model', 'log.ts'],
   client: ['protocol'],
   top: ['client'],
-  daemon: ['model', 'protocol', 'collectors', 'fs', 'export', 'producers', 'log.ts'],
+  daemon: ['model', 'protocol', 'collectors', 'fs', 'export', 'producers', 'state', 'log.ts'],
 };
 
 const SRC = join(ROOT, 'src');

@@ -1,0 +1,193 @@
+/**
+ * What the producer socket and the StatsD receiver save for a state checkpoint, and how they restore it:
+ * through JSON, into a fresh tree, with the values exact and the kept nodes adopted by their owner.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, type StatsClient } from '../../../src/client/index.js';
+import { waitFor } from '../../helpers/wait.js';
+import { Source } from '../../../src/model/index.js';
+import { ProducerServer } from '../../../src/producers/socket-server.js';
+import { StatsdServer } from '../../../src/producers/statsd.js';
+
+const viaJson = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
+
+function at(root: Source, path: string): Source | undefined {
+  let s: Source | undefined = root;
+  for (const p of path.split('/')) s = s?.subordinate(p);
+  return s;
+}
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+async function serve(root: Source): Promise<{ server: ProducerServer; sock: string }> {
+  const sock = join(mkdtempSync(join(tmpdir(), 'statsfs-parts-')), 'p.sock');
+  const server = new ProducerServer(root, { path: sock });
+  await server.listen();
+  closers.push(() => server.close());
+  return { server, sock };
+}
+
+async function client(sock: string, owner: string, keep: boolean): Promise<StatsClient> {
+  const c = await connect({ socket: sock, owner, keep, reconnect: false });
+  closers.push(() => c.close());
+  return c;
+}
+
+/** Builds the same nodes each time: nested sources, a hidden one, aggregates, an enum, a histogram. */
+function build(c: StatsClient) {
+  const schema = c.define([
+    { name: 'n', type: 'u64', aggr: 'sum' },
+    { name: 's', type: 's64', floating: true },
+    { name: 'state', type: 'u8', enum: ['idle', 'busy'] },
+    { name: 'lat', type: 'histogram', unit: 'ms' },
+  ]);
+  const app = c.source('app');
+  app.aggregates(schema);
+  const web = app.source('web').values(schema);
+  const hid = app.source('bg', { hidden: true }).values(schema);
+  return { web, hid };
+}
+
+describe('producer state', () => {
+  it('what keeping owners hold is restored exactly and adopted, values and all, by the owner reconnecting', async () => {
+    const first = await serve(Source.root());
+    const c = await client(first.sock, 'p', true);
+    const { web, hid } = build(c);
+    web.set('n', 2n ** 53n + 1n); // beyond a double's exact integers
+    web.set('s', -5);
+    web.set('state', 1);
+    web.observe('lat', 12.5, 3);
+    hid.set('n', 7);
+    await c.flush();
+    const other = await client(first.sock, 'q', false); // not kept: not saved
+    other.counter('q/x').add(1);
+    await other.flush();
+    const saved = viaJson(first.server.saveKept());
+    expect(saved.owners.map((o) => o.owner)).toEqual(['p']);
+    expect(saved.schemas).toHaveLength(1); // each definition list once
+
+    const root = Source.root();
+    const second = await serve(root);
+    second.server.restoreKept(saved);
+    expect(at(root, 'app/web')!.getValue('n')).toBe(2n ** 53n + 1n);
+    expect(at(root, 'app')!.getValue('n')).toBe(2n ** 53n + 8n);
+    expect(at(root, 'app/web')!.getValue('s')).toBe(-5n);
+    expect(at(root, 'app/web')!.findValue('state')!.group.render('state')).toBe('busy\n');
+    expect(at(root, 'app/web')!.findValue('lat')!.group.histogram('lat').toState()).toMatchObject({ count: [3, 0], sum: 37.5, min: 12.5, max: 12.5 });
+    expect(at(root, 'app')!.subordinate('bg')).toBeUndefined(); // hidden, still aggregated
+    // the owner comes back: the same nodes are adopted with the daemon's values, not its own
+    const again = await client(second.sock, 'p', true);
+    const back = build(again);
+    await again.flush();
+    expect(back.web.get('n')).toBe(2n ** 53n + 1n);
+    expect(back.hid.get('n')).toBe(7);
+    back.web.add('n', 1);
+    await again.flush();
+    expect(at(root, 'app/web')!.getValue('n')).toBe(2n ** 53n + 2n);
+  });
+
+  it("an owner whose last connection did not keep loses its nodes, and the change is counted for the next checkpoint", async () => {
+    const { server, sock } = await serve(Source.root());
+    const kept = await connect({ socket: sock, owner: 'p', keep: true, reconnect: false });
+    kept.counter('a/n').add(1);
+    await kept.flush();
+    const plain = await connect({ socket: sock, owner: 'p', keep: false, reconnect: false });
+    await plain.flush();
+    expect(server.saveKept().owners).toHaveLength(1);
+    await kept.close();
+    const before = server.keptChanges;
+    await plain.close();
+    await waitFor('the departure', () => server.keptChanges > before);
+    expect(server.saveKept().owners).toEqual([]);
+  });
+
+  it('a restored source whose name another took meanwhile is left out with what was below it', async () => {
+    const first = await serve(Source.root());
+    const c = await client(first.sock, 'p', true);
+    c.counter('app/web/n').add(1);
+    c.counter('top/n').add(2);
+    await c.flush();
+    const root = Source.root();
+    root.addSubordinate(new Source('app'));
+    const second = await serve(root);
+    second.server.restoreKept(viaJson(first.server.saveKept()));
+    expect(at(root, 'app/web')).toBeUndefined();
+    expect(at(root, 'top')!.getValue('n')).toBe(2n);
+  });
+});
+
+describe('StatsD state', () => {
+  it('counters, gauges, timings and histograms come back exact; names taken meanwhile are skipped', () => {
+    const first = new StatsdServer(Source.root());
+    first.ingest('a.b.c:5|c\na.b.c:9007199254740993|c\ng:-3|g\nt.lat:12|ms|@0.5\nt.lat:40|ms\nh:0.25|h\nh:0|h');
+    const saved = viaJson(first.saveMetrics());
+    expect(saved.map(([n, k]) => `${n}:${k}`).sort()).toEqual(['a.b.c:counter', 'g:gauge', 'h:histogram', 't.lat:timing']);
+    const root = Source.root();
+    root.addSubordinate(new Source('g'));
+    const second = new StatsdServer(root);
+    second.restoreMetrics(saved);
+    expect(at(root, 'a/b')!.getValue('c')).toBe(9007199254740998n);
+    expect(root.findValue('g')).toBeUndefined(); // a source took the name
+    expect(viaJson(second.saveMetrics()).filter(([n]) => n !== 'g')).toEqual(saved.filter(([n]) => n !== 'g'));
+    // lines go on from the restored values
+    second.ingest('a.b.c:2|c');
+    expect(at(root, 'a/b')!.getValue('c')).toBe(9007199254741000n);
+    expect(second.changes).toBe(1);
+  });
+});
+
+describe('journal records of the parts', () => {
+  it('producers: a chunk of updates journals the touched groups; replayed over the checkpoint, they win', async () => {
+    const first = await serve(Source.root());
+    const records: unknown[] = [];
+    // a server journaling into `records`, as the daemon's keeper would
+    const root = Source.root();
+    const sock = join(mkdtempSync(join(tmpdir(), 'statsfs-parts-')), 'p.sock');
+    const server = new ProducerServer(root, { path: sock, journal: { append: (part, data) => void records.push([part, viaJson(data)]) } });
+    await server.listen();
+    closers.push(() => server.close());
+    const c = await client(sock, 'p', true);
+    const { web } = build(c);
+    await c.flush();
+    const checkpoint = viaJson(server.saveKept());
+    web.set('n', 41);
+    await c.flush();
+    web.add('n', 1);
+    web.observe('lat', 3);
+    await c.flush();
+    expect(records.map((r) => Object.keys((r as [string, object])[1])[0])).toEqual(['kept', 'values', 'values']);
+    // a restart: the checkpoint, then the journal after it
+    first.server.restoreKept(checkpoint);
+    for (const [, data] of records.slice(1)) first.server.replayKept(data);
+    const again = await client(first.sock, 'p', true);
+    const back = build(again);
+    await again.flush();
+    expect([back.web.get('n'), back.web.get('lat')]).toEqual([42, 1]);
+  });
+
+  it('StatsD: the values changed in a turn, or all of them after a removal', async () => {
+    const records: unknown[] = [];
+    const server = new StatsdServer(Source.root(), { journal: { append: (part, data) => void records.push(viaJson(data)) } });
+    server.ingest('a.x:1|c\na.y:2|g');
+    await new Promise((r) => setImmediate(r));
+    expect(records).toEqual([{ values: [['a.x', 'counter', '1'], ['a.y', 'gauge', '2']] }]);
+    records.length = 0;
+    const checkpoint = viaJson(server.saveMetrics());
+    server.ingest('a.x:4|c');
+    await new Promise((r) => setImmediate(r));
+    server.removePath('a/y');
+    await new Promise((r) => setImmediate(r));
+    expect(records).toEqual([{ values: [['a.x', 'counter', '5']] }, { all: [['a.x', 'counter', '5']] }]);
+    const root = Source.root();
+    const restarted = new StatsdServer(root);
+    restarted.restoreMetrics(checkpoint);
+    for (const r of records) restarted.replayJournal(r as { all: [] });
+    expect(viaJson(restarted.saveMetrics())).toEqual([['a.x', 'counter', '5']]);
+  });
+});
