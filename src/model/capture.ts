@@ -39,6 +39,16 @@ export type CaptureFilter = (def: ValueDef, aggregate: boolean) => boolean;
 /** Size of the last capture of each top, so the next one allocates its columns once. */
 const lastCount = new WeakMap<Source, number>();
 
+/**
+ * How many values a first capture of `top` may take. A root's tree holds at most every value in slot
+ * storage (the arena's count, other trees' included) and a few aggregates and getters: allocating that
+ * once costs nothing until written, where growing a ten-million-value capture by copying held the loop
+ * ~80 ms. Below a root nothing is known, and a subtree is usually small: it grows.
+ */
+function firstGuess(top: Source): number {
+  return top.parent === null ? Math.max(1000, arena.usage.used) : 1000;
+}
+
 /** A source whose subordinates are still being walked. */
 interface Frame {
   dirNo: number;
@@ -63,7 +73,7 @@ class Capture {
     private readonly top: Source,
     private readonly keep: CaptureFilter | null = null,
   ) {
-    this.snapshot = new Snapshot(Math.ceil((lastCount.get(top) ?? 1000) * 1.05));
+    this.snapshot = new Snapshot(Math.ceil((lastCount.get(top) ?? firstGuess(top)) * 1.05));
     this.enter(top, -1, true);
   }
 
