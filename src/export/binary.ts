@@ -157,7 +157,7 @@ const align8 = (n: number): number => (n + 7) & ~7;
 export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   const defs = yield* collectDefinitions(snapshot);
   const tables = yield* measureTables(snapshot, defs.defList);
-  const text = encodeStrings(defs.texts);
+  const text = yield* encodeStrings(defs.texts);
   const failureBytes = Buffer.from(JSON.stringify(defs.failures), 'utf8');
   yield;
   const layout = computeLayout(snapshot, defs, tables.size, text.bytes.length, failureBytes.length);
@@ -259,7 +259,7 @@ function* measureTables(snapshot: Snapshot, defList: readonly ValueDef[]): Gener
     return no;
   };
   const defStrings = defList.map((def) => [intern(def.name), intern(def.type.name), intern(def.unit), intern(def.description)]);
-  const others = encodeStrings(stringList);
+  const others = yield* encodeStrings(stringList);
   return { dirStarts, others, defStrings, size: dirStarts[numDirs] + others.bytes.length };
 }
 
