@@ -21,7 +21,7 @@ import type { Histogram } from '../model/histogram.js';
 import type { Snapshot } from '../model/snapshot.js';
 import { AGGREGATIONS, type Aggregation, type ValueDef } from '../model/schema.js';
 import { TYPE_CODES } from '../model/types.js';
-import { encodeStrings, errorMessage, runSliced, runSync, type SliceOptions } from './common.js';
+import { BATCH, encodeStrings, errorMessage, measureDirs, runSliced, runSync, writeDirs, type DirForm, type SliceOptions } from './common.js';
 
 const BINARY_MAGIC = 'STFS';
 const BINARY_VERSION = 1;
@@ -126,7 +126,9 @@ export const BINARY_LAYOUT = Object.freeze({
 /** Values handled between two yields of the generator. */
 const STEP_VALUES = 8192;
 /** Bytes hashed between two yields. */
-const STEP_HASH_BYTES = 4 << 20;
+const STEP_HASH_BYTES = 1 << 20;
+/** Directory paths as the strings section holds them: `a/b`, unescaped. */
+const DIR_PATHS: DirForm = { trailingSlash: false, escape: null };
 
 /** The whole file in one go. */
 export function renderBinary(snapshot: Snapshot): Buffer {
@@ -151,21 +153,22 @@ function defFlags(def: ValueDef): number {
 
 const align8 = (n: number): number => (n + 7) & ~7;
 
-/** Renders the file, yielding every few thousand values so that a driver can pause it. */
+/** Renders the file, yielding every few thousand values (or directories, or hashed megabytes) so that a driver can pause it. */
 export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
   const defs = yield* collectDefinitions(snapshot);
-  const tables = encodeTables(snapshot, defs.defList);
-  yield;
-  const text = encodeStrings(defs.texts);
+  const tables = yield* measureTables(snapshot, defs.defList);
+  const text = yield* encodeStrings(defs.texts);
   const failureBytes = Buffer.from(JSON.stringify(defs.failures), 'utf8');
   yield;
-  const layout = computeLayout(snapshot, defs, tables.strings.bytes.length, text.bytes.length, failureBytes.length);
-  const file = Buffer.from(new ArrayBuffer(layout.total));
+  const layout = computeLayout(snapshot, defs, tables.size, text.bytes.length, failureBytes.length);
+  // Not zeroed (zeroing 257 MB for ten million values would be one long step): every byte is written
+  // below, each section by its writer and the alignment padding by zeroPadding, before the file leaves.
+  const file = Buffer.allocUnsafeSlow(layout.total);
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  zeroPadding(file, layout);
   writeHeader(file, view, snapshot, layout, defs);
   yield* writeDescriptorsAndData(view, snapshot, layout, defs);
-  writeTables(file, view, snapshot, layout, defs, tables, text, failureBytes);
-  yield;
+  yield* writeTables(file, view, snapshot, layout, defs, tables, text, failureBytes);
   yield* writeLayoutId(file, layout);
   return file;
 }
@@ -227,26 +230,43 @@ function* collectDefinitions(snapshot: Snapshot): Generator<void, Definitions> {
   return { defList, defFlagList, defNo, texts, histograms, failures };
 }
 
-/** The strings section and each definition's four string numbers (name, type, unit, description). */
+/**
+ * The strings section: every directory's path (string d is directory d), then each distinct name, type
+ * name, unit and description once; and each definition's four string numbers (name, type, unit, description).
+ */
 interface StringTables {
-  strings: { bytes: Buffer; starts: Uint32Array };
+  /** Where each directory's path starts in the section (dirStarts[d + 1] is its end). */
+  dirStarts: Uint32Array;
+  /** The other strings, after the directories. */
+  others: { bytes: Buffer; starts: Uint32Array };
   defStrings: number[][];
+  /** The section's size in bytes. */
+  size: number;
 }
 
-/** Strings: every directory (string d is directory d), then each distinct name, type name, unit and description once. */
-function encodeTables(snapshot: Snapshot, defList: readonly ValueDef[]): StringTables {
-  const stringList: string[] = snapshot.dirs.slice();
+/** Measures the directories' paths (in batches) and encodes the few other strings. */
+function* measureTables(snapshot: Snapshot, defList: readonly ValueDef[]): Generator<void, StringTables> {
+  const dirStarts = yield* measureDirs(snapshot, DIR_PATHS);
+  const numDirs = snapshot.dirCount;
+  const stringList: string[] = [];
   const stringNo = new Map<string, number>();
   const intern = (s: string): number => {
     let no = stringNo.get(s);
     if (no === undefined) {
-      no = stringList.push(s) - 1;
+      no = numDirs + stringList.push(s) - 1;
       stringNo.set(s, no);
     }
     return no;
   };
   const defStrings = defList.map((def) => [intern(def.name), intern(def.type.name), intern(def.unit), intern(def.description)]);
-  return { strings: encodeStrings(stringList), defStrings };
+  const others = yield* encodeStrings(stringList);
+  return { dirStarts, others, defStrings, size: dirStarts[numDirs] + others.bytes.length };
+}
+
+/** Where string `no` starts in the strings section (stringStart(no + 1) is its end). */
+function stringStart(tables: StringTables, no: number): number {
+  const numDirs = tables.dirStarts.length - 1;
+  return no < numDirs ? tables.dirStarts[no] : tables.dirStarts[numDirs] + tables.others.starts[no - numDirs];
 }
 
 /** Where each section goes, and the file's size. */
@@ -272,7 +292,7 @@ interface Layout {
 /** Sizes and offsets of the sections, in file order, each 8-byte aligned where the format says so. */
 function computeLayout(snapshot: Snapshot, defs: Definitions, stringsSize: number, textBytes: number, failuresSize: number): Layout {
   const count = snapshot.count;
-  const numDirs = snapshot.dirs.length;
+  const numDirs = snapshot.dirCount;
   const descOffset = HEADER_SIZE;
   const dirsOffset = descOffset + count * DESC_SIZE;
   const defsOffset = dirsOffset + numDirs * DIR_SIZE;
@@ -345,32 +365,47 @@ function* writeDescriptorsAndData(view: DataView, snapshot: Snapshot, layout: La
   }
 }
 
+/** The bytes between sections that alignment leaves: zero (the file is allocated without zeroing). */
+function zeroPadding(file: Buffer, layout: Layout): void {
+  file.fill(0, layout.stringsOffset + layout.stringsSize, layout.dataOffset);
+  file.fill(0, layout.textsOffset + layout.textsSize, layout.failuresOffset);
+  if (layout.histogramsOffset !== 0) file.fill(0, layout.failuresOffset + layout.failuresSize, layout.histogramsOffset);
+}
+
 /**
  * Directories { u32 string offset, u32 length }, definitions { name, type, unit, description as
- * offset/length pairs }, strings, texts { u32 starts[numTexts + 1], bytes }, failures, histograms.
+ * offset/length pairs }, strings, texts { u32 starts[numTexts + 1], bytes }, failures, histograms; the
+ * per-directory parts in batches.
  */
-function writeTables(
+function* writeTables(
   file: Buffer, view: DataView, snapshot: Snapshot, layout: Layout, defs: Definitions, tables: StringTables,
   text: { bytes: Buffer; starts: Uint32Array }, failureBytes: Buffer,
-): void {
-  const { dirsOffset, defsOffset, textsOffset } = layout;
-  const starts = tables.strings.starts;
-  for (let d = 0; d < layout.numDirs; d++) {
-    view.setUint32(dirsOffset + d * DIR_SIZE, starts[d], true);
-    view.setUint32(dirsOffset + d * DIR_SIZE + 4, starts[d + 1] - starts[d], true);
+): Generator<void, void> {
+  const { dirsOffset, defsOffset, textsOffset, numDirs } = layout;
+  const dirStarts = tables.dirStarts;
+  for (let from = 0; from < numDirs; from += BATCH) {
+    const to = Math.min(numDirs, from + BATCH);
+    for (let d = from; d < to; d++) {
+      view.setUint32(dirsOffset + d * DIR_SIZE, dirStarts[d], true);
+      view.setUint32(dirsOffset + d * DIR_SIZE + 4, dirStarts[d + 1] - dirStarts[d], true);
+    }
+    yield;
   }
   tables.defStrings.forEach((nos, d) => {
     nos.forEach((no, k) => {
-      view.setUint32(defsOffset + d * DEF_SIZE + k * 8, starts[no], true);
-      view.setUint32(defsOffset + d * DEF_SIZE + k * 8 + 4, starts[no + 1] - starts[no], true);
+      const start = stringStart(tables, no);
+      view.setUint32(defsOffset + d * DEF_SIZE + k * 8, start, true);
+      view.setUint32(defsOffset + d * DEF_SIZE + k * 8 + 4, stringStart(tables, no + 1) - start, true);
     });
   });
-  tables.strings.bytes.copy(file, layout.stringsOffset);
+  yield* writeDirs(snapshot, DIR_PATHS, dirStarts, file, layout.stringsOffset);
+  tables.others.bytes.copy(file, layout.stringsOffset + dirStarts[numDirs]);
   const numTexts = defs.texts.length;
   for (let k = 0; k <= numTexts; k++) view.setUint32(textsOffset + k * 4, text.starts[k], true);
   text.bytes.copy(file, textsOffset + (numTexts + 1) * 4);
   failureBytes.copy(file, layout.failuresOffset);
   if (layout.histogramsOffset !== 0) writeHistograms(view, layout.histogramsOffset, layout.histogramsSize, defs.histograms, snapshot);
+  yield;
 }
 
 /** The layout id: SHA-256 of the header's layout fields and the descriptors up to the data block, hashed in steps. */

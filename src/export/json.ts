@@ -26,7 +26,7 @@ import type { Snapshot } from '../model/snapshot.js';
 import type { ValueDef } from '../model/schema.js';
 import {
   BATCH,
-  encodeMapped,
+  encodeDirs,
   errorMessage,
   renderStream,
   renderSync,
@@ -65,6 +65,15 @@ interface DefParts {
   aggregate: Buffer;
 }
 
+const PATH_KEY = Buffer.from('{"path":"');
+/** Characters JSON.stringify would escape (lone surrogates among them: any surrogate goes the slow way). */
+const JSON_SPECIAL = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** A string as it is inside JSON quotes. */
+function jsonInner(s: string): string {
+  return JSON_SPECIAL.test(s) ? JSON.stringify(s).slice(1, -1) : s;
+}
+
 const COMMA = 44;
 const NEWLINE = 10;
 const QUOTE = 34;
@@ -75,8 +84,9 @@ export function* jsonWork(snapshot: Snapshot, out: ByteWriter): Generator<void, 
   out.string(
     `{"version":${JSON_FORMAT_VERSION},"taken_at":"${new Date(snapshot.takenAtMs).toISOString()}","count":${snapshot.count},"values":[\n`,
   );
-  // `{"path":"dir/` once per directory; `name","value":"` and the description once per definition.
-  const prefixes = yield* encodeMapped(snapshot.dirs, (dir) => '{"path":"' + (dir === '' ? '' : JSON.stringify(dir + '/').slice(1, -1)));
+  // `dir/` once per directory (escaped name by name: JSON escapes each character on its own); `name","value":"`
+  // and the description once per definition.
+  const prefixes = yield* encodeDirs(snapshot, { trailingSlash: true, escape: jsonInner });
   const pool = prefixes.bytes;
   const starts = prefixes.starts;
   const parts = new Map<ValueDef, DefParts>();
@@ -91,11 +101,12 @@ export function* jsonWork(snapshot: Snapshot, out: ByteWriter): Generator<void, 
         parts.set(def, p);
       }
       const dir = snapshot.dirNumber(i);
-      out.ensure(2 + starts[dir + 1] - starts[dir] + p.name.length + 21);
+      out.ensure(2 + PATH_KEY.length + starts[dir + 1] - starts[dir] + p.name.length + 21);
       if (i !== 0) {
         out.buf[out.pos++] = COMMA;
         out.buf[out.pos++] = NEWLINE;
       }
+      out.bytes(PATH_KEY);
       out.range(pool, starts[dir], starts[dir + 1]);
       out.bytes(p.name);
       writeWord(out, snapshot.lo(i), snapshot.hi(i), def.type.signed);

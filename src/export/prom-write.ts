@@ -30,14 +30,15 @@ interface Fixed {
 /** Kept with the plan, which a scrape server reuses while the tree keeps its shape; per format. */
 const fixedOf = new WeakMap<Plan, [Fixed | null, Fixed | null]>();
 
-function fixed(plan: Plan, om: boolean): Fixed {
+function* fixed(plan: Plan, om: boolean): Generator<void, Fixed> {
   let both = fixedOf.get(plan);
   if (both === undefined) fixedOf.set(plan, (both = [null, null]));
   const at = om ? 1 : 0;
   return (both[at] ??= {
     headers: plan.families.map((f) => Buffer.from(header(f.base, f.sample, f.type, f.help, f.unit, om), 'utf8')),
     samples: plan.families.map((f) => Buffer.from(f.sample, 'latin1')), // [a-zA-Z0-9_] only
-    pool: encodeStrings(plan.dirLabels.map((t) => (t === '' ? '' : `{${t}}`))),
+    // a directory each: in batches
+    pool: yield* encodeStrings(plan.dirLabels, (t) => (t === '' ? '' : `{${t}}`)),
     own: new Map(),
   });
 }
@@ -91,7 +92,7 @@ function* histogramFamilyLines(snapshot: Snapshot, plan: Plan, f: Family, out: B
 }
 
 export function* writeExposition(snapshot: Snapshot, plan: Plan, extra: readonly PrebuiltFamily[], om: boolean, out: ByteWriter): Generator<void, void> {
-  const fixedBytes = fixed(plan, om);
+  const fixedBytes = yield* fixed(plan, om);
   const { headers, samples } = fixedBytes;
   yield;
   for (const f of plan.families) {

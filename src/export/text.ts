@@ -18,7 +18,7 @@ import type { Snapshot } from '../model/snapshot.js';
 import type { ValueDef } from '../model/schema.js';
 import {
   BATCH,
-  encodeMapped,
+  encodeDirs,
   escapePath,
   escapeValue,
   renderStream,
@@ -43,7 +43,7 @@ const NEWLINE = 10;
 /** Writes the lines into `out`, yielding after every batch of values. */
 export function* textWork(snapshot: Snapshot, out: ByteWriter): Generator<void, void> {
   // Each directory prefix ("dir/") and each name ("name ") is escaped and encoded once.
-  const prefixes = yield* encodeMapped(snapshot.dirs, (dir) => (dir === '' ? '' : escapePath(dir) + '/'));
+  const prefixes = yield* encodeDirs(snapshot, { trailingSlash: true, escape: escapePath });
   const pool = prefixes.bytes;
   const starts = prefixes.starts;
   const names = new Map<ValueDef, Buffer>();

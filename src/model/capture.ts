@@ -11,7 +11,7 @@ import type { Source } from './source.js';
 import { keptResults, loadContributor } from './incremental.js';
 import type { ValueGroup } from './value-group.js';
 import { splitBigInt, word } from './word.js';
-import { Snapshot } from './snapshot.js';
+import { Snapshot, snapshotColumns } from './snapshot.js';
 
 /**
  * An aggregate group being computed during a capture: one accumulator per definition, fed by every simple
@@ -39,6 +39,20 @@ export type CaptureFilter = (def: ValueDef, aggregate: boolean) => boolean;
 /** Size of the last capture of each top, so the next one allocates its columns once. */
 const lastCount = new WeakMap<Source, number>();
 
+/**
+ * How many values a capture of `top` is given room for: the last capture's count, or for a first capture
+ * of a root every value in slot storage (the arena's count, other trees' included), with a margin for
+ * aggregates and getters. Growing a ten-million-value capture by copying held the loop ~80 ms. Below a
+ * root nothing is known, and a subtree is usually small: it grows.
+ */
+function expectedCount(top: Source): number {
+  const last = lastCount.get(top) ?? (top.parent === null ? Math.max(1000, arena.usage.used) : 1000);
+  return Math.ceil(last * 1.05);
+}
+
+/** Captures expected to take more values than this start in columns of this size and move into theirs. */
+const SPREAD_COLUMNS = 1 << 21;
+
 /** A source whose subordinates are still being walked. */
 interface Frame {
   dirNo: number;
@@ -62,8 +76,9 @@ class Capture {
   constructor(
     private readonly top: Source,
     private readonly keep: CaptureFilter | null = null,
+    capacity = expectedCount(top),
   ) {
-    this.snapshot = new Snapshot(Math.ceil((lastCount.get(top) ?? 1000) * 1.05));
+    this.snapshot = new Snapshot(capacity);
     this.enter(top, -1, true);
   }
 
@@ -183,12 +198,26 @@ export const CAPTURE_SLICE_MS = 10;
 export async function captureSnapshotSliced(top: Source, sliceMs = CAPTURE_SLICE_MS, keep: CaptureFilter | null = null): Promise<Snapshot> {
   const barrier = WriteBarrier.of(top);
   if (barrier.waiting > 0) await barrier.drained(); // writers first: back-to-back captures must not starve them
-  const capture = new Capture(top, keep);
+  const expected = expectedCount(top);
+  const capture = new Capture(top, keep, Math.min(expected, SPREAD_COLUMNS));
   if (capture.step(performance.now() + sliceMs)) return capture.finish();
+  // V8 answers a jump in memory outside its heap by marking the whole heap: ~180 MB of columns for ten
+  // million values allocated in one go had it mark a 300 MB heap in one pause of 100-250 ms, where with
+  // turns of the loop between the allocations it marked in steps (measured in-process). So a large
+  // capture starts in columns for SPREAD_COLUMNS values and moves into its own, allocated between slices.
+  let allocating = expected > SPREAD_COLUMNS ? snapshotColumns(expected) : null;
   barrier.hold();
   try {
-    do await new Promise<void>((resolve) => setImmediate(resolve));
-    while (!capture.step(performance.now() + sliceMs));
+    do {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (allocating !== null) {
+        const step = allocating.next();
+        if (step.done === true) {
+          capture.snapshot.adopt(step.value);
+          allocating = null;
+        }
+      }
+    } while (!capture.step(performance.now() + sliceMs));
   } finally {
     barrier.release();
   }

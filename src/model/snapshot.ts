@@ -8,6 +8,37 @@ import { formatWord, joinSigned, joinUnsigned, word } from './word.js';
 /** Renders a snapshot as a file's contents (the snapshot files every directory shows: src/export/snapshot-files.ts). */
 export type SnapshotRenderer = (snapshot: Snapshot) => Buffer | string | readonly Buffer[] | Promise<Buffer | string | readonly Buffer[]>;
 
+/** The typed arrays a snapshot keeps its values in: 17 bytes per value. */
+export interface SnapshotColumns {
+  dirIndex: Uint32Array;
+  words: Uint32Array;
+  defIndex: Uint32Array;
+  aggregate: Uint8Array;
+}
+
+/**
+ * Allocates the columns for `capacity` values (at least 16), yielding between the four allocations: a
+ * caller may give the event loop a turn there (captureSnapshotSliced does for large ones, then adopts them).
+ */
+export function* snapshotColumns(capacity: number): Generator<void, SnapshotColumns> {
+  const n = Math.max(16, capacity);
+  const dirIndex = new Uint32Array(n);
+  yield;
+  const words = new Uint32Array(n * 2);
+  yield;
+  const defIndex = new Uint32Array(n);
+  yield;
+  return { dirIndex, words, defIndex, aggregate: new Uint8Array(n) };
+}
+
+/** snapshotColumns() driven straight through. */
+function allocated(allocating: Generator<void, SnapshotColumns>): SnapshotColumns {
+  for (;;) {
+    const step = allocating.next();
+    if (step.done === true) return step.value;
+  }
+}
+
 /**
  * Every visible value of a subtree, aggregates included, captured at one instant.
  *
@@ -40,11 +71,8 @@ export class Snapshot {
   private histograms: Map<number, Histogram> | null = null;
 
   constructor(expected = 1024) {
-    this.capacity = Math.max(16, expected);
-    this.dirIndex = new Uint32Array(this.capacity);
-    this.words = new Uint32Array(this.capacity * 2);
-    this.defIndex = new Uint32Array(this.capacity);
-    this.aggregate = new Uint8Array(this.capacity);
+    ({ dirIndex: this.dirIndex, words: this.words, defIndex: this.defIndex, aggregate: this.aggregate } = allocated(snapshotColumns(expected)));
+    this.capacity = this.dirIndex.length;
   }
 
   /** Directory of each captured source, relative to the top ('' for the top itself); joined on first use. */
@@ -189,16 +217,20 @@ export class Snapshot {
   }
 
   private grow(needed: number): void {
-    this.capacity = Math.max(needed, this.capacity * 4); // fewer copies of large captures: growth is most of their garbage
-    const grow = <T extends Uint32Array | Uint8Array>(old: T, make: (n: number) => T, per = 1): T => {
-      const next = make(this.capacity * per);
-      next.set(old);
-      return next;
-    };
-    this.dirIndex = grow(this.dirIndex, (n) => new Uint32Array(n));
-    this.words = grow(this.words, (n) => new Uint32Array(n), 2);
-    this.defIndex = grow(this.defIndex, (n) => new Uint32Array(n));
-    this.aggregate = grow(this.aggregate, (n) => new Uint8Array(n));
+    // fewer copies of large captures: growth is most of their garbage
+    this.adopt(allocated(snapshotColumns(Math.max(needed, this.capacity * 4))));
+  }
+
+  /** Moves the values captured so far into larger columns (from snapshotColumns). @internal */
+  adopt(columns: SnapshotColumns): void {
+    if (columns.dirIndex.length <= this.capacity) return;
+    const n = this.count;
+    columns.dirIndex.set(this.dirIndex.subarray(0, n));
+    columns.words.set(this.words.subarray(0, 2 * n));
+    columns.defIndex.set(this.defIndex.subarray(0, n));
+    columns.aggregate.set(this.aggregate.subarray(0, n));
+    ({ dirIndex: this.dirIndex, words: this.words, defIndex: this.defIndex, aggregate: this.aggregate } = columns);
+    this.capacity = columns.dirIndex.length;
   }
 
   /** The definition of value i. */

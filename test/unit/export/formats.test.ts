@@ -336,3 +336,67 @@ describe('binary (.snapshot.bin) and its reader', () => {
   });
 });
 
+
+describe('sliced rendering of many directories', () => {
+  // 20,000 directories (some with names to escape), few values: what per-directory work there is shows in the yields
+  const GROUPS = 20;
+  const PER = 1000;
+  function manyDirs(): Source {
+    const root = Source.root();
+    const schema = new Schema([{ name: 'n', type: 'u64' }]);
+    for (let g = 0; g < GROUPS; g++) {
+      const group = new Source(g % 2 === 0 ? `g${g}` : `g ${g}\\é"`);
+      root.addSubordinate(group);
+      for (let s = 0; s < PER; s++) group.addSubordinate(new Source(s % 7 === 0 ? `s ${s}😀` : `s${s}`));
+      group.subordinates[0].addValues(schema).set('n', BigInt(g));
+    }
+    return root;
+  }
+
+  /** Turns of the event loop (setImmediate callbacks that ran) while `render` was under way. */
+  async function turnsDuring(render: () => Promise<unknown>): Promise<number> {
+    let turns = 0;
+    let done = false;
+    const tick = (): void => {
+      if (done) return;
+      turns++;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    await render();
+    done = true;
+    return turns;
+  }
+
+  const root = manyDirs();
+  const snapshot = captureSnapshot(root);
+  // each renderer has at least one pass over the directories in batches of 1,024 that yield
+  const batches = Math.ceil(snapshot.dirCount / 1024);
+
+  it('.snapshot.bin yields in every pass over the directories and gives the bytes of an unsliced render', async () => {
+    let bin: Buffer | null = null;
+    const turns = await turnsDuring(async () => (bin = await renderBinaryAsync(snapshot, { maxSliceMs: 0 })));
+    // measuring the paths, writing the directory table, writing the paths: three passes
+    expect(turns).toBeGreaterThanOrEqual(3 * batches);
+    expect(bin!.equals(renderBinary(snapshot))).toBe(true);
+    const parsed = parseBinarySnapshot(bin!);
+    const textPaths = renderText(snapshot).toString().split('\n').filter((line) => line !== '').map((line) => unescapeText(line.slice(0, line.indexOf(' '))));
+    expect(parsed.dirs).toEqual(snapshot.dirs); // every directory's path, as the snapshot joins them
+    expect(parsed.descriptors.map((d) => d.path)).toEqual(textPaths);
+    expect(textPaths).toContain('g 1\\é"/s 0😀/n');
+  });
+
+  it('.snapshot and .snapshot.json yield while encoding the directories and give the bytes of an unsliced render', async () => {
+    for (const [chunks, whole] of [
+      [() => renderTextChunks(snapshot, { maxSliceMs: 0 }), renderText(snapshot)],
+      [() => renderJsonChunks(snapshot, { maxSliceMs: 0 }), renderJson(snapshot)],
+    ] as const) {
+      let out: Buffer[] = [];
+      const turns = await turnsDuring(async () => (out = await collect(chunks())));
+      expect(turns).toBeGreaterThanOrEqual(2 * batches); // measuring and writing the prefixes
+      expect(Buffer.concat(out).equals(whole)).toBe(true);
+    }
+    const paths = (JSON.parse(renderJson(snapshot).toString()) as { values: { path: string }[] }).values.map((v) => v.path);
+    expect(paths).toContain('g 1\\é"/s 0😀/n');
+  });
+});
