@@ -15,9 +15,10 @@
  *
  * A checkpoint that fails its checks (cut short, checksum, not JSON) is moved aside as
  * `statsfs.state.corrupt-<time>` with one log line and the daemon starts empty; one written by a newer format
- * is refused (the daemon does not start), never overwritten.
+ * is refused (the daemon does not start), never overwritten. A directory another live daemon uses is refused
+ * too (LOCK_FILE).
  */
-import { mkdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Log } from '../log.js';
@@ -26,6 +27,8 @@ import { decodeState, encodeState } from './codec.js';
 import { dropJournalsBefore, JournalFile, journalFiles, journalRecord, readJournal } from './journal.js';
 
 export const STATE_FILE = 'statsfs.state';
+/** Names the daemon using the directory: two daemons appending to one journal would corrupt each other's state. */
+export const LOCK_FILE = 'statsfs.lock';
 /** How often the journal is fdatasynced: the most a power loss or an OS crash can lose (a kill -9: nothing). */
 export const STATE_INTERVAL_MS = 1000;
 /** A checkpoint when something changed this long after the last one, or sooner when the journal passes JOURNAL_MAX_BYTES. */
@@ -104,6 +107,8 @@ export class StateKeeper {
   private replays = new Map<string, unknown[]>();
   /** The journal being appended to (a new one at each checkpoint). */
   private journal: JournalFile | null = null;
+  /** What this keeper wrote in LOCK_FILE (null: it holds no lock). */
+  private lockText: string | null = null;
 
   constructor(
     private readonly root: Source,
@@ -122,6 +127,17 @@ export class StateKeeper {
    */
   open(): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.lock();
+    try {
+      this.load();
+    } catch (err) {
+      this.unlock();
+      throw err;
+    }
+  }
+
+  /** Loads the checkpoint and finds the journal records to replay over it. */
+  private load(): void {
     try {
       unlinkSync(`${this.file}.tmp`); // a checkpoint a crash interrupted: the previous one is still whole
     } catch {
@@ -149,6 +165,43 @@ export class StateKeeper {
     // appended records go to a file after every existing one (never after a torn tail)
     this.journal = new JournalFile(this.dir, Math.max(from, ...files.map((f) => f.epoch + 1), 0));
     if (from < 0) dropJournalsBefore(this.dir, this.journal.epoch);
+  }
+
+  /**
+   * Takes the directory: writes LOCK_FILE with this process's pid and start time, or throws StateRefused when
+   * a live daemon holds it. A pid alone could name another process after a kill -9 (pids are reused); the
+   * start time (/proc/<pid>/stat) makes the check exact. A lock left by a process that is gone is taken over.
+   */
+  private lock(): void {
+    const path = join(this.dir, LOCK_FILE);
+    const mine = `${process.pid} ${processStart(process.pid)}\n`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        writeFileSync(path, mine, { flag: 'wx', mode: 0o600 });
+        this.lockText = mine;
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+      }
+      const [pid, start] = readFileSync(path, 'latin1').trim().split(' ');
+      const holder = Number(pid);
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && start !== undefined && processStart(holder) === start) {
+        throw new StateRefused(`state directory ${this.dir} is in use by another statsfs daemon (pid ${holder}): give each daemon its own --state-dir, or use --no-state`);
+      }
+      this.log.info({ file: path, pid: holder }, 'state: taking over the lock of a daemon that is gone');
+      unlinkSync(path);
+    }
+  }
+
+  private unlock(): void {
+    if (this.lockText === null) return;
+    const path = join(this.dir, LOCK_FILE);
+    try {
+      if (readFileSync(path, 'latin1') === this.lockText) unlinkSync(path);
+    } catch {
+      // gone already
+    }
+    this.lockText = null;
   }
 
   /** Loads the checkpoint; returns the journal epoch it starts at (0: none), or -1 when it was corrupt. */
@@ -329,6 +382,21 @@ export class StateKeeper {
     if (ValueGroup.onClear === this.onClear) ValueGroup.onClear = null;
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    await this.checkpoint(); // and no journal after it: everything is in the checkpoint
+    try {
+      await this.checkpoint(); // and no journal after it: everything is in the checkpoint
+    } finally {
+      this.unlock();
+    }
+  }
+}
+
+/** A process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or null when it is gone. */
+function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // the command name (field 2) may hold spaces and parentheses: count fields after its closing one
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
   }
 }

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -248,5 +248,28 @@ describe.skipIf(skipWithoutFuse)('state across restarts in the real daemon', { t
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/written by a newer statsfs \(state format 99; this version reads format 1\)/);
     expect(readFileSync(file)).toEqual(newer);
+  });
+
+  it('a second daemon on the same state directory is refused while the first runs; the lock of a killed one is taken over', async () => {
+    const dir = tempDir();
+    const mnt = join(dir, 'mnt');
+    const state = join(dir, 'state');
+    const d = await start(mnt, state);
+    const other = join(dir, 'other');
+    mkdirSync(other);
+    const r = sh(`node ${BIN} mount ${other} --no-collectors --no-socket --state-dir ${state}`);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`state directory ${state} is in use by another statsfs daemon (pid ${d.child.pid})`);
+    expect(sh(`mountpoint -q ${other}`).status).not.toBe(0); // and it left nothing mounted
+    // kill -9 leaves the lock behind, naming a process that is gone: the next daemon takes it over
+    d.child.kill('SIGKILL');
+    await d.exited;
+    expect(readFileSync(join(state, 'statsfs.lock'), 'latin1')).toMatch(new RegExp(`^${d.child.pid} \\d+\n$`));
+    const next = await start(mnt, state);
+    expect(next.stderr()).toMatch(/taking over the lock of a daemon that is gone/);
+    expect(readFileSync(join(state, 'statsfs.lock'), 'latin1')).toMatch(new RegExp(`^${next.child.pid} `));
+    // a clean stop removes it
+    expect(await next.stop()).toEqual({ code: 0, signal: null });
+    expect(existsSync(join(state, 'statsfs.lock'))).toBe(false);
   });
 });
