@@ -212,7 +212,8 @@ export class MetricsServer {
     }
     await nextTurn();
     for (;;) {
-      if (closed) {
+      // destroyed too: the client may have gone (or stalled) while the capture ran, before the listener
+      if (closed || res.destroyed) {
         this.stats.aborted++;
         if (gzip) out.destroy();
         return;
