@@ -336,6 +336,8 @@ export class ProducerServer {
         first = false;
         this.onData(conn, EMPTY);
       }
+      // those the turn ended before still have theirs coming (the one served may have had its last frame)
+      if (this.backlog.size > 0) this.scheduleTurn();
     });
   };
 
