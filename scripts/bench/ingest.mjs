@@ -84,7 +84,7 @@ export async function run({ full, scope }) {
  * Builds groups of 1,000 sources × 10 values through several connections, each its own owner with a top
  * source of sum aggregates (an owner may have 100,000 sources); checks every top's sum through the mount.
  */
-export async function buildTree(connect, daemon, full) {
+async function buildTree(connect, daemon, full) {
   const groups = full ? 1000 : 100;
   const perConnection = 50; // groups: 50,051 sources per owner
   const connections = groups / perConnection;

@@ -16,7 +16,10 @@
  * ```
  *
  * Definitions, sources and value groups are sent at once and pipelined with the updates (their handles
- * are chosen here, so nothing waits for a reply); their `ready` promise settles when the daemon answers.
+ * are chosen here, so nothing waits for a reply); their `ready` promise settles when the daemon answers (it is
+ * made only when read: a million creations make no million promises). The frames made in one turn of the event
+ * loop go out in one write, in the order they were made, except that a creation goes ahead of the updates
+ * still being batched (they are of groups created before it, and a creation changes no value).
  *
  * The client mirrors every value it publishes **as the daemon acknowledged it**: an UPDATE frame the daemon
  * refuses (it applies a frame all or none) changes no mirror and is reported (flush() rejects, onError). After

@@ -736,4 +736,15 @@ describe('turns', () => {
     await a.close();
     await b.close();
   });
+
+  it('answers the frames before a fatal one first: the replies of a turn are written together, in order', async () => {
+    await start();
+    const p = await Raw.open(sock);
+    const pings = [p.nextId(), p.nextId()];
+    const broken = Buffer.alloc(8); // a length below the header: framing is lost
+    broken.writeUInt32LE(3, 0);
+    p.socket.write(Buffer.concat([...pings.map((id) => encodePing(id)), broken]));
+    await p.closed;
+    expect(p.unsolicited.map((r) => [r.id, r.ok, r.code])).toEqual([[pings[0], true, ''], [pings[1], true, ''], [0, false, 'EPROTO']]);
+  });
 });
