@@ -18,10 +18,6 @@ export class Acknowledgement {
     return ack;
   }
 
-  get answered(): boolean {
-    return this.outcome !== undefined;
-  }
-
   /** Resolves when the daemon acknowledged the request, rejects with its refusal (never unhandled). */
   get ready(): Promise<void> {
     if (this.promise === null) {
