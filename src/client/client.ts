@@ -16,7 +16,10 @@
  * ```
  *
  * Definitions, sources and value groups are sent at once and pipelined with the updates (their handles
- * are chosen here, so nothing waits for a reply); their `ready` promise settles when the daemon answers.
+ * are chosen here, so nothing waits for a reply); their `ready` promise settles when the daemon answers (it is
+ * made only when read: a million creations make no million promises). The frames made in one turn of the event
+ * loop go out in one write, in the order they were made, except that a creation goes ahead of the updates
+ * still being batched (they are of groups created before it, and a creation changes no value).
  *
  * The client mirrors every value it publishes **as the daemon acknowledged it**: an UPDATE frame the daemon
  * refuses (it applies a frame all or none) changes no mirror and is reported (flush() rejects, onError). After
@@ -39,6 +42,7 @@ import {
   UpdateOp,
   UpdateWriter,
   PROTOCOL_VERSION,
+  Reply,
   decodeHelloOk,
   decodeReply,
   decodeValuesOk,
@@ -53,11 +57,13 @@ import {
   encodeValues,
   type HelloReply,
 } from '../protocol/protocol.js';
+import { Acknowledgement } from './acknowledgement.js';
 import { StatsClientError } from './errors.js';
 import { Counter, Gauge, GroupHandle, SchemaHandle, SourceHandle, ValuesHandle } from './handles.js';
 import { checkOptions, type ClientValueSpec, type ConnectOptions } from './options.js';
 import { asValue, fold, forEachUpdate, type Op, type Value } from './updates.js';
 
+/** A request someone awaits (request()), or an UPDATE frame. */
 interface Waiter {
   resolve(): void;
   reject(err: StatsClientError): void;
@@ -67,12 +73,13 @@ interface Waiter {
   updates?: Buffer;
 }
 
-function settled(p: Promise<void>): Promise<void> {
-  p.catch(() => undefined); // the caller may never await it: no unhandled rejection
-  return p;
-}
-
 type Registered = SchemaHandle | SourceHandle | GroupHandle;
+
+/** A creation's reply is matched to its handle (whose `ack` it settles): no promise or closure per request. */
+const isRegistered = (w: Waiter | Registered): w is Registered => w instanceof SourceHandle || w instanceof GroupHandle || w instanceof SchemaHandle;
+
+/** Frames queued in a turn are written together at its end, or once this many bytes are queued. */
+const OUT_BYTES = 256 << 10;
 type GroupKind<G extends GroupHandle> = new (client: StatsClient, handle: number, source: SourceHandle, schema: SchemaHandle, hidden: boolean) => G;
 
 /**
@@ -91,7 +98,11 @@ export class StatsClient extends EventEmitter {
   /** Handles whose removal the daemon acknowledged: given out again before new numbers. */
   private readonly freeHandles: number[] = [];
   private nextId = 1;
-  private readonly waiters = new Map<number, Waiter>();
+  private readonly waiters = new Map<number, Waiter | Registered>();
+  /** Frames not written yet: those of this turn, written together (see send). */
+  private out: Buffer[] = [];
+  private outBytes = 0;
+  private outScheduled = false;
   private errors: StatsClientError[] = [];
   private readonly registry = new Set<Registered>();
   private readonly groupsByHandle = new Map<number, ValuesHandle>();
@@ -145,7 +156,7 @@ export class StatsClient extends EventEmitter {
     if (specs.length === 0) throw new StatsClientError('EINVAL', 'a definition needs at least one value');
     const schema = new SchemaHandle(this, this.handle(), specs.map((s) => ({ ...s, type: s.type ?? 'u64' })));
     this.registry.add(schema);
-    schema.ready = this.sendDefine(schema);
+    schema.ack = this.sendDefine(schema);
     return schema;
   }
 
@@ -157,7 +168,7 @@ export class StatsClient extends EventEmitter {
     if (options.parent?.removed) throw new StatsClientError('ENOENT', `source "${options.parent.path}" was removed`);
     const src = new SourceHandle(this, this.handle(), options.detached ? null : (options.parent ?? null), path, options.hidden ?? false, options.detached ?? false);
     this.registry.add(src);
-    src.ready = this.sendSource(src);
+    src.ack = this.sendSource(src);
     return src;
   }
 
@@ -202,7 +213,7 @@ export class StatsClient extends EventEmitter {
     const g = new kind(this, this.handle(), source, schema, hidden);
     this.registry.add(g);
     if (g instanceof ValuesHandle) this.groupsByHandle.set(g.handle, g);
-    g.ready = this.sendGroup(g);
+    g.ack = this.sendGroup(g);
     return g;
   }
 
@@ -294,41 +305,80 @@ export class StatsClient extends EventEmitter {
 
   /** Sends a control frame after the pending updates; resolves with the reply. */
   private request(frame: Buffer, what: string, onPayload?: (payload: Buffer) => void): Promise<void> {
-    const socket = this.socket;
-    if (socket === null) return Promise.reject(new StatsClientError('ENOTCONN', 'not connected', what));
+    if (this.socket === null) return Promise.reject(new StatsClientError('ENOTCONN', 'not connected', what));
     this.flushBatch();
-    const id = frame.readUInt32LE(8);
-    const p = new Promise<void>((resolve, reject) => this.waiters.set(id, { resolve, reject, what, onPayload }));
-    socket.write(frame);
-    return settled(p);
-  }
-
-  private sendDefine(schema: SchemaHandle): Promise<void> {
-    this.requireOpen();
-    if (!this.sessionUp) return Promise.resolve();
-    return this.request(encodeDefine(this.id(), schema.handle, schema.specs.map((s) => ({ ...s, type: s.type ?? 'u64' }))), `DEFINE ${schema.names.join(',')}`);
-  }
-
-  private sendSource(src: SourceHandle): Promise<void> {
-    this.requireOpen();
-    if (!this.sessionUp) return Promise.resolve();
-    const frame = encodeSource(this.id(), src.handle, src.detached || src.parent === null ? 0 : src.parent.handle, src.rel, { hidden: src.hidden, detached: src.detached });
-    return this.request(frame, `SOURCE ${src.path}`);
-  }
-
-  private sendGroup(g: GroupHandle): Promise<void> {
-    this.requireOpen();
-    if (!this.sessionUp) return Promise.resolve();
-    const frame = encodeValues(this.id(), g.handle, g.source.handle, g.schema.handle, { hidden: g.hidden, aggregate: g.aggregate });
-    const p = this.request(frame, `VALUES ${g.source.path}`, (payload) => this.valuesAnswered(g, payload));
-    p.catch((err: StatsClientError) => {
-      if (err.code === 'ECONNRESET' || err.code === 'ENOTCONN' || !(g instanceof ValuesHandle)) return;
-      // refused: the daemon holds nothing of it; its updates are refused at once from now on
-      g.failed = err;
-      g.pending = null;
-      g.inflight = null;
-    });
+    const p = new Promise<void>((resolve, reject) => this.waiters.set(frame.readUInt32LE(8), { resolve, reject, what, onPayload }));
+    p.catch(() => undefined); // the caller may never await it: no unhandled rejection
+    this.send(frame);
     return p;
+  }
+
+  /**
+   * Sends the frame creating `target`; its reply settles the returned answer (and, for a group, is applied by
+   * valuesAnswered). Not connected: sent at reconnection (replay). It goes ahead of the updates still being
+   * batched: they are of groups created before it (so still after their own VALUES), and a creation changes no
+   * value; so a producer building a tree sends full UPDATE frames, not one per group it fills.
+   */
+  private create(target: Registered, frame: () => Buffer): Acknowledgement {
+    this.requireOpen();
+    if (!this.sessionUp || this.socket === null) return Acknowledgement.settled();
+    const f = frame();
+    this.waiters.set(f.readUInt32LE(8), target);
+    this.send(f);
+    return new Acknowledgement();
+  }
+
+  private sendDefine(schema: SchemaHandle): Acknowledgement {
+    return this.create(schema, () => encodeDefine(this.id(), schema.handle, schema.specs.map((s) => ({ ...s, type: s.type ?? 'u64' }))));
+  }
+
+  private sendSource(src: SourceHandle): Acknowledgement {
+    const parent = src.detached || src.parent === null ? 0 : src.parent.handle;
+    return this.create(src, () => encodeSource(this.id(), src.handle, parent, src.rel, { hidden: src.hidden, detached: src.detached }));
+  }
+
+  private sendGroup(g: GroupHandle): Acknowledgement {
+    return this.create(g, () => encodeValues(this.id(), g.handle, g.source.handle, g.schema.handle, { hidden: g.hidden, aggregate: g.aggregate }));
+  }
+
+  /**
+   * Queues a frame: the frames of a turn (requests, UPDATE batches, in the order they were made) go out in one
+   * write at its end, or before once OUT_BYTES are queued.
+   */
+  private send(frame: Buffer): void {
+    this.out.push(frame);
+    this.outBytes += frame.length;
+    if (this.outBytes >= OUT_BYTES) this.writeOut();
+    else if (!this.outScheduled) {
+      this.outScheduled = true;
+      process.nextTick(this.writeOut);
+    }
+  }
+
+  private readonly writeOut = (): void => {
+    this.outScheduled = false;
+    const out = this.out;
+    if (out.length === 0) return;
+    const bytes = this.outBytes;
+    this.out = [];
+    this.outBytes = 0;
+    this.socket?.write(out.length === 1 ? out[0] : Buffer.concat(out, bytes));
+  };
+
+  /** The daemon answered the creation of `target`: OK (`payload`: VALUES's reply) or `err`. */
+  private created(target: Registered, payload: Buffer | null, err: StatsClientError | null): void {
+    if (err === null) {
+      if (target instanceof ValuesHandle) this.valuesAnswered(target, payload!);
+      target.ack.resolve();
+      return;
+    }
+    if (target instanceof ValuesHandle && err.code !== 'ECONNRESET' && err.code !== 'ENOTCONN') {
+      // refused: the daemon holds nothing of it; its updates are refused at once from now on
+      target.failed = err;
+      target.pending = null;
+      target.inflight = null;
+    }
+    target.ack.reject(err);
   }
 
   /**
@@ -346,8 +396,8 @@ export class StatsClient extends EventEmitter {
     } else {
       for (let i = 0; i < g.mirror.length; i++) {
         if (g.histograms[i]) continue; // the observations went with the daemon's histogram
-        const old = BigInt(g.mirror[i]);
-        if (old !== 0n) ops[i] = { set: false, v: old };
+        const old = g.mirror[i];
+        if (old !== 0 && old !== 0n) ops[i] = { set: false, v: BigInt(old) };
         const f = g.inflight?.[i];
         if (f !== undefined) ops[i] = fold(ops[i], f.set, f.v);
       }
@@ -436,7 +486,7 @@ export class StatsClient extends EventEmitter {
     // acknowledged: applied to the mirrors; refused: reported (onData), and the mirrors do not change
     const what = `UPDATE of ${count} update${count === 1 ? '' : 's'}, none applied`;
     this.waiters.set(frame.readUInt32LE(8), { resolve: noop, reject: noop, what, updates: frame });
-    this.socket.write(frame);
+    this.send(frame);
   }
 
   /** Applies an acknowledged UPDATE frame to the mirrors. */
@@ -553,7 +603,7 @@ export class StatsClient extends EventEmitter {
       else if (r instanceof SourceHandle) sources.push(r);
       else groups.push(r);
     }
-    for (const s of schemas) s.ready = this.sendDefine(s);
+    for (const s of schemas) s.ack = this.sendDefine(s);
     // a source attached later under a source created after it must wait for its parent
     const done = new Set<SourceHandle>();
     let pending = sources;
@@ -561,36 +611,44 @@ export class StatsClient extends EventEmitter {
       const next: SourceHandle[] = [];
       for (const s of pending) {
         if (s.parent === null || s.detached || done.has(s.parent) || !this.registry.has(s.parent)) {
-          s.ready = this.sendSource(s);
+          s.ack = this.sendSource(s);
           done.add(s);
         } else next.push(s);
       }
       if (next.length === pending.length) break;
       pending = next;
     }
-    return groups.map((g) => (g.ready = this.sendGroup(g)));
+    return groups.map((g) => (g.ack = this.sendGroup(g)).ready);
   }
 
   private onData(socket: net.Socket, chunk: Buffer): void {
     if (socket !== this.socket) return;
     try {
       this.reader!.push(chunk, (frame) => {
-        const reply = decodeReply(frame);
-        const waiter = this.waiters.get(reply.id);
-        if (waiter !== undefined) this.waiters.delete(reply.id);
-        if (reply.ok) {
-          if (waiter?.updates !== undefined) this.applied(waiter.updates);
-          waiter?.onPayload?.(reply.payload);
-          waiter?.resolve();
+        const waiter = this.waiters.get(frame.id);
+        if (waiter !== undefined) this.waiters.delete(frame.id);
+        if (frame.op === Reply.OK) {
+          // most replies are empty OKs: no decoding, no payload view unless someone reads it
+          if (waiter === undefined) return;
+          if (isRegistered(waiter)) this.created(waiter, waiter instanceof ValuesHandle ? frame.buf.subarray(frame.start, frame.end) : null, null);
+          else {
+            if (waiter.updates !== undefined) this.applied(waiter.updates);
+            waiter.onPayload?.(frame.buf.subarray(frame.start, frame.end));
+            waiter.resolve();
+          }
           return;
         }
+        const reply = decodeReply(frame);
         let err: StatsClientError;
         if (reply.id === 0) {
           // about the connection, which the daemon closes now (EBUSY: at its connection cap; ETIMEDOUT; …)
           const why = reply.code === 'EBUSY' ? `the daemon at ${this.path} refused the connection: ${reply.message}` : reply.message;
           err = this.connError = new StatsClientError(reply.code, why, 'connection');
-        } else err = new StatsClientError(reply.code, reply.message, waiter?.what ?? 'UPDATE');
-        if (waiter !== undefined) waiter.reject(err);
+        } else err = new StatsClientError(reply.code, reply.message, waiter === undefined ? 'UPDATE' : isRegistered(waiter) ? waiter.request() : waiter.what);
+        if (waiter !== undefined) {
+          if (isRegistered(waiter)) this.created(waiter, null, err);
+          else waiter.reject(err);
+        }
         this.errors.push(err);
         this.options.onError?.(err);
       });
@@ -612,8 +670,10 @@ export class StatsClient extends EventEmitter {
     }
     // Updates sent but not acknowledged may or may not have been applied: they are added again only if the
     // daemon re-creates the group (it dropped it, and them with it). Those not sent are sent in any case.
+    this.out = []; // frames of the lost connection not written yet: they count as in flight (their waiters are below)
+    this.outBytes = 0;
     for (const w of this.waiters.values()) {
-      if (w.updates !== undefined) this.fold(w.updates, (g) => (g.inflight ??= []), false);
+      if (!isRegistered(w) && w.updates !== undefined) this.fold(w.updates, (g) => (g.inflight ??= []), false);
     }
     const unsent = this.batch.finish(0);
     if (unsent !== null) {
@@ -630,7 +690,11 @@ export class StatsClient extends EventEmitter {
       }
     }
     const lost = this.connError ?? new StatsClientError('ECONNRESET', 'the connection to the daemon was lost');
-    for (const w of this.waiters.values()) w.reject(new StatsClientError(lost.code, lost.message, w.what));
+    for (const w of this.waiters.values()) {
+      // a lost connection is no refusal: a group whose creation it cut off is re-created at reconnection
+      if (isRegistered(w)) w.ack.reject(new StatsClientError(lost.code, lost.message, w.request()));
+      else w.reject(new StatsClientError(lost.code, lost.message, w.what));
+    }
     this.waiters.clear();
     if (this.closed) return;
     if (wasConnected) this.emit('disconnect', lost);

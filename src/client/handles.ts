@@ -4,15 +4,31 @@
  * one value. Each asks its StatsClient (client.ts) to send what it changes.
  */
 import { UpdateOp, isSignedType, TYPE_BITS, TYPE_CODES } from '../protocol/protocol.js';
+import { Acknowledgement } from './acknowledgement.js';
 import type { StatsClient } from './client.js';
 import { StatsClientError } from './errors.js';
 import type { ClientValueSpec } from './options.js';
 import { asValue, checkValue, type Op, type Value } from './updates.js';
 
+/** The answer of a handle not sent yet (made while not connected): it is sent, and answered, at reconnection. */
+const ANSWERED = Acknowledgement.settled();
+
 /** A definition: any number of sources may get values of it. */
 export class SchemaHandle {
-  ready: Promise<void> = Promise.resolve();
+  /** @internal the daemon's answer to this handle's creation (on the current connection) */
+  ack: Acknowledgement = ANSWERED;
+
+  /** Resolves when the daemon acknowledged the creation; rejects with its refusal. */
+  get ready(): Promise<void> {
+    return this.ack.ready;
+  }
   readonly names: readonly string[];
+  /** @internal per value, shared by the groups of this definition: signed type, width in bits, histogram */
+  readonly signed: readonly boolean[];
+  /** @internal */
+  readonly bits: readonly number[];
+  /** @internal */
+  readonly histograms: readonly boolean[];
 
   /** @internal */
   constructor(
@@ -21,6 +37,9 @@ export class SchemaHandle {
     readonly specs: readonly ClientValueSpec[],
   ) {
     this.names = specs.map((s) => s.name);
+    this.signed = specs.map((s) => isSignedType(s.type ?? 'u64'));
+    this.bits = specs.map((s) => TYPE_BITS[TYPE_CODES.indexOf(s.type ?? 'u64')] ?? 64);
+    this.histograms = specs.map((s) => s.type === 'histogram');
   }
 
   index(name: string | number): number {
@@ -33,6 +52,11 @@ export class SchemaHandle {
     throw new StatsClientError('ENOENT', `no value ${JSON.stringify(name)} in this definition`);
   }
 
+  /** @internal the creating request, for its error */
+  request(): string {
+    return `DEFINE ${this.names.join(',')}`;
+  }
+
   /** Forgets the definition on the daemon (values already added keep it). */
   remove(): Promise<void> {
     return this.client.removeSchema(this);
@@ -41,7 +65,13 @@ export class SchemaHandle {
 
 /** A source (directory) this client created. */
 export class SourceHandle {
-  ready: Promise<void> = Promise.resolve();
+  /** @internal the daemon's answer to this handle's creation (on the current connection) */
+  ack: Acknowledgement = ANSWERED;
+
+  /** Resolves when the daemon acknowledged the creation; rejects with its refusal. */
+  get ready(): Promise<void> {
+    return this.ack.ready;
+  }
   /** @internal null: under the daemon's root */
   parent: SourceHandle | null;
   /** @internal path relative to the parent */
@@ -73,6 +103,11 @@ export class SourceHandle {
 
   get name(): string {
     return this.rel.slice(this.rel.lastIndexOf('/') + 1);
+  }
+
+  /** @internal the creating request, for its error */
+  request(): string {
+    return `SOURCE ${this.path}`;
   }
 
   /** A source below this one (intermediate directories are created as needed). */
@@ -108,7 +143,13 @@ export class SourceHandle {
 
 /** A group of values or aggregates this client added to a source: what both kinds share. */
 export abstract class GroupHandle {
-  ready: Promise<void> = Promise.resolve();
+  /** @internal the daemon's answer to this handle's creation (on the current connection) */
+  ack: Acknowledgement = ANSWERED;
+
+  /** Resolves when the daemon acknowledged the creation; rejects with its refusal. */
+  get ready(): Promise<void> {
+    return this.ack.ready;
+  }
   /** Whether its values are aggregates (AggregatesHandle) or simple values (ValuesHandle). */
   abstract readonly aggregate: boolean;
   /** @internal */
@@ -124,6 +165,11 @@ export abstract class GroupHandle {
     readonly schema: SchemaHandle,
     readonly hidden: boolean,
   ) {}
+
+  /** @internal the creating request, for its error */
+  request(): string {
+    return `VALUES ${this.source.path}`;
+  }
 
   remove(): Promise<void> {
     return this.client.removeGroup(this);
@@ -149,17 +195,18 @@ export class ValuesHandle extends GroupHandle {
   /** @internal the count of the next acknowledged OBSERVE (set by the WEIGHT before it) */
   private nextWeight: Value = 1;
   /** @internal which values are histograms */
-  readonly histograms: boolean[];
-  private readonly signed: boolean[];
-  private readonly bits: number[];
+  readonly histograms: readonly boolean[];
+  private readonly signed: readonly boolean[];
+  private readonly bits: readonly number[];
 
   /** @internal */
   constructor(client: StatsClient, handle: number, source: SourceHandle, schema: SchemaHandle, hidden: boolean) {
     super(client, handle, source, schema, hidden);
     this.mirror = schema.specs.map(() => 0);
-    this.signed = schema.specs.map((s) => isSignedType(s.type ?? 'u64'));
-    this.bits = schema.specs.map((s) => TYPE_BITS[TYPE_CODES.indexOf(s.type ?? 'u64')] ?? 64);
-    this.histograms = schema.specs.map((s) => s.type === 'histogram');
+    // the definition's, shared: a group costs its mirror only
+    this.signed = schema.signed;
+    this.bits = schema.bits;
+    this.histograms = schema.histograms;
   }
 
   set(name: string | number, value: Value | boolean): void {

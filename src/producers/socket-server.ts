@@ -154,6 +154,8 @@ export class ProducerServer {
   private turnScheduled = false;
 
   private readonly writes: Writes;
+  /** Replies to the frames applied in the current onData (one connection's): written as one buffer at its end. */
+  private replies: Buffer[] = [];
 
   constructor(
     readonly root: Source,
@@ -304,7 +306,7 @@ export class ProducerServer {
       // framing is lost (bad length): say why, then close
       this.fatal(conn, 0, err);
     } finally {
-      this.journalChanges(); // before any reply can leave: what they acknowledge is in the journal
+      this.writeReplies(socket);
       if (!more || conn.closing) {
         // the replies go out once the kernel has dropped the names they made stale
         const settled = this.root.changesSettled();
@@ -378,6 +380,8 @@ export class ProducerServer {
         first = false;
         this.onData(conn, EMPTY);
       }
+      // those the turn ended before still have theirs coming (the one served may have had its last frame)
+      if (this.backlog.size > 0) this.scheduleTurn();
     });
   };
 
@@ -413,7 +417,18 @@ export class ProducerServer {
     else if (conn.timer === null || applied) this.arm(conn, this.frameTimeoutMs, 'frame');
   }
 
+  /** Writes the replies gathered so far (one write instead of one per frame: a small frame's reply costs more than its work). */
+  /** Writes the replies gathered, after journaling what they acknowledge (a kill -9 then loses none of it). */
+  private writeReplies(socket: net.Socket): void {
+    const replies = this.replies;
+    if (replies.length === 0) return;
+    this.journalChanges();
+    this.replies = [];
+    socket.write(replies.length === 1 ? replies[0] : Buffer.concat(replies));
+  }
+
   private fatal(conn: Connection, id: number, err: unknown): void {
+    this.writeReplies(conn.socket); // the replies to the frames before this one go first
     this.stats.errors++;
     this.stats.closedForProtocolErrors++;
     const message = err instanceof Error ? err.message : String(err);
@@ -449,7 +464,7 @@ export class ProducerServer {
       }
       reply = encodeError(frame.id, errorCode(err), err instanceof Error ? err.message : String(err), conn.version || PROTOCOL_VERSION);
     }
-    conn.socket.write(reply);
+    this.replies.push(reply);
   }
 
   private hello(conn: Connection, req: HelloRequest, id: number): Buffer {
@@ -478,6 +493,7 @@ export class ProducerServer {
       } catch {
         // framing lost in what it left: nothing more to apply
       }
+      this.replies = [];
     }
     conn.closing = true;
     this.disarm(conn);

@@ -159,6 +159,8 @@ describe.skipIf(skipWithoutFuse)('fairness: readers and a flooding producer on t
       const schema = client.define([{ name: 'n', type: 'u64', aggr: 'sum' }]);
       const counters = Array.from({ length: 50 }, (_, i) => client.source(`batched/s${i}`).values(schema).counter('n'));
       client.source('batched').aggregates(schema);
+      // the creations leave at the end of this turn (one write): ls must not look before the daemon has them
+      await client.flush();
       const rounds = 40;
       const perRound = 20_000;
       const reading = run('ls', ['-lR', join(m, 'batched')]);

@@ -179,6 +179,51 @@ describe.skipIf(skipWithoutFuse)('producer socket of the real daemon: shell comm
     await waitFor('the producer\'s sources to go', () => !sh(`ls ${m}`).stdout.includes('web'));
   });
 
+  it('creations made in one turn: each refusal is reported for its own source, in order; values are mirrored once acknowledged', async () => {
+    const errors: StatsClientError[] = [];
+    const c = await connect({ socket, reconnect: false, onError: (e) => errors.push(e) });
+    try {
+      // one turn: 300 sources with their values, two of them with a name the daemon refuses, all sent together
+      const schema = c.define([{ name: 'n', type: 'u64', aggr: 'sum' }]);
+      const top = c.source('turn');
+      top.aggregates(schema);
+      const bad = new Set([100, 200]);
+      const sources = Array.from({ length: 300 }, (_, i) => top.source(bad.has(i) ? `s${i}/.snapshot` : `s${i}`));
+      const groups = sources.map((src) => src.values(schema));
+      // a source below one created in the same turn: the order of the requests is kept
+      const deep = sources[7].source('deep').values(schema);
+      for (const [i, g] of groups.entries()) if (!bad.has(i)) g.set('n', i);
+      deep.add('n', 1000);
+      expect(groups[5].get('n')).toBe(0); // nothing acknowledged yet
+      await expect(sources[100].ready).rejects.toMatchObject({ code: 'EINVAL', request: 'SOURCE turn/s100/.snapshot' });
+      await expect(groups[200].ready).rejects.toMatchObject({ code: 'ENOENT', request: 'VALUES turn/s200/.snapshot' });
+      await expect(groups[299].ready).resolves.toBeUndefined();
+      await expect(c.flush()).rejects.toMatchObject({ code: 'EINVAL', request: 'SOURCE turn/s100/.snapshot' });
+      // in the order of the requests: every source, then every group
+      expect(errors.map((e) => `${e.code} ${e.request}`)).toEqual([
+        'EINVAL SOURCE turn/s100/.snapshot',
+        'EINVAL SOURCE turn/s200/.snapshot',
+        'ENOENT VALUES turn/s100/.snapshot',
+        'ENOENT VALUES turn/s200/.snapshot',
+      ]);
+      // the refused groups' values throw instead of spoiling a batch; the others were applied, and mirrored
+      expect(() => groups[100].add('n', 1)).toThrow(/refused/);
+      expect(groups[5].get('n')).toBe(5);
+      expect(deep.get('n')).toBe(1000);
+      const sum = (299 * 300) / 2 - 100 - 200 + 1000;
+      expect(sh(`cat ${m}/turn/n ${m}/turn/s5/n ${m}/turn/s7/deep/n`).stdout).toBe(`${sum}\n5\n1000\n`);
+      expect(sh(`ls ${m}/turn | grep -c '^s'`).stdout).toBe('298\n');
+      // updates made after the acknowledgements: mirrored only once the daemon applied them
+      groups[5].add('n', 2);
+      expect(groups[5].get('n')).toBe(5);
+      await c.flush();
+      expect(groups[5].get('n')).toBe(7);
+      expect(sh(`cat ${m}/turn/s5/n`).stdout).toBe('7\n');
+    } finally {
+      await c.close();
+    }
+  });
+
   // hardening item 11: the snapshot files' names are refused wherever a name is made (they would shadow them)
   it('a producer cannot name a source or a value .snapshot, .snapshot.json or .snapshot.bin', () => {
     expect(statsfs('set app/hits 7').status).toBe(0);

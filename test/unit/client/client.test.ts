@@ -103,6 +103,27 @@ describe('client library', () => {
     expect(at('unbatched')!.getValue('n')).toBe(100n);
   });
 
+  it('builds a tree in full UPDATE frames: creations go ahead of the batch, which is not cut at each group', async () => {
+    const c = await client();
+    const schema = c.define(Array.from({ length: 10 }, (_, k) => ({ name: `v${k}` })));
+    await c.flush();
+    const before = server.stats.frames;
+    const groups = [];
+    for (let i = 0; i < 1000; i++) {
+      const g = c.source(`t/s${i}`).values(schema);
+      for (let k = 0; k < 10; k++) g.set(k, i + k);
+      groups.push(g);
+    }
+    const refused = c.source('t/s0/.snapshot'); // its answer comes before anyone asks for it
+    await expect(c.flush()).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(refused.ready).rejects.toMatchObject({ code: 'EINVAL', request: 'SOURCE t/s0/.snapshot' });
+    await expect(groups[999].ready).resolves.toBeUndefined();
+    // 1,000 SOURCE, 1,000 VALUES, the refused SOURCE, 10,000 updates in frames of 4,096, and the PING of flush()
+    expect(server.stats.frames - before).toBe(2001 + 3 + 1);
+    expect(at('t/s999')!.getValue('v9')).toBe(1008n);
+    expect(at('t')!.subordinates).toHaveLength(1000);
+  });
+
   it('reports refused requests through ready, flush() and onError', async () => {
     const other = await client({ owner: 'other' });
     other.source('taken');

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { waitFor } from '../../helpers/wait.js';
 import { Source } from '../../../src/model/index.js';
 import {
@@ -709,5 +709,42 @@ describe('denial of service', () => {
     }
     expect(root.subordinates).toHaveLength(0);
     await p.close();
+  });
+});
+
+describe('turns', () => {
+  it('serves every connection with a backlog to its last frame, also when a turn ends before it comes', async () => {
+    await start();
+    const a = await Raw.open(sock);
+    const b = await Raw.open(sock);
+    // every turn is over after one frame: connections with a backlog get one frame a turn, in turn
+    let clock = performance.now();
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => (clock += 10));
+    try {
+      const pings = (p: Raw, n: number) => Buffer.concat(Array.from({ length: n }, () => encodePing(p.nextId())));
+      // written at once: both connections hold a backlog together, and a finishes first
+      a.socket.write(pings(a, 5));
+      b.socket.write(pings(b, 20));
+      // the replies, to no call of Raw's, land in `unsolicited`
+      const answered = () => a.unsolicited.length + b.unsolicited.length;
+      await waitFor(`every ping answered (${answered()} of 25)`, () => answered() === 25, 3000);
+      expect([...a.unsolicited, ...b.unsolicited].every((r) => r.ok)).toBe(true);
+      expect(server.stats.throttled).toBeGreaterThan(0);
+    } finally {
+      now.mockRestore();
+    }
+    await a.close();
+    await b.close();
+  });
+
+  it('answers the frames before a fatal one first: the replies of a turn are written together, in order', async () => {
+    await start();
+    const p = await Raw.open(sock);
+    const pings = [p.nextId(), p.nextId()];
+    const broken = Buffer.alloc(8); // a length below the header: framing is lost
+    broken.writeUInt32LE(3, 0);
+    p.socket.write(Buffer.concat([...pings.map((id) => encodePing(id)), broken]));
+    await p.closed;
+    expect(p.unsolicited.map((r) => [r.id, r.ok, r.code])).toEqual([[pings[0], true, ''], [pings[1], true, ''], [0, false, 'EPROTO']]);
   });
 });
