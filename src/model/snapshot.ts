@@ -238,6 +238,14 @@ export class Snapshot {
     return this.defTable[this.defIndex[i]];
   }
 
+  /**
+   * Value i's entry in the snapshot's table of definitions (the same number for every value of one
+   * definition in one schema), so a format can number definitions without a column of its own.
+   */
+  defEntry(i: number): number {
+    return this.defIndex[i];
+  }
+
   /** Path of value i relative to the top: "net/eth0/rx_bytes". */
   path(i: number): string {
     const dir = this.dir(i);

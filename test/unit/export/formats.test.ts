@@ -12,7 +12,7 @@ import { collect } from '../../helpers/chunks.js';
 import { captureSnapshot, Schema, Source, type CustomType, type ValueGroup } from '../../../src/model/index.js';
 import { renderText, renderTextChunks } from '../../../src/export/text.js';
 import { renderJson, renderJsonChunks } from '../../../src/export/json.js';
-import { renderBinary, renderBinaryAsync, BINARY_LAYOUT } from '../../../src/export/binary.js';
+import { renderBinary, renderBinaryChunks, BINARY_CHUNK_SIZE, BINARY_LAYOUT } from '../../../src/export/binary.js';
 import { unescapeText } from '../../../src/export/common.js';
 import { openBinarySnapshot, parseBinarySnapshot, parseHeader, readValues, BinarySnapshotFormatError } from '../../../src/client/snapshot-reader.js';
 
@@ -270,9 +270,26 @@ describe('binary (.snapshot.bin) and its reader', () => {
     expect(after.numDesc).toBe(before.numDesc + 4);
   });
 
-  it('renderBinaryAsync gives the same bytes', async () => {
+  it('renderBinaryChunks gives the same bytes, in one piece when it fits', async () => {
     const snapshot = captureSnapshot(smallTree().net);
-    expect((await renderBinaryAsync(snapshot, { maxSliceMs: 0 })).equals(renderBinary(snapshot))).toBe(true);
+    const chunks = await renderBinaryChunks(snapshot, { maxSliceMs: 0 });
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0].equals(renderBinary(snapshot))).toBe(true);
+  });
+
+  it('pieces of any multiple of 16 bytes hold the bytes of a render in one piece, each the piece size but the last', async () => {
+    // show() texts, a failure, aggregates, a name to escape: every section
+    const snapshot = captureSnapshot(smallTree().net);
+    const whole = renderBinary(snapshot, { chunkSize: BINARY_CHUNK_SIZE });
+    for (const chunkSize of [160, 176, 256, 1024]) {
+      const chunks = await renderBinaryChunks(snapshot, { maxSliceMs: 0, chunkSize });
+      expect(chunks.length).toBe(Math.ceil(whole.length / chunkSize));
+      chunks.slice(0, -1).forEach((chunk) => expect(chunk.length).toBe(chunkSize));
+      expect(Buffer.concat(chunks).equals(whole)).toBe(true);
+      expect(renderBinary(snapshot, { chunkSize }).equals(whole)).toBe(true);
+    }
+    expect(() => renderBinary(snapshot, { chunkSize: 168 })).toThrow(/multiple of 16/);
+    expect(() => renderBinary(snapshot, { chunkSize: 144 })).toThrow(/at least 160/);
   });
 
   it('an empty snapshot is a valid file with no descriptors', () => {
@@ -375,7 +392,7 @@ describe('sliced rendering of many directories', () => {
 
   it('.snapshot.bin yields in every pass over the directories and gives the bytes of an unsliced render', async () => {
     let bin: Buffer | null = null;
-    const turns = await turnsDuring(async () => (bin = await renderBinaryAsync(snapshot, { maxSliceMs: 0 })));
+    const turns = await turnsDuring(async () => (bin = Buffer.concat(await renderBinaryChunks(snapshot, { maxSliceMs: 0 }))));
     // measuring the paths, writing the directory table, writing the paths: three passes
     expect(turns).toBeGreaterThanOrEqual(3 * batches);
     expect(bin!.equals(renderBinary(snapshot))).toBe(true);
