@@ -21,7 +21,7 @@ import type { Histogram } from '../model/histogram.js';
 import type { Snapshot } from '../model/snapshot.js';
 import { AGGREGATIONS, type Aggregation, type ValueDef } from '../model/schema.js';
 import { TYPE_CODES } from '../model/types.js';
-import { BATCH, encodeDirs, encodeStrings, errorMessage, runSliced, runSync, type DirForm, type SliceOptions } from './common.js';
+import { BATCH, encodeDirs, encodeStrings, errorMessage, runSliced, runSync, TURN, type DirForm, type SliceOptions } from './common.js';
 
 const BINARY_MAGIC = 'STFS';
 const BINARY_VERSION = 1;
@@ -166,6 +166,8 @@ export function renderBinaryChunks(snapshot: Snapshot, options: BinaryOptions = 
 class ChunkedFile {
   private readonly chunks: Buffer[] = [];
   private readonly views: DataView[] = [];
+  /** Pieces allocated since the last turn() */
+  private fresh = 0;
 
   constructor(readonly size: number, readonly chunkSize: number) {
     if (chunkSize % 16 !== 0 || chunkSize < HEADER_SIZE) throw new RangeError(`chunk size ${chunkSize}: not a multiple of 16 of at least ${HEADER_SIZE}`);
@@ -180,8 +182,16 @@ class ChunkedFile {
       chunk = Buffer.allocUnsafeSlow(Math.min(this.chunkSize, this.size - k * this.chunkSize));
       this.chunks[k] = chunk;
       this.views[k] = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      this.fresh++;
     }
     return chunk;
+  }
+
+  /** What a writer yields: TURN when a piece was allocated since the last yield (see TURN), else nothing. */
+  turn(): typeof TURN | void {
+    if (this.fresh === 0) return undefined;
+    this.fresh = 0;
+    return TURN;
   }
 
   /** The view of piece k, allocated on first use. */
@@ -266,7 +276,7 @@ function defFlags(def: ValueDef): number {
 const align8 = (n: number): number => (n + 7) & ~7;
 
 /** Renders the file, yielding every few thousand values (or directories, or hashed megabytes) so that a driver can pause it. */
-export function* binaryWork(snapshot: Snapshot, chunkSize = BINARY_CHUNK_SIZE): Generator<void, Buffer[]> {
+export function* binaryWork(snapshot: Snapshot, chunkSize = BINARY_CHUNK_SIZE): Generator<typeof TURN | void, Buffer[]> {
   const defs = yield* collectDefinitions(snapshot);
   const tables = yield* encodeTables(snapshot, defs.defList);
   const text = yield* encodeStrings(defs.texts);
@@ -455,7 +465,7 @@ function writeHeader(file: ChunkedFile, snapshot: Snapshot, layout: Layout, defs
 }
 
 /** Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition } and the data block. */
-function* writeDescriptorsAndData(file: ChunkedFile, snapshot: Snapshot, layout: Layout, defs: Definitions): Generator<void, void> {
+function* writeDescriptorsAndData(file: ChunkedFile, snapshot: Snapshot, layout: Layout, defs: Definitions): Generator<typeof TURN | void, void> {
   // locals, not property reads, in the loop that runs once per value
   const count = snapshot.count;
   const size = file.chunkSize;
@@ -482,7 +492,7 @@ function* writeDescriptorsAndData(file: ChunkedFile, snapshot: Snapshot, layout:
         data.setUint32(word + 4, snapshot.hi(i), true);
       }
     }
-    yield;
+    yield file.turn();
   }
 }
 
@@ -501,7 +511,7 @@ function zeroPadding(file: ChunkedFile, layout: Layout): void {
 function* writeTables(
   file: ChunkedFile, snapshot: Snapshot, layout: Layout, defs: Definitions, tables: StringTables,
   text: { bytes: Buffer; starts: Uint32Array }, failureBytes: Buffer,
-): Generator<void, void> {
+): Generator<typeof TURN | void, void> {
   const { dirsOffset, defsOffset, textsOffset, numDirs } = layout;
   const dirStarts = tables.dirStarts;
   for (let from = 0; from < numDirs; from += BATCH) {
@@ -510,7 +520,7 @@ function* writeTables(
       file.u32(dirsOffset + d * DIR_SIZE, dirStarts[d]);
       file.u32(dirsOffset + d * DIR_SIZE + 4, dirStarts[d + 1] - dirStarts[d]);
     }
-    yield;
+    yield file.turn();
   }
   tables.defStrings.forEach((nos, d) => {
     nos.forEach((no, k) => {
@@ -521,7 +531,7 @@ function* writeTables(
   });
   for (let from = 0; from < tables.dirBytes.length; from += STEP_BYTES) {
     file.write(tables.dirBytes.subarray(from, from + STEP_BYTES), layout.stringsOffset + from);
-    yield;
+    yield file.turn();
   }
   file.write(tables.others.bytes, layout.stringsOffset + dirStarts[numDirs]);
   const numTexts = defs.texts.length;
