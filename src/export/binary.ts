@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Histogram } from '../model/histogram.js';
-import type { Snapshot } from '../model/snapshot.js';
+import type { Snapshot, SnapshotStream } from '../model/snapshot.js';
 import { AGGREGATIONS, type Aggregation, type ValueDef } from '../model/schema.js';
 import { TYPE_CODES } from '../model/types.js';
 import { BATCH, encodeDirs, encodeStrings, errorMessage, runSliced, runSync, TURN, type DirForm, type SliceOptions } from './common.js';
@@ -131,11 +131,12 @@ const STEP_BYTES = 1 << 20;
 const DIR_PATHS: DirForm = { trailingSlash: false, escape: null };
 
 /**
- * The file is rendered in pieces of this many bytes (the last one shorter), each allocated when the
- * writing first reaches it: V8 answers one jump of a few hundred MB outside its heap by marking the whole
- * heap in one pause (~170 ms behind a 257 MB file of ten million values, measured in-process), where pieces
- * that arrive a slice or so apart let it mark in steps. The binding takes large snapshots in pieces of the
- * same size (fs/native.ts), so the pieces go to it as they are.
+ * The file is written front to back in pieces of this many bytes, each handed to its reader (see
+ * SnapshotStream: the binding copies it into the open file's memory) as soon as it is finished and then
+ * reused, so a render keeps three pieces or so outside V8's heap, not the whole file: V8 answers a few
+ * hundred MB allocated outside its heap within a second by marking the whole heap, in one pause of
+ * 100-250 ms for the 300 MB heap of a ten-million-value tree (measured in-process). The first piece, with
+ * the header, goes last: the header's layout id hashes what follows it.
  */
 export const BINARY_CHUNK_SIZE = 8 << 20;
 
@@ -146,45 +147,79 @@ export interface BinaryOptions extends SliceOptions {
 
 /** The whole file in one go, in one Buffer. */
 export function renderBinary(snapshot: Snapshot, options: BinaryOptions = {}): Buffer {
-  const chunks = runSync(binaryWork(snapshot, options.chunkSize));
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  const prepared = runSync(prepareBinary(snapshot));
+  const file = Buffer.allocUnsafe(prepared.layout.total);
+  runSync(writeBinary(prepared, options.chunkSize ?? BINARY_CHUNK_SIZE, (at, bytes) => (bytes.copy(file, at), true)));
+  return file;
 }
 
 /**
- * The same bytes as pieces of options.chunkSize (the last one shorter; a snapshot file's contents, see
- * SnapshotRenderer), rendered in slices of at most maxSliceMs (default 10) with the event loop running between.
+ * The same bytes as a SnapshotStream (a snapshot file's contents): measured, then written piece by piece
+ * into the reader's memory, in slices of at most maxSliceMs (default 10) with the event loop running between.
  */
-export function renderBinaryChunks(snapshot: Snapshot, options: BinaryOptions = {}): Promise<Buffer[]> {
-  return runSliced(binaryWork(snapshot, options.chunkSize), options);
+export async function renderBinaryStream(snapshot: Snapshot, options: BinaryOptions = {}): Promise<SnapshotStream> {
+  const prepared = await runSliced(prepareBinary(snapshot), options);
+  return {
+    size: prepared.layout.total,
+    fill: async (put) => {
+      try {
+        await runSliced(writeBinary(prepared, options.chunkSize ?? BINARY_CHUNK_SIZE, put), options);
+      } catch (error) {
+        if (!(error instanceof Abandoned)) throw error;
+      }
+    },
+  };
 }
 
+/** Thrown out of the writer when the reader wants no more pieces (put returned false). */
+class Abandoned extends Error {}
+
 /**
- * The file's bytes in pieces of `chunkSize`, each allocated (not zeroed) when first written. Every field
- * the format has is at most 8 bytes and aligned to its size, and a piece is a multiple of 16 bytes, so a
- * field never straddles two pieces; byte runs (strings, texts) may.
+ * The file's bytes in pieces of `chunkSize`, written in order: each piece is allocated (not zeroed) or
+ * reused when the writing reaches it, and handed out once the writing is past it (release), its part of
+ * the layout id's range hashed first. Every field the format has is at most 8 bytes and aligned to its
+ * size, and a piece is a multiple of 16 bytes, so a field never straddles two pieces; byte runs may.
  */
-class ChunkedFile {
+class PieceWriter {
   private readonly chunks: Buffer[] = [];
   private readonly views: DataView[] = [];
-  /** Pieces allocated since the last turn() */
+  /** Full-size pieces handed out, for reuse. */
+  private readonly spare: Buffer[] = [];
+  /** Pieces below this number are finished (all but the first handed out). */
+  private finished = 0;
+  /** Pieces allocated since the last turn(). */
   private fresh = 0;
+  /** The layout id's hash: the header's layout fields, then [layout.descOffset, layout.dataOffset). */
+  private readonly hash = createHash('sha256');
+  private hashedTo: number;
+  private readonly count: number;
 
-  constructor(readonly size: number, readonly chunkSize: number) {
+  constructor(readonly layout: Layout, readonly chunkSize: number, private readonly put: (at: number, bytes: Buffer) => boolean) {
     if (chunkSize % 16 !== 0 || chunkSize < HEADER_SIZE) throw new RangeError(`chunk size ${chunkSize}: not a multiple of 16 of at least ${HEADER_SIZE}`);
+    this.hashedTo = layout.descOffset;
+    this.count = Math.ceil(layout.total / chunkSize);
   }
 
-  /** Piece k, allocated on first use. */
+  /** Piece k, allocated (or reused) on first use. */
   chunk(k: number): Buffer {
     let chunk = this.chunks[k];
     if (chunk === undefined) {
-      // not zeroed (zeroing 257 MB for ten million values would be one long step): every byte is written
-      // before the file leaves, each section by its writer and the alignment padding by zeroPadding
-      chunk = Buffer.allocUnsafeSlow(Math.min(this.chunkSize, this.size - k * this.chunkSize));
+      if (k < this.finished) throw new Error(`piece ${k} of .snapshot.bin written after it was handed out`);
+      const length = Math.min(this.chunkSize, this.layout.total - k * this.chunkSize);
+      // not zeroed (zeroing 257 MB for ten million values would be one long step): every byte is
+      // written before the piece leaves, each section by its writer and the alignment padding by zero()
+      const spare = length === this.chunkSize ? this.spare.pop() : undefined;
+      if (spare === undefined) this.fresh++;
+      chunk = spare ?? Buffer.allocUnsafeSlow(length);
       this.chunks[k] = chunk;
       this.views[k] = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      this.fresh++;
     }
     return chunk;
+  }
+
+  /** The view of piece k, allocated on first use. */
+  view(k: number): DataView {
+    return this.views[k] ?? (this.chunk(k), this.views[k]);
   }
 
   /** What a writer yields: TURN when a piece was allocated since the last yield (see TURN), else nothing. */
@@ -192,11 +227,6 @@ class ChunkedFile {
     if (this.fresh === 0) return undefined;
     this.fresh = 0;
     return TURN;
-  }
-
-  /** The view of piece k, allocated on first use. */
-  view(k: number): DataView {
-    return this.views[k] ?? (this.chunk(k), this.views[k]);
   }
 
   /** Where byte `at` is: its piece, and its offset in that piece. */
@@ -225,40 +255,56 @@ class ChunkedFile {
     view.setFloat64(off, v, true);
   }
 
-  /** Calls `each(piece, offset in the piece, offset in [from, to))` for the parts of [from, to) in each piece. */
-  private span(from: number, to: number, each: (chunk: Buffer, at: number, done: number) => void): void {
+  /** Calls `each(piece, offset in the piece, length, offset in [from, to))` for the parts of [from, to) in each piece. */
+  private span(from: number, to: number, each: (chunk: Buffer, at: number, length: number, done: number) => void): void {
     for (let at = from; at < to; ) {
       const k = Math.floor(at / this.chunkSize);
       const off = at - k * this.chunkSize;
       const n = Math.min(to - at, this.chunkSize - off);
-      each(this.chunk(k), off, at - from);
+      each(this.chunk(k), off, n, at - from);
       at += n;
     }
   }
 
   /** Copies `bytes` to `at`. */
   write(bytes: Uint8Array, at: number): void {
-    this.span(at, at + bytes.length, (chunk, off, done) => {
-      chunk.set(bytes.subarray(done, done + chunk.length - off), off);
-    });
+    this.span(at, at + bytes.length, (chunk, off, n, done) => chunk.set(bytes.subarray(done, done + n), off));
   }
 
   zero(from: number, to: number): void {
-    this.span(from, to, (chunk, off, done) => chunk.fill(0, off, off + Math.min(to - from - done, chunk.length - off)));
+    this.span(from, to, (chunk, off, n) => chunk.fill(0, off, off + n));
   }
 
-  /** Bytes [from, to) as one Buffer (a view when they are in one piece). */
-  read(from: number, to: number): Buffer {
-    const parts: Buffer[] = [];
-    this.span(from, to, (chunk, off, done) => parts.push(chunk.subarray(off, off + Math.min(to - from - done, chunk.length - off))));
-    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  /** Once the header is written: its layout fields open the layout id's hash. */
+  hashHeader(): void {
+    this.hash.update(this.chunk(0).subarray(LAYOUT_FIELDS_START, LAYOUT_FIELDS_END));
   }
 
-  /** The pieces, every one written. */
-  take(): Buffer[] {
-    const n = Math.ceil(this.size / this.chunkSize);
-    for (let k = 0; k < n; k++) this.chunk(k);
-    return this.chunks;
+  /** Hands out the pieces that end at or before `upTo` (all of them from the file's end), hashing them first. */
+  *release(upTo: number): Generator<void, void> {
+    const upToPiece = upTo >= this.layout.total ? this.count : Math.floor(upTo / this.chunkSize);
+    for (; this.finished < upToPiece; this.finished++) {
+      const k = this.finished;
+      const chunk = this.chunk(k);
+      const start = k * this.chunkSize;
+      const end = Math.min(start + chunk.length, this.layout.dataOffset);
+      for (; this.hashedTo < end; this.hashedTo = Math.min(end, this.hashedTo + STEP_BYTES)) {
+        this.hash.update(chunk.subarray(this.hashedTo - start, Math.min(end, this.hashedTo + STEP_BYTES) - start));
+        yield;
+      }
+      if (k === 0) continue; // the header's piece goes last, with the layout id
+      if (!this.put(start, chunk)) throw new Abandoned();
+      delete this.chunks[k];
+      delete this.views[k];
+      if (chunk.length === this.chunkSize) this.spare.push(chunk);
+    }
+  }
+
+  /** After release(total): the layout id into the header, and the header's piece out. */
+  finish(): void {
+    const header = this.chunk(0);
+    this.hash.digest().copy(header, HEADER_FIELDS.layoutId, 0, 8);
+    if (!this.put(0, header)) throw new Abandoned();
   }
 }
 
@@ -275,21 +321,46 @@ function defFlags(def: ValueDef): number {
 
 const align8 = (n: number): number => (n + 7) & ~7;
 
-/** Renders the file, yielding every few thousand values (or directories, or hashed megabytes) so that a driver can pause it. */
-export function* binaryWork(snapshot: Snapshot, chunkSize = BINARY_CHUNK_SIZE): Generator<typeof TURN | void, Buffer[]> {
+/** What the file holds, measured and encoded, before a byte of it is written. */
+interface Prepared {
+  snapshot: Snapshot;
+  defs: Definitions;
+  tables: StringTables;
+  text: { bytes: Buffer; starts: Uint32Array };
+  failureBytes: Buffer;
+  layout: Layout;
+}
+
+/**
+ * The file's contents and layout, yielding every few thousand values (or directories) so that a driver
+ * can pause it; writeBinary then puts the bytes down.
+ */
+export function* prepareBinary(snapshot: Snapshot): Generator<void, Prepared> {
   const defs = yield* collectDefinitions(snapshot);
   const tables = yield* encodeTables(snapshot, defs.defList);
   const text = yield* encodeStrings(defs.texts);
   const failureBytes = Buffer.from(JSON.stringify(defs.failures), 'utf8');
   yield;
   const layout = computeLayout(snapshot, defs, tables.size, text.bytes.length, failureBytes.length);
-  const file = new ChunkedFile(layout.total, chunkSize);
+  return { snapshot, defs, tables, text, failureBytes, layout };
+}
+
+/**
+ * Writes the file front to back in pieces of `chunkSize`, handing each to `put` once finished (the first,
+ * with the header, last); yields every few thousand values, directories or hashed megabytes, and TURN
+ * after allocating a piece. `put` has the piece only during the call; false: stop (Abandoned).
+ */
+export function* writeBinary(prepared: Prepared, chunkSize: number, put: (at: number, bytes: Buffer) => boolean): Generator<typeof TURN | void, void> {
+  const { snapshot, defs, layout } = prepared;
+  const file = new PieceWriter(layout, chunkSize, put);
   writeHeader(file, snapshot, layout, defs);
-  yield* writeDescriptorsAndData(file, snapshot, layout, defs);
-  yield* writeTables(file, snapshot, layout, defs, tables, text, failureBytes);
-  zeroPadding(file, layout);
-  yield* writeLayoutId(file, layout);
-  return file.take();
+  file.hashHeader();
+  yield* writeDescriptors(file, snapshot, layout, defs);
+  yield* writeTables(file, prepared);
+  yield* writeData(file, snapshot, layout);
+  writeTail(file, prepared);
+  yield* file.release(layout.total);
+  file.finish();
 }
 
 /** What one pass over the values finds: the definitions, each value's definition, show() texts, histograms. */
@@ -432,7 +503,7 @@ function computeLayout(snapshot: Snapshot, defs: Definitions, stringsSize: numbe
 }
 
 /** The header, all but the layout id (which hashes what the other writers put down). */
-function writeHeader(file: ChunkedFile, snapshot: Snapshot, layout: Layout, defs: Definitions): void {
+function writeHeader(file: PieceWriter, snapshot: Snapshot, layout: Layout, defs: Definitions): void {
   // the header is in the first piece (at least HEADER_SIZE bytes)
   const header = file.chunk(0);
   const view = file.view(0);
@@ -464,55 +535,63 @@ function writeHeader(file: ChunkedFile, snapshot: Snapshot, layout: Layout, defs
   u64(HEADER_FIELDS.histogramsOffset, layout.histogramsOffset);
 }
 
-/** Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition } and the data block. */
-function* writeDescriptorsAndData(file: ChunkedFile, snapshot: Snapshot, layout: Layout, defs: Definitions): Generator<typeof TURN | void, void> {
+/** Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition }, in order. */
+function* writeDescriptors(file: PieceWriter, snapshot: Snapshot, layout: Layout, defs: Definitions): Generator<typeof TURN | void, void> {
   // locals, not property reads, in the loop that runs once per value
   const count = snapshot.count;
   const size = file.chunkSize;
-  const { descOffset, dataOffset } = layout;
+  const descOffset = layout.descOffset;
   const { defNoOfEntry, defFlagList } = defs;
   for (let from = 0; from < count; from += STEP_VALUES) {
     const to = Math.min(count, from + STEP_VALUES);
-    // in runs of values whose descriptors share a piece and whose data words share a piece
+    // in runs of values whose descriptors share a piece (a piece holds whole descriptors)
     for (let i = from; i < to; ) {
-      const descK = Math.floor((descOffset + i * DESC_SIZE) / size);
-      const dataK = Math.floor((dataOffset + i * 8) / size);
-      const desc = file.view(descK);
-      const data = file.view(dataK);
-      let at = descOffset + i * DESC_SIZE - descK * size;
-      let word = dataOffset + i * 8 - dataK * size;
-      const end = Math.min(to, i + (size - at) / DESC_SIZE, i + (size - word) / 8);
-      for (; i < end; i++, at += DESC_SIZE, word += 8) {
+      const k = Math.floor((descOffset + i * DESC_SIZE) / size);
+      const desc = file.view(k);
+      let at = descOffset + i * DESC_SIZE - k * size;
+      const end = Math.min(to, i + (size - at) / DESC_SIZE);
+      for (; i < end; i++, at += DESC_SIZE) {
         const no = defNoOfEntry[snapshot.defEntry(i)];
         desc.setUint32(at, snapshot.isAggregate(i) ? (defFlagList[no] | FLAG_AGGREGATE) >>> 0 : defFlagList[no], true);
         desc.setUint32(at + 4, i * 8, true);
         desc.setUint32(at + 8, snapshot.dirNumber(i), true);
         desc.setUint32(at + 12, no, true);
-        data.setUint32(word, snapshot.lo(i), true);
-        data.setUint32(word + 4, snapshot.hi(i), true);
       }
     }
+    yield* file.release(descOffset + to * DESC_SIZE);
     yield file.turn();
   }
 }
 
-/** The bytes between sections that alignment leaves: zero (the file is allocated without zeroing). */
-function zeroPadding(file: ChunkedFile, layout: Layout): void {
-  file.zero(layout.stringsOffset + layout.stringsSize, layout.dataOffset);
-  file.zero(layout.textsOffset + layout.textsSize, layout.failuresOffset);
-  if (layout.histogramsOffset !== 0) file.zero(layout.failuresOffset + layout.failuresSize, layout.histogramsOffset);
+/** The data block: each value's word, in order. */
+function* writeData(file: PieceWriter, snapshot: Snapshot, layout: Layout): Generator<typeof TURN | void, void> {
+  const count = snapshot.count;
+  const size = file.chunkSize;
+  const dataOffset = layout.dataOffset;
+  for (let from = 0; from < count; from += STEP_VALUES) {
+    const to = Math.min(count, from + STEP_VALUES);
+    for (let i = from; i < to; ) {
+      const k = Math.floor((dataOffset + i * 8) / size);
+      const data = file.view(k);
+      let at = dataOffset + i * 8 - k * size;
+      const end = Math.min(to, i + (size - at) / 8);
+      for (; i < end; i++, at += 8) {
+        data.setUint32(at, snapshot.lo(i), true);
+        data.setUint32(at + 4, snapshot.hi(i), true);
+      }
+    }
+    yield* file.release(dataOffset + to * 8);
+    yield file.turn();
+  }
 }
 
 /**
  * Directories { u32 string offset, u32 length }, definitions { name, type, unit, description as
- * offset/length pairs }, strings, texts { u32 starts[numTexts + 1], bytes }, failures, histograms; the
- * per-directory parts in batches.
+ * offset/length pairs }, strings, and the padding up to the data block; the per-directory parts in batches.
  */
-function* writeTables(
-  file: ChunkedFile, snapshot: Snapshot, layout: Layout, defs: Definitions, tables: StringTables,
-  text: { bytes: Buffer; starts: Uint32Array }, failureBytes: Buffer,
-): Generator<typeof TURN | void, void> {
-  const { dirsOffset, defsOffset, textsOffset, numDirs } = layout;
+function* writeTables(file: PieceWriter, prepared: Prepared): Generator<typeof TURN | void, void> {
+  const { layout, tables } = prepared;
+  const { dirsOffset, defsOffset, stringsOffset, numDirs } = layout;
   const dirStarts = tables.dirStarts;
   for (let from = 0; from < numDirs; from += BATCH) {
     const to = Math.min(numDirs, from + BATCH);
@@ -520,6 +599,7 @@ function* writeTables(
       file.u32(dirsOffset + d * DIR_SIZE, dirStarts[d]);
       file.u32(dirsOffset + d * DIR_SIZE + 4, dirStarts[d + 1] - dirStarts[d]);
     }
+    yield* file.release(dirsOffset + to * DIR_SIZE);
     yield file.turn();
   }
   tables.defStrings.forEach((nos, d) => {
@@ -530,35 +610,30 @@ function* writeTables(
     });
   });
   for (let from = 0; from < tables.dirBytes.length; from += STEP_BYTES) {
-    file.write(tables.dirBytes.subarray(from, from + STEP_BYTES), layout.stringsOffset + from);
+    file.write(tables.dirBytes.subarray(from, from + STEP_BYTES), stringsOffset + from);
+    yield* file.release(stringsOffset + from);
     yield file.turn();
   }
-  file.write(tables.others.bytes, layout.stringsOffset + dirStarts[numDirs]);
-  const numTexts = defs.texts.length;
-  for (let k = 0; k <= numTexts; k++) file.u32(textsOffset + k * 4, text.starts[k]);
-  file.write(text.bytes, textsOffset + (numTexts + 1) * 4);
-  file.write(failureBytes, layout.failuresOffset);
-  if (layout.histogramsOffset !== 0) writeHistograms(file, layout.histogramsOffset, layout.histogramsSize, defs.histograms, snapshot);
-  yield;
+  file.write(tables.others.bytes, stringsOffset + dirStarts[numDirs]);
+  // the alignment padding: zero (pieces are allocated without zeroing)
+  file.zero(stringsOffset + layout.stringsSize, layout.dataOffset);
 }
 
-/** The layout id: SHA-256 of the header's layout fields and the descriptors up to the data block, hashed in steps. */
-function* writeLayoutId(file: ChunkedFile, layout: Layout): Generator<void, void> {
-  const { descOffset, dataOffset } = layout;
-  const hash = createHash('sha256');
-  hash.update(file.read(LAYOUT_FIELDS_START, LAYOUT_FIELDS_END));
-  for (let at = descOffset; at < dataOffset; ) {
-    // a step ends at the end of its piece too, so it is a view, not a copy
-    const end = Math.min(dataOffset, at + STEP_BYTES, (Math.floor(at / file.chunkSize) + 1) * file.chunkSize);
-    hash.update(file.read(at, end));
-    at = end;
-    yield;
-  }
-  file.write(hash.digest().subarray(0, 8), HEADER_FIELDS.layoutId);
+/** Texts { u32 starts[numTexts + 1], bytes }, failures, histograms, and the padding between them. */
+function writeTail(file: PieceWriter, prepared: Prepared): void {
+  const { layout, text, defs } = prepared;
+  const numTexts = defs.texts.length;
+  for (let k = 0; k <= numTexts; k++) file.u32(layout.textsOffset + k * 4, text.starts[k]);
+  file.write(text.bytes, layout.textsOffset + (numTexts + 1) * 4);
+  file.zero(layout.textsOffset + layout.textsSize, layout.failuresOffset);
+  file.write(prepared.failureBytes, layout.failuresOffset);
+  if (layout.histogramsOffset === 0) return;
+  file.zero(layout.failuresOffset + layout.failuresSize, layout.histogramsOffset);
+  writeHistograms(file, layout.histogramsOffset, layout.histogramsSize, defs.histograms, prepared.snapshot);
 }
 
 /** The histograms section (see HISTOGRAM_RECORD_SIZE) at `at`. */
-function writeHistograms(file: ChunkedFile, at: number, size: number, values: readonly number[], snapshot: Snapshot): void {
+function writeHistograms(file: PieceWriter, at: number, size: number, values: readonly number[], snapshot: Snapshot): void {
   file.u32(at, values.length);
   file.u32(at + 4, 0);
   file.u64(at + 8, BigInt(size));

@@ -18,6 +18,7 @@ import {
   StatsError,
   Writes,
   type HistogramFile,
+  type SnapshotContent,
   type SnapshotRenderer,
   type Source,
   type TreeObserver,
@@ -73,7 +74,12 @@ export interface AdapterOptions {
   snapshots?: Readonly<Record<string, SnapshotRenderer>>;
 }
 
-/** A snapshot file's contents: one Buffer or string, or chunks in order (large renders are not joined). */
+/** Bytes of a snapshot file's contents. */
+function contentBytes(out: SnapshotContent): number {
+  if (typeof out === 'string') return Buffer.byteLength(out);
+  if (Buffer.isBuffer(out)) return out.length;
+  return 'size' in out ? out.size : out.reduce((n, b) => n + b.length, 0);
+}
 
 /**
  * A node an inode number stands for: a source (directory), one value of one of its groups (file; a
@@ -310,7 +316,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** The per-open snapshot: the value is computed once, here, and every read of this open file sees it. */
-  open(ino: number, flags: number, uid = 0): Result<string> | Promise<Result<Buffer | string | readonly Buffer[]>> {
+  open(ino: number, flags: number, uid = 0): Result<string> | Promise<Result<SnapshotContent>> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (isDir(node)) return E.EISDIR;
@@ -406,7 +412,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** Renders after the user's earlier renderings, if its budget can take what this file took last time. */
-  private queueSnapshot(node: Node, uid: number): Promise<Result<Buffer | string | readonly Buffer[]>> {
+  private queueSnapshot(node: Node, uid: number): Promise<Result<SnapshotContent>> {
     const rendered = (this.renderQueues.get(uid) ?? Promise.resolve()).then(() =>
       this.snapshotBudget?.budgetSpent(uid, node.renderedBytes ?? 0) ? E.EMFILE : this.renderSnapshot(node),
     );
@@ -419,10 +425,10 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** Captures now (atomically, in slices behind the write barrier when large), renders in slices. */
-  private async renderSnapshot(node: Node): Promise<Result<Buffer | string | readonly Buffer[]>> {
+  private async renderSnapshot(node: Node): Promise<Result<SnapshotContent>> {
     try {
       const out = await this.options.snapshots![node.snapshot!](await captureSnapshotSliced(node.source));
-      node.renderedBytes = typeof out === 'string' ? Buffer.byteLength(out) : Buffer.isBuffer(out) ? out.length : out.reduce((n, b) => n + b.length, 0);
+      node.renderedBytes = contentBytes(out);
       return out;
     } catch (err) {
       return this.failed('open', err);
