@@ -20,6 +20,7 @@ import {
   type HistogramFile,
   type SnapshotContent,
   type SnapshotRenderer,
+  type SnapshotStream,
   type Source,
   type TreeObserver,
   type ValueDef,
@@ -72,6 +73,15 @@ export interface AdapterOptions {
    * subtree at one instant and renders it with the given function, e.g. '.snapshot' -> text lines.
    */
   snapshots?: Readonly<Record<string, SnapshotRenderer>>;
+}
+
+const isStream = (out: unknown): out is SnapshotStream & { filled?: Promise<void> } => typeof out === 'object' && out !== null && 'size' in out;
+
+/** The stream, with a promise of the end of its fill (which the binding calls exactly once). */
+function trackFill(stream: SnapshotStream): SnapshotStream & { filled: Promise<void> } {
+  let ended!: () => void;
+  const filled = new Promise<void>((resolve) => (ended = resolve));
+  return { size: stream.size, fill: (put) => stream.fill(put).finally(ended), filled };
 }
 
 /** Bytes of a snapshot file's contents. */
@@ -416,7 +426,8 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     const rendered = (this.renderQueues.get(uid) ?? Promise.resolve()).then(() =>
       this.snapshotBudget?.budgetSpent(uid, node.renderedBytes ?? 0) ? E.EMFILE : this.renderSnapshot(node),
     );
-    const done = rendered.then(() => undefined, () => undefined);
+    // a stream is still rendering while it fills the open file: the next rendering waits for that too
+    const done = rendered.then((out) => (isStream(out) ? out.filled : undefined)).then(() => undefined, () => undefined);
     this.renderQueues.set(uid, done);
     void done.then(() => {
       if (this.renderQueues.get(uid) === done) this.renderQueues.delete(uid);
@@ -429,7 +440,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
     try {
       const out = await this.options.snapshots![node.snapshot!](await captureSnapshotSliced(node.source));
       node.renderedBytes = contentBytes(out);
-      return out;
+      return isStream(out) ? trackFill(out) : out;
     } catch (err) {
       return this.failed('open', err);
     }

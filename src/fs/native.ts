@@ -203,7 +203,8 @@ type Decoded = (id: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, 
 /**
  * A file's contents written piece by piece into the binding's memory for the open file: `size` bytes,
  * which fill() hands to `put` (each piece only during the call; false: the request is gone, stop). So a
- * large file needs no copy of its own in JS.
+ * large file needs no copy of its own in JS. fill() is called exactly once, with a put that refuses
+ * everything when the file could not be allocated.
  */
 export interface FilledContent {
   readonly size: number;
@@ -632,7 +633,8 @@ export class FuseSession {
   private async sendFilled(id: number, content: FilledContent): Promise<void> {
     const native = this.native;
     try {
-      if (!native.allocSnapshot(this.handle, id, content.size)) return; // answered: over the opener's budget, or no memory
+      // answered: over the opener's budget, or no memory; fill is still called (once, as always), to stop at once
+      if (!native.allocSnapshot(this.handle, id, content.size)) return await content.fill(() => false);
       let gone = false;
       await content.fill((at, bytes) => {
         if (!Buffer.isBuffer(bytes)) throw new ReplyError('expected a Buffer');
