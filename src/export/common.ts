@@ -5,7 +5,7 @@
  * A renderer is written once, as a synchronous generator that yields after every small batch of values.
  * Driven straight through it renders in one go (renderText, renderJson, renderBinary); driven by a clock
  * it gives the event loop back with setImmediate whenever a slice has run for maxSliceMs, so a snapshot of
- * a million values never blocks a request for long (renderTextChunks, renderJsonChunks, renderBinaryAsync).
+ * a million values never blocks a request for long (renderTextChunks, renderJsonChunks, renderBinaryStream).
  */
 import { performance } from 'node:perf_hooks';
 import type { Snapshot } from '../model/snapshot.js';
