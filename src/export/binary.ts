@@ -18,10 +18,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { Histogram } from '../model/histogram.js';
-import type { Snapshot } from '../model/snapshot.js';
+import type { Snapshot, SnapshotStream } from '../model/snapshot.js';
 import { AGGREGATIONS, type Aggregation, type ValueDef } from '../model/schema.js';
 import { TYPE_CODES } from '../model/types.js';
-import { BATCH, encodeStrings, errorMessage, measureDirs, runSliced, runSync, writeDirs, type DirForm, type SliceOptions } from './common.js';
+import { BATCH, encodeDirs, encodeStrings, errorMessage, runSliced, runSync, TURN, type DirForm, type SliceOptions } from './common.js';
 
 const BINARY_MAGIC = 'STFS';
 const BINARY_VERSION = 1;
@@ -125,19 +125,187 @@ export const BINARY_LAYOUT = Object.freeze({
 
 /** Values handled between two yields of the generator. */
 const STEP_VALUES = 8192;
-/** Bytes hashed between two yields. */
-const STEP_HASH_BYTES = 1 << 20;
+/** Bytes hashed or copied between two yields. */
+const STEP_BYTES = 1 << 20;
 /** Directory paths as the strings section holds them: `a/b`, unescaped. */
 const DIR_PATHS: DirForm = { trailingSlash: false, escape: null };
 
-/** The whole file in one go. */
-export function renderBinary(snapshot: Snapshot): Buffer {
-  return runSync(binaryWork(snapshot));
+/**
+ * The file is written front to back in pieces of this many bytes, each handed to its reader (see
+ * SnapshotStream: the binding copies it into the open file's memory) as soon as it is finished and then
+ * reused, so a render keeps three pieces or so outside V8's heap, not the whole file: V8 answers a few
+ * hundred MB allocated outside its heap within a second by marking the whole heap, in one pause of
+ * 100-250 ms for the 300 MB heap of a ten-million-value tree (measured in-process). The first piece, with
+ * the header, goes last: the header's layout id hashes what follows it.
+ */
+export const BINARY_CHUNK_SIZE = 8 << 20;
+
+export interface BinaryOptions extends SliceOptions {
+  /** Bytes per piece, a multiple of 16 and at least the header's 160 (default BINARY_CHUNK_SIZE). */
+  chunkSize?: number;
 }
 
-/** The same bytes, rendered in slices of at most maxSliceMs (default 10) with the event loop running between. */
-export function renderBinaryAsync(snapshot: Snapshot, options: SliceOptions = {}): Promise<Buffer> {
-  return runSliced(binaryWork(snapshot), options);
+/** The whole file in one go, in one Buffer. */
+export function renderBinary(snapshot: Snapshot, options: BinaryOptions = {}): Buffer {
+  const prepared = runSync(prepareBinary(snapshot));
+  const file = Buffer.allocUnsafe(prepared.layout.total);
+  runSync(writeBinary(prepared, options.chunkSize ?? BINARY_CHUNK_SIZE, (at, bytes) => (bytes.copy(file, at), true)));
+  return file;
+}
+
+/**
+ * The same bytes as a SnapshotStream (a snapshot file's contents): measured, then written piece by piece
+ * into the reader's memory, in slices of at most maxSliceMs (default 10) with the event loop running between.
+ */
+export async function renderBinaryStream(snapshot: Snapshot, options: BinaryOptions = {}): Promise<SnapshotStream> {
+  const prepared = await runSliced(prepareBinary(snapshot), options);
+  return {
+    size: prepared.layout.total,
+    fill: async (put) => {
+      try {
+        await runSliced(writeBinary(prepared, options.chunkSize ?? BINARY_CHUNK_SIZE, put), options);
+      } catch (error) {
+        if (!(error instanceof Abandoned)) throw error;
+      }
+    },
+  };
+}
+
+/** Thrown out of the writer when the reader wants no more pieces (put returned false). */
+class Abandoned extends Error {}
+
+/**
+ * The file's bytes in pieces of `chunkSize`, written in order: each piece is allocated (not zeroed) or
+ * reused when the writing reaches it, and handed out once the writing is past it (release), its part of
+ * the layout id's range hashed first. Every field the format has is at most 8 bytes and aligned to its
+ * size, and a piece is a multiple of 16 bytes, so a field never straddles two pieces; byte runs may.
+ */
+class PieceWriter {
+  private readonly chunks: Buffer[] = [];
+  private readonly views: DataView[] = [];
+  /** Full-size pieces handed out, for reuse. */
+  private readonly spare: Buffer[] = [];
+  /** Pieces below this number are finished (all but the first handed out). */
+  private finished = 0;
+  /** Pieces allocated since the last turn(). */
+  private fresh = 0;
+  /** The layout id's hash: the header's layout fields, then [layout.descOffset, layout.dataOffset). */
+  private readonly hash = createHash('sha256');
+  private hashedTo: number;
+  private readonly count: number;
+
+  constructor(readonly layout: Layout, readonly chunkSize: number, private readonly put: (at: number, bytes: Buffer) => boolean) {
+    if (chunkSize % 16 !== 0 || chunkSize < HEADER_SIZE) throw new RangeError(`chunk size ${chunkSize}: not a multiple of 16 of at least ${HEADER_SIZE}`);
+    this.hashedTo = layout.descOffset;
+    this.count = Math.ceil(layout.total / chunkSize);
+  }
+
+  /** Piece k, allocated (or reused) on first use. */
+  chunk(k: number): Buffer {
+    let chunk = this.chunks[k];
+    if (chunk === undefined) {
+      if (k < this.finished) throw new Error(`piece ${k} of .snapshot.bin written after it was handed out`);
+      const length = Math.min(this.chunkSize, this.layout.total - k * this.chunkSize);
+      // not zeroed (zeroing 257 MB for ten million values would be one long step): every byte is
+      // written before the piece leaves, each section by its writer and the alignment padding by zero()
+      const spare = length === this.chunkSize ? this.spare.pop() : undefined;
+      if (spare === undefined) this.fresh++;
+      chunk = spare ?? Buffer.allocUnsafeSlow(length);
+      this.chunks[k] = chunk;
+      this.views[k] = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    }
+    return chunk;
+  }
+
+  /** The view of piece k, allocated on first use. */
+  view(k: number): DataView {
+    return this.views[k] ?? (this.chunk(k), this.views[k]);
+  }
+
+  /** What a writer yields: TURN when a piece was allocated since the last yield (see TURN), else nothing. */
+  turn(): typeof TURN | void {
+    if (this.fresh === 0) return undefined;
+    this.fresh = 0;
+    return TURN;
+  }
+
+  /** Where byte `at` is: its piece, and its offset in that piece. */
+  private at(at: number): [DataView, number] {
+    const k = Math.floor(at / this.chunkSize);
+    return [this.view(k), at - k * this.chunkSize];
+  }
+
+  u32(at: number, v: number): void {
+    const [view, off] = this.at(at);
+    view.setUint32(off, v, true);
+  }
+
+  i32(at: number, v: number): void {
+    const [view, off] = this.at(at);
+    view.setInt32(off, v, true);
+  }
+
+  u64(at: number, v: bigint): void {
+    const [view, off] = this.at(at);
+    view.setBigUint64(off, v, true);
+  }
+
+  f64(at: number, v: number): void {
+    const [view, off] = this.at(at);
+    view.setFloat64(off, v, true);
+  }
+
+  /** Calls `each(piece, offset in the piece, length, offset in [from, to))` for the parts of [from, to) in each piece. */
+  private span(from: number, to: number, each: (chunk: Buffer, at: number, length: number, done: number) => void): void {
+    for (let at = from; at < to; ) {
+      const k = Math.floor(at / this.chunkSize);
+      const off = at - k * this.chunkSize;
+      const n = Math.min(to - at, this.chunkSize - off);
+      each(this.chunk(k), off, n, at - from);
+      at += n;
+    }
+  }
+
+  /** Copies `bytes` to `at`. */
+  write(bytes: Uint8Array, at: number): void {
+    this.span(at, at + bytes.length, (chunk, off, n, done) => chunk.set(bytes.subarray(done, done + n), off));
+  }
+
+  zero(from: number, to: number): void {
+    this.span(from, to, (chunk, off, n) => chunk.fill(0, off, off + n));
+  }
+
+  /** Once the header is written: its layout fields open the layout id's hash. */
+  hashHeader(): void {
+    this.hash.update(this.chunk(0).subarray(LAYOUT_FIELDS_START, LAYOUT_FIELDS_END));
+  }
+
+  /** Hands out the pieces that end at or before `upTo` (all of them from the file's end), hashing them first. */
+  *release(upTo: number): Generator<void, void> {
+    const upToPiece = upTo >= this.layout.total ? this.count : Math.floor(upTo / this.chunkSize);
+    for (; this.finished < upToPiece; this.finished++) {
+      const k = this.finished;
+      const chunk = this.chunk(k);
+      const start = k * this.chunkSize;
+      const end = Math.min(start + chunk.length, this.layout.dataOffset);
+      for (; this.hashedTo < end; this.hashedTo = Math.min(end, this.hashedTo + STEP_BYTES)) {
+        this.hash.update(chunk.subarray(this.hashedTo - start, Math.min(end, this.hashedTo + STEP_BYTES) - start));
+        yield;
+      }
+      if (k === 0) continue; // the header's piece goes last, with the layout id
+      if (!this.put(start, chunk)) throw new Abandoned();
+      delete this.chunks[k];
+      delete this.views[k];
+      if (chunk.length === this.chunkSize) this.spare.push(chunk);
+    }
+  }
+
+  /** After release(total): the layout id into the header, and the header's piece out. */
+  finish(): void {
+    const header = this.chunk(0);
+    this.hash.digest().copy(header, HEADER_FIELDS.layoutId, 0, 8);
+    if (!this.put(0, header)) throw new Abandoned();
+  }
 }
 
 function defFlags(def: ValueDef): number {
@@ -153,24 +321,46 @@ function defFlags(def: ValueDef): number {
 
 const align8 = (n: number): number => (n + 7) & ~7;
 
-/** Renders the file, yielding every few thousand values (or directories, or hashed megabytes) so that a driver can pause it. */
-export function* binaryWork(snapshot: Snapshot): Generator<void, Buffer> {
+/** What the file holds, measured and encoded, before a byte of it is written. */
+interface Prepared {
+  snapshot: Snapshot;
+  defs: Definitions;
+  tables: StringTables;
+  text: { bytes: Buffer; starts: Uint32Array };
+  failureBytes: Buffer;
+  layout: Layout;
+}
+
+/**
+ * The file's contents and layout, yielding every few thousand values (or directories) so that a driver
+ * can pause it; writeBinary then puts the bytes down.
+ */
+export function* prepareBinary(snapshot: Snapshot): Generator<void, Prepared> {
   const defs = yield* collectDefinitions(snapshot);
-  const tables = yield* measureTables(snapshot, defs.defList);
+  const tables = yield* encodeTables(snapshot, defs.defList);
   const text = yield* encodeStrings(defs.texts);
   const failureBytes = Buffer.from(JSON.stringify(defs.failures), 'utf8');
   yield;
   const layout = computeLayout(snapshot, defs, tables.size, text.bytes.length, failureBytes.length);
-  // Not zeroed (zeroing 257 MB for ten million values would be one long step): every byte is written
-  // below, each section by its writer and the alignment padding by zeroPadding, before the file leaves.
-  const file = Buffer.allocUnsafeSlow(layout.total);
-  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
-  zeroPadding(file, layout);
-  writeHeader(file, view, snapshot, layout, defs);
-  yield* writeDescriptorsAndData(view, snapshot, layout, defs);
-  yield* writeTables(file, view, snapshot, layout, defs, tables, text, failureBytes);
-  yield* writeLayoutId(file, layout);
-  return file;
+  return { snapshot, defs, tables, text, failureBytes, layout };
+}
+
+/**
+ * Writes the file front to back in pieces of `chunkSize`, handing each to `put` once finished (the first,
+ * with the header, last); yields every few thousand values, directories or hashed megabytes, and TURN
+ * after allocating a piece. `put` has the piece only during the call; false: stop (Abandoned).
+ */
+export function* writeBinary(prepared: Prepared, chunkSize: number, put: (at: number, bytes: Buffer) => boolean): Generator<typeof TURN | void, void> {
+  const { snapshot, defs, layout } = prepared;
+  const file = new PieceWriter(layout, chunkSize, put);
+  writeHeader(file, snapshot, layout, defs);
+  file.hashHeader();
+  yield* writeDescriptors(file, snapshot, layout, defs);
+  yield* writeTables(file, prepared);
+  yield* writeData(file, snapshot, layout);
+  writeTail(file, prepared);
+  yield* file.release(layout.total);
+  file.finish();
 }
 
 /** What one pass over the values finds: the definitions, each value's definition, show() texts, histograms. */
@@ -178,8 +368,8 @@ interface Definitions {
   /** Each distinct ValueDef once, in order of first use, and its descriptor flags. */
   defList: ValueDef[];
   defFlagList: number[];
-  /** Value i's position in defList. */
-  defNo: Uint32Array;
+  /** The position in defList of each entry of the snapshot's definition table that a value uses (see Snapshot.defEntry). */
+  defNoOfEntry: number[];
   texts: string[];
   /** The values that are histograms. */
   histograms: number[];
@@ -193,28 +383,25 @@ function* collectDefinitions(snapshot: Snapshot): Generator<void, Definitions> {
   const defIndex = new Map<ValueDef, number>();
   const defList: ValueDef[] = [];
   const defFlagList: number[] = [];
-  const defNo = new Uint32Array(count);
+  // per entry of the snapshot's definition table, not per value: ten million values made a 40 MB column
+  const defNoOfEntry: number[] = [];
   const texts: string[] = [];
   const histograms: number[] = [];
   const failures = snapshot.failures.map(({ path, error }) => ({ path, error: errorMessage(error) }));
-  // neighbours mostly share a definition: remembering the last one skips most map lookups
-  let lastDef: ValueDef | null = null;
-  let lastNo = 0;
   for (let from = 0; from < count; from += STEP_VALUES) {
     const to = Math.min(count, from + STEP_VALUES);
     for (let i = from; i < to; i++) {
+      const entry = snapshot.defEntry(i);
       const def = snapshot.def(i);
-      if (def !== lastDef) {
+      if (defNoOfEntry[entry] === undefined) {
         let no = defIndex.get(def);
         if (no === undefined) {
           no = defList.push(def) - 1;
           defIndex.set(def, no);
           defFlagList.push(defFlags(def));
         }
-        lastDef = def;
-        lastNo = no;
+        defNoOfEntry[entry] = no;
       }
-      defNo[i] = lastNo;
       if (def.histogram) histograms.push(i);
       if (def.show !== null) {
         try {
@@ -227,7 +414,7 @@ function* collectDefinitions(snapshot: Snapshot): Generator<void, Definitions> {
     }
     yield;
   }
-  return { defList, defFlagList, defNo, texts, histograms, failures };
+  return { defList, defFlagList, defNoOfEntry, texts, histograms, failures };
 }
 
 /**
@@ -235,7 +422,8 @@ function* collectDefinitions(snapshot: Snapshot): Generator<void, Definitions> {
  * name, unit and description once; and each definition's four string numbers (name, type, unit, description).
  */
 interface StringTables {
-  /** Where each directory's path starts in the section (dirStarts[d + 1] is its end). */
+  /** The directories' paths, back to back, and where each starts (dirStarts[d + 1] is its end). */
+  dirBytes: Buffer;
   dirStarts: Uint32Array;
   /** The other strings, after the directories. */
   others: { bytes: Buffer; starts: Uint32Array };
@@ -244,9 +432,11 @@ interface StringTables {
   size: number;
 }
 
-/** Measures the directories' paths (in batches) and encodes the few other strings. */
-function* measureTables(snapshot: Snapshot, defList: readonly ValueDef[]): Generator<void, StringTables> {
-  const dirStarts = yield* measureDirs(snapshot, DIR_PATHS);
+/** Encodes the directories' paths (in batches) and the few other strings. */
+function* encodeTables(snapshot: Snapshot, defList: readonly ValueDef[]): Generator<void, StringTables> {
+  // in a buffer of their own (about 9 MB for a million directories): a path is written from its parent's
+  // bytes, which in the file's pieces could straddle two
+  const { bytes: dirBytes, starts: dirStarts } = yield* encodeDirs(snapshot, DIR_PATHS);
   const numDirs = snapshot.dirCount;
   const stringList: string[] = [];
   const stringNo = new Map<string, number>();
@@ -260,7 +450,7 @@ function* measureTables(snapshot: Snapshot, defList: readonly ValueDef[]): Gener
   };
   const defStrings = defList.map((def) => [intern(def.name), intern(def.type.name), intern(def.unit), intern(def.description)]);
   const others = yield* encodeStrings(stringList);
-  return { dirStarts, others, defStrings, size: dirStarts[numDirs] + others.bytes.length };
+  return { dirBytes, dirStarts, others, defStrings, size: dirStarts[numDirs] + others.bytes.length };
 }
 
 /** Where string `no` starts in the strings section (stringStart(no + 1) is its end). */
@@ -313,9 +503,12 @@ function computeLayout(snapshot: Snapshot, defs: Definitions, stringsSize: numbe
 }
 
 /** The header, all but the layout id (which hashes what the other writers put down). */
-function writeHeader(file: Buffer, view: DataView, snapshot: Snapshot, layout: Layout, defs: Definitions): void {
+function writeHeader(file: PieceWriter, snapshot: Snapshot, layout: Layout, defs: Definitions): void {
+  // the header is in the first piece (at least HEADER_SIZE bytes)
+  const header = file.chunk(0);
+  const view = file.view(0);
   const u64 = (at: number, v: number): void => view.setBigUint64(at, BigInt(v), true);
-  file.write(BINARY_MAGIC, HEADER_FIELDS.magic, 'latin1');
+  header.write(BINARY_MAGIC, HEADER_FIELDS.magic, 'latin1');
   view.setUint32(HEADER_FIELDS.version, BINARY_VERSION, true);
   view.setUint32(HEADER_FIELDS.headerSize, HEADER_SIZE, true);
   view.setUint32(HEADER_FIELDS.flags, layout.histogramsOffset === 0 ? 0 : HEADER_FLAG_HISTOGRAMS, true);
@@ -342,106 +535,125 @@ function writeHeader(file: Buffer, view: DataView, snapshot: Snapshot, layout: L
   u64(HEADER_FIELDS.histogramsOffset, layout.histogramsOffset);
 }
 
-/** Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition } and the data block. */
-function* writeDescriptorsAndData(view: DataView, snapshot: Snapshot, layout: Layout, defs: Definitions): Generator<void, void> {
+/** Descriptors { u32 flags, u32 offset in the data block, u32 directory, u32 definition }, in order. */
+function* writeDescriptors(file: PieceWriter, snapshot: Snapshot, layout: Layout, defs: Definitions): Generator<typeof TURN | void, void> {
   // locals, not property reads, in the loop that runs once per value
   const count = snapshot.count;
-  const { descOffset, dataOffset } = layout;
-  const { defNo, defFlagList } = defs;
+  const size = file.chunkSize;
+  const descOffset = layout.descOffset;
+  const { defNoOfEntry, defFlagList } = defs;
   for (let from = 0; from < count; from += STEP_VALUES) {
     const to = Math.min(count, from + STEP_VALUES);
-    for (let i = from; i < to; i++) {
-      const at = descOffset + i * DESC_SIZE;
-      const no = defNo[i];
-      view.setUint32(at, snapshot.isAggregate(i) ? (defFlagList[no] | FLAG_AGGREGATE) >>> 0 : defFlagList[no], true);
-      view.setUint32(at + 4, i * 8, true);
-      view.setUint32(at + 8, snapshot.dirNumber(i), true);
-      view.setUint32(at + 12, no, true);
-      const data = dataOffset + i * 8;
-      view.setUint32(data, snapshot.lo(i), true);
-      view.setUint32(data + 4, snapshot.hi(i), true);
+    // in runs of values whose descriptors share a piece (a piece holds whole descriptors)
+    for (let i = from; i < to; ) {
+      const k = Math.floor((descOffset + i * DESC_SIZE) / size);
+      const desc = file.view(k);
+      let at = descOffset + i * DESC_SIZE - k * size;
+      const end = Math.min(to, i + (size - at) / DESC_SIZE);
+      for (; i < end; i++, at += DESC_SIZE) {
+        const no = defNoOfEntry[snapshot.defEntry(i)];
+        desc.setUint32(at, snapshot.isAggregate(i) ? (defFlagList[no] | FLAG_AGGREGATE) >>> 0 : defFlagList[no], true);
+        desc.setUint32(at + 4, i * 8, true);
+        desc.setUint32(at + 8, snapshot.dirNumber(i), true);
+        desc.setUint32(at + 12, no, true);
+      }
     }
-    yield;
+    yield* file.release(descOffset + to * DESC_SIZE);
+    yield file.turn();
   }
 }
 
-/** The bytes between sections that alignment leaves: zero (the file is allocated without zeroing). */
-function zeroPadding(file: Buffer, layout: Layout): void {
-  file.fill(0, layout.stringsOffset + layout.stringsSize, layout.dataOffset);
-  file.fill(0, layout.textsOffset + layout.textsSize, layout.failuresOffset);
-  if (layout.histogramsOffset !== 0) file.fill(0, layout.failuresOffset + layout.failuresSize, layout.histogramsOffset);
+/** The data block: each value's word, in order. */
+function* writeData(file: PieceWriter, snapshot: Snapshot, layout: Layout): Generator<typeof TURN | void, void> {
+  const count = snapshot.count;
+  const size = file.chunkSize;
+  const dataOffset = layout.dataOffset;
+  for (let from = 0; from < count; from += STEP_VALUES) {
+    const to = Math.min(count, from + STEP_VALUES);
+    for (let i = from; i < to; ) {
+      const k = Math.floor((dataOffset + i * 8) / size);
+      const data = file.view(k);
+      let at = dataOffset + i * 8 - k * size;
+      const end = Math.min(to, i + (size - at) / 8);
+      for (; i < end; i++, at += 8) {
+        data.setUint32(at, snapshot.lo(i), true);
+        data.setUint32(at + 4, snapshot.hi(i), true);
+      }
+    }
+    yield* file.release(dataOffset + to * 8);
+    yield file.turn();
+  }
 }
 
 /**
  * Directories { u32 string offset, u32 length }, definitions { name, type, unit, description as
- * offset/length pairs }, strings, texts { u32 starts[numTexts + 1], bytes }, failures, histograms; the
- * per-directory parts in batches.
+ * offset/length pairs }, strings, and the padding up to the data block; the per-directory parts in batches.
  */
-function* writeTables(
-  file: Buffer, view: DataView, snapshot: Snapshot, layout: Layout, defs: Definitions, tables: StringTables,
-  text: { bytes: Buffer; starts: Uint32Array }, failureBytes: Buffer,
-): Generator<void, void> {
-  const { dirsOffset, defsOffset, textsOffset, numDirs } = layout;
+function* writeTables(file: PieceWriter, prepared: Prepared): Generator<typeof TURN | void, void> {
+  const { layout, tables } = prepared;
+  const { dirsOffset, defsOffset, stringsOffset, numDirs } = layout;
   const dirStarts = tables.dirStarts;
   for (let from = 0; from < numDirs; from += BATCH) {
     const to = Math.min(numDirs, from + BATCH);
     for (let d = from; d < to; d++) {
-      view.setUint32(dirsOffset + d * DIR_SIZE, dirStarts[d], true);
-      view.setUint32(dirsOffset + d * DIR_SIZE + 4, dirStarts[d + 1] - dirStarts[d], true);
+      file.u32(dirsOffset + d * DIR_SIZE, dirStarts[d]);
+      file.u32(dirsOffset + d * DIR_SIZE + 4, dirStarts[d + 1] - dirStarts[d]);
     }
-    yield;
+    yield* file.release(dirsOffset + to * DIR_SIZE);
+    yield file.turn();
   }
   tables.defStrings.forEach((nos, d) => {
     nos.forEach((no, k) => {
       const start = stringStart(tables, no);
-      view.setUint32(defsOffset + d * DEF_SIZE + k * 8, start, true);
-      view.setUint32(defsOffset + d * DEF_SIZE + k * 8 + 4, stringStart(tables, no + 1) - start, true);
+      file.u32(defsOffset + d * DEF_SIZE + k * 8, start);
+      file.u32(defsOffset + d * DEF_SIZE + k * 8 + 4, stringStart(tables, no + 1) - start);
     });
   });
-  yield* writeDirs(snapshot, DIR_PATHS, dirStarts, file, layout.stringsOffset);
-  tables.others.bytes.copy(file, layout.stringsOffset + dirStarts[numDirs]);
-  const numTexts = defs.texts.length;
-  for (let k = 0; k <= numTexts; k++) view.setUint32(textsOffset + k * 4, text.starts[k], true);
-  text.bytes.copy(file, textsOffset + (numTexts + 1) * 4);
-  failureBytes.copy(file, layout.failuresOffset);
-  if (layout.histogramsOffset !== 0) writeHistograms(view, layout.histogramsOffset, layout.histogramsSize, defs.histograms, snapshot);
-  yield;
+  for (let from = 0; from < tables.dirBytes.length; from += STEP_BYTES) {
+    file.write(tables.dirBytes.subarray(from, from + STEP_BYTES), stringsOffset + from);
+    yield* file.release(stringsOffset + from);
+    yield file.turn();
+  }
+  file.write(tables.others.bytes, stringsOffset + dirStarts[numDirs]);
+  // the alignment padding: zero (pieces are allocated without zeroing)
+  file.zero(stringsOffset + layout.stringsSize, layout.dataOffset);
 }
 
-/** The layout id: SHA-256 of the header's layout fields and the descriptors up to the data block, hashed in steps. */
-function* writeLayoutId(file: Buffer, layout: Layout): Generator<void, void> {
-  const { descOffset, dataOffset } = layout;
-  const hash = createHash('sha256');
-  hash.update(file.subarray(LAYOUT_FIELDS_START, LAYOUT_FIELDS_END));
-  for (let at = descOffset; at < dataOffset; at += STEP_HASH_BYTES) {
-    hash.update(file.subarray(at, Math.min(dataOffset, at + STEP_HASH_BYTES)));
-    yield;
-  }
-  hash.digest().copy(file, HEADER_FIELDS.layoutId, 0, 8);
+/** Texts { u32 starts[numTexts + 1], bytes }, failures, histograms, and the padding between them. */
+function writeTail(file: PieceWriter, prepared: Prepared): void {
+  const { layout, text, defs } = prepared;
+  const numTexts = defs.texts.length;
+  for (let k = 0; k <= numTexts; k++) file.u32(layout.textsOffset + k * 4, text.starts[k]);
+  file.write(text.bytes, layout.textsOffset + (numTexts + 1) * 4);
+  file.zero(layout.textsOffset + layout.textsSize, layout.failuresOffset);
+  file.write(prepared.failureBytes, layout.failuresOffset);
+  if (layout.histogramsOffset === 0) return;
+  file.zero(layout.failuresOffset + layout.failuresSize, layout.histogramsOffset);
+  writeHistograms(file, layout.histogramsOffset, layout.histogramsSize, defs.histograms, prepared.snapshot);
 }
 
 /** The histograms section (see HISTOGRAM_RECORD_SIZE) at `at`. */
-function writeHistograms(view: DataView, at: number, size: number, values: readonly number[], snapshot: Snapshot): void {
-  view.setUint32(at, values.length, true);
-  view.setUint32(at + 4, 0, true);
-  view.setBigUint64(at + 8, BigInt(size), true);
+function writeHistograms(file: PieceWriter, at: number, size: number, values: readonly number[], snapshot: Snapshot): void {
+  file.u32(at, values.length);
+  file.u32(at + 4, 0);
+  file.u64(at + 8, BigInt(size));
   at += HISTOGRAMS_HEADER_SIZE;
   for (const i of values) {
     const h: Histogram = snapshot.histogram(i)!;
     const { offset, counts } = h.bucketRange();
     const empty = h.countLo === 0 && h.countHi === 0;
-    view.setUint32(at, i, true);
-    view.setInt32(at + 4, h.scale, true);
-    view.setInt32(at + 8, offset, true);
-    view.setUint32(at + 12, counts.length / 2, true);
-    view.setUint32(at + 16, h.countLo, true);
-    view.setUint32(at + 20, h.countHi, true);
-    view.setBigUint64(at + 24, h.zeroCount, true);
-    view.setFloat64(at + 32, h.sum, true);
-    view.setFloat64(at + 40, empty ? 0 : h.min, true);
-    view.setFloat64(at + 48, empty ? 0 : h.max, true);
+    file.u32(at, i);
+    file.i32(at + 4, h.scale);
+    file.i32(at + 8, offset);
+    file.u32(at + 12, counts.length / 2);
+    file.u32(at + 16, h.countLo);
+    file.u32(at + 20, h.countHi);
+    file.u64(at + 24, h.zeroCount);
+    file.f64(at + 32, h.sum);
+    file.f64(at + 40, empty ? 0 : h.min);
+    file.f64(at + 48, empty ? 0 : h.max);
     at += HISTOGRAM_RECORD_SIZE;
     // (lo, hi) pairs are a little-endian u64 each
-    for (let k = 0; k < counts.length; k++, at += 4) view.setUint32(at, counts[k], true);
+    for (let k = 0; k < counts.length; k++, at += 4) file.u32(at, counts[k]);
   }
 }

@@ -5,7 +5,7 @@
  * A renderer is written once, as a synchronous generator that yields after every small batch of values.
  * Driven straight through it renders in one go (renderText, renderJson, renderBinary); driven by a clock
  * it gives the event loop back with setImmediate whenever a slice has run for maxSliceMs, so a snapshot of
- * a million values never blocks a request for long (renderTextChunks, renderJsonChunks, renderBinaryAsync).
+ * a million values never blocks a request for long (renderTextChunks, renderJsonChunks, renderBinaryStream).
  */
 import { performance } from 'node:perf_hooks';
 import type { Snapshot } from '../model/snapshot.js';
@@ -35,14 +35,20 @@ export function runSync<T>(work: Generator<unknown, T>): T {
   }
 }
 
-/** Drives a generator to its end, giving the event loop a turn whenever a slice has used its time. */
+/**
+ * What a generator yields to have runSliced give the event loop a turn now, whatever the clock: after a
+ * large allocation outside V8's heap, so that V8 marks in steps between turns rather than all at once.
+ */
+export const TURN = Symbol('turn');
+
+/** Drives a generator to its end, giving the event loop a turn whenever a slice has used its time (or the generator yields TURN). */
 export async function runSliced<T>(work: Generator<unknown, T>, options: SliceOptions = {}): Promise<T> {
   const sliceMs = options.maxSliceMs ?? DEFAULT_SLICE_MS;
   let deadline = performance.now() + sliceMs;
   for (;;) {
     const step = work.next();
     if (step.done) return step.value;
-    if (performance.now() >= deadline) {
+    if (step.value === TURN || performance.now() >= deadline) {
       await yieldToEventLoop();
       deadline = performance.now() + sliceMs;
     }

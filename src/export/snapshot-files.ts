@@ -1,5 +1,5 @@
 import type { SnapshotRenderer } from '../model/index.js';
-import { renderBinaryAsync } from './binary.js';
+import { renderBinaryStream } from './binary.js';
 import { gatherChunks } from './common.js';
 import { renderJsonChunks } from './json.js';
 import { renderTextChunks } from './text.js';
@@ -12,5 +12,5 @@ export const SNAPSHOT_FILES: Readonly<Record<string, SnapshotRenderer>> = Object
   // chunks, not joined: the binding copies them in pieces, so even 200 MB of JSON holds the loop briefly
   '.snapshot': (snapshot) => gatherChunks(renderTextChunks(snapshot)),
   '.snapshot.json': (snapshot) => gatherChunks(renderJsonChunks(snapshot)),
-  '.snapshot.bin': renderBinaryAsync,
+  '.snapshot.bin': renderBinaryStream,
 });

@@ -18,7 +18,9 @@ import {
   StatsError,
   Writes,
   type HistogramFile,
+  type SnapshotContent,
   type SnapshotRenderer,
+  type SnapshotStream,
   type Source,
   type TreeObserver,
   type ValueDef,
@@ -73,7 +75,21 @@ export interface AdapterOptions {
   snapshots?: Readonly<Record<string, SnapshotRenderer>>;
 }
 
-/** A snapshot file's contents: one Buffer or string, or chunks in order (large renders are not joined). */
+const isStream = (out: unknown): out is SnapshotStream & { filled?: Promise<void> } => typeof out === 'object' && out !== null && 'size' in out;
+
+/** The stream, with a promise of the end of its fill (which the binding calls exactly once). */
+function trackFill(stream: SnapshotStream): SnapshotStream & { filled: Promise<void> } {
+  let ended!: () => void;
+  const filled = new Promise<void>((resolve) => (ended = resolve));
+  return { size: stream.size, fill: (put) => stream.fill(put).finally(ended), filled };
+}
+
+/** Bytes of a snapshot file's contents. */
+function contentBytes(out: SnapshotContent): number {
+  if (typeof out === 'string') return Buffer.byteLength(out);
+  if (Buffer.isBuffer(out)) return out.length;
+  return 'size' in out ? out.size : out.reduce((n, b) => n + b.length, 0);
+}
 
 /**
  * A node an inode number stands for: a source (directory), one value of one of its groups (file; a
@@ -310,7 +326,7 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** The per-open snapshot: the value is computed once, here, and every read of this open file sees it. */
-  open(ino: number, flags: number, uid = 0): Result<string> | Promise<Result<Buffer | string | readonly Buffer[]>> {
+  open(ino: number, flags: number, uid = 0): Result<string> | Promise<Result<SnapshotContent>> {
     const node = this.live(ino);
     if (typeof node === 'number') return node;
     if (isDir(node)) return E.EISDIR;
@@ -406,11 +422,12 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** Renders after the user's earlier renderings, if its budget can take what this file took last time. */
-  private queueSnapshot(node: Node, uid: number): Promise<Result<Buffer | string | readonly Buffer[]>> {
+  private queueSnapshot(node: Node, uid: number): Promise<Result<SnapshotContent>> {
     const rendered = (this.renderQueues.get(uid) ?? Promise.resolve()).then(() =>
       this.snapshotBudget?.budgetSpent(uid, node.renderedBytes ?? 0) ? E.EMFILE : this.renderSnapshot(node),
     );
-    const done = rendered.then(() => undefined, () => undefined);
+    // a stream is still rendering while it fills the open file: the next rendering waits for that too
+    const done = rendered.then((out) => (isStream(out) ? out.filled : undefined)).then(() => undefined, () => undefined);
     this.renderQueues.set(uid, done);
     void done.then(() => {
       if (this.renderQueues.get(uid) === done) this.renderQueues.delete(uid);
@@ -419,11 +436,11 @@ export class StatsFsAdapter implements TreeObserver, FuseHandler {
   }
 
   /** Captures now (atomically, in slices behind the write barrier when large), renders in slices. */
-  private async renderSnapshot(node: Node): Promise<Result<Buffer | string | readonly Buffer[]>> {
+  private async renderSnapshot(node: Node): Promise<Result<SnapshotContent>> {
     try {
       const out = await this.options.snapshots![node.snapshot!](await captureSnapshotSliced(node.source));
-      node.renderedBytes = typeof out === 'string' ? Buffer.byteLength(out) : Buffer.isBuffer(out) ? out.length : out.reduce((n, b) => n + b.length, 0);
-      return out;
+      node.renderedBytes = contentBytes(out);
+      return isStream(out) ? trackFill(out) : out;
     } catch (err) {
       return this.failed('open', err);
     }

@@ -123,7 +123,7 @@ export interface FuseHandler {
    * The per-open snapshot that every read of this handle is served from (in C). Files are
    * opened with direct_io and without keep_cache. For write-only opens an empty value is fine.
    */
-  open(ino: number, flags: number, uid: number): MaybePromise<Buffer | Uint8Array | string | readonly Buffer[] | Errno>;
+  open(ino: number, flags: number, uid: number): MaybePromise<OpenContent | Errno>;
   /**
    * Missing: EPERM. `accepted`: bytes earlier writes on this same open file were answered with (so a
    * handler can tell a continuation of an accepted write from a write on a fresh open).
@@ -200,7 +200,17 @@ type EventHandlers = { [K in EventName]: Handler<EventArgs[K]> };
 type Handler<A> = A extends unknown[] ? (id: number, ...args: A) => void : never;
 /** An event handler as the dispatch function calls it. */
 type Decoded = (id: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => void;
-type OpenContent = Buffer | Uint8Array | string | readonly Buffer[];
+/**
+ * A file's contents written piece by piece into the binding's memory for the open file: `size` bytes,
+ * which fill() hands to `put` (each piece only during the call; false: the request is gone, stop). So a
+ * large file needs no copy of its own in JS. fill() is called exactly once, with a put that refuses
+ * everything when the file could not be allocated.
+ */
+export interface FilledContent {
+  readonly size: number;
+  fill(put: (at: number, bytes: Buffer) => boolean): Promise<void>;
+}
+export type OpenContent = Buffer | Uint8Array | string | readonly Buffer[] | FilledContent;
 
 /** Snapshots at least this large are copied into the binding in pieces of this size, a turn of the loop apart. */
 const FILL_STEP = 8 << 20;
@@ -575,6 +585,7 @@ export class FuseSession {
 
   private sendOpen(id: number, v: OpenContent): void {
     if (Array.isArray(v)) return void this.sendLarge(id, v as readonly Buffer[]);
+    if (typeof v === 'object' && !(v instanceof Uint8Array) && 'size' in v) return void this.sendFilled(id, v);
     let buf: Buffer;
     if (typeof v === 'string') buf = Buffer.from(v);
     else if (Buffer.isBuffer(v)) buf = v;
@@ -613,6 +624,25 @@ export class FuseSession {
         }
       }
       native.replyOpen(this.handle, id, null);
+    } catch (err) {
+      this.fail(id, 'open', err);
+    }
+  }
+
+  /** Allocates the file in the binding, charged whole to the opener's budget, and has `content` fill it. */
+  private async sendFilled(id: number, content: FilledContent): Promise<void> {
+    const native = this.native;
+    try {
+      // answered: over the opener's budget, or no memory; fill is still called (once, as always), to stop at once
+      if (!native.allocSnapshot(this.handle, id, content.size)) return await content.fill(() => false);
+      let gone = false;
+      await content.fill((at, bytes) => {
+        if (!Buffer.isBuffer(bytes)) throw new ReplyError('expected a Buffer');
+        // false: unmounted meanwhile; the request is gone and its snapshot freed with it
+        gone ||= !native.fillSnapshot(this.handle, id, at, bytes);
+        return !gone;
+      });
+      if (!gone) native.replyOpen(this.handle, id, null);
     } catch (err) {
       this.fail(id, 'open', err);
     }

@@ -20,7 +20,7 @@ export { Source, type SourceOptions, type TreeObserver } from './source.js';
 export { ValueGroup, type AddValuesOptions, type Storage } from './value-group.js';
 export { arena, SEQ, SlotArena } from './arena.js';
 export { LiveValues, counterType, gaugeType } from './live.js';
-export { Snapshot, type SnapshotRenderer } from './snapshot.js';
+export { Snapshot, type SnapshotContent, type SnapshotRenderer, type SnapshotStream } from './snapshot.js';
 export { captureSnapshot, captureSnapshotSliced, CAPTURE_SLICE_MS, type CaptureFilter } from './capture.js';
 export { WriteBarrier } from './barrier.js';
 export { Writes } from './writes.js';

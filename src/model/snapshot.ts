@@ -5,8 +5,20 @@ import type { SourceExposure } from './exposure.js';
 import type { ValueDef } from './schema.js';
 import { formatWord, joinSigned, joinUnsigned, word } from './word.js';
 
+/**
+ * A file's contents written straight into its reader's memory: `size` bytes, which fill() hands to `put`
+ * piece by piece (in any order, each piece valid only during the call); put returns false when the reader
+ * is gone, and fill() then stops. A render that keeps no copy of the whole file (.snapshot.bin).
+ */
+export interface SnapshotStream {
+  readonly size: number;
+  fill(put: (at: number, bytes: Buffer) => boolean): Promise<void>;
+}
+
 /** Renders a snapshot as a file's contents (the snapshot files every directory shows: src/export/snapshot-files.ts). */
-export type SnapshotRenderer = (snapshot: Snapshot) => Buffer | string | readonly Buffer[] | Promise<Buffer | string | readonly Buffer[]>;
+export type SnapshotRenderer = (snapshot: Snapshot) => SnapshotContent | Promise<SnapshotContent>;
+/** One Buffer or string, chunks in order (large renders are not joined), or a stream. */
+export type SnapshotContent = Buffer | string | readonly Buffer[] | SnapshotStream;
 
 /** The typed arrays a snapshot keeps its values in: 17 bytes per value. */
 export interface SnapshotColumns {
@@ -236,6 +248,14 @@ export class Snapshot {
   /** The definition of value i. */
   def(i: number): ValueDef {
     return this.defTable[this.defIndex[i]];
+  }
+
+  /**
+   * Value i's entry in the snapshot's table of definitions (the same number for every value of one
+   * definition in one schema), so a format can number definitions without a column of its own.
+   */
+  defEntry(i: number): number {
+    return this.defIndex[i];
   }
 
   /** Path of value i relative to the top: "net/eth0/rx_bytes". */

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseBinarySnapshot } from '../../src/client/snapshot-reader.js';
+import { BINARY_CHUNK_SIZE } from '../../src/export/binary.js';
 import { forceUnmount, isMounted, ROOT, sh, skipWithoutFuse, tempDir, waitFor } from '../helpers/mount.js';
 
 describe.skipIf(skipWithoutFuse)('atomic snapshots through the mount', { timeout: 60_000 }, () => {
@@ -64,6 +65,22 @@ describe.skipIf(skipWithoutFuse)('atomic snapshots through the mount', { timeout
     expect(count).toBeGreaterThan(410_000);
     expect(sum).toBe(1000);
     expect(last).toBe(399_999);
+  });
+
+  it('a root .snapshot.bin of 410,000+ values, streamed into the binding in 8 MiB pieces, is whole, valid and one instant', () => {
+    for (let i = 0; i < 3; i++) {
+      const file = readFileSync(`${m}/.snapshot.bin`);
+      expect(file.length).toBeGreaterThan(BINARY_CHUNK_SIZE); // more than one piece, the header's last
+      const bin = parseBinarySnapshot(file);
+      expect(bin.length).toBeGreaterThan(410_000);
+      const value: Record<string, bigint> = {};
+      for (let k = 0; k < bin.length; k++) {
+        const path = bin.path(k);
+        if (path === 'aa/v' || path === 'zz/v' || path === 'big/s39999/v9') value[path] = bin.value(k);
+      }
+      expect(value['aa/v'] + value['zz/v']).toBe(1000n);
+      expect(value['big/s39999/v9']).toBe(399_999n);
+    }
   });
 
   it('.snapshot.json and .snapshot.bin hold the same instant, with the schema', () => {

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collect } from '../../helpers/chunks.js';
-import { captureSnapshot, Schema, Source, type CustomType, type ValueGroup } from '../../../src/model/index.js';
+import { captureSnapshot, Schema, Source, type CustomType, type Snapshot, type ValueGroup } from '../../../src/model/index.js';
 import { renderText, renderTextChunks } from '../../../src/export/text.js';
 import { renderJson, renderJsonChunks } from '../../../src/export/json.js';
-import { renderBinary, renderBinaryAsync, BINARY_LAYOUT } from '../../../src/export/binary.js';
+import { renderBinary, renderBinaryStream, BINARY_CHUNK_SIZE, BINARY_LAYOUT, type BinaryOptions } from '../../../src/export/binary.js';
 import { unescapeText } from '../../../src/export/common.js';
 import { openBinarySnapshot, parseBinarySnapshot, parseHeader, readValues, BinarySnapshotFormatError } from '../../../src/client/snapshot-reader.js';
 
@@ -32,6 +32,19 @@ const brokenSchema = new Schema([{ name: 'broken', type: exploding }]);
 const moodSchema = new Schema([{ name: 'mood', type: 'u16', mode: 0o600, show: () => { throw new Error('no mood'); } }]);
 
 /** root/net with aggregates over eth0 and "my lo", a getter that throws, a show() that throws. */
+/** A .snapshot.bin stream filled into one Buffer, and the pieces it came in ([offset, length], in order). */
+async function streamed(snapshot: Snapshot, options: BinaryOptions = {}): Promise<{ bytes: Buffer; pieces: [number, number][] }> {
+  const stream = await renderBinaryStream(snapshot, { maxSliceMs: 0, ...options });
+  const bytes = Buffer.alloc(stream.size);
+  const pieces: [number, number][] = [];
+  await stream.fill((at, piece) => {
+    piece.copy(bytes, at);
+    pieces.push([at, piece.length]);
+    return true;
+  });
+  return { bytes, pieces };
+}
+
 function smallTree(): { net: Source; eth0: ValueGroup; lo: ValueGroup } {
   const root = Source.root();
   const net = new Source('net');
@@ -270,9 +283,36 @@ describe('binary (.snapshot.bin) and its reader', () => {
     expect(after.numDesc).toBe(before.numDesc + 4);
   });
 
-  it('renderBinaryAsync gives the same bytes', async () => {
+  it('renderBinaryStream gives the same bytes, in one piece when it fits', async () => {
     const snapshot = captureSnapshot(smallTree().net);
-    expect((await renderBinaryAsync(snapshot, { maxSliceMs: 0 })).equals(renderBinary(snapshot))).toBe(true);
+    const { bytes, pieces } = await streamed(snapshot);
+    expect(pieces).toEqual([[0, bytes.length]]);
+    expect(bytes.equals(renderBinary(snapshot))).toBe(true);
+  });
+
+  it('streams pieces of any multiple of 16 bytes: each piece once, front to back, the header last, the bytes of a render in one piece', async () => {
+    // show() texts, a failure, aggregates, a name to escape: every section
+    const snapshot = captureSnapshot(smallTree().net);
+    const whole = renderBinary(snapshot, { chunkSize: BINARY_CHUNK_SIZE });
+    for (const chunkSize of [160, 176, 256, 1024]) {
+      const { bytes, pieces } = await streamed(snapshot, { chunkSize });
+      const n = Math.ceil(whole.length / chunkSize);
+      const expected = Array.from({ length: n }, (_, k): [number, number] => [k * chunkSize, Math.min(chunkSize, whole.length - k * chunkSize)]);
+      expect(pieces).toEqual([...expected.slice(1), expected[0]]);
+      expect(bytes.equals(whole)).toBe(true);
+      expect(renderBinary(snapshot, { chunkSize }).equals(whole)).toBe(true);
+    }
+    expect(() => renderBinary(snapshot, { chunkSize: 168 })).toThrow(/multiple of 16/);
+    expect(() => renderBinary(snapshot, { chunkSize: 144 })).toThrow(/at least 160/);
+  });
+
+  it('a stream whose reader is gone stops at the piece it refused', async () => {
+    const snapshot = captureSnapshot(smallTree().net);
+    const stream = await renderBinaryStream(snapshot, { maxSliceMs: 0, chunkSize: 160 });
+    let calls = 0;
+    await stream.fill(() => ++calls < 2);
+    expect(stream.size).toBeGreaterThan(3 * 160);
+    expect(calls).toBe(2);
   });
 
   it('an empty snapshot is a valid file with no descriptors', () => {
@@ -375,7 +415,7 @@ describe('sliced rendering of many directories', () => {
 
   it('.snapshot.bin yields in every pass over the directories and gives the bytes of an unsliced render', async () => {
     let bin: Buffer | null = null;
-    const turns = await turnsDuring(async () => (bin = await renderBinaryAsync(snapshot, { maxSliceMs: 0 })));
+    const turns = await turnsDuring(async () => (bin = (await streamed(snapshot)).bytes));
     // measuring the paths, writing the directory table, writing the paths: three passes
     expect(turns).toBeGreaterThanOrEqual(3 * batches);
     expect(bin!.equals(renderBinary(snapshot))).toBe(true);

@@ -68,8 +68,11 @@ describe('histograms in snapshots', () => {
 
   it('.snapshot.bin: the histograms section, read back exactly, refreshed at fixed offsets', async () => {
     const { root, ga, gb } = tree();
-    const file = renderBinary(captureSnapshot(root));
+    const snapshot = captureSnapshot(root);
+    const file = renderBinary(snapshot);
     expect(file.readUInt32LE(HEADER_FIELDS.flags) & HEADER_FLAG_HISTOGRAMS).toBe(HEADER_FLAG_HISTOGRAMS);
+    // the same bytes from pieces of 160 bytes, which split the histograms section's records
+    expect(renderBinary(snapshot, { chunkSize: 160 }).equals(file)).toBe(true);
     const snap = parseBinarySnapshot(file);
     const at = (path: string) => [...Array(snap.length).keys()].find((i) => snap.path(i) === path)!;
     const i = at('a/latency');
