@@ -571,7 +571,7 @@ export class ProducerTree {
 
   /** Journals a change of whether the owner is kept: all its attached nodes, or none of them. */
   private noteKeeping(owner: Owner, kept: boolean): void {
-    if (!this.keeps(owner) === !kept) return;
+    if (!this.keeps(owner) === !kept || owner.sources.size === 0) return; // an owner of nothing: nothing changes
     this.keptChanges++;
     if (!this.journaling) return;
     this.changes.push(['drop', owner.name!]);
