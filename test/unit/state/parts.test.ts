@@ -314,6 +314,26 @@ describe('journal records of the parts', () => {
     for (const r of kept) expect(JSON.stringify(r).length).toBeLessThan(300);
   });
 
+  it('producers: replayed changes that no longer fit (a name another took since) are skipped and counted, with what was below them', async () => {
+    const records: KeptRecord[] = [];
+    const sock = join(mkdtempSync(join(tmpdir(), 'statsfs-parts-')), 'p.sock');
+    const server = new ProducerServer(Source.root(), { path: sock, journal: { append: (part, data) => void records.push(viaJson(data) as KeptRecord) } });
+    await server.listen();
+    closers.push(() => server.close());
+    const c = await client(sock, 'p', true);
+    c.counter('app/web/n').add(4);
+    c.counter('top/n').add(2);
+    await c.flush();
+    const root = Source.root();
+    root.addSubordinate(new Source('app'));
+    const tree = new ProducerTree(root, { maxSources: 100, maxHandles: 100, maxValues: 100 }, { updates: 0 });
+    let skipped = 0;
+    for (const r of records) skipped += tree.replayKept(r);
+    expect(skipped).toBe(3); // app, app/web, and the group on app/web (its values find nothing and are dropped)
+    expect(at(root, 'app/web')).toBeUndefined();
+    expect(at(root, 'top')!.getValue('n')).toBe(2n);
+  });
+
   it('StatsD: the values changed in a turn, or all of them after a removal', async () => {
     const records: unknown[] = [];
     const server = new StatsdServer(Source.root(), { journal: { append: (part, data) => void records.push(viaJson(data)) } });
