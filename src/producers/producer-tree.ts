@@ -610,7 +610,9 @@ export class ProducerTree {
       this.touched.clear();
       if (values.length > 0) record.values = values;
     }
-    return record.changes === undefined && record.values === undefined ? null : record;
+    if (record.changes === undefined && record.values === undefined) return null;
+    this.keptChanges++; // a checkpoint comes to hold it (a non-keeping connection of a kept owner moves nothing else)
+    return record;
   }
 
   /**
