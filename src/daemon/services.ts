@@ -109,7 +109,6 @@ export async function startServices(root: Source, flags: ServiceFlags, log: Logg
         generation: () => producers.keptChanges,
         replay: (data) => producers.replayKept(data),
         everything: () => ({ kept: producers.saveKept() }),
-        flush: () => producers.flushJournal(),
       });
       await listen('--socket', flags.socket, () => producers.listen()); // each server logs its own start
     }

@@ -49,11 +49,11 @@ export class ProducerTree {
   journaling = false;
   /** Groups of keeping connections updated since the last journalChunk(). */
   private readonly touched = new Set<ValueGroup>();
-  /** A keeping connection changed more than values since the last journalChunk() (or an owner left). */
-  private structural = false;
-  /** When the last record of everything kept was built, and how long that took (ms). */
-  private wholeAt = 0;
-  private wholeMs = 0;
+  /** What keeping owners changed in the kept nodes since the last journalChunk(), in order (see KeptChange). */
+  private changes: KeptChange[] = [];
+  /** The definition lists the changes refer to, by index (each once per record). */
+  private changeSchemas: WireValueSpec[][] = [];
+  private readonly changeSchemaIndex = new Map<Schema, number>();
   private readonly maxSources: number;
   private readonly maxHandles: number;
   private readonly maxValues: number;
@@ -79,10 +79,7 @@ export class ProducerTree {
   /** Applies a request; returns the OK reply when it has a payload (else null: an empty OK). */
   apply(conn: Connection, frame: Frame): Buffer | null {
     const req = decodeRequest(frame);
-    if (conn.keep) {
-      this.keptChanges++;
-      if (req.op !== Op.UPDATE && req.op !== Op.PING) this.structural = true;
-    }
+    if (conn.keep) this.keptChanges++;
     switch (req.op) {
       case Op.HELLO:
         throw new ProtocolError('EPROTO', 'HELLO was already received on this connection');
@@ -101,12 +98,14 @@ export class ProducerTree {
         if (child.parent !== null) throw new StatsError('EEXIST', `source "${child.path}" is attached: detach it first`);
         if (child.hidden) this.checkHiddenName(parent, child.name);
         parent.addSubordinate(child);
+        if (this.journaled(conn.owner!, child)) this.noteSubtree(conn.owner!, child);
         return null;
       }
       case Op.DETACH: {
         const src = this.ownSource(conn, req.handle);
         const parent = src.parent;
         if (parent === null) throw new StatsError('ENOENT', `source "${src.name}" is not attached`);
+        if (this.journaled(conn.owner!, src)) this.changes.push(['rs', conn.owner!.name!, this.pathOf(src)]);
         parent.removeSubordinate(src);
         return null;
       }
@@ -245,6 +244,7 @@ export class ProducerTree {
     this.checkSourceCap(owner, missing);
     // Second pass: create what is missing; an existing source of this owner is adopted.
     cur = parent;
+    const journaled = this.journaled(owner, parent);
     for (let i = 0; i < parts.length; i++) {
       const last = i === parts.length - 1;
       let next = this.child(conn, cur, parts[i]);
@@ -252,6 +252,7 @@ export class ProducerTree {
         next = new Source(parts[i], { hidden: last && req.hidden });
         cur.addSubordinate(next);
         this.own(owner, next);
+        if (journaled) this.changes.push(['s', owner.name!, this.pathOf(next), next.hidden]);
       }
       cur = next;
     }
@@ -302,6 +303,7 @@ export class ProducerTree {
     owner.groups.add(group);
     if (!req.aggregate) owner.valueSlots += valueCost(schema);
     bindHandle(conn.groups, conn.groupHandles, req.group, group);
+    if (this.journaled(owner, src)) this.noteGroup(owner, group, false); // a new group holds zeros
     return null;
   }
 
@@ -347,7 +349,7 @@ export class ProducerTree {
       if (!(value >= 0) || value === Infinity) throw new ProtocolError('EINVAL', `update ${i}: a histogram takes finite values >= 0, not ${value}`);
     }
     lastHandle = -1;
-    const journaled = this.journaling && conn.keep;
+    const journaled = this.journaling && this.keeps(conn.owner!);
     // the words go in as they came (lo, hi): no number or bigint per entry
     let weightLo = 1;
     let weightHi = 0;
@@ -378,11 +380,11 @@ export class ProducerTree {
     const owner = conn.owner!;
     if (kind === RemoveKind.SOURCE) {
       const src = this.ownSource(conn, handle);
-      this.removeTree(owner, src); // frees its handles, and those of everything below it
+      this.removeJournaledTree(owner, src); // frees its handles, and those of everything below it
     } else if (kind === RemoveKind.GROUP) {
       const g = conn.groups.get(handle);
       if (g === undefined || !owner.groups.has(g)) throw new StatsError('ENOENT', `no group handle ${handle}`);
-      this.removeGroup(owner, g);
+      this.removeJournaledGroup(owner, g);
     } else {
       if (!conn.schemas.delete(handle)) throw new StatsError('ENOENT', `no schema handle ${handle}`);
     }
@@ -403,13 +405,13 @@ export class ProducerTree {
     const src = this.child(conn, cur, name);
     if (src !== undefined) {
       if (!this.owns(conn, src)) throw new StatsError('EPERM', `"${path}" belongs to ${this.ownerLabel(src)}`);
-      this.removeTree(owner, src);
+      this.removeJournaledTree(owner, src);
       return;
     }
     const found = cur.findValue(name);
     if (found === undefined) throw new StatsError('ENOENT', `no source or value "${path}"`);
     if (!owner.groups.has(found.group)) throw new StatsError('EPERM', `"${path}" belongs to ${this.ownerLabel(cur)}`);
-    this.removeGroup(owner, found.group);
+    this.removeJournaledGroup(owner, found.group);
   }
 
   private removeGroup(owner: Owner, g: ValueGroup): void {
@@ -417,6 +419,17 @@ export class ProducerTree {
     owner.groups.delete(g);
     for (const c of owner.conns) unbindTarget(c.groups, c.groupHandles, g);
     if (!g.isAggregate) owner.valueSlots -= valueCost(g.schema);
+  }
+
+  /** A removal by a request, journaled: one record for the source and all of the owner's below it. */
+  private removeJournaledTree(owner: Owner, src: Source): void {
+    if (this.journaled(owner, src)) this.changes.push(['rs', owner.name!, this.pathOf(src)]);
+    this.removeTree(owner, src);
+  }
+
+  private removeJournaledGroup(owner: Owner, g: ValueGroup): void {
+    if (this.journaled(owner, g.source)) this.changes.push(['rg', owner.name!, this.pathOf(g.source), g.schema.defs[0].name, g.isAggregate]);
+    this.removeGroup(owner, g);
   }
 
   /** Detaches `src` (the mount sees it go at once), then releases it and everything of the owner below it. */
@@ -490,79 +503,193 @@ export class ProducerTree {
       const owner = this.owner(k.owner);
       const made: (Source | undefined)[] = [];
       for (const ks of k.sources) {
-        const parent = ks.parent < 0 ? this.root : made[ks.parent];
-        if (parent === undefined || parent.subordinate(ks.name) !== undefined || parent.hiddenSubordinates(ks.name).length > 0) {
-          made.push(undefined);
-          skipped++;
-          continue;
-        }
-        validateName(ks.name, 'source');
-        const src = new Source(ks.name, { hidden: ks.hidden });
-        parent.addSubordinate(src);
-        this.own(owner, src);
+        const src = this.restoreSource(owner, ks.parent < 0 ? this.root : made[ks.parent], ks.name, ks.hidden);
         made.push(src);
-        for (const kg of ks.groups) {
-          const schema = this.schemaFor(saved.schemas[kg.schema]);
-          const g = kg.aggregate ? src.addAggregates(schema, { hidden: kg.hidden }) : src.addValues(schema, { hidden: kg.hidden });
-          owner.groups.add(g);
-          if (kg.aggregate) continue;
-          owner.valueSlots += valueCost(schema);
-          setGroupValues(g, kg.values);
-        }
+        if (src === undefined) skipped++;
+        else for (const kg of ks.groups) this.restoreGroup(owner, src, saved.schemas[kg.schema], kg.aggregate, kg.hidden, kg.values);
       }
     }
     return skipped;
   }
 
-  /**
-   * The journal record of what keeping connections changed since the last call, or null: after a change of
-   * nodes, everything kept (saveKept(): restored over the checkpoint's); else the values of each group
-   * updated, keyed by owner, source path and first value name.
-   */
-  journalChunk(): { kept: KeptState } | { values: JournaledGroup[] } | null {
-    // A large kept state (its record took over 5 ms) is journaled whole at most once a second, as a
-    // checkpoint is: sources and groups created meanwhile wait for it (or for the next checkpoint).
-    const now = Date.now();
-    if (this.structural && (this.wholeMs <= 5 || now - this.wholeAt >= 1000)) {
-      this.structural = false;
-      this.touched.clear();
-      const kept = this.saveKept();
-      this.wholeAt = now;
-      this.wholeMs = Date.now() - now;
-      return { kept };
-    }
-    if (this.touched.size === 0) return null;
-    const values: JournaledGroup[] = [];
-    for (const g of this.touched) {
-      const owner = this.nodeOwner.get(g.source);
-      if (owner?.name == null || g.source.parent === null) continue;
-      const path: string[] = [];
-      for (let s: Source | null = g.source; s !== null && s !== this.root; s = s.parent) path.unshift(s.name);
-      values.push([owner.name, path, g.schema.defs[0].name, groupValues(g)]);
-    }
-    this.touched.clear();
-    return { values };
+  /** A kept source made again under `parent`, or undefined when there is no parent or the name is taken. */
+  private restoreSource(owner: Owner, parent: Source | undefined, name: string, hidden: boolean): Source | undefined {
+    if (parent === undefined || parent.subordinate(name) !== undefined || parent.hiddenSubordinates(name).length > 0) return undefined;
+    validateName(name, 'source');
+    const src = new Source(name, { hidden });
+    parent.addSubordinate(src);
+    this.own(owner, src);
+    return src;
   }
 
-  /** Applies a journal record (after restoreKept() of the checkpoint). */
-  replayKept(data: { kept: KeptState } | { values: JournaledGroup[] }): void {
-    if ('kept' in data) {
-      // the nodes as they were then: what the checkpoint restored goes, owners have no connection yet
-      for (const owner of this.owners.values()) for (const src of [...owner.sources]) if (owner.sources.has(src) && (src.parent === null || !owner.sources.has(src.parent))) this.removeTree(owner, src);
-      this.owners.clear();
-      this.restoreKept(data.kept);
-      return;
+  private restoreGroup(owner: Owner, src: Source, specs: WireValueSpec[], aggregate: boolean, hidden: boolean, values: readonly (string | HistogramState)[]): void {
+    const schema = this.schemaFor(specs);
+    const g = aggregate ? src.addAggregates(schema, { hidden }) : src.addValues(schema, { hidden });
+    owner.groups.add(g);
+    if (aggregate) return;
+    owner.valueSlots += valueCost(schema);
+    setGroupValues(g, values);
+  }
+
+  // --- the journal: what each chunk of frames changed in the kept nodes, in proportion to the change ------------
+
+  /** Whether the owner's nodes are kept (saveKept() holds them): named, and a keeping connection or none left. */
+  private keeps(owner: Owner): boolean {
+    if (owner.name === null) return false;
+    if (owner.conns.size === 0) return true;
+    for (const c of owner.conns) if (c.keep) return true;
+    return false;
+  }
+
+  /** Whether a change at `src` (a source of `owner`, or the root) is journaled: kept, and attached to the root. */
+  private journaled(owner: Owner, src: Source): boolean {
+    if (!this.journaling || !this.keeps(owner)) return false;
+    for (let s: Source | null = src; s !== this.root; s = s.parent) if (s === null) return false;
+    return true;
+  }
+
+  /** A source's names from the root: a journal record's reference to it (handles are the connection's). */
+  private pathOf(src: Source): string[] {
+    const path: string[] = [];
+    for (let s: Source | null = src; s !== null && s !== this.root; s = s.parent) path.push(s.name);
+    return path.reverse();
+  }
+
+  /** Journals a group as added, with its values (a new group: none, it holds zeros). */
+  private noteGroup(owner: Owner, g: ValueGroup, withValues: boolean): void {
+    let schema = this.changeSchemaIndex.get(g.schema);
+    if (schema === undefined) this.changeSchemaIndex.set(g.schema, (schema = this.changeSchemas.push(this.specsOf.get(g.schema)!) - 1));
+    this.changes.push(['g', owner.name!, this.pathOf(g.source), schema, g.isAggregate, g.hidden, withValues && !g.isAggregate ? groupValues(g) : []]);
+  }
+
+  /** Journals a source that became kept (attached, or its owner keeps now) with the owner's groups and sources below it. */
+  private noteSubtree(owner: Owner, src: Source): void {
+    this.changes.push(['s', owner.name!, this.pathOf(src), src.hidden]);
+    for (const g of src.valueGroups) if (owner.groups.has(g)) this.noteGroup(owner, g, true);
+    for (const sub of src.subordinates) if (owner.sources.has(sub)) this.noteSubtree(owner, sub);
+  }
+
+  /** Journals a change of whether the owner is kept: all its attached nodes, or none of them. */
+  private noteKeeping(owner: Owner, kept: boolean): void {
+    if (!this.keeps(owner) === !kept || owner.sources.size === 0) return; // an owner of nothing: nothing changes
+    this.keptChanges++;
+    if (!this.journaling) return;
+    this.changes.push(['drop', owner.name!]);
+    if (!kept) for (const src of owner.sources) if (src.parent === this.root) this.noteSubtree(owner, src);
+  }
+
+  /** A connection of `owner` said HELLO (conn.keep set): the owner's nodes may become kept, or stop being. */
+  arrive(conn: Connection, owner: Owner): void {
+    const kept = this.keeps(owner);
+    owner.conns.add(conn);
+    this.noteKeeping(owner, kept);
+  }
+
+  /**
+   * The journal record of what keeping owners changed since the last call, or null: the changes of nodes,
+   * in order (sources and groups added, removed; owners that stopped keeping), then the values of each
+   * group updated, keyed by owner, source path and first value name.
+   */
+  journalChunk(): KeptRecord | null {
+    const record: KeptRecord = {};
+    if (this.changes.length > 0) {
+      record.changes = this.changes;
+      if (this.changeSchemas.length > 0) record.schemas = this.changeSchemas;
+      this.changes = [];
+      this.changeSchemas = [];
+      this.changeSchemaIndex.clear();
     }
-    for (const [name, path, first, vals] of data.values) {
-      const owner = this.owners.get(name);
-      let src: Source | undefined = this.root;
-      for (const p of path) {
-        if (src === undefined) break;
-        src = src.subordinate(p) ?? src.hiddenSubordinates(p).find((h) => this.nodeOwner.get(h) === owner);
+    if (this.touched.size > 0) {
+      const values: JournaledGroup[] = [];
+      for (const g of this.touched) {
+        const owner = this.nodeOwner.get(g.source);
+        // a group removed since, or on a source no longer attached, is not kept
+        if (owner === undefined || !owner.groups.has(g) || !this.journaled(owner, g.source)) continue;
+        values.push([owner.name!, this.pathOf(g.source), g.schema.defs[0].name, groupValues(g)]);
       }
-      const g = src?.valueGroups.find((v) => !v.isAggregate && owner?.groups.has(v) && v.schema.defs[0].name === first);
+      this.touched.clear();
+      if (values.length > 0) record.values = values;
+    }
+    if (record.changes === undefined && record.values === undefined) return null;
+    this.keptChanges++; // a checkpoint comes to hold it (a non-keeping connection of a kept owner moves nothing else)
+    return record;
+  }
+
+  /**
+   * Applies a journal record (after restoreKept() of the checkpoint) as the live daemon did; returns how
+   * many of its changes no longer fit (a name taken meanwhile, a parent skipped before), which are skipped.
+   */
+  replayKept(data: KeptRecord | { kept: KeptState }): number {
+    if ('kept' in data) {
+      // everything kept, as it was then (a clear through the mount; and journals of earlier versions)
+      for (const owner of this.owners.values()) this.dropKept(owner);
+      this.owners.clear();
+      return this.restoreKept(data.kept);
+    }
+    let skipped = 0;
+    for (const change of data.changes ?? []) if (!this.replayChange(change, data.schemas ?? [])) skipped++;
+    for (const [name, path, first, vals] of data.values ?? []) {
+      const owner = this.owners.get(name);
+      const g = this.find(owner, path)?.valueGroups.find((v) => !v.isAggregate && owner!.groups.has(v) && v.schema.defs[0].name === first);
       if (g !== undefined) setGroupValues(g, vals);
     }
+    return skipped;
+  }
+
+  private replayChange(change: KeptChange, schemas: WireValueSpec[][]): boolean {
+    const owner = change[0] === 'drop' || change[0] === 's' ? this.owner(change[1]) : this.owners.get(change[1]);
+    switch (change[0]) {
+      case 'drop':
+        this.dropKept(owner!);
+        if (owner!.sources.size === 0) this.owners.delete(change[1]);
+        return true;
+      case 's': {
+        const path = change[2];
+        const src = this.restoreSource(owner!, this.find(owner, path.slice(0, -1)), path[path.length - 1], change[3]);
+        return src !== undefined;
+      }
+      case 'g': {
+        const src = this.find(owner, change[2]);
+        if (src === undefined) return false;
+        try {
+          this.restoreGroup(owner!, src, schemas[change[3]], change[4], change[5], change[6]);
+        } catch {
+          return false; // a name the source holds already (a group replayed over a checkpoint that has it)
+        }
+        return true;
+      }
+      case 'rs': {
+        const src = this.find(owner, change[2]);
+        if (src === undefined || src === this.root) return false;
+        this.removeTree(owner!, src);
+        return true;
+      }
+      case 'rg': {
+        const [, , path, first, aggregate] = change;
+        const g = this.find(owner, path)?.valueGroups.find((v) => v.isAggregate === aggregate && owner!.groups.has(v) && v.schema.defs[0].name === first);
+        if (g === undefined) return false;
+        this.removeGroup(owner!, g);
+        return true;
+      }
+    }
+  }
+
+  /** The owner's source at `path` (names from the root; [] is the root), or undefined. */
+  private find(owner: Owner | undefined, path: readonly string[]): Source | undefined {
+    if (owner === undefined) return undefined;
+    let src: Source = this.root;
+    for (const p of path) {
+      const visible = src.subordinate(p);
+      const next = visible !== undefined && this.nodeOwner.get(visible) === owner ? visible : src.hiddenSubordinates(p).find((h) => this.nodeOwner.get(h) === owner);
+      if (next === undefined) return undefined;
+      src = next;
+    }
+    return src;
+  }
+
+  /** Removes every node of the owner (a replayed owner that stopped keeping). */
+  private dropKept(owner: Owner): void {
+    for (const src of [...owner.sources]) if (owner.sources.has(src) && (src.parent === null || !owner.sources.has(src.parent))) this.removeTree(owner, src);
   }
 
   /**
@@ -570,10 +697,13 @@ export class ProducerTree {
    * kept them. Detached sources could never be found again, so they go in any case.
    */
   depart(conn: Connection, owner: Owner): void {
+    const kept = this.keeps(owner);
     owner.conns.delete(conn);
-    if (owner.conns.size > 0) return;
+    if (owner.conns.size > 0) {
+      this.noteKeeping(owner, kept); // a keeping connection went and none is left
+      return;
+    }
     this.keptChanges++; // kept nodes may go now (the last connection did not keep), or become kept
-    this.structural = true;
     const tops = [...owner.sources].filter((s) => s.parent === null || !owner.sources.has(s.parent));
     for (const src of tops) if (!conn.keep || src.parent === null) this.removeTree(owner, src);
     if (owner.sources.size === 0 && owner.name !== null) this.owners.delete(owner.name);
@@ -598,6 +728,27 @@ function setGroupValues(g: ValueGroup, values: readonly (string | HistogramState
     }
   });
 }
+
+/** A journal record of the producer part: the changes of kept nodes, in order, then values (see journalChunk). */
+export interface KeptRecord {
+  changes?: KeptChange[];
+  /** The definition lists the changes' groups refer to (by index). */
+  schemas?: WireValueSpec[][];
+  values?: JournaledGroup[];
+}
+
+/**
+ * A change of kept nodes, by owner and source path (names from the root): a source added ('s', hidden), a
+ * group added ('g': schema index, aggregate, hidden, values; [] for zeros), a source removed with all of the
+ * owner's below it ('rs'), a group removed ('rg', by its first value name), an owner whose nodes are no
+ * longer kept ('drop': all of them go; those it keeps again follow as 's' and 'g').
+ */
+export type KeptChange =
+  | [op: 's', owner: string, path: string[], hidden: boolean]
+  | [op: 'g', owner: string, path: string[], schema: number, aggregate: boolean, hidden: boolean, values: (string | HistogramState)[]]
+  | [op: 'rs', owner: string, path: string[]]
+  | [op: 'rg', owner: string, path: string[], first: string, aggregate: boolean]
+  | [op: 'drop', owner: string];
 
 /** A journaled group: owner, source path (names from the root), first value name, values. */
 export type JournaledGroup = [owner: string, path: string[], first: string, values: (string | HistogramState)[]];

@@ -44,7 +44,7 @@ import {
   type HelloRequest,
 } from '../protocol/protocol.js';
 import { Connection } from './producer-owners.js';
-import { ProducerTree, type JournaledGroup, type KeptState } from './producer-tree.js';
+import { ProducerTree, type KeptRecord, type KeptState } from './producer-tree.js';
 import { listenUnix } from './unix-socket.js';
 
 export interface ProducerServerOptions {
@@ -222,12 +222,8 @@ export class ProducerServer {
 
   /** Applies a journal record (after restoreKept()). */
   replayKept(data: unknown): void {
-    this.tree.replayKept(data as { kept: KeptState } | { values: JournaledGroup[] });
-  }
-
-  /** Journals what keeping connections changed and was not journaled yet (the keeper calls it every second). */
-  flushJournal(): void {
-    this.journalChanges();
+    const skipped = this.tree.replayKept(data as KeptRecord | { kept: KeptState });
+    if (skipped > 0) this.options.log?.info({ skippedChanges: skipped }, 'kept producer changes replayed: some no longer fit (a name taken since)');
   }
 
   /** Journals what keeping connections changed, if anything (before the replies go). */
@@ -475,10 +471,10 @@ export class ProducerServer {
     const problem = req.owner === '' ? null : nameProblem(req.owner, 'owner');
     if (problem !== null) throw new ProtocolError('EINVAL', problem, true);
     const owner = this.tree.owner(req.owner);
-    owner.conns.add(conn);
+    conn.keep = req.keep || (this.options.keepOnDisconnect ?? false);
+    this.tree.arrive(conn, owner);
     conn.owner = owner;
     this.disarm(conn);
-    conn.keep = req.keep || (this.options.keepOnDisconnect ?? false);
     conn.version = version;
     this.options.log?.debug({ connection: conn.id, owner: owner.name, keep: conn.keep }, 'producer hello');
     return encodeHelloOk(id, { version, maxFrameBytes: this.maxFrameBytes, maxSources: this.maxSources, maxHandles: this.maxHandles, connection: conn.id });

@@ -54,8 +54,6 @@ export interface StatePart {
   replay?(data: unknown): void;
   /** A journal record that replaces everything the part holds (journaled after a clear through the mount). */
   everything?(): unknown;
-  /** Appends what the part holds back (a record it defers), before the journal is synced each second. */
-  flush?(): void;
 }
 
 /** The keeper's own statistics (statsfs/state/). */
@@ -292,12 +290,11 @@ export class StateKeeper {
   }
 
   /**
-   * Every interval: the parts' deferred records, then an fdatasync of the journal (the last durable point
+   * Every interval: an fdatasync of the journal (the last durable point
    * moves to when it began); a checkpoint when something changed CHECKPOINT_EVERY_MS after the last one, or
    * once the journal passes JOURNAL_MAX_BYTES.
    */
   private tick(): void {
-    for (const part of this.parts.values()) part.flush?.();
     const journal = this.journal;
     if (journal !== null) {
       const began = Date.now();

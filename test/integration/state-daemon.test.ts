@@ -219,6 +219,47 @@ describe.skipIf(skipWithoutFuse)('state across restarts in the real daemon', { t
     expect(readdirSync(state).filter((f) => f.includes('corrupt'))).toEqual([]);
   });
 
+  it('kill -9 right after sources are created beside a large kept state: every acknowledged source is there after a restart', async () => {
+    const dir = tempDir();
+    const mnt = join(dir, 'mnt');
+    const state = join(dir, 'state');
+    const sock = join(dir, 'p.sock');
+    const d = await start(mnt, state);
+    // 30,000 kept sources (a record of the whole kept state takes well over 5 ms), then new sources one
+    // acknowledged frame at a time, each printed once acknowledged
+    const p = producer(
+      sock,
+      `const c = await connect({ socket, owner: 'big', keep: true, reconnect: false, onError: () => {} });
+       const schema = c.define([{ name: 'n', type: 'u64' }]);
+       for (let i = 0; i < 30000; i++) c.source('big/s' + i).values(schema).set('n', i);
+       await c.flush();
+       console.log('ready');
+       for (let i = 0; ; i++) {
+         c.source('fresh/s' + i).values(schema).set('n', 1000 + i);
+         try { await c.flush(); } catch { break; }
+         console.log('ack', i);
+       }
+       await c.close().catch(() => {});`,
+    );
+    children.push(p);
+    const out = linesOf(p);
+    await out.next(/^ready$/);
+    await out.next(/^ack 20$/);
+    d.child.kill('SIGKILL');
+    await d.exited;
+    await new Promise<void>((r) => (p.exitCode !== null ? r() : p.once('exit', () => r())));
+    const acked = out.seen.flatMap((line) => /^ack (\d+)$/.exec(line)?.[1] ?? []).map(Number);
+    expect(acked.length).toBeGreaterThan(20);
+    const next = await start(mnt, state);
+    expect(existsSync(`${mnt}/fresh`)).toBe(true);
+    const fresh = readdirSync(`${mnt}/fresh`);
+    for (const i of acked) expect(fresh).toContain(`s${i}`);
+    expect(cat(`${mnt}/fresh/s${acked[acked.length - 1]}/n`)).toBe(String(1000 + acked[acked.length - 1]));
+    expect(cat(`${mnt}/big/s29999/n`)).toBe('29999');
+    expect(readdirSync(`${mnt}/big`)).toHaveLength(30000);
+    await next.stop();
+  });
+
   it('a truncated or garbage state file: one log line, moved aside, a clean start; a newer format is refused', async () => {
     const dir = tempDir();
     const mnt = join(dir, 'mnt');
