@@ -255,7 +255,6 @@ export function statsdSource(server: StatsdStatsReader): Source {
   return serviceSource('statsd', server, statsdStats);
 }
 
-
 const stateStats: ServiceStat<StateStats>[] = [
   { name: 'checkpoints', read: (s) => s.checkpoints, unit: 'checkpoints', description: 'state checkpoints written and made durable' },
   { name: 'checkpoint_bytes', read: (s) => s.checkpointBytes, level: true, unit: 'bytes', description: 'size of the last checkpoint' },
