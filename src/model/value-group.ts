@@ -191,10 +191,11 @@ export class ValueGroup {
    * included, as the original did. Floating values and custom values without clear() are EPERM.
    */
   clear(key: Key): void {
-    ValueGroup.clears++;
-    ValueGroup.onClear?.();
     const def = this.def(key);
     if (!def.clearable) throw new StatsError('EPERM', `${this.source.path}/${def.name} cannot be cleared`);
+    // a refused clear changes nothing: no checkpoint nor journal record for it
+    ValueGroup.clears++;
+    ValueGroup.onClear?.();
     if (this.storageKind === 'aggregate') clearBelow(this.source, this.schema, def);
     else this.clearOwn(def);
   }
