@@ -75,9 +75,9 @@ export async function run({ full, scope }) {
   const batchedRun = (d) => ({ name: d === plain ? 'batched' : 'batchedState', show, run: () => once(d, 'batched', batchedN, {}, 50_000) });
   const unbatchedRun = (d) => ({ name: d === plain ? 'unbatched' : 'unbatchedState', show, run: () => once(d, 'unbatched', unbatchedN, { batch: false }, 1_000) });
   const samples = { batched: [], batchedState: [], untracked: [], unbatched: [], unbatchedState: [] };
+  const untracked = { name: 'untracked', show, run: () => once(walking, 'batched', batchedN, {}, 50_000) };
   for (let r = 0; r < rounds; r++) {
     const got = [];
-    const untracked = { name: 'untracked', show, run: () => once(walking, 'batched', batchedN, {}, 50_000) };
     for (const c of [...pair(r, plain, stateful).map(batchedRun), untracked, ...pair(r, plain, stateful).map(unbatchedRun)]) {
       const x = await c.run();
       samples[c.name].push(x);

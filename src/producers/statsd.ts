@@ -131,8 +131,8 @@ export class StatsdServer {
   private sweeping = false;
   /** Date.now() of the lines being applied: read once per datagram or chunk. */
   private now = 0;
-  /** With a journal: the metrics changed in this turn, and whether some were removed. */
-  private readonly touched: Set<string> | null;
+  /** With a journal: the metrics changed in this turn (not yet journaled), and whether some were removed. */
+  private readonly unjournaled = new Set<string>();
   private removedSome = false;
   private journalScheduled = false;
 
@@ -168,7 +168,6 @@ export class StatsdServer {
             line: (line) => this.line(line),
             coalesced: (record) => this.coalesced(record),
           });
-    this.touched = options.journal === undefined ? null : new Set();
     this.expireMs = Math.max(0, (options.expireSeconds ?? 0) * 1000);
     if (this.expireMs > 0) {
       // a metric goes between expireSeconds and 1.25 × expireSeconds (at most a minute more) after its last line
@@ -337,7 +336,7 @@ export class StatsdServer {
     update(m.group);
     m.touched = this.now;
     this.stats.applied += lines;
-    if (this.touched !== null) this.journalLater(name); // state (issue 15): every applied change passes here
+    this.journalLater(name); // state (issue 15): every applied change passes here
   }
 
   /**
@@ -373,7 +372,7 @@ export class StatsdServer {
     const removed = this.tree.removePath(path);
     if (removed === false) return false;
     this.stats.removed += removed;
-    if (this.touched !== null) this.journalLater(null);
+    this.journalLater(null);
     return true;
   }
 
@@ -390,20 +389,21 @@ export class StatsdServer {
     return this.tree.save();
   }
 
-  /** Journals `name` (or, for null, a removal) at the end of this event-loop turn. */
+  /** With a journal, journals `name` (or, for null, a removal) at the end of this event-loop turn. */
   private journalLater(name: string | null): void {
+    const journal = this.options.journal;
+    if (journal === undefined) return;
     if (name === null) this.removedSome = true;
-    else this.touched!.add(name);
+    else this.unjournaled.add(name);
     if (this.journalScheduled) return;
     this.journalScheduled = true;
     setImmediate(() => {
       this.journalScheduled = false;
-      const touched = this.touched!;
       // after a removal, every metric (a replay replaces them all); else the values of those changed
-      const data = this.removedSome ? { all: this.tree.save() } : { values: this.tree.save(touched) };
+      const data = this.removedSome ? { all: this.tree.save() } : { values: this.tree.save(this.unjournaled) };
       this.removedSome = false;
-      touched.clear();
-      this.options.journal!.append('statsd', data);
+      this.unjournaled.clear();
+      journal.append('statsd', data);
     });
   }
 
@@ -440,7 +440,7 @@ export class StatsdServer {
         try {
           this.tree.remove(name, m);
           this.stats.expired++;
-          if (this.touched !== null) this.journalLater(null);
+          this.journalLater(null);
         } catch (err) {
           this.stats.errors++;
           this.log.error({ err, metric: name }, 'statsd expiry failed');
